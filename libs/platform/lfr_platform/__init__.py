@@ -1,0 +1,1 @@
+"""Plumbing every service shares: settings, logging, metrics, health, Kafka stages, gRPC, sealing."""

@@ -1,0 +1,97 @@
+"""Every metric the services export, defined once so names and labels cannot drift.
+
+Names follow Prometheus conventions: `lfr_<what>_<unit>`, counters end in `_total`, durations are
+seconds. The service is not a label: it comes from the scrape job. Per-camera series carry the
+deployment, van and camera ids so that rates can be computed per van (see docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CAMERA = ("deployment_id", "van_id", "camera_id")
+
+# Latency buckets from 1 ms to 10 s: stages take 5-200 ms per record on a CPU.
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# --- Kafka stages (shared runner) -------------------------------------------------------------
+MESSAGES_CONSUMED = Counter("lfr_messages_consumed_total", "Records read from an input topic", ["topic"])
+MESSAGES_PRODUCED = Counter(
+    "lfr_messages_produced_total", "Records the broker acknowledged on an output topic", ["topic"]
+)
+MESSAGES_DEAD_LETTERED = Counter(
+    "lfr_messages_dead_lettered_total", "Records sent to the stage's dead-letter topic", ["topic", "reason"]
+)
+MESSAGES_SKIPPED = Counter(
+    "lfr_messages_skipped_total",
+    "Records deliberately not processed (e.g. their deployment was closed)",
+    ["topic", "reason"],
+)
+PROCESSING_SECONDS = Histogram(
+    "lfr_message_processing_seconds", "Handling time per input record", ["topic"], buckets=_SECONDS
+)
+BATCH_RETRIES = Counter(
+    "lfr_batch_retries_total", "Batches retried after a transient failure (broker or Redis)", ["topic"]
+)
+
+# --- ingest ------------------------------------------------------------------------------------
+FRAMES_CAPTURED = Counter("lfr_frames_captured_total", "Frames sampled from a camera and queued", CAMERA)
+FRAMES_PUBLISHED = Counter("lfr_frames_published_total", "Frames the broker acknowledged", CAMERA)
+FRAMES_DROPPED = Counter(
+    "lfr_frames_dropped_total",
+    "Frames not processed, by reason (queue_full, stale, deployment_closed)",
+    [*CAMERA, "reason"],
+)
+CAMERA_UP = Gauge("lfr_camera_up", "1 while the camera's source is delivering frames", CAMERA)
+CAMERA_FINISHED = Gauge(
+    "lfr_camera_finished", "1 once a camera's source ended (a file without loop) or its deployment closed", CAMERA
+)
+CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a failed source was reopened", CAMERA)
+
+# --- detect / embed ----------------------------------------------------------------------------
+FRAMES_PROCESSED = Counter("lfr_frames_processed_total", "Frames that went through face detection", CAMERA)
+FACES_DETECTED = Counter("lfr_faces_detected_total", "Faces the detector found", CAMERA)
+FACES_REJECTED = Counter(
+    "lfr_faces_rejected_total", "Faces found but too small or too blurred to identify", [*CAMERA, "reason"]
+)
+FACES_EMBEDDED = Counter("lfr_faces_embedded_total", "Faces turned into vectors", [*CAMERA, "model"])
+INFERENCE_SECONDS = Histogram(
+    "lfr_inference_seconds",
+    "Model run time per call (one frame or one batch of faces)",
+    ["model"],
+    buckets=_SECONDS,
+)
+MODEL_INFO = Gauge(
+    "lfr_model_info",
+    "The model a service runs and the onnxruntime provider actually used",
+    ["role", "model", "provider"],
+)
+
+# --- match -------------------------------------------------------------------------------------
+FACES_SCANNED = Counter("lfr_faces_scanned_total", "Faces compared with the watchlist", CAMERA)
+MATCHES = Counter("lfr_matches_total", "Faces at or above the deployment's threshold", CAMERA)
+WATCHLIST_SEARCH_SECONDS = Histogram(
+    "lfr_watchlist_search_seconds", "Top-k search time per probe face", buckets=_SECONDS
+)
+CAPTURE_TO_MATCH_SECONDS = Histogram(
+    "lfr_capture_to_match_seconds", "From frame capture to match decision", buckets=_SECONDS
+)
+WATCHLIST_ENTRIES = Gauge("lfr_watchlist_entries", "Enrolled watchlist entries", ["deployment_id"])
+DEPLOYMENTS = Gauge("lfr_deployments", "Deployments known, by state", ["state"])
+ENROLMENTS = Counter("lfr_enrolment_images_total", "Watchlist images by outcome", ["status", "reason"])
+
+# --- alert -------------------------------------------------------------------------------------
+ALERTS = Counter(
+    "lfr_alerts_total", "Alerts raised (first match of a subject on a camera in a window)", CAMERA
+)
+ALERT_REVISIONS = Counter(
+    "lfr_alert_revisions_total", "Alert revisions published (every folded match)", CAMERA
+)
+CAPTURE_TO_ALERT_SECONDS = Histogram(
+    "lfr_capture_to_alert_seconds", "From frame capture to the alert's first publication", buckets=_SECONDS
+)
+
+
+def camera_labels(camera) -> dict[str, str]:
+    """Label values of a `CameraRef` message."""
+    return {"deployment_id": camera.deployment_id, "van_id": camera.van_id, "camera_id": camera.camera_id}

@@ -1,0 +1,69 @@
+"""Run a service's main coroutine until SIGTERM or SIGINT, then let it shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+
+log = logging.getLogger(__name__)
+
+
+def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Call `main(stop)`; `stop` is set on SIGTERM/SIGINT and main is expected to return soon after."""
+
+    async def _runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        asyncio.run(_runner())
+    except Exception:
+        log.exception("service failed")
+        return 1
+    return 0
+
+
+async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task) -> None:
+    """Wait for `stop` or for any task to end (a crash), then cancel the rest and re-raise a crash."""
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (stopper, *tasks):
+        task.cancel()
+    await asyncio.gather(stopper, *tasks, return_exceptions=True)
+    for task in done:
+        if task is not stopper and not task.cancelled() and task.exception():
+            raise task.exception()  # type: ignore[misc]
+    log.info("stopped")
+
+
+def main(service: str, build: Callable, *settings_classes: type) -> int:
+    """A service's whole __main__: settings -> logging -> run(build(settings)).
+
+    Bad settings (a misspelt LFR_* variable, a value out of range) end the process at start with a
+    message naming the variable, exit status 2.
+    """
+    from lfr_platform import logs
+    from lfr_platform.settings import PlatformSettings, UnknownSettingError, reject_unknown_variables
+
+    try:
+        reject_unknown_variables(service, PlatformSettings, *settings_classes)
+        platform = PlatformSettings()
+        settings = [cls() for cls in settings_classes]
+    except (UnknownSettingError, ValidationError) as exc:
+        print(f"{service}: invalid settings: {exc}", file=sys.stderr)  # noqa: T201 - logging is not set up yet
+        return 2
+    logs.configure(platform.log_level, platform.log_format, service=service)
+    try:
+        shell = build(platform, *settings)
+    except Exception:
+        log.exception("%s could not start", service)
+        return 1
+    return run(shell.run)

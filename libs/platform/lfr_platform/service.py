@@ -1,0 +1,65 @@
+"""The shell every service runs in: topics ensured, HTTP health and metrics served, the service's
+tasks run until SIGTERM, then everything closed in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from lfr_contracts import PIPELINE_TOPICS
+from lfr_platform.http import Health, HttpServer
+from lfr_platform.kafka import ensure_topics
+from lfr_platform.runtime import until_stopped
+from lfr_platform.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceShell:
+    name: str
+    platform: PlatformSettings
+    health: Health
+    http: HttpServer
+    # Long-running coroutines (a stage runner, a gRPC server, a janitor): any of them ending is a crash.
+    tasks: Sequence[Callable[[], Awaitable[None]]]
+    # Called last, in order (close Redis, stop the gRPC server, ...).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.http.start()
+        try:
+            await self._ensure_topics(stop)
+            if stop.is_set():
+                return
+            running = [
+                asyncio.create_task(task(), name=f"{self.name}-{i}") for i, task in enumerate(self.tasks)
+            ]
+            await until_stopped(stop, *running)
+        finally:
+            for close in self.closers:
+                try:
+                    await close()
+                except Exception:
+                    log.exception("error while closing")
+            await self.http.stop()
+
+    async def _ensure_topics(self, stop: asyncio.Event) -> None:
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await ensure_topics(self.platform, PIPELINE_TOPICS)
+                self.health.set("topics", True)
+                return
+            except (KafkaConnectionError, KafkaError, OSError) as exc:
+                self.health.set("topics", False, str(exc))
+                log.warning("cannot create topics yet, retrying in %.1fs: %s", delay, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 10.0)

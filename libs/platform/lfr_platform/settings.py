@@ -1,0 +1,83 @@
+"""Settings shared by every service, and the check that rejects misspelt LFR_* variables.
+
+Each service has its own settings class with the prefix `LFR_<SERVICE>_`; what all of them need
+(broker, Redis, topic and key namespaces, logging) lives here under the plain `LFR_` prefix. Both
+are loaded once in the service's `__main__` and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("ingest", "detect", "embed", "match", "alert")
+# Variables read by tools around the services (the Makefile, the tests, the CLI), not by them.
+_NON_SERVICE_VARIABLES = frozenset({"LFR_DATA_DIR"})
+_NON_SERVICE_PREFIXES = ("LFR_TEST_", "LFR_CLI_")
+
+
+class PlatformSettings(BaseSettings):
+    """Read from `LFR_<FIELD>` variables, e.g. LFR_KAFKA_BOOTSTRAP_SERVERS."""
+
+    model_config = SettingsConfigDict(env_prefix="LFR_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated"
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer group session timeout; real Kafka refuses < 6000 by default"
+    )
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100, description="Consumer group heartbeat interval")
+    kafka_max_message_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest record a producer may send (a 1080p JPEG is up to ~2 MB)",
+    )
+    kafka_batch_max_records: int = Field(16, ge=1, description="Most records a stage takes in one batch")
+    topic_prefix: str = Field("", description="Prefix of every topic name (one namespace per installation)")
+    topic_partitions: int = Field(3, ge=1, description="Partitions of the topics the system creates")
+    topic_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")
+    biometric_retention_s: int = Field(
+        60, ge=1, description="Retention of frames, faces and embeddings of people not matched"
+    )
+    operational_retention_s: int = Field(7 * 24 * 3600, ge=60, description="Retention of matches and alerts")
+    audit_retention_s: int = Field(-1, description="Retention of the audit trail; -1 keeps it forever")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for short-lived state")
+    redis_prefix: str = Field("lfr", description="Prefix of every Redis key (one namespace per installation)")
+    log_level: str = Field("INFO", description="Python log level")
+    log_format: Literal["text", "json"] = Field("text", description="json for log shippers, text for people")
+    models_dir: str = Field("models", description="Folder with the ONNX models fetched by `make models`")
+
+
+def unknown_variables(
+    service: str, settings_classes: Iterable[type[BaseSettings]], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """LFR_* variables that none of `settings_classes` reads and that belong to no other service."""
+    environ = os.environ if environ is None else environ
+    known: set[str] = set(_NON_SERVICE_VARIABLES)
+    for cls in settings_classes:
+        prefix = cls.model_config.get("env_prefix", "")
+        known.update(f"{prefix}{name}".upper() for name in cls.model_fields)
+    others = tuple(f"LFR_{s.upper()}_" for s in SERVICES if s != service) + _NON_SERVICE_PREFIXES
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("LFR_") and name not in known and not name.startswith(others)
+    )
+
+
+class UnknownSettingError(ValueError):
+    pass
+
+
+def reject_unknown_variables(service: str, *settings_classes: type[BaseSettings]) -> None:
+    unknown = unknown_variables(service, settings_classes)
+    if unknown:
+        raise UnknownSettingError(
+            f"unknown setting(s) {', '.join(unknown)} for {service}: check the spelling against "
+            f"services/{service}/README.md"
+        )

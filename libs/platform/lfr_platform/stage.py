@@ -1,0 +1,240 @@
+"""The consume -> handle -> produce -> commit loop that detect, embed, match and alert share.
+
+Guarantees (at-least-once, per camera order):
+- a partition's batch is committed only after every output and dead letter of the batch has been
+  acknowledged by the broker, so a crash at any point re-delivers, never loses;
+- a record that cannot be decoded or that its handler rejects goes to the stage's dead-letter
+  topic with the reason, topic, partition and offset, and the stage carries on;
+- a transient failure (broker, Redis) retries the same batch with backoff instead of dropping it;
+- an unexpected exception is isolated to the record that caused it, which is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+import redis.exceptions
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, MessageSizeTooLargeError
+from aiokafka.structs import ConsumerRecord
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from lfr.v1 import deadletter_pb2
+from lfr_contracts import Topic, dead_letter_topic
+from lfr_contracts.topics import MalformedMessage
+from lfr_platform import metrics
+from lfr_platform.http import Health
+from lfr_platform.kafka import new_consumer, new_producer, start_with_retry
+from lfr_platform.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+
+class TransientError(Exception):
+    """A dependency is unavailable for now: retry the batch later, do not dead-letter it."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    KafkaConnectionError,
+    ConnectionError,
+)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The record is bad (poison): dead-letter it with a machine reason and a human detail."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """The record is fine but deliberately not processed (e.g. its deployment was closed)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: Topic
+    key: bytes
+    message: Message
+
+
+@dataclass
+class Incoming(Generic[M]):
+    message: M
+    record: ConsumerRecord
+
+
+# What a handler decides for one input record: outputs to publish (possibly none), or why not.
+Outcome = list[Output] | Rejected | Skipped
+
+
+class StageHandler(Protocol[M]):
+    input: Topic[M]
+
+    async def handle(self, batch: Sequence[Incoming[M]]) -> list[Outcome]:
+        """One outcome per input, in order. Raise a TRANSIENT_ERRORS type to have the batch retried."""
+        ...
+
+
+@dataclass
+class StageRunner(Generic[M]):
+    stage: str
+    handler: StageHandler[M]
+    settings: PlatformSettings
+    health: Health
+    group_id: str | None = None
+    retry_max_delay_s: float = 10.0
+    _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
+    _producer: AIOKafkaProducer | None = field(default=None, init=False)
+
+    @property
+    def input_name(self) -> str:
+        return self.handler.input.name(self.settings.topic_prefix)
+
+    async def run(self) -> None:
+        """Process records until cancelled."""
+        self._producer = await start_with_retry(lambda: new_producer(self.settings), f"{self.stage} producer")
+        self._consumer = await start_with_retry(
+            lambda: new_consumer(self.settings, self.group_id or self.stage, self.input_name),
+            f"{self.stage} consumer",
+        )
+        self.health.set("kafka", True)
+        log.info("consuming %s as group %s", self.input_name, self.group_id or self.stage)
+        try:
+            while True:
+                batches = await self._consumer.getmany(
+                    timeout_ms=500, max_records=self.settings.kafka_batch_max_records
+                )
+                for tp, records in batches.items():
+                    await self._process(tp, records)
+        finally:
+            self.health.set("kafka", False)
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    async def _process(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        metrics.MESSAGES_CONSUMED.labels(self.input_name).inc(len(records))
+        started = time.perf_counter()
+        outcomes: list[Outcome | None] = [None] * len(records)
+        batch: list[tuple[int, Incoming[M]]] = []
+        for i, record in enumerate(records):
+            try:
+                batch.append((i, Incoming(self.handler.input.decode(record.value), record)))
+            except MalformedMessage as exc:
+                outcomes[i] = Rejected("malformed_message", str(exc))
+        if batch:
+            results = await self._handle([item for _, item in batch])
+            for (i, _), outcome in zip(batch, results, strict=True):
+                outcomes[i] = outcome
+        elapsed = time.perf_counter() - started
+        for _ in records:
+            metrics.PROCESSING_SECONDS.labels(self.input_name).observe(elapsed / len(records))
+        await self._publish_and_commit(tp, records, outcomes)  # type: ignore[arg-type]
+
+    async def _handle(self, batch: list[Incoming[M]]) -> list[Outcome]:
+        delay = 0.2
+        while True:
+            try:
+                outcomes = await self.handler.handle(batch)
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"handler returned {len(outcomes)} outcomes for {len(batch)} records")
+                self.health.set("dependencies", True)
+                return outcomes
+            except TRANSIENT_ERRORS as exc:
+                metrics.BATCH_RETRIES.labels(self.input_name).inc()
+                self.health.set("dependencies", False, str(exc))
+                log.warning("transient failure, retrying the batch in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay_s)
+            except Exception as exc:
+                if len(batch) == 1:
+                    log.exception("handler failed on %s", _where(batch[0].record))
+                    return [Rejected("handler_error", f"{type(exc).__name__}: {exc}")]
+                # Find the record that breaks the handler: retry each on its own.
+                return [outcome for item in batch for outcome in await self._handle([item])]
+
+    async def _publish_and_commit(
+        self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Outcome]
+    ) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._publish(records, outcomes)
+                break
+            except TRANSIENT_ERRORS + (KafkaError,) as exc:
+                # Nothing is committed: publishing again may duplicate some outputs, never lose one.
+                metrics.BATCH_RETRIES.labels(self.input_name).inc()
+                log.warning("publishing failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay_s)
+        try:
+            await self._consumer.commit({tp: records[-1].offset + 1})
+        except CommitFailedError as exc:
+            # The partition moved to another member during the batch; it will re-deliver.
+            log.warning("commit refused after a rebalance, records will be re-delivered: %s", exc)
+
+    async def _publish(self, records: list[ConsumerRecord], outcomes: list[Outcome]) -> None:
+        pending: list[tuple[asyncio.Future, str]] = []
+        for record, outcome in zip(records, outcomes, strict=True):
+            if isinstance(outcome, Skipped):
+                metrics.MESSAGES_SKIPPED.labels(self.input_name, outcome.reason).inc()
+                continue
+            if isinstance(outcome, list):
+                try:
+                    for out in outcome:
+                        name = out.topic.name(self.settings.topic_prefix)
+                        fut = await self._producer.send(name, out.topic.encode(out.message), key=out.key)
+                        pending.append((fut, name))
+                    continue
+                except MessageSizeTooLargeError as exc:
+                    outcome = Rejected("output_too_large", str(exc))
+            pending.append(await self._dead_letter(record, outcome))
+        for fut, name in pending:
+            await fut
+            metrics.MESSAGES_PRODUCED.labels(name).inc()
+
+    async def _dead_letter(self, record: ConsumerRecord, rejected: Rejected) -> tuple[asyncio.Future, str]:
+        topic = dead_letter_topic(self.stage)
+        now = Timestamp()
+        now.GetCurrentTime()
+        letter = deadletter_pb2.DeadLetter(
+            stage=self.stage,
+            reason=rejected.reason,
+            detail=rejected.detail[:2000],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key or b"",
+            value=record.value or b"",
+            headers=[deadletter_pb2.Header(key=k, value=v or b"") for k, v in (record.headers or ())],
+            failed_at=now,
+        )
+        metrics.MESSAGES_DEAD_LETTERED.labels(self.input_name, rejected.reason).inc()
+        log.warning(
+            "dead-lettered %s: %s",
+            _where(record),
+            rejected.reason,
+            extra={"reason": rejected.reason, "detail": rejected.detail[:300]},
+        )
+        name = topic.name(self.settings.topic_prefix)
+        return await self._producer.send(name, topic.encode(letter), key=record.key), name
+
+
+def _where(record: ConsumerRecord) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
