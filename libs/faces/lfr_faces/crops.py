@@ -61,15 +61,11 @@ def find_faces(
             rejected.append(RejectedFace(detection, quality, reason))
             continue
         jpeg, crop_box, landmarks = crop(image_bgr, detection)
-        accepted.append(
-            FaceCrop(len(accepted), detection.box, crop_box, landmarks, detection.score, quality, jpeg)
-        )
+        accepted.append(FaceCrop(len(accepted), detection.box, crop_box, landmarks, detection.score, quality, jpeg))
     return accepted, rejected
 
 
-def crop(
-    image_bgr: np.ndarray, detection: Detection
-) -> tuple[bytes, tuple[float, float, float, float], np.ndarray]:
+def crop(image_bgr: np.ndarray, detection: Detection) -> tuple[bytes, tuple[float, float, float, float], np.ndarray]:
     height, width = image_bgr.shape[:2]
     x, y, w, h = detection.box
     margin = CROP_MARGIN * max(w, h)

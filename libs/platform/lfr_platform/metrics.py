@@ -44,7 +44,9 @@ FRAMES_DROPPED = Counter(
 )
 CAMERA_UP = Gauge("lfr_camera_up", "1 while the camera's source is delivering frames", CAMERA)
 CAMERA_FINISHED = Gauge(
-    "lfr_camera_finished", "1 once a camera's source ended (a file without loop) or its deployment closed", CAMERA
+    "lfr_camera_finished",
+    "1 once a camera's source ended (a file without loop) or its deployment closed",
+    CAMERA,
 )
 CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a failed source was reopened", CAMERA)
 
@@ -81,12 +83,8 @@ DEPLOYMENTS = Gauge("lfr_deployments", "Deployments known, by state", ["state"])
 ENROLMENTS = Counter("lfr_enrolment_images_total", "Watchlist images by outcome", ["status", "reason"])
 
 # --- alert -------------------------------------------------------------------------------------
-ALERTS = Counter(
-    "lfr_alerts_total", "Alerts raised (first match of a subject on a camera in a window)", CAMERA
-)
-ALERT_REVISIONS = Counter(
-    "lfr_alert_revisions_total", "Alert revisions published (every folded match)", CAMERA
-)
+ALERTS = Counter("lfr_alerts_total", "Alerts raised (first match of a subject on a camera in a window)", CAMERA)
+ALERT_REVISIONS = Counter("lfr_alert_revisions_total", "Alert revisions published (every folded match)", CAMERA)
 CAPTURE_TO_ALERT_SECONDS = Histogram(
     "lfr_capture_to_alert_seconds", "From frame capture to the alert's first publication", buckets=_SECONDS
 )

@@ -36,9 +36,7 @@ class ServiceShell:
             await self._ensure_topics(stop)
             if stop.is_set():
                 return
-            running = [
-                asyncio.create_task(task(), name=f"{self.name}-{i}") for i, task in enumerate(self.tasks)
-            ]
+            running = [asyncio.create_task(task(), name=f"{self.name}-{i}") for i, task in enumerate(self.tasks)]
             await until_stopped(stop, *running)
         finally:
             for close in self.closers:

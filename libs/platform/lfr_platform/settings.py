@@ -25,9 +25,7 @@ class PlatformSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LFR_", extra="ignore")
 
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated"
-    )
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
     kafka_session_timeout_ms: int = Field(
         10_000, ge=1000, description="Consumer group session timeout; real Kafka refuses < 6000 by default"
     )
@@ -64,9 +62,7 @@ def unknown_variables(
         known.update(f"{prefix}{name}".upper() for name in cls.model_fields)
     others = tuple(f"LFR_{s.upper()}_" for s in SERVICES if s != service) + _NON_SERVICE_PREFIXES
     return sorted(
-        name
-        for name in environ
-        if name.startswith("LFR_") and name not in known and not name.startswith(others)
+        name for name in environ if name.startswith("LFR_") and name not in known and not name.startswith(others)
     )
 
 

@@ -32,9 +32,7 @@ class YuNetDetector:
         scale = 1.0
         if self.input_width and width > self.input_width:
             scale = self.input_width / width
-            image_bgr = cv2.resize(
-                image_bgr, (self.input_width, round(height * scale)), interpolation=cv2.INTER_AREA
-            )
+            image_bgr = cv2.resize(image_bgr, (self.input_width, round(height * scale)), interpolation=cv2.INTER_AREA)
         padded = _pad_to_multiple(image_bgr, _DIVISOR)
         blob = padded.transpose(2, 0, 1)[None].astype(np.float32)
         outputs = dict(
@@ -53,9 +51,7 @@ class YuNetDetector:
         detections = []
         for i in np.asarray(chosen, dtype=int).reshape(-1):
             x, y, w, h = (boxes[i] / scale).tolist()
-            detections.append(
-                Detection((x, y, w, h), (landmarks[i] / scale).astype(np.float32), float(scores[i]))
-            )
+            detections.append(Detection((x, y, w, h), (landmarks[i] / scale).astype(np.float32), float(scores[i])))
         return detections
 
     def _decode(self, out: dict[str, np.ndarray], height: int, width: int):
