@@ -1,0 +1,1 @@
+"""detect: frames in, identifiable faces out."""

@@ -1,0 +1,104 @@
+"""Wires detect: frames.captured.v1 -> face detection -> faces.detected.v1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from lfr.v1 import frames_pb2
+from lfr_contracts import FACES_DETECTED, FRAMES_CAPTURED, camera_key
+from lfr_detect.detection import FrameFaces, detect_faces
+from lfr_detect.settings import DetectSettings
+from lfr_detect.wire import faces_detected
+from lfr_faces import images
+from lfr_faces.detectors import Detector, build_detector
+from lfr_faces.models import YUNET, model_path
+from lfr_faces.quality import QualityPolicy
+from lfr_platform import metrics, sealing
+from lfr_platform.http import Health, HttpServer
+from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
+from lfr_platform.service import ServiceShell
+from lfr_platform.settings import PlatformSettings
+from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped, StageRunner
+
+
+class DetectHandler:
+    input = FRAMES_CAPTURED
+
+    def __init__(self, detector: Detector, registry: DeploymentRegistry, settings: DetectSettings) -> None:
+        self.detector = detector
+        self.registry = registry
+        self.settings = settings
+        self.policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
+
+    async def handle(self, batch: Sequence[Incoming[frames_pb2.FrameCaptured]]) -> list[Outcome]:
+        return [await self._one(item.message) for item in batch]
+
+    async def _one(self, frame: frames_pb2.FrameCaptured) -> Outcome:
+        deployment = await admit(self.registry, frame.camera)
+        if isinstance(deployment, Rejected | Skipped):
+            return deployment
+        labels = metrics.camera_labels(frame.camera)
+        try:
+            jpeg = sealing.unseal(deployment.data_key, frame.image, frame.camera.deployment_id)
+        except sealing.SealError as exc:
+            return Rejected("unsealable", str(exc))
+        try:
+            faces = await asyncio.get_running_loop().run_in_executor(None, self._detect, jpeg)
+        except images.ImageRejected as exc:
+            return Rejected(f"{exc.reason}_frame", exc.detail)
+        metrics.FRAMES_PROCESSED.labels(**labels).inc()
+        metrics.FACES_DETECTED.labels(**labels).inc(faces.found)
+        for reason, count in faces.rejected.items():
+            metrics.FACES_REJECTED.labels(**labels, reason=reason).inc(count)
+        if not faces.accepted:
+            return []
+
+        def seal(data: bytes) -> bytes:
+            return sealing.seal(deployment.data_key, data, frame.camera.deployment_id)
+
+        message = faces_detected(frame, self.detector.model_id, faces.accepted, seal)
+        return [Output(FACES_DETECTED, camera_key(frame.camera), message)]
+
+    def _detect(self, jpeg: bytes) -> FrameFaces:
+        image = images.decode_jpeg(
+            jpeg, max_bytes=self.settings.max_frame_bytes, max_pixels=self.settings.max_frame_pixels
+        )
+        started = time.perf_counter()
+        faces = detect_faces(self.detector, image, self.policy, self.settings.min_score)
+        metrics.INFERENCE_SECONDS.labels(self.detector.model_id).observe(time.perf_counter() - started)
+        return faces
+
+
+def build(
+    platform: PlatformSettings,
+    settings: DetectSettings,
+    *,
+    detector: Detector | None = None,
+    redis: aioredis.Redis | None = None,
+) -> ServiceShell:
+    if detector is None:
+        path = settings.detector_model or model_path(platform.models_dir, YUNET)
+        detector = build_detector(
+            settings.detector,
+            Path(path),
+            input_width=settings.input_width,
+            intra_op_threads=settings.intra_op_threads,
+        )
+    metrics.MODEL_INFO.labels("detector", detector.model_id, detector.provider).set(1)
+    redis = redis or aioredis.from_url(platform.redis_url)
+    registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix))
+    health = Health("kafka", "topics")
+    runner = StageRunner("detect", DetectHandler(detector, registry, settings), platform, health)
+    return ServiceShell(
+        name="detect",
+        platform=platform,
+        health=health,
+        http=HttpServer(health, settings.http_host, settings.http_port),
+        tasks=[runner.run],
+        closers=[redis.aclose],
+    )

@@ -1,0 +1,28 @@
+"""detect's settings, read from LFR_DETECT_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DetectSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LFR_DETECT_", extra="ignore")
+
+    http_host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz")
+    http_port: int = Field(9102, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz")
+    detector: str = Field("yunet", description="Detector plugin (known: yunet)")
+    detector_model: Path | None = Field(None, description="ONNX file; default: the models folder's YuNet")
+    input_width: int = Field(640, ge=0, description="Frames are scaled to this width for detection; 0 = native")
+    min_score: float = Field(0.6, gt=0, lt=1, description="Detector confidence below which a face is ignored")
+    min_face_px: float = Field(40, ge=0, description="Faces whose shorter side is smaller are dropped (too_small)")
+    min_sharpness: float = Field(
+        10, ge=0, description="Laplacian variance at 64x64 below which a face is dropped (too_blurred)"
+    )
+    max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger frames are dead-lettered")
+    max_frame_pixels: int = Field(
+        7680 * 4320, ge=64 * 64, description="Frames of more pixels (by their header) are dead-lettered"
+    )
+    intra_op_threads: int = Field(1, ge=1, description="onnxruntime threads; 1 is fastest on small machines")

@@ -1,0 +1,1 @@
+"""embed: faces in, L2-normalised vectors out."""

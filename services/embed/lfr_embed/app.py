@@ -1,0 +1,116 @@
+"""Wires embed: faces.detected.v1 -> alignment + face recognition model -> faces.embedded.v1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from lfr.v1 import faces_pb2
+from lfr_contracts import FACES_DETECTED, FACES_EMBEDDED, camera_key
+from lfr_embed.embedding import FaceToEmbed, embed_frames
+from lfr_embed.settings import EmbedSettings
+from lfr_embed.wire import faces_embedded, faces_to_embed
+from lfr_faces import images
+from lfr_faces.embedders import Embedder, build_embedder
+from lfr_faces.models import SFACE, model_path
+from lfr_platform import metrics, sealing
+from lfr_platform.http import Health, HttpServer
+from lfr_platform.registry import DeploymentRegistry, DeploymentView, RedisKeys, admit
+from lfr_platform.service import ServiceShell
+from lfr_platform.settings import PlatformSettings
+from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped, StageRunner
+
+
+class EmbedHandler:
+    input = FACES_DETECTED
+
+    def __init__(self, embedder: Embedder, registry: DeploymentRegistry) -> None:
+        self.embedder = embedder
+        self.registry = registry
+
+    async def handle(self, batch: Sequence[Incoming[faces_pb2.FacesDetected]]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        todo: list[tuple[int, DeploymentView, list[FaceToEmbed]]] = []
+        for i, item in enumerate(batch):
+            message = item.message
+            deployment = await admit(self.registry, message.camera)
+            if isinstance(deployment, Rejected | Skipped):
+                outcomes[i] = deployment
+                continue
+            try:
+                faces = faces_to_embed(message, _unsealer(deployment, message.camera.deployment_id))
+            except sealing.SealError as exc:
+                outcomes[i] = Rejected("unsealable", str(exc))
+                continue
+            except ValueError as exc:
+                outcomes[i] = Rejected("invalid_face", str(exc))
+                continue
+            todo.append((i, deployment, faces))
+        if todo:
+            try:
+                vectors = await asyncio.get_running_loop().run_in_executor(
+                    None, self._embed, [faces for _, _, faces in todo]
+                )
+            except images.ImageRejected:
+                if len(todo) > 1:
+                    raise  # the runner retries record by record to find the bad crop
+                i, _, _ = todo[0]
+                outcomes[i] = Rejected("undecodable_crop", "a face crop could not be decoded")
+                return outcomes  # type: ignore[return-value]
+            for (i, deployment, _), frame_vectors in zip(todo, vectors, strict=True):
+                message = batch[i].message
+                labels = metrics.camera_labels(message.camera)
+                metrics.FACES_EMBEDDED.labels(**labels, model=self.embedder.model_id).inc(len(frame_vectors))
+                seal = _sealer(deployment, message.camera.deployment_id)
+                out = faces_embedded(message, self.embedder.model_id, frame_vectors, seal)
+                outcomes[i] = [Output(FACES_EMBEDDED, camera_key(message.camera), out)]
+        return outcomes  # type: ignore[return-value]
+
+    def _embed(self, frames: list[list[FaceToEmbed]]):
+        started = time.perf_counter()
+        vectors = embed_frames(self.embedder, frames)
+        metrics.INFERENCE_SECONDS.labels(self.embedder.model_id).observe(time.perf_counter() - started)
+        return vectors
+
+
+def _unsealer(deployment: DeploymentView, deployment_id: str):
+    return lambda data: sealing.unseal(deployment.data_key, data, deployment_id)
+
+
+def _sealer(deployment: DeploymentView, deployment_id: str):
+    return lambda data: sealing.seal(deployment.data_key, data, deployment_id)
+
+
+def build(
+    platform: PlatformSettings,
+    settings: EmbedSettings,
+    *,
+    embedder: Embedder | None = None,
+    redis: aioredis.Redis | None = None,
+) -> ServiceShell:
+    if embedder is None:
+        path = settings.embedder_model or model_path(platform.models_dir, SFACE)
+        embedder = build_embedder(
+            settings.embedder,
+            Path(path),
+            model_id=settings.model_id,
+            max_batch=settings.max_batch,
+            intra_op_threads=settings.intra_op_threads,
+        )
+    metrics.MODEL_INFO.labels("embedder", embedder.model_id, embedder.provider).set(1)
+    redis = redis or aioredis.from_url(platform.redis_url)
+    registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix))
+    health = Health("kafka", "topics")
+    runner = StageRunner("embed", EmbedHandler(embedder, registry), platform, health)
+    return ServiceShell(
+        name="embed",
+        platform=platform,
+        health=health,
+        http=HttpServer(health, settings.http_host, settings.http_port),
+        tasks=[runner.run],
+        closers=[redis.aclose],
+    )
