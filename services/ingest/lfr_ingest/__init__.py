@@ -1,0 +1,1 @@
+"""ingest: cameras in, sampled and sealed frames out."""
