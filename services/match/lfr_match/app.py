@@ -1,0 +1,201 @@
+"""Wires match: the match stage, the DeploymentService (gRPC) and the janitor, over one watchlist
+index and one Redis."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lfr.v1 import deployments_pb2, deployments_pb2_grpc
+from lfr_faces import calibration
+from lfr_faces.detectors import Detector, build_detector
+from lfr_faces.embedders import Embedder, build_embedder
+from lfr_faces.models import SFACE, YUNET, model_path
+from lfr_match.deployments.audit import AuditLog
+from lfr_match.deployments.auth import Authenticator
+from lfr_match.deployments.closing import Closer
+from lfr_match.deployments.enrolment import Enroller, EnrolmentPolicy
+from lfr_match.deployments.janitor import Janitor
+from lfr_match.deployments.lifecycle import ThresholdPolicy
+from lfr_match.deployments.service import DeploymentService
+from lfr_match.deployments.store import DeploymentStore
+from lfr_match.index import WatchlistIndex
+from lfr_match.index.edge import EdgeIndex
+from lfr_match.index.server import ServerIndex
+from lfr_match.settings import MatchSettings
+from lfr_match.stage import MatchHandler
+from lfr_platform import metrics
+from lfr_platform.http import Health, HttpServer
+from lfr_platform.kafka import new_producer, start_with_retry
+from lfr_platform.registry import DeploymentRegistry, RedisKeys
+from lfr_platform.service import ServiceShell
+from lfr_platform.settings import PlatformSettings
+from lfr_platform.stage import StageRunner
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = deployments_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name
+
+
+def threshold_policy(settings: MatchSettings, model_id: str) -> ThresholdPolicy:
+    if settings.default_threshold is not None and settings.threshold_floor is not None:
+        return ThresholdPolicy(model_id, settings.default_threshold, settings.threshold_floor)
+    calib = calibration.load(model_id)
+    return ThresholdPolicy(
+        model_id,
+        settings.default_threshold if settings.default_threshold is not None else calib.default_threshold,
+        settings.threshold_floor if settings.threshold_floor is not None else calib.threshold_floor,
+    )
+
+
+def build_index(settings: MatchSettings) -> WatchlistIndex:
+    if settings.qdrant_url:
+        return ServerIndex.connect(
+            settings.qdrant_url,
+            settings.qdrant_api_key,
+            collection_prefix=settings.collection_prefix,
+            hnsw_ef=settings.hnsw_ef,
+        )
+    return EdgeIndex(settings.data_dir, hnsw_ef=settings.hnsw_ef)
+
+
+class ControlPlane:
+    """The gRPC server and the janitor, started once the audit producer is up."""
+
+    def __init__(
+        self,
+        platform: PlatformSettings,
+        settings: MatchSettings,
+        service: DeploymentService,
+        audit: AuditLog,
+        janitor: Janitor,
+        health_state: Health,
+    ) -> None:
+        self.platform = platform
+        self.settings = settings
+        self.service = service
+        self.audit = audit
+        self.janitor = janitor
+        self.health_state = health_state
+        self.port: int | None = None
+
+    async def run(self) -> None:
+        producer = await start_with_retry(lambda: new_producer(self.platform), "audit producer")
+        self.audit.producer = producer
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.settings.enrol_max_bytes + 65536)])
+        deployments_pb2_grpc.add_DeploymentServiceServicer_to_server(self.service, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        if self.settings.grpc_tls_cert_file and self.settings.grpc_tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [
+                    (
+                        self.settings.grpc_tls_key_file.read_bytes(),
+                        self.settings.grpc_tls_cert_file.read_bytes(),
+                    )
+                ]
+            )
+            self.port = server.add_secure_port(address, credentials)
+        else:
+            self.port = server.add_insecure_port(address)
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.health_state.set("grpc", True)
+        log.info("DeploymentService listening on %s:%d", self.settings.grpc_host, self.port)
+        try:
+            await self.janitor.run()
+        finally:
+            self.health_state.set("grpc", False)
+            await health_servicer.enter_graceful_shutdown()
+            await server.stop(grace=5)
+            await producer.stop()
+
+
+def build(
+    platform: PlatformSettings,
+    settings: MatchSettings,
+    *,
+    detector: Detector | None = None,
+    embedder: Embedder | None = None,
+    index: WatchlistIndex | None = None,
+    redis: aioredis.Redis | None = None,
+) -> ServiceShell:
+    if detector is None:
+        detector = build_detector(
+            settings.detector,
+            Path(settings.detector_model or model_path(platform.models_dir, YUNET)),
+            input_width=0,
+        )
+    if embedder is None:
+        embedder = build_embedder(
+            settings.embedder,
+            Path(settings.embedder_model or model_path(platform.models_dir, SFACE)),
+            model_id=settings.model_id,
+        )
+    metrics.MODEL_INFO.labels("enrolment-embedder", embedder.model_id, embedder.provider).set(1)
+    policy = threshold_policy(settings, embedder.model_id)
+    log.info("thresholds for %s: default %.3f, floor %.3f", policy.model_id, policy.default, policy.floor)
+    index = index or build_index(settings)
+    redis = redis or aioredis.from_url(platform.redis_url)
+    keys = RedisKeys(platform.redis_prefix)
+    store = DeploymentStore(redis, keys)
+    audit = AuditLog(None, store, platform.topic_prefix)
+    closer = Closer(store, index, audit)
+    enroller = Enroller(
+        detector,
+        embedder,
+        EnrolmentPolicy(
+            max_bytes=settings.enrol_max_bytes,
+            max_pixels=settings.enrol_max_pixels,
+            min_face_px=settings.enrol_min_face_px,
+            min_sharpness=settings.enrol_min_sharpness,
+            max_yaw=settings.enrol_max_yaw,
+            min_score=settings.enrol_min_score,
+        ),
+    )
+    service = DeploymentService(
+        store=store,
+        index=index,
+        enroller=enroller,
+        closer=closer,
+        audit=audit,
+        auth=Authenticator(settings.token_grants(), audit),
+        policy=policy,
+        default_size_limit=settings.watchlist_size_limit,
+        max_size_limit=settings.watchlist_size_max,
+        duplicate_similarity=settings.enrol_duplicate_similarity,
+    )
+    health_state = Health("kafka", "topics", "grpc")
+    control = ControlPlane(
+        platform,
+        settings,
+        service,
+        audit,
+        Janitor(store, index, closer, audit, settings.janitor_interval_s),
+        health_state,
+    )
+    runner = StageRunner(
+        "match", MatchHandler(index, DeploymentRegistry(redis, keys), settings.top_k), platform, health_state
+    )
+
+    async def close_index() -> None:
+        index.close()
+
+    shell = ServiceShell(
+        name="match",
+        platform=platform,
+        health=health_state,
+        http=HttpServer(health_state, settings.http_host, settings.http_port),
+        tasks=[control.run, runner.run],
+        closers=[redis.aclose, close_index],
+    )
+    shell.control = control  # type: ignore[attr-defined]  # tests read the gRPC port from here
+    return shell

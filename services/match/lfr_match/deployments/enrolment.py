@@ -1,0 +1,87 @@
+"""Is a photo fit for a watchlist, and what is its vector? The live path's own functions decide.
+
+An enrolment photo must show exactly one face, large, sharp and frontal enough to identify:
+blurry 22x28 crops enrolled in open-source systems are what then match strangers. Every refusal
+carries a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from lfr_faces import images
+from lfr_faces.crops import crop, embed_crops
+from lfr_faces.detectors import Detector
+from lfr_faces.embedders import Embedder
+from lfr_faces.quality import assess
+
+# When counting faces, a face smaller than this fraction of the largest one is background (a
+# passer-by, a poster) and does not make the photo ambiguous; one of comparable size does.
+_BACKGROUND_FACE_RATIO = 0.5
+
+
+class EnrolRejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class EnrolmentPolicy:
+    max_bytes: int
+    max_pixels: int
+    min_face_px: float
+    min_sharpness: float
+    max_yaw: float
+    min_score: float
+
+
+@dataclass(frozen=True)
+class Analysed:
+    vector: np.ndarray
+    image_sha256: str
+
+
+class Enroller:
+    def __init__(self, detector: Detector, embedder: Embedder, policy: EnrolmentPolicy) -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.policy = policy
+
+    def analyse(self, data: bytes) -> Analysed:
+        """The vector of the one face in `data`, or EnrolRejected with the reason."""
+        p = self.policy
+        try:
+            image = images.decode(data, max_bytes=p.max_bytes, max_pixels=p.max_pixels)
+        except images.ImageRejected as exc:
+            raise EnrolRejected(exc.reason, exc.detail) from exc
+        faces = self.detector.detect(image, p.min_score)
+        if faces:
+            largest = max(min(d.box[2:]) for d in faces)
+            faces = [d for d in faces if min(d.box[2:]) >= _BACKGROUND_FACE_RATIO * largest]
+        if not faces:
+            raise EnrolRejected("no_face", "no face found: use a photo where the face is clearly visible")
+        if len(faces) > 1:
+            raise EnrolRejected("multiple_faces", f"{len(faces)} faces found: crop the photo to the subject alone")
+        face = faces[0]
+        quality = assess(image, face.box, face.landmarks)
+        if quality.size_px < p.min_face_px:
+            raise EnrolRejected(
+                "face_too_small", f"face is {quality.size_px:.0f} px; at least {p.min_face_px:.0f} px needed"
+            )
+        if quality.sharpness < p.min_sharpness:
+            raise EnrolRejected(
+                "too_blurred", f"sharpness {quality.sharpness:.0f}; at least {p.min_sharpness:.0f} needed"
+            )
+        if quality.yaw > p.max_yaw:
+            raise EnrolRejected(
+                "pose_not_frontal",
+                f"head turned {quality.yaw:.2f} (0 frontal, 1 profile); at most {p.max_yaw:.2f}",
+            )
+        jpeg, _, landmarks = crop(image, face)
+        vector = embed_crops(self.embedder, [(jpeg, landmarks)])[0]
+        return Analysed(vector=vector, image_sha256=hashlib.sha256(data).hexdigest())

@@ -1,0 +1,88 @@
+"""What must happen even when nobody calls: expiry at the planned end, unfinished deletions
+finished, orphaned watchlists dropped, the start of a deployment audited, held audit events re-sent.
+
+Its state is the deployment records in Redis, so it carries on across restarts of match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from lfr_match.deployments.audit import SYSTEM, AuditLog
+from lfr_match.deployments.closing import Closer
+from lfr_match.deployments.store import DeploymentStore
+from lfr_match.index import WatchlistIndex
+from lfr_platform import metrics
+from lfr_platform.registry import CLOSED, EXPIRED
+from lfr_platform.stage import TRANSIENT_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class Janitor:
+    def __init__(
+        self,
+        store: DeploymentStore,
+        index: WatchlistIndex,
+        closer: Closer,
+        audit: AuditLog,
+        interval_s: float,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.closer = closer
+        self.audit = audit
+        self.interval_s = interval_s
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except TRANSIENT_ERRORS as exc:
+                log.warning("janitor sweep postponed: %s", exc)
+            await asyncio.sleep(self.interval_s)
+
+    async def sweep(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for deployment_id in await self.store.due_to_expire(now):
+            await self.closer.close(
+                deployment_id, status=EXPIRED, actor=SYSTEM, role=SYSTEM, reason="planned end passed"
+            )
+        records = await self.store.list()
+        open_ids = set()
+        states: dict[str, int] = {"planned": 0, "active": 0, CLOSED: 0, EXPIRED: 0}
+        for record in records:
+            deployment_id = record["deployment_id"]
+            states[record["state"]] = states.get(record["state"], 0) + 1
+            if record["status"] in (CLOSED, EXPIRED):
+                if not record.get("deletion"):
+                    log.warning("finishing an interrupted deletion", extra={"deployment_id": deployment_id})
+                    await self.closer.close(
+                        deployment_id,
+                        status=record["status"],
+                        actor=SYSTEM,
+                        role=SYSTEM,
+                        reason="finishing an interrupted close",
+                    )
+                continue
+            open_ids.add(deployment_id)
+            if record["state"] == "active" and not record.get("started_at"):
+                await self.store.set_field(deployment_id, started_at=repr(now))
+                await self.audit.record("deployment.started", deployment_id, SYSTEM, SYSTEM)
+            if self.index.exists(deployment_id):
+                count = await asyncio.get_running_loop().run_in_executor(None, self.index.count, deployment_id)
+                metrics.WATCHLIST_ENTRIES.labels(deployment_id).set(count)
+        for state, n in states.items():
+            metrics.DEPLOYMENTS.labels(state).set(n)
+        for orphan in set(self.index.collections()) - open_ids:
+            record = await self.store.get(orphan)  # created since the list was read?
+            if record is not None and record["status"] not in (CLOSED, EXPIRED):
+                continue
+            points = await asyncio.get_running_loop().run_in_executor(None, self.index.drop, orphan)
+            log.warning(
+                "dropped a watchlist with no open deployment",
+                extra={"deployment_id": orphan, "points": points},
+            )
+        await self.audit.resend_pending()

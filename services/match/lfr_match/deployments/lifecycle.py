@@ -1,0 +1,128 @@
+"""Rules of the deployment lifecycle, free of I/O: what a valid deployment is, and which
+thresholds may be used.
+
+Threshold governance: every model has a calibrated floor (docs/evaluation.md). A threshold below it
+is refused unless the request says why, and that reason goes into the audit trail. The National
+Physical Laboratory's 2023 study of the Met's system found false alerts rising below its default
+threshold and falling disproportionately on Black people; the floor makes such a choice deliberate
+and accountable rather than a typo.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+
+
+class InvalidRequest(ValueError):
+    """The request itself is wrong; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    model_id: str
+    default: float
+    floor: float
+
+    def resolve(self, requested: float | None, override_reason: str) -> tuple[float, bool]:
+        """(threshold, overridden). Refuses below the floor without a reason."""
+        if requested is None:
+            return self.default, False
+        if not 0.0 < requested < 1.0:
+            raise InvalidRequest(f"threshold {requested} is not between 0 and 1")
+        if requested < self.floor:
+            if not override_reason.strip():
+                raise InvalidRequest(
+                    f"threshold {requested:.3f} is below the floor {self.floor:.3f} for {self.model_id}: "
+                    "give threshold_override_reason to use it (it is recorded in the audit trail)"
+                )
+            return requested, True
+        return requested, False
+
+
+@dataclass(frozen=True)
+class Coverage:
+    van_id: str
+    camera_id: str
+
+
+@dataclass(frozen=True)
+class NewDeployment:
+    name: str
+    purpose: str
+    authorising_officer: str
+    location: str
+    planned_start: float
+    planned_end: float
+    cameras: tuple[Coverage, ...]
+    threshold: float
+    threshold_overridden: bool
+    threshold_override_reason: str
+    watchlist_size_limit: int
+    model_id: str
+    threshold_floor: float
+    extra: dict = field(default_factory=dict)
+
+
+def validate_new(
+    *,
+    name: str,
+    purpose: str,
+    authorising_officer: str,
+    location: str,
+    planned_start: float | None,
+    planned_end: float | None,
+    cameras: list[tuple[str, str]],
+    threshold: float | None,
+    threshold_override_reason: str,
+    watchlist_size_limit: int,
+    policy: ThresholdPolicy,
+    default_size_limit: int,
+    max_size_limit: int,
+    now: float | None = None,
+) -> NewDeployment:
+    now = time.time() if now is None else now
+    for label, value in (("name", name), ("purpose", purpose), ("authorising_officer", authorising_officer)):
+        if not value.strip():
+            raise InvalidRequest(f"{label} is required")
+    start = planned_start if planned_start else now
+    if not planned_end:
+        raise InvalidRequest("planned_end is required: every deployment ends, and its watchlist with it")
+    if planned_end <= start:
+        raise InvalidRequest("planned_end must be after planned_start")
+    if planned_end <= now:
+        raise InvalidRequest("planned_end is in the past")
+    coverage = []
+    for van_id, camera_id in cameras:
+        if not _ID.match(van_id) or not _ID.match(camera_id):
+            raise InvalidRequest(
+                f"van and camera ids must be 1-64 letters, digits, '.', '_' or '-': {van_id!r}/{camera_id!r}"
+            )
+        coverage.append(Coverage(van_id, camera_id))
+    limit = watchlist_size_limit or default_size_limit
+    if limit > max_size_limit:
+        raise InvalidRequest(f"watchlist_size_limit {limit} is above the maximum {max_size_limit}")
+    value, overridden = policy.resolve(threshold, threshold_override_reason)
+    return NewDeployment(
+        name=name.strip(),
+        purpose=purpose.strip(),
+        authorising_officer=authorising_officer.strip(),
+        location=location.strip(),
+        planned_start=start,
+        planned_end=planned_end,
+        cameras=tuple(coverage),
+        threshold=value,
+        threshold_overridden=overridden,
+        threshold_override_reason=threshold_override_reason.strip() if overridden else "",
+        watchlist_size_limit=limit,
+        model_id=policy.model_id,
+        threshold_floor=policy.floor,
+    )
+
+
+def valid_subject_id(subject_id: str) -> bool:
+    return bool(_SUBJECT.match(subject_id))

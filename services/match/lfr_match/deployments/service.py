@@ -1,0 +1,266 @@
+"""The gRPC DeploymentService: lifecycle calls, each authorised, validated and audited."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import grpc
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr.v1 import deployments_pb2_grpc
+from lfr_match.deployments import wire
+from lfr_match.deployments.audit import AuditLog
+from lfr_match.deployments.auth import READ, WRITE, Authenticator, Principal
+from lfr_match.deployments.closing import Closer, DeploymentNotFound
+from lfr_match.deployments.enrolment import Enroller, EnrolRejected
+from lfr_match.deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
+from lfr_match.deployments.store import DeploymentStore
+from lfr_match.index import CollectionMissing, Entry, WatchlistIndex
+from lfr_platform import metrics, sealing
+from lfr_platform.registry import CLOSED, OPEN
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentClosedDuringEnrolment(RuntimeError):
+    pass
+
+
+class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
+    def __init__(
+        self,
+        *,
+        store: DeploymentStore,
+        index: WatchlistIndex,
+        enroller: Enroller,
+        closer: Closer,
+        audit: AuditLog,
+        auth: Authenticator,
+        policy: ThresholdPolicy,
+        default_size_limit: int,
+        max_size_limit: int,
+        duplicate_similarity: float,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.enroller = enroller
+        self.closer = closer
+        self.audit = audit
+        self.auth = auth
+        self.policy = policy
+        self.default_size_limit = default_size_limit
+        self.max_size_limit = max_size_limit
+        self.duplicate_similarity = duplicate_similarity
+        self._enrol_locks: dict[str, asyncio.Lock] = {}
+
+    async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context) -> pb.CreateDeploymentResponse:
+        who = await self.auth.require(context, WRITE, "create a deployment")
+        try:
+            new = validate_new(
+                name=request.name,
+                purpose=request.purpose,
+                authorising_officer=request.authorising_officer,
+                location=request.location,
+                planned_start=wire.seconds(request.planned_start),
+                planned_end=wire.seconds(request.planned_end),
+                cameras=[(c.van_id, c.camera_id) for c in request.cameras],
+                threshold=request.threshold if request.HasField("threshold") else None,
+                threshold_override_reason=request.threshold_override_reason,
+                watchlist_size_limit=request.watchlist_size_limit,
+                policy=self.policy,
+                default_size_limit=self.default_size_limit,
+                max_size_limit=self.max_size_limit,
+            )
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        deployment_id = f"dep-{uuid.uuid4().hex[:16]}"
+        now = time.time()
+        # The record first: the janitor drops any collection that has no open record.
+        await self.store.create(deployment_id, new, sealing.new_data_key(), who.identity, now)
+        await asyncio.get_running_loop().run_in_executor(
+            None, self.index.create, deployment_id, self.enroller.embedder.dimension
+        )
+        await self.audit.record(
+            "deployment.created",
+            deployment_id,
+            who.identity,
+            who.role,
+            name=new.name,
+            purpose=new.purpose,
+            authorising_officer=new.authorising_officer,
+            location=new.location,
+            planned_start=new.planned_start,
+            planned_end=new.planned_end,
+            cameras=[f"{c.van_id}/{c.camera_id}" for c in new.cameras],
+            model_id=new.model_id,
+            watchlist_size_limit=new.watchlist_size_limit,
+        )
+        await self.audit.record(
+            "threshold.overridden" if new.threshold_overridden else "threshold.set",
+            deployment_id,
+            who.identity,
+            who.role,
+            threshold=new.threshold,
+            threshold_floor=new.threshold_floor,
+            override_reason=new.threshold_override_reason or None,
+        )
+        record = await self.store.get(deployment_id)
+        return pb.CreateDeploymentResponse(deployment=wire.deployment(record))
+
+    async def GetDeployment(self, request: pb.GetDeploymentRequest, context) -> pb.GetDeploymentResponse:
+        await self.auth.require(context, READ, "read deployments", request.deployment_id)
+        record = await self._record(request.deployment_id, context)
+        return pb.GetDeploymentResponse(deployment=wire.deployment(record))
+
+    async def ListDeployments(self, request: pb.ListDeploymentsRequest, context) -> pb.ListDeploymentsResponse:
+        await self.auth.require(context, READ, "read deployments")
+        return pb.ListDeploymentsResponse(deployments=[wire.deployment(r) for r in await self.store.list()])
+
+    async def CloseDeployment(self, request: pb.CloseDeploymentRequest, context) -> pb.CloseDeploymentResponse:
+        who = await self.auth.require(context, WRITE, "close deployments", request.deployment_id)
+        try:
+            record = await self.closer.close(
+                request.deployment_id,
+                status=CLOSED,
+                actor=who.identity,
+                role=who.role,
+                reason=request.reason or "closed by request",
+            )
+        except DeploymentNotFound:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no deployment {request.deployment_id!r}")
+        return pb.CloseDeploymentResponse(deployment=wire.deployment(record))
+
+    async def EnrolWatchlist(
+        self, requests: AsyncIterator[pb.EnrolWatchlistRequest], context
+    ) -> AsyncIterator[pb.EnrolWatchlistResponse]:
+        first = await anext(aiter(requests), None)
+        if first is None or not first.HasField("header"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be an EnrolHeader")
+        deployment_id = first.header.deployment_id
+        who = await self.auth.require(context, WRITE, "enrol watchlists", deployment_id)
+        record = await self._record(deployment_id, context)
+        if record["status"] != OPEN:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {deployment_id} is {record['state']}")
+        lock = self._enrol_locks.setdefault(deployment_id, asyncio.Lock())
+        async with lock:
+            limit = int(record["watchlist_size_limit"])
+            count = await asyncio.get_running_loop().run_in_executor(None, self.index.count, deployment_id)
+            if first.header.expected_images and count + first.header.expected_images > limit:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{first.header.expected_images} images would take the watchlist to "
+                    f"{count + first.header.expected_images}, over its limit of {limit}; "
+                    "nothing was enrolled",
+                )
+            outcomes: Counter[str] = Counter()
+            try:
+                async for request in requests:
+                    if not request.HasField("image"):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "only one EnrolHeader per stream")
+                    if count >= limit:
+                        await context.abort(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"the watchlist is full ({limit} images); {request.image.client_ref} was not enrolled",
+                        )
+                    try:
+                        result = await self._enrol_one(deployment_id, request.image, who)
+                    except DeploymentClosedDuringEnrolment:
+                        await context.abort(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"deployment {deployment_id} was closed during enrolment",
+                        )
+                    outcomes[
+                        "enrolled"
+                        if result.status == pb.ENROL_STATUS_ENROLLED
+                        else pb.RejectionReason.Name(result.reason).removeprefix("REJECTION_REASON_").lower()
+                    ] += 1
+                    if result.status == pb.ENROL_STATUS_ENROLLED:
+                        count += 1
+                    yield result
+            finally:
+                await self._finish_enrolment(deployment_id, who, outcomes, count)
+
+    async def _enrol_one(
+        self, deployment_id: str, image: pb.WatchlistImage, who: Principal
+    ) -> pb.EnrolWatchlistResponse:
+        def rejected(reason: str, detail: str) -> pb.EnrolWatchlistResponse:
+            metrics.ENROLMENTS.labels("rejected", reason).inc()
+            return pb.EnrolWatchlistResponse(
+                client_ref=image.client_ref,
+                subject_id=image.subject_id,
+                status=pb.ENROL_STATUS_REJECTED,
+                reason=wire.REASONS[reason],
+                detail=detail,
+            )
+
+        missing = [
+            f for f in ("subject_id", "category", "source_reference", "approved_by") if not getattr(image, f).strip()
+        ]
+        if missing:
+            return rejected("invalid_item", f"missing {', '.join(missing)}: every image needs its provenance")
+        if not valid_subject_id(image.subject_id):
+            return rejected("invalid_item", "subject_id must be 1-128 letters, digits or ._@:-")
+        loop = asyncio.get_running_loop()
+        try:
+            analysed = await loop.run_in_executor(None, self.enroller.analyse, image.image)
+        except EnrolRejected as exc:
+            return rejected(exc.reason, exc.detail)
+        if await self.store.image_enrolled(deployment_id, analysed.image_sha256):
+            return rejected("duplicate", "this exact file is already enrolled in this deployment")
+        nearest = await loop.run_in_executor(None, self.index.search, deployment_id, analysed.vector, 1)
+        if nearest and nearest[0].score >= self.duplicate_similarity:
+            return rejected(
+                "duplicate",
+                f"near-identical (similarity {nearest[0].score:.3f}) to an image already enrolled "
+                f"for subject {nearest[0].subject_id}",
+            )
+        entry = Entry(
+            entry_id=str(uuid.uuid4()),
+            vector=analysed.vector,
+            subject_id=image.subject_id,
+            category=image.category.strip(),
+            source_reference=image.source_reference.strip(),
+            approved_by=image.approved_by.strip(),
+            enrolled_at=time.time(),
+            image_sha256=analysed.image_sha256,
+        )
+        try:
+            await loop.run_in_executor(None, self.index.upsert, deployment_id, [entry])
+        except CollectionMissing:
+            raise DeploymentClosedDuringEnrolment(deployment_id) from None
+        count = await loop.run_in_executor(None, self.index.count, deployment_id)
+        await self.store.record_enrolled(deployment_id, image.subject_id, analysed.image_sha256, count)
+        metrics.ENROLMENTS.labels("enrolled", "").inc()
+        return pb.EnrolWatchlistResponse(
+            client_ref=image.client_ref,
+            subject_id=image.subject_id,
+            status=pb.ENROL_STATUS_ENROLLED,
+            entry_id=entry.entry_id,
+        )
+
+    async def _finish_enrolment(self, deployment_id: str, who: Principal, outcomes: Counter[str], count: int) -> None:
+        rejected = sum(n for k, n in outcomes.items() if k != "enrolled")
+        await self.store.record_rejected(deployment_id, rejected)
+        if outcomes:
+            await asyncio.get_running_loop().run_in_executor(None, self.index.optimize, deployment_id)
+        await self.audit.record(
+            "watchlist.enrolled",
+            deployment_id,
+            who.identity,
+            who.role,
+            enrolled=outcomes.get("enrolled", 0),
+            rejected=rejected,
+            rejections={k: n for k, n in outcomes.items() if k != "enrolled"},
+            watchlist_size=count,
+        )
+
+    async def _record(self, deployment_id: str, context) -> dict[str, str]:
+        record = await self.store.get(deployment_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no deployment {deployment_id!r}")
+        return record

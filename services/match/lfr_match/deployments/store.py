@@ -1,0 +1,125 @@
+"""Deployment records in Redis, written only by match. Key layout: lfr_platform.registry.RedisKeys."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis.asyncio as aioredis
+
+from lfr_match.deployments.lifecycle import NewDeployment
+from lfr_platform.registry import CLOSED, EXPIRED, OPEN, TOMBSTONE_FIELDS, RedisKeys, derived_state
+
+
+def _text(raw: dict) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
+    }
+
+
+class DeploymentStore:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+        self.client = client
+        self.keys = keys
+
+    async def create(self, deployment_id: str, new: NewDeployment, data_key: bytes, actor: str, now: float) -> dict:
+        record = {
+            "deployment_id": deployment_id,
+            "name": new.name,
+            "purpose": new.purpose,
+            "authorising_officer": new.authorising_officer,
+            "location": new.location,
+            "planned_start": repr(new.planned_start),
+            "planned_end": repr(new.planned_end),
+            "cameras": json.dumps([{"van_id": c.van_id, "camera_id": c.camera_id} for c in new.cameras]),
+            "status": OPEN,
+            "threshold": repr(new.threshold),
+            "threshold_floor": repr(new.threshold_floor),
+            "threshold_override_reason": new.threshold_override_reason,
+            "model_id": new.model_id,
+            "watchlist_size_limit": str(new.watchlist_size_limit),
+            "enrolled_images": "0",
+            "enrolled_subjects": "0",
+            "rejected_images": "0",
+            "created_at": repr(now),
+            "created_by": actor,
+        }
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.deployment(deployment_id), mapping=record)
+            pipe.set(self.keys.data_key(deployment_id), data_key)
+            pipe.zadd(self.keys.all_deployments(), {deployment_id: now})
+            pipe.zadd(self.keys.planned_ends(), {deployment_id: new.planned_end})
+            await pipe.execute()
+        return record
+
+    async def get(self, deployment_id: str) -> dict[str, str] | None:
+        raw = await self.client.hgetall(self.keys.deployment(deployment_id))
+        if not raw:
+            return None
+        record = _text(raw)
+        record["state"] = derived_state(record)
+        return record
+
+    async def list(self) -> list[dict[str, str]]:
+        ids = [i.decode() for i in await self.client.zrange(self.keys.all_deployments(), 0, -1)]
+        records = [await self.get(i) for i in ids]
+        return [r for r in records if r is not None]
+
+    async def set_field(self, deployment_id: str, **fields: str) -> None:
+        await self.client.hset(self.keys.deployment(deployment_id), mapping=fields)
+
+    async def mark_closed(self, deployment_id: str, status: str, actor: str, reason: str, now: float) -> None:
+        """From here on the pipeline refuses the deployment's records; deletion follows."""
+        assert status in (CLOSED, EXPIRED)
+        await self.client.hset(
+            self.keys.deployment(deployment_id),
+            mapping={"status": status, "closed_at": repr(now), "closed_by": actor, "close_reason": reason},
+        )
+
+    async def erase(self, deployment_id: str) -> int:
+        """Delete every key of the deployment (data key, alert state, subjects, image hashes) and
+        reduce its record to the tombstone fields. Returns how many keys were deleted."""
+        deleted = 0
+        async for key in self.client.scan_iter(match=self.keys.deployment_pattern(deployment_id), count=500):
+            deleted += await self.client.delete(key)
+        record_key = self.keys.deployment(deployment_id)
+        extra = [f for f in _text(await self.client.hgetall(record_key)) if f not in TOMBSTONE_FIELDS]
+        if extra:
+            await self.client.hdel(record_key, *extra)
+        return deleted
+
+    async def finish_close(self, deployment_id: str, report: dict) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.deployment(deployment_id), "deletion", json.dumps(report))
+            pipe.zrem(self.keys.planned_ends(), deployment_id)
+            await pipe.execute()
+
+    async def record_enrolled(self, deployment_id: str, subject_id: str, image_sha256: str, count: int) -> int:
+        """Returns the number of distinct subjects now enrolled."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.sadd(self.keys.subjects(deployment_id), subject_id)
+            pipe.sadd(self.keys.image_hashes(deployment_id), image_sha256)
+            pipe.scard(self.keys.subjects(deployment_id))
+            _, _, subjects = await pipe.execute()
+        await self.set_field(deployment_id, enrolled_images=str(count), enrolled_subjects=str(subjects))
+        return subjects
+
+    async def record_rejected(self, deployment_id: str, n: int) -> None:
+        if n:
+            await self.client.hincrby(self.keys.deployment(deployment_id), "rejected_images", n)
+
+    async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
+        return bool(await self.client.sismember(self.keys.image_hashes(deployment_id), image_sha256))
+
+    async def due_to_expire(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        return [i.decode() for i in await self.client.zrangebyscore(self.keys.planned_ends(), "-inf", now)]
+
+    async def push_pending_audit(self, payload: bytes) -> None:
+        await self.client.rpush(f"{self.keys.prefix}:audit:pending", payload)
+
+    async def pending_audit(self) -> list[bytes]:
+        return await self.client.lrange(f"{self.keys.prefix}:audit:pending", 0, -1)
+
+    async def drop_pending_audit(self, n: int) -> None:
+        await self.client.ltrim(f"{self.keys.prefix}:audit:pending", n, -1)

@@ -1,0 +1,79 @@
+"""Deployment records <-> the DeploymentService's protobuf messages."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from lfr.v1 import deployments_pb2 as pb
+
+STATES = {
+    "planned": pb.DEPLOYMENT_STATE_PLANNED,
+    "active": pb.DEPLOYMENT_STATE_ACTIVE,
+    "closed": pb.DEPLOYMENT_STATE_CLOSED,
+    "expired": pb.DEPLOYMENT_STATE_EXPIRED,
+}
+
+REASONS = {
+    "invalid_item": pb.REJECTION_REASON_INVALID_ITEM,
+    "not_an_image": pb.REJECTION_REASON_NOT_AN_IMAGE,
+    "undecodable": pb.REJECTION_REASON_UNDECODABLE,
+    "too_large": pb.REJECTION_REASON_TOO_LARGE,
+    "no_face": pb.REJECTION_REASON_NO_FACE,
+    "multiple_faces": pb.REJECTION_REASON_MULTIPLE_FACES,
+    "face_too_small": pb.REJECTION_REASON_FACE_TOO_SMALL,
+    "too_blurred": pb.REJECTION_REASON_TOO_BLURRED,
+    "pose_not_frontal": pb.REJECTION_REASON_POSE_NOT_FRONTAL,
+    "duplicate": pb.REJECTION_REASON_DUPLICATE,
+}
+
+
+def timestamp(seconds: float | str | None) -> Timestamp | None:
+    if seconds in (None, ""):
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(float(seconds) * 1e9))
+    return ts
+
+
+def seconds(ts: Timestamp) -> float | None:
+    return ts.ToNanoseconds() / 1e9 if ts.seconds or ts.nanos else None
+
+
+def deployment(record: dict[str, str]) -> pb.Deployment:
+    message = pb.Deployment(
+        deployment_id=record["deployment_id"],
+        name=record.get("name", ""),
+        purpose=record.get("purpose", ""),
+        authorising_officer=record.get("authorising_officer", ""),
+        location=record.get("location", ""),
+        cameras=[pb.CameraCoverage(**c) for c in json.loads(record.get("cameras") or "[]")],
+        state=STATES.get(record.get("state", ""), pb.DEPLOYMENT_STATE_UNSPECIFIED),
+        threshold=float(record.get("threshold", 0)),
+        threshold_floor=float(record.get("threshold_floor", 0)),
+        threshold_override_reason=record.get("threshold_override_reason", ""),
+        model_id=record.get("model_id", ""),
+        watchlist_size_limit=int(record.get("watchlist_size_limit", 0)),
+        enrolled_images=int(record.get("enrolled_images", 0)),
+        enrolled_subjects=int(record.get("enrolled_subjects", 0)),
+        rejected_images=int(record.get("rejected_images", 0)),
+        created_by=record.get("created_by", ""),
+        closed_by=record.get("closed_by", ""),
+    )
+    for field in ("planned_start", "planned_end", "created_at", "closed_at"):
+        ts = timestamp(record.get(field))
+        if ts is not None:
+            getattr(message, field).CopyFrom(ts)
+    if record.get("deletion"):
+        report = json.loads(record["deletion"])
+        message.deletion.CopyFrom(
+            pb.DeletionReport(
+                watchlist_points_deleted=int(report["watchlist_points_deleted"]),
+                collection_dropped=bool(report["collection_dropped"]),
+                redis_keys_deleted=int(report["redis_keys_deleted"]),
+                data_key_destroyed=bool(report["data_key_destroyed"]),
+                deleted_at=timestamp(report["deleted_at"]),
+            )
+        )
+    return message

@@ -1,0 +1,78 @@
+"""The watchlist index: one collection per deployment, created with it and dropped with it.
+
+Two adapters behind one Protocol, chosen by configuration: qdrant-edge runs the Qdrant engine in
+this process (the default: no server to run, HNSW search under a millisecond at 200k entries), and
+qdrant-client talks to a Qdrant server when a URL is set (docker-compose, Helm, several match
+replicas). See docs/decisions/0001-embedded-qdrant-edge.md for the measurements behind the choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One enrolled image: its vector and its provenance manifest (never the image itself)."""
+
+    entry_id: str  # a UUID
+    vector: np.ndarray
+    subject_id: str
+    category: str
+    source_reference: str
+    approved_by: str
+    enrolled_at: float
+    image_sha256: str
+
+    def payload(self) -> dict[str, object]:
+        return {
+            "subject_id": self.subject_id,
+            "category": self.category,
+            "source_reference": self.source_reference,
+            "approved_by": self.approved_by,
+            "enrolled_at": self.enrolled_at,
+            "image_sha256": self.image_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry_id: str
+    subject_id: str
+    category: str
+    score: float
+
+
+class WatchlistIndex(Protocol):
+    def create(self, deployment_id: str, dimension: int) -> None: ...
+
+    def drop(self, deployment_id: str) -> int:
+        """Delete the collection; returns how many entries it held (0 if it did not exist)."""
+        ...
+
+    def exists(self, deployment_id: str) -> bool: ...
+
+    def collections(self) -> list[str]:
+        """Deployment ids that have a collection: what a deletion proof lists."""
+        ...
+
+    def upsert(self, deployment_id: str, entries: list[Entry]) -> None: ...
+
+    def search(self, deployment_id: str, vector: np.ndarray, k: int) -> list[Hit]:
+        """Up to k entries by descending cosine similarity."""
+        ...
+
+    def count(self, deployment_id: str) -> int: ...
+
+    def optimize(self, deployment_id: str) -> None:
+        """Build the search index after a bulk enrolment (a no-op where the engine does it itself)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CollectionMissing(KeyError):
+    pass

@@ -1,0 +1,135 @@
+"""WatchlistIndex on qdrant-edge: one shard folder per deployment under the data folder.
+
+Shards persist, so a restarted match keeps its watchlists; dropping one closes it and removes its
+folder. Calls come from worker threads, so each shard has a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    HnswIndexConfig,
+    Point,
+    Query,
+    QueryRequest,
+    SearchParams,
+    UpdateOperation,
+)
+
+from lfr_match.index import CollectionMissing, Entry, Hit
+
+log = logging.getLogger(__name__)
+
+
+class EdgeIndex:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        hnsw_m: int = 16,
+        hnsw_ef_construct: int = 128,
+        hnsw_ef: int = 128,
+        full_scan_threshold_kb: int = 1024,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.hnsw = HnswIndexConfig(
+            m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=full_scan_threshold_kb
+        )
+        self.search_params = SearchParams(hnsw_ef=hnsw_ef)
+        self._shards: dict[str, EdgeShard] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        for folder in sorted(p for p in self.data_dir.iterdir() if p.is_dir()):
+            self._shards[folder.name] = EdgeShard.load(str(folder))
+            self._locks[folder.name] = threading.Lock()
+        if self._shards:
+            log.info("loaded %d watchlist shard(s) from %s", len(self._shards), self.data_dir)
+
+    def create(self, deployment_id: str, dimension: int) -> None:
+        with self._guard:
+            if deployment_id in self._shards:
+                return
+            config = EdgeConfig(
+                vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine), hnsw_config=self.hnsw
+            )
+            self._shards[deployment_id] = EdgeShard.create(str(self.data_dir / deployment_id), config)
+            self._locks[deployment_id] = threading.Lock()
+
+    def drop(self, deployment_id: str) -> int:
+        with self._guard:
+            shard = self._shards.pop(deployment_id, None)
+            lock = self._locks.pop(deployment_id, None)
+        count = 0
+        if shard is not None and lock is not None:
+            with lock:
+                count = shard.count(CountRequest(exact=True))
+                shard.close()
+        shutil.rmtree(self.data_dir / deployment_id, ignore_errors=True)
+        return count
+
+    def exists(self, deployment_id: str) -> bool:
+        return deployment_id in self._shards
+
+    def collections(self) -> list[str]:
+        on_disk = {p.name for p in self.data_dir.iterdir() if p.is_dir()}
+        return sorted(on_disk | set(self._shards))
+
+    def upsert(self, deployment_id: str, entries: list[Entry]) -> None:
+        shard, lock = self._shard(deployment_id)
+        points = [Point(e.entry_id, e.vector.astype(np.float32).tolist(), e.payload()) for e in entries]
+        with lock:
+            shard.update(UpdateOperation.upsert_points(points))
+            shard.flush()
+
+    def search(self, deployment_id: str, vector: np.ndarray, k: int) -> list[Hit]:
+        shard, lock = self._shard(deployment_id)
+        request = QueryRequest(
+            limit=k,
+            query=Query.Nearest(vector.astype(np.float32).tolist()),
+            with_payload=True,
+            params=self.search_params,
+        )
+        with lock:
+            points = shard.query(request)
+        return [
+            Hit(
+                str(p.id),
+                str(p.payload.get("subject_id", "")),
+                str(p.payload.get("category", "")),
+                float(p.score),
+            )
+            for p in points
+        ]
+
+    def count(self, deployment_id: str) -> int:
+        shard, lock = self._shard(deployment_id)
+        with lock:
+            return shard.count(CountRequest(exact=True))
+
+    def optimize(self, deployment_id: str) -> None:
+        shard, lock = self._shard(deployment_id)
+        with lock:
+            shard.optimize()
+
+    def close(self) -> None:
+        with self._guard:
+            for shard in self._shards.values():
+                shard.close()
+            self._shards.clear()
+
+    def _shard(self, deployment_id: str) -> tuple[EdgeShard, threading.Lock]:
+        try:
+            return self._shards[deployment_id], self._locks[deployment_id]
+        except KeyError:
+            raise CollectionMissing(deployment_id) from None

@@ -1,0 +1,81 @@
+"""match's settings, read from LFR_MATCH_* variables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TokenGrant(BaseModel):
+    """One bearer token and what it may do."""
+
+    token: str = Field(min_length=16, description="The secret; at least 16 characters")
+    identity: str = Field(min_length=1, description="Who holds it: written into the audit trail")
+    role: str = Field(pattern="^(manager|viewer)$", description="manager: create, enrol, close; viewer: read")
+
+
+class MatchSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LFR_MATCH_", extra="ignore")
+
+    http_host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz")
+    http_port: int = Field(9104, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz")
+    grpc_host: str = Field("127.0.0.1", description="Address of the DeploymentService (gRPC)")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="Port of the DeploymentService (gRPC)")
+    grpc_tls_cert_file: Path | None = Field(None, description="PEM certificate: serve gRPC over TLS")
+    grpc_tls_key_file: Path | None = Field(None, description="PEM private key of the certificate")
+    # --- watchlist index
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server URL; unset: the embedded engine (qdrant-edge) under data_dir"
+    )
+    qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server, if it needs one")
+    collection_prefix: str = Field("lfr-", description="Qdrant server collections are named <prefix><deployment>")
+    data_dir: Path = Field(Path("var/match"), description="Embedded engine: one shard folder per deployment")
+    top_k: int = Field(5, ge=1, le=100, description="Candidates searched per probe face")
+    hnsw_ef: int = Field(128, ge=8, description="HNSW search breadth: higher is more exact and slower")
+    # --- thresholds (see docs/evaluation.md)
+    default_threshold: float | None = Field(
+        None, gt=0, lt=1, description="Default face-match threshold; unset: the model's calibration file"
+    )
+    threshold_floor: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Lowest threshold accepted without an override reason; unset: calibration",
+    )
+    # --- deployments
+    watchlist_size_limit: int = Field(10_000, ge=1, description="Default limit of images per watchlist")
+    watchlist_size_max: int = Field(200_000, ge=1, description="Largest limit a deployment may ask for")
+    janitor_interval_s: float = Field(5.0, gt=0, description="How often expiry and unfinished deletions are checked")
+    auth_tokens: list[TokenGrant] = Field(default_factory=list, description="JSON list of token grants")
+    auth_tokens_file: Path | None = Field(
+        None, description="JSON file with the same list (e.g. a mounted Kubernetes secret)"
+    )
+    # --- enrolment: the models and the quality an enrolment photo must have
+    detector: str = Field("yunet", description="Detector plugin used on enrolment photos")
+    detector_model: Path | None = Field(None, description="ONNX file; default: the models folder's YuNet")
+    embedder: str = Field("sface", description="Embedder preset; must be the model the embed service runs")
+    embedder_model: Path | None = Field(None, description="ONNX file; default: the models folder's SFace")
+    model_id: str | None = Field(None, description="Model id; default: the embedder file's stem")
+    enrol_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Larger enrolment files are rejected")
+    enrol_max_pixels: int = Field(50_000_000, ge=4096, description="Images declaring more pixels are rejected")
+    enrol_min_face_px: float = Field(64, ge=16, description="Smallest face side accepted for enrolment")
+    enrol_min_sharpness: float = Field(40, ge=0, description="Least sharpness accepted for enrolment")
+    enrol_max_yaw: float = Field(0.6, gt=0, le=1, description="Largest head turn accepted (0 frontal, 1 profile)")
+    enrol_min_score: float = Field(0.7, gt=0, lt=1, description="Detector confidence needed to count a face")
+    enrol_duplicate_similarity: float = Field(
+        0.95, gt=0, le=1, description="An image this similar to an enrolled one is a duplicate"
+    )
+
+    @field_validator("auth_tokens", mode="before")
+    @classmethod
+    def _parse_json(cls, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+    def token_grants(self) -> list[TokenGrant]:
+        grants = list(self.auth_tokens)
+        if self.auth_tokens_file is not None:
+            grants += [TokenGrant.model_validate(g) for g in json.loads(self.auth_tokens_file.read_text())]
+        return grants

@@ -1,0 +1,77 @@
+"""The match stage: faces.embedded.v1 -> watchlist search -> matches.found.v1.
+
+Faces that do not match are counted (faces scanned) and dropped at once: nothing of them is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from lfr.v1 import embeddings_pb2
+from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key
+from lfr_match import wire
+from lfr_match.index import CollectionMissing, WatchlistIndex
+from lfr_match.matching import decide
+from lfr_platform import metrics, sealing
+from lfr_platform.registry import DeploymentRegistry, admit
+from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
+
+
+class MatchHandler:
+    input = FACES_EMBEDDED
+
+    def __init__(self, index: WatchlistIndex, registry: DeploymentRegistry, top_k: int) -> None:
+        self.index = index
+        self.registry = registry
+        self.top_k = top_k
+
+    async def handle(self, batch: Sequence[Incoming[embeddings_pb2.FacesEmbedded]]) -> list[Outcome]:
+        return [await self._one(item.message) for item in batch]
+
+    async def _one(self, message: embeddings_pb2.FacesEmbedded) -> Outcome:
+        deployment = await admit(self.registry, message.camera)
+        if isinstance(deployment, Rejected | Skipped):
+            return deployment
+        if message.model_id != deployment.model_id:
+            return Rejected(
+                "model_mismatch",
+                f"vectors of {message.model_id!r}; the watchlist was enrolled with {deployment.model_id!r}",
+            )
+        deployment_id = message.camera.deployment_id
+        try:
+            probes = [
+                wire.vector(sealing.unseal(deployment.data_key, face.embedding, deployment_id), message.dimension)
+                for face in message.faces
+            ]
+        except sealing.SealError as exc:
+            return Rejected("unsealable", str(exc))
+        except ValueError as exc:
+            return Rejected("invalid_vector", str(exc))
+        try:
+            searches = await asyncio.get_running_loop().run_in_executor(None, self._search, deployment_id, probes)
+        except CollectionMissing:
+            return Skipped("deployment_closed")
+        labels = metrics.camera_labels(message.camera)
+        metrics.FACES_SCANNED.labels(**labels).inc(len(probes))
+        outputs = []
+        for face, hits in zip(message.faces, searches, strict=True):
+            decision = decide(hits, deployment.threshold)
+            if not decision.matched:
+                continue
+            crop = sealing.unseal(deployment.data_key, face.crop, deployment_id)
+            match = wire.match_found(message, face, decision, deployment.threshold, crop)
+            outputs.append(Output(MATCHES_FOUND, camera_key(message.camera), match))
+        metrics.MATCHES.labels(**labels).inc(len(outputs))
+        captured = message.captured_at.ToNanoseconds() / 1e9
+        metrics.CAPTURE_TO_MATCH_SECONDS.observe(max(0.0, time.time() - captured))
+        return outputs
+
+    def _search(self, deployment_id: str, probes):
+        results = []
+        for probe in probes:
+            started = time.perf_counter()
+            results.append(self.index.search(deployment_id, probe, self.top_k))
+            metrics.WATCHLIST_SEARCH_SECONDS.observe(time.perf_counter() - started)
+        return results
