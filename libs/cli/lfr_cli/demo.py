@@ -1,0 +1,194 @@
+"""`lfr demo` (make demo): the main job on embedded defaults, from a watchlist folder and a video.
+
+stdout carries exactly one JSON object per alert (its final revision), then one {"summary": ...};
+everything for people goes to stderr. Exit 0 on success, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_cli import demo_data
+from lfr_cli.alerts import AlertCollector, alert_json
+from lfr_cli.client import DeploymentClient
+from lfr_cli.stack import Stack, StackError
+from lfr_cli.watchlist import WatchlistFolderError, iter_messages, scan
+from lfr_contracts import FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCHES_FOUND
+from lfr_ingest.sources import is_stream
+
+err = Console(stderr=True, soft_wrap=True)
+VAN = "van-demo"
+
+
+class BadArguments(ValueError):
+    pass
+
+
+def _check_video(source: str) -> None:
+    if is_stream(source):
+        return  # a stream may come up later: ingest retries it with backoff
+    if not Path(source).is_file():
+        raise BadArguments(f"video {source} does not exist")
+    capture = cv2.VideoCapture(source)
+    ok, _ = capture.read() if capture.isOpened() else (False, None)
+    capture.release()
+    if not ok:
+        raise BadArguments(f"video {source} cannot be read (not a video OpenCV can decode)")
+
+
+def run_demo(args) -> int:
+    started = time.monotonic()
+    data_dir = Path(os.environ.get("LFR_DATA_DIR", "../shared/data"))
+    with tempfile.TemporaryDirectory(prefix="lfr-demo-") as tmp:
+        try:
+            watchlist = args.watchlist or demo_data.build_watchlist(data_dir, Path(tmp) / "watchlist")
+            videos = (
+                [v.strip() for v in args.video.split(",") if v.strip()]
+                if args.video
+                else demo_data.default_videos(data_dir)
+            )
+            if not videos:
+                raise BadArguments("no video given")
+            for video in videos:
+                _check_video(video)
+            items = scan(watchlist, category="demo", approved_by="lfr demo")
+        except (BadArguments, WatchlistFolderError, demo_data.DemoDataMissing) as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 2
+        stack = Stack(args.root, kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), redis_url=os.environ.get("REDIS_URL"))
+        try:
+            return _run(stack, items, videos, args, started)
+        except StackError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 1
+        finally:
+            stack.stop()
+
+
+def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
+    err.print(f"starting broker, Redis and services (logs in {stack.log_dir})")
+    state = stack.start(services=("detect", "embed", "match", "alert"))
+    cameras = [f"cam-{i}" for i in range(1, len(videos) + 1)]
+    with DeploymentClient(state.grpc_address, state.manager_token, timeout_s=60) as client:
+        now = time.time()
+        request = pb.CreateDeploymentRequest(
+            name="lfr demo",
+            purpose="demonstration on public research data",
+            authorising_officer="demo",
+            location="local machine",
+            cameras=[pb.CameraCoverage(van_id=VAN, camera_id=c) for c in cameras],
+        )
+        request.planned_end.FromSeconds(int(now + 3600))
+        deployment = client.create(request)
+        deployment_id = deployment.deployment_id
+        err.print(f"deployment {deployment_id}, threshold {deployment.threshold:.3f} ({deployment.model_id})")
+        results = list(client.enrol(deployment_id, iter_messages(items), expected=len(items)))
+        enrolled = [r for r in results if r.status == pb.ENROL_STATUS_ENROLLED]
+        for r in results:
+            if r.status != pb.ENROL_STATUS_ENROLLED:
+                reason = pb.RejectionReason.Name(r.reason).removeprefix("REJECTION_REASON_").lower()
+                err.print(f"  rejected {r.client_ref}: {reason} ({r.detail})")
+        err.print(f"watchlist: {len(enrolled)} image(s) enrolled, {len(results) - len(enrolled)} rejected")
+        if not enrolled:
+            client.close(deployment_id, "demo: nothing could be enrolled")
+            err.print("[red]error:[/] no image of the watchlist could be enrolled")
+            return 2
+
+        def live(alert) -> None:
+            if alert.revision == 1:
+                err.print(
+                    f"[bold red]ALERT[/] {alert.subject_id} on {alert.camera.camera_id} "
+                    f"score {alert.score:.3f} (threshold {alert.threshold:.3f})"
+                )
+
+        collector = AlertCollector(state.kafka_bootstrap_servers, state.topic_prefix, on_alert=live)
+        collector.start()
+        try:
+            sources = [
+                {"camera_id": c, "deployment_id": deployment_id, "source": v, "fps": args.fps}
+                for c, v in zip(cameras, videos, strict=True)
+            ]
+            stack.start_service("ingest", cameras=sources, van_id=VAN)
+            stack.wait_ready(("ingest",), 60)
+            err.print(f"streaming {len(videos)} camera(s) at {args.fps:g} fps")
+            totals = _wait_drained(stack, len(cameras), collector, args.drain_timeout)
+        finally:
+            collector.stop()
+        alerts = collector.alerts()
+        for alert in alerts:
+            print(json.dumps(alert_json(alert)), flush=True)  # noqa: T201 - the demo's output
+        closed = client.close(deployment_id, "demo finished")
+        d = closed.deletion
+        err.print(
+            f"deployment closed: {d.watchlist_points_deleted} watchlist entries and {d.redis_keys_deleted} "
+            f"keys deleted, data key destroyed"
+        )
+    summary = {**totals, "alerts": len(alerts), "wall_seconds": round(time.monotonic() - started, 1)}
+    print(json.dumps({"summary": summary}), flush=True)  # noqa: T201 - the demo's output
+    return 0
+
+
+def _scrape(stack: Stack, name: str) -> dict[tuple[str, tuple], float]:
+    port = stack.state.http_ports[name]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _total(samples: dict, name: str, **labels: str) -> float:
+    return sum(
+        v for (n, lbl), v in samples.items() if n == name and all(dict(lbl).get(k) == w for k, w in labels.items())
+    )
+
+
+def _wait_drained(stack: Stack, cameras: int, collector: AlertCollector, timeout_s: float) -> dict:
+    """Wait until every camera finished and every stage consumed what the one before produced."""
+    prefix = stack.state.topic_prefix
+    chain = [
+        ("detect", FRAMES_CAPTURED, None),
+        ("embed", FACES_DETECTED, "detect"),
+        ("match", FACES_EMBEDDED, "embed"),
+        ("alert", MATCHES_FOUND, "match"),
+    ]
+    deadline = time.monotonic() + timeout_s
+    settled = 0
+    while time.monotonic() < deadline:
+        m = {name: _scrape(stack, name) for name in ("ingest", "detect", "embed", "match", "alert")}
+        done = _total(m["ingest"], "lfr_camera_finished") >= cameras
+        for stage, topic, upstream in chain:
+            name = topic.name(prefix)
+            consumed = _total(m[stage], "lfr_messages_consumed_total", topic=name)
+            handled = _total(m[stage], "lfr_message_processing_seconds_count", topic=name)
+            produced = (
+                _total(m["ingest"], "lfr_frames_published_total")
+                if upstream is None
+                else _total(m[upstream], "lfr_messages_produced_total", topic=name)
+            )
+            done = done and consumed == produced and handled == consumed
+        alerts_out = _total(m["alert"], "lfr_messages_produced_total", topic=f"{prefix}alerts.raised.v1")
+        done = done and collector.records >= alerts_out
+        settled = settled + 1 if done else 0
+        if settled >= 2:
+            return {
+                "frames": int(_total(m["ingest"], "lfr_frames_captured_total")),
+                "frames_dropped": int(_total(m["ingest"], "lfr_frames_dropped_total")),
+                "faces": int(_total(m["detect"], "lfr_faces_detected_total")),
+                "faces_scanned": int(_total(m["match"], "lfr_faces_scanned_total")),
+                "matches": int(_total(m["match"], "lfr_matches_total")),
+            }
+        time.sleep(0.5)
+    raise StackError(f"the pipeline did not finish within {timeout_s}s; see {stack.log_dir}")

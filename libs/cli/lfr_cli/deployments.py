@@ -1,0 +1,183 @@
+"""`lfr deployment ...` and `lfr watchlist enrol`: the DeploymentService from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.timestamp_pb2 import Timestamp
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_cli.client import DeploymentClient
+from lfr_cli.watchlist import iter_messages, scan
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when.astimezone(UTC))
+    return ts
+
+
+def parse_time(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.astimezone()
+
+
+def as_dict(deployment: pb.Deployment) -> dict:
+    data = MessageToDict(deployment, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    data["state"] = pb.DeploymentState.Name(deployment.state).removeprefix("DEPLOYMENT_STATE_").lower()
+    return data
+
+
+def print_deployment(deployment: pb.Deployment, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(as_dict(deployment)))  # noqa: T201 - machine output goes to stdout
+        return
+    data = as_dict(deployment)
+    table = Table(show_header=False, box=None)
+    for key in (
+        "deployment_id",
+        "name",
+        "state",
+        "purpose",
+        "authorising_officer",
+        "location",
+        "planned_start",
+        "planned_end",
+        "threshold",
+        "threshold_floor",
+        "threshold_override_reason",
+        "model_id",
+        "enrolled_images",
+        "enrolled_subjects",
+        "rejected_images",
+        "watchlist_size_limit",
+        "created_by",
+        "closed_at",
+        "closed_by",
+    ):
+        if data.get(key) not in (None, "", 0) or key in ("enrolled_images", "state"):
+            table.add_row(key, str(data.get(key)))
+    if data.get("cameras"):
+        table.add_row("cameras", ", ".join(f"{c['van_id']}/{c['camera_id']}" for c in data["cameras"]))
+    if deployment.HasField("deletion"):
+        d = deployment.deletion
+        table.add_row(
+            "deleted",
+            f"{d.watchlist_points_deleted} watchlist entries, {d.redis_keys_deleted} keys, "
+            f"data key destroyed: {d.data_key_destroyed}",
+        )
+    Console().print(table)
+
+
+def create(client: DeploymentClient, args) -> int:
+    start = parse_time(args.start) if args.start else datetime.now(UTC)
+    end = parse_time(args.end) if args.end else start + timedelta(hours=args.hours)
+    cameras = []
+    for spec in args.camera or []:
+        van, _, camera = spec.partition("/")
+        if not van or not camera:
+            err.print(f"[red]error:[/] --camera takes VAN/CAMERA, not {spec!r}")
+            return 2
+        cameras.append(pb.CameraCoverage(van_id=van, camera_id=camera))
+    request = pb.CreateDeploymentRequest(
+        name=args.name,
+        purpose=args.purpose,
+        authorising_officer=args.officer,
+        location=args.location,
+        planned_start=_timestamp(start),
+        planned_end=_timestamp(end),
+        cameras=cameras,
+        threshold_override_reason=args.override_reason or "",
+        watchlist_size_limit=args.size_limit or 0,
+    )
+    if args.threshold is not None:
+        request.threshold = args.threshold
+    deployment = client.create(request)
+    if args.json:
+        print_deployment(deployment, True)
+    else:
+        print(deployment.deployment_id)  # noqa: T201 - the id is the command's output
+    return 0
+
+
+def get(client: DeploymentClient, args) -> int:
+    print_deployment(client.get(args.deployment_id), args.json)
+    return 0
+
+
+def list_(client: DeploymentClient, args) -> int:
+    deployments = client.list()
+    if args.json:
+        for d in deployments:
+            print_deployment(d, True)
+        return 0
+    table = Table("id", "name", "state", "threshold", "enrolled", "planned end")
+    for d in deployments:
+        data = as_dict(d)
+        table.add_row(
+            d.deployment_id,
+            d.name,
+            data["state"],
+            f"{d.threshold:.3f}",
+            str(d.enrolled_images),
+            data.get("planned_end", ""),
+        )
+    Console().print(table)
+    return 0
+
+
+def close(client: DeploymentClient, args) -> int:
+    print_deployment(client.close(args.deployment_id, args.reason or ""), args.json)
+    return 0
+
+
+def enrol(client: DeploymentClient, args) -> int:
+    items = scan(args.folder, category=args.category, approved_by=args.approved_by)
+    results = []
+    with Progress(
+        TextColumn("enrolling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=args.json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("enrol", total=len(items))
+        for result in client.enrol(args.deployment_id, iter_messages(items), expected=len(items)):
+            row = {
+                "file": result.client_ref,
+                "subject_id": result.subject_id,
+                "status": "enrolled" if result.status == pb.ENROL_STATUS_ENROLLED else "rejected",
+                "reason": ""
+                if result.status == pb.ENROL_STATUS_ENROLLED
+                else pb.RejectionReason.Name(result.reason).removeprefix("REJECTION_REASON_").lower(),
+                "detail": result.detail,
+                "entry_id": result.entry_id,
+            }
+            results.append(row)
+            if args.json:
+                print(json.dumps(row), flush=True)  # noqa: T201 - machine output goes to stdout
+            progress.advance(task)
+    if not args.json:
+        table = Table("file", "subject", "result", "detail")
+        for row in results:
+            status = "[green]enrolled[/]" if row["status"] == "enrolled" else f"[red]{row['reason']}[/]"
+            table.add_row(row["file"], row["subject_id"], status, row["detail"])
+        Console().print(table)
+    enrolled = sum(r["status"] == "enrolled" for r in results)
+    err.print(f"{enrolled} enrolled, {len(results) - enrolled} rejected")
+    return 0 if enrolled or not results else 1
+
+
+def fail(message: str, code: int = 1) -> int:
+    err.print(f"[red]error:[/] {message}")
+    sys.stderr.flush()
+    return code

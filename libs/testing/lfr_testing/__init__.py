@@ -1,0 +1,1 @@
+"""Helpers for tests against real components (see plugin.py for the fixtures)."""

@@ -1,0 +1,70 @@
+"""Producing to and reading from real topics in tests, without consumer groups."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from lfr_contracts import Topic
+from lfr_platform.kafka import ensure_topics
+from lfr_platform.settings import PlatformSettings
+
+
+async def produce(platform: PlatformSettings, topic: Topic, records: list[tuple[bytes, bytes]]) -> None:
+    """Send raw (key, value) records and wait for the broker's acknowledgements."""
+    await ensure_topics(platform, [topic])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=platform.kafka_bootstrap_servers, max_request_size=platform.kafka_max_message_bytes
+    )
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic.name(platform.topic_prefix), value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read(
+    platform: PlatformSettings, topic: Topic, *, count: int, timeout_s: float = 30.0, settle_s: float = 0.0
+) -> list[ConsumerRecord]:
+    """Records of a topic from its start until `count` arrived (then `settle_s` more, to catch extras).
+
+    Fails when fewer than `count` arrive in time.
+    """
+    await ensure_topics(platform, [topic])
+    name = topic.name(platform.topic_prefix)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=platform.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=platform.kafka_max_message_bytes,
+    )
+    await consumer.start()
+    try:
+        while name not in await consumer.topics():
+            await asyncio.sleep(0.1)
+        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        settle_until = None
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for batch in batches.values():
+                records.extend(batch)
+            now = time.monotonic()
+            if len(records) >= count and settle_until is None:
+                settle_until = now + settle_s
+            if settle_until is not None and now >= settle_until:
+                return records
+            if now > deadline:
+                raise AssertionError(f"{len(records)} record(s) on {name} within {timeout_s}s, {count} expected")
+    finally:
+        await consumer.stop()
+
+
+def decoded(topic: Topic, records: list[ConsumerRecord]) -> list:
+    return [topic.decode(r.value) for r in records]

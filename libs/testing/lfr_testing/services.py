@@ -1,0 +1,71 @@
+"""Running a service's shell in the test's event loop, and seeding deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import redis.asyncio as aioredis
+
+from lfr_match.deployments.lifecycle import Coverage, NewDeployment
+from lfr_match.deployments.store import DeploymentStore
+from lfr_platform import sealing
+from lfr_platform.registry import RedisKeys
+from lfr_platform.service import ServiceShell
+from lfr_platform.settings import PlatformSettings
+
+
+@contextlib.asynccontextmanager
+async def running(shell: ServiceShell, timeout_s: float = 60.0):
+    """Run the shell until the block ends; wait for it to be ready first (or fail with its error)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(shell.run(stop))
+    deadline = time.monotonic() + timeout_s
+    while not shell.health.ready:
+        if task.done():
+            task.result()
+            raise AssertionError(f"{shell.name} ended before it was ready")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{shell.name} not ready within {timeout_s}s: {shell.health.report()}")
+        await asyncio.sleep(0.05)
+    try:
+        yield shell
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def seed_deployment(
+    platform: PlatformSettings,
+    *,
+    cameras: tuple[tuple[str, str], ...] = (),
+    threshold: float = 0.5,
+    model_id: str = "sface-2021dec",
+    start_offset_s: float = -1.0,
+) -> tuple[str, bytes]:
+    """An open deployment record and its data key, written as match writes them."""
+    client = aioredis.from_url(platform.redis_url)
+    now = time.time()
+    deployment_id = f"dep-test{int(now * 1e6) % 10**12:012d}"
+    key = sealing.new_data_key()
+    new = NewDeployment(
+        name="test",
+        purpose="test",
+        authorising_officer="test",
+        location="test",
+        planned_start=now + start_offset_s,
+        planned_end=now + 3600,
+        cameras=tuple(Coverage(v, c) for v, c in cameras),
+        threshold=threshold,
+        threshold_overridden=False,
+        threshold_override_reason="",
+        watchlist_size_limit=100,
+        model_id=model_id,
+        threshold_floor=threshold,
+    )
+    try:
+        await DeploymentStore(client, RedisKeys(platform.redis_prefix)).create(deployment_id, new, key, "test", now)
+    finally:
+        await client.aclose()
+    return deployment_id, key
