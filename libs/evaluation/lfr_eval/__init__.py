@@ -1,0 +1,1 @@
+"""The equitability and threshold calibration harness (`lfr eval`), NPL-style."""
