@@ -39,7 +39,9 @@ class Closer:
                 raise DeploymentNotFound(deployment_id)
             if record["status"] in (CLOSED, EXPIRED) and record.get("deletion"):
                 return record  # idempotent: already closed and erased
-            if record["status"] not in (CLOSED, EXPIRED):
+            if record["status"] in (CLOSED, EXPIRED):
+                log.warning("finishing an interrupted deletion", extra={"deployment_id": deployment_id})
+            else:
                 await self.store.mark_closed(deployment_id, status, actor, reason, time.time())
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)

@@ -57,8 +57,7 @@ class Janitor:
             deployment_id = record["deployment_id"]
             states[record["state"]] = states.get(record["state"], 0) + 1
             if record["status"] in (CLOSED, EXPIRED):
-                if not record.get("deletion"):
-                    log.warning("finishing an interrupted deletion", extra={"deployment_id": deployment_id})
+                if not record.get("deletion"):  # a close in progress, or one a crash interrupted
                     await self.closer.close(
                         deployment_id,
                         status=record["status"],

@@ -1,0 +1,53 @@
+"""Clients and settings for tests of the DeploymentService (a match running in the test's loop)."""
+
+import asyncio
+import time
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_cli.client import DeploymentClient
+from lfr_match.settings import MatchSettings
+
+MANAGER_TOKEN = "manager-token-for-tests-0123456789"
+VIEWER_TOKEN = "viewer-token-for-tests-0123456789"
+
+
+def match_settings(tmp_path, **overrides) -> MatchSettings:
+    fields = dict(
+        http_port=0,
+        grpc_port=0,
+        data_dir=tmp_path / "watchlists",
+        janitor_interval_s=0.2,
+        auth_tokens=[
+            {"token": MANAGER_TOKEN, "identity": "officer-1", "role": "manager"},
+            {"token": VIEWER_TOKEN, "identity": "analyst-1", "role": "viewer"},
+        ],
+    )
+    fields.update(overrides)
+    return MatchSettings(**fields)
+
+
+class Api:
+    """The sync client, called from a thread so the in-loop server keeps serving."""
+
+    def __init__(self, port: int, token: str = MANAGER_TOKEN) -> None:
+        self.client = DeploymentClient(f"127.0.0.1:{port}", token, timeout_s=30)
+
+    async def __call__(self, method: str, *args, **kwargs):
+        return await asyncio.to_thread(getattr(self.client, method), *args, **kwargs)
+
+    async def enrol(self, deployment_id: str, images, expected: int = 0) -> list[pb.EnrolWatchlistResponse]:
+        return await asyncio.to_thread(lambda: list(self.client.enrol(deployment_id, images, expected)))
+
+
+def create_request(**overrides) -> pb.CreateDeploymentRequest:
+    request = pb.CreateDeploymentRequest(
+        name="Operation Test",
+        purpose="locate wanted persons",
+        authorising_officer="Supt. Example",
+        location="High Street",
+        cameras=[pb.CameraCoverage(van_id="van-1", camera_id="cam-1")],
+    )
+    request.planned_end.FromNanoseconds(int((time.time() + overrides.pop("hours", 1) * 3600) * 1e9))
+    for key, value in overrides.items():
+        setattr(request, key, value)
+    return request

@@ -1,0 +1,80 @@
+"""alert over the real broker and Redis: one alert per subject per camera per window."""
+
+import asyncio
+import time
+
+import pytest
+
+from lfr.v1 import common_pb2, matches_pb2
+from lfr_alert.app import build
+from lfr_alert.settings import AlertSettings
+from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, camera_key, dead_letter_topic
+from lfr_testing.kafka import decoded, produce, read
+from lfr_testing.services import running, seed_deployment
+
+pytestmark = pytest.mark.integration
+
+
+def _match(deployment_id, camera_id, subject, sequence, score, captured_at=None):
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id=camera_id)
+    message = matches_pb2.MatchFound(
+        match_id=f"{deployment_id}/van-1/{camera_id}/{sequence}/0",
+        camera=camera,
+        sequence=sequence,
+        subject_id=subject,
+        category="wanted",
+        score=score,
+        threshold=0.69,
+        model_id="sface-2021dec",
+        probe_crop=f"crop-{sequence}".encode(),
+    )
+    message.captured_at.FromNanoseconds(int((captured_at or time.time()) * 1e9))
+    return camera_key(camera), message.SerializeToString()
+
+
+async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platform):
+    deployment_id, _ = await seed_deployment(platform)
+    records = [
+        _match(deployment_id, "cam-1", "S1", 1, 0.71),
+        _match(deployment_id, "cam-1", "S1", 2, 0.83),
+        _match(deployment_id, "cam-1", "S1", 2, 0.83),  # the same match delivered twice
+        _match(deployment_id, "cam-1", "S1", 3, 0.75),
+        _match(deployment_id, "cam-2", "S1", 4, 0.70),  # another camera: another alert
+        _match(deployment_id, "cam-1", "S2", 5, 0.90),  # another person: another alert
+    ]
+    await produce(platform, MATCHES_FOUND, records)
+    async with running(build(platform, AlertSettings(http_port=0))):
+        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=6))
+    by_id: dict[str, list] = {}
+    for alert in alerts:
+        by_id.setdefault(alert.alert_id, []).append(alert)
+    assert len(by_id) == 3
+    s1_cam1 = next(v for v in by_id.values() if v[0].subject_id == "S1" and v[0].camera.camera_id == "cam-1")
+    assert [a.revision for a in s1_cam1] == [1, 2, 2, 3]  # the replay re-publishes, never double counts
+    final = s1_cam1[-1]
+    assert (final.match_count, final.score, final.probe_crop) == (3, pytest.approx(0.83), b"crop-2")
+    assert final.best_match_id.endswith("/2/0") and final.threshold == pytest.approx(0.69)
+    assert final.raised_at.ToNanoseconds() >= final.captured_at.ToNanoseconds()
+
+
+async def test_a_match_after_the_window_raises_a_new_alert(platform):
+    deployment_id, _ = await seed_deployment(platform)
+    async with running(build(platform, AlertSettings(http_port=0, window_s=1.0))):
+        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 1, 0.8)])
+        first = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
+        await asyncio.sleep(1.5)
+        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 2, 0.8)])
+        both = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=2))
+    assert first[0].revision == 1 and both[1].revision == 1 and both[1].alert_id != first[0].alert_id
+
+
+async def test_matches_of_unknown_deployments_and_without_subject_are_dead_lettered(platform):
+    deployment_id, _ = await seed_deployment(platform)
+    await produce(
+        platform,
+        MATCHES_FOUND,
+        [_match("dep-unknown-one", "cam-1", "S1", 1, 0.8), _match(deployment_id, "cam-1", "", 2, 0.8)],
+    )
+    async with running(build(platform, AlertSettings(http_port=0))):
+        letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=2))
+    assert [d.reason for d in letters] == ["unknown_deployment", "invalid_match"]

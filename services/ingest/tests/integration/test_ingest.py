@@ -1,0 +1,153 @@
+"""ingest with real video, a real HTTP stream and the real broker."""
+
+import asyncio
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import cv2
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from lfr.v1 import common_pb2
+from lfr_cli.stack import free_port, start_broker, stop_process
+from lfr_contracts import FRAMES_CAPTURED, camera_key
+from lfr_faces import images
+from lfr_ingest.app import build
+from lfr_ingest.settings import IngestSettings
+from lfr_platform import metrics, sealing
+from lfr_platform.registry import RedisKeys
+from lfr_testing.kafka import decoded, read
+from lfr_testing.services import running, seed_deployment
+
+pytestmark = pytest.mark.integration
+
+
+def _settings(deployment_id, source, **camera):
+    return IngestSettings(
+        http_port=0,
+        van_id="van-1",
+        reconnect_initial_s=0.2,
+        reconnect_max_s=0.5,
+        cameras=[{"camera_id": "cam-1", "deployment_id": deployment_id, "source": source, **camera}],
+    )
+
+
+def _value(metric, deployment_id, **labels):
+    return metric.labels(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1", **labels)._value.get()
+
+
+async def test_a_file_is_paced_sampled_sealed_and_published_in_order(platform, data_dir, eventually):
+    deployment_id, key = await seed_deployment(platform)
+    clip = data_dir / "video" / "talking_liveportrait_d0.mp4"  # 78 frames at 25 fps: 3.1 s
+    async with running(build(platform, _settings(deployment_id, str(clip), fps=5))):
+        records = await read(platform, FRAMES_CAPTURED, count=16, settle_s=0.5)
+        await eventually(lambda: _value(metrics.CAMERA_FINISHED, deployment_id) == 1)
+    frames = decoded(FRAMES_CAPTURED, records)
+    ref = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
+    assert len(frames) == 16 and all(r.key == camera_key(ref) for r in records)
+    assert [f.sequence for f in frames] == list(range(16))
+    times = [f.captured_at.ToNanoseconds() / 1e9 for f in frames]
+    assert times == sorted(times) and times[-1] - times[0] > 2.5  # played at the file's pace, not at once
+    image = images.decode_jpeg(sealing.unseal(key, frames[3].image, deployment_id), max_bytes=10**7, max_pixels=10**7)
+    assert image.shape == (512, 512, 3) and (frames[3].width, frames[3].height) == (512, 512)
+
+
+class MjpegCamera:
+    """A network camera: an HTTP MJPEG stream of a real clip, which can be switched off and on."""
+
+    def __init__(self, clip: Path, port: int) -> None:
+        capture = cv2.VideoCapture(str(clip))
+        self.frames = []
+        while (frame := capture.read())[0]:
+            self.frames.append(cv2.imencode(".jpg", frame[1])[1].tobytes())
+        capture.release()
+        self.port = port
+        self.runner: web.AppRunner | None = None
+
+    async def _stream(self, request):
+        response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"})
+        await response.prepare(request)
+        i = 0
+        while True:
+            jpeg = self.frames[i % len(self.frames)]
+            i += 1
+            await response.write(
+                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg)
+            )
+            await asyncio.sleep(0.04)
+
+    async def on(self) -> None:
+        app = web.Application()
+        app.router.add_get("/cam.mjpg", self._stream)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def off(self) -> None:
+        await self.runner.cleanup()
+
+
+async def test_a_failing_stream_is_retried_with_backoff_and_recovers(platform, data_dir, eventually):
+    deployment_id, _ = await seed_deployment(platform)
+    camera = MjpegCamera(data_dir / "video" / "talking_liveportrait_d0.mp4", free_port())
+    await camera.on()
+    url = f"http://127.0.0.1:{camera.port}/cam.mjpg"
+    published = lambda: _value(metrics.FRAMES_PUBLISHED, deployment_id)  # noqa: E731
+    async with running(build(platform, _settings(deployment_id, url, fps=5))) as shell:
+        await eventually(lambda: published() >= 3)
+        await camera.off()
+        await eventually(lambda: _value(metrics.CAMERA_UP, deployment_id) == 0)
+        await eventually(lambda: _value(metrics.CAMERA_RECONNECTS, deployment_id) >= 2)  # retried, not fatal
+        assert shell.health.ready
+        before = published()
+        await camera.on()
+        await eventually(lambda: published() >= before + 3, timeout_s=30)
+        assert _value(metrics.CAMERA_UP, deployment_id) == 1
+    await camera.off()
+
+
+async def test_a_stalled_broker_never_blocks_capture_the_oldest_frames_are_dropped(platform, data_dir, eventually):
+    log_dir = Path(tempfile.mkdtemp(prefix="lfr-test-stalled-"))
+    broker, bootstrap = start_broker(log_dir)  # a broker of this test's own, to freeze
+    try:
+        own = platform.model_copy(update={"kafka_bootstrap_servers": bootstrap})
+        deployment_id, _ = await seed_deployment(own)
+        clip = data_dir / "video" / "talking_liveportrait_d0.mp4"
+        settings = _settings(deployment_id, str(clip), fps=10, loop=True)
+        settings = settings.model_copy(update={"max_in_flight": 2, "queue_frames": 2})
+        captured = lambda: _value(metrics.FRAMES_CAPTURED, deployment_id)  # noqa: E731
+        published = lambda: _value(metrics.FRAMES_PUBLISHED, deployment_id)  # noqa: E731
+        dropped = lambda: _value(metrics.FRAMES_DROPPED, deployment_id, reason="queue_full")  # noqa: E731
+        async with running(build(own, settings)):
+            await eventually(lambda: published() >= 5)
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                stalled_at, captured_at_stall = published(), captured()
+                await asyncio.sleep(3)
+                assert captured() - captured_at_stall >= 20  # capture carried on at 10 fps
+                assert published() - stalled_at <= 2  # at most what was in flight
+                assert dropped() >= 15  # and the oldest frames were dropped, counted
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            resumed = published()
+            await eventually(lambda: published() >= resumed + 5, timeout_s=60)
+    finally:
+        stop_process(broker.pid)
+
+
+async def test_a_closed_deployment_stops_its_cameras(platform, data_dir, eventually):
+    deployment_id, _ = await seed_deployment(platform)
+    clip = data_dir / "video" / "talking_liveportrait_d0.mp4"
+    async with running(build(platform, _settings(deployment_id, str(clip), fps=5, loop=True))):
+        await eventually(lambda: _value(metrics.FRAMES_PUBLISHED, deployment_id) >= 2)
+        client = aioredis.from_url(platform.redis_url)
+        await client.hset(RedisKeys(platform.redis_prefix).deployment(deployment_id), "status", "closed")
+        await client.aclose()
+        await eventually(lambda: _value(metrics.CAMERA_FINISHED, deployment_id) == 1)
+        assert _value(metrics.FRAMES_DROPPED, deployment_id, reason="deployment_closed") >= 1
+        stopped_at = _value(metrics.FRAMES_CAPTURED, deployment_id)
+        await asyncio.sleep(1)
+        assert _value(metrics.FRAMES_CAPTURED, deployment_id) == stopped_at

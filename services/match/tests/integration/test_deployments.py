@@ -1,0 +1,184 @@
+"""The DeploymentService over real gRPC, Redis and the broker: calls, roles, governance, audit."""
+
+import asyncio
+import json
+import time
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr.v1 import frames_pb2
+from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
+from lfr_match.app import build
+from lfr_platform import sealing
+from lfr_platform.registry import TOMBSTONE_FIELDS, RedisKeys
+from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, match_settings
+from lfr_testing.kafka import decoded, produce, read
+from lfr_testing.media import lfw
+from lfr_testing.services import running
+
+pytestmark = pytest.mark.integration
+
+
+def _image(data_dir, identity, n=1, subject=None):
+    return pb.WatchlistImage(
+        client_ref=f"{identity}_{n}",
+        subject_id=subject or identity,
+        category="wanted",
+        source_reference=f"PNC/{identity}",
+        approved_by="Insp. Approver",
+        image=lfw(data_dir, identity, n).read_bytes(),
+    )
+
+
+async def _audit(platform, count):
+    return decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=count, settle_s=0.5))
+
+
+async def test_create_get_list_close_with_the_calibrated_threshold(platform, match, data_dir):
+    api = Api(match.control.port)
+    created = await api("create", create_request())
+    assert created.deployment_id.startswith("dep-") and created.state == pb.DEPLOYMENT_STATE_ACTIVE
+    assert (created.threshold, created.threshold_floor, created.model_id) == (
+        pytest.approx(0.69),
+        pytest.approx(0.69),
+        "sface-2021dec",
+    )
+    results = await api.enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")], expected=1)
+    assert [r.status for r in results] == [pb.ENROL_STATUS_ENROLLED] and results[0].entry_id
+    got = await api("get", created.deployment_id)
+    assert (got.enrolled_images, got.enrolled_subjects, got.created_by) == (1, 1, "officer-1")
+    assert [d.deployment_id for d in await api("list")] == [created.deployment_id]
+    closed = await api("close", created.deployment_id, "operation over")
+    assert closed.state == pb.DEPLOYMENT_STATE_CLOSED and closed.closed_by == "officer-1"
+    assert closed.deletion.watchlist_points_deleted == 1 and closed.deletion.data_key_destroyed
+    again = await api("close", created.deployment_id)  # idempotent: same report
+    assert again.deletion == closed.deletion
+    events = [a.event for a in await _audit(platform, 5) if a.event != "deployment.started"]
+    assert events == [
+        "deployment.created",
+        "threshold.set",
+        "watchlist.enrolled",
+        "deployment.closed",
+        "deployment.data_deleted",
+    ]
+
+
+async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, match):
+    api = Api(match.control.port)
+    with pytest.raises(grpc.RpcError) as refused:
+        await api("create", create_request(threshold=0.5))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "below the floor" in refused.value.details()
+    created = await api("create", create_request(threshold=0.5, threshold_override_reason="missing child, ACC"))
+    assert created.threshold == pytest.approx(0.5) and created.threshold_override_reason == "missing child, ACC"
+    audit = {a.event: a for a in await _audit(platform, 2)}
+    override = audit["threshold.overridden"]
+    assert override.actor == "officer-1" and override.details["override_reason"] == "missing child, ACC"
+    assert override.details["threshold_floor"] == pytest.approx(0.69)
+
+
+async def test_roles_and_tokens_are_enforced_and_refusals_audited(platform, match):
+    viewer = Api(match.control.port, VIEWER_TOKEN)
+    stranger = Api(match.control.port, "not-a-token-of-this-installation")
+    created = await Api(match.control.port)("create", create_request())
+    assert (await viewer("get", created.deployment_id)).deployment_id == created.deployment_id
+    assert len(await viewer("list")) == 1
+    for call, args in (("create", (create_request(),)), ("close", (created.deployment_id,))):
+        with pytest.raises(grpc.RpcError) as denied:
+            await viewer(call, *args)
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as unauthenticated:
+        await stranger("list")
+    assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    denials = [a for a in await _audit(platform, 5) if a.event == "access.denied"]
+    assert [(a.actor, a.details["outcome"]) for a in denials] == [
+        ("analyst-1", "PERMISSION_DENIED"),
+        ("analyst-1", "PERMISSION_DENIED"),
+        ("unauthenticated", "UNAUTHENTICATED"),
+    ]
+
+
+async def test_unknown_ids_and_closed_deployments_are_refused(platform, match, data_dir):
+    api = Api(match.control.port)
+    for call in ("get", "close"):
+        with pytest.raises(grpc.RpcError) as missing:
+            await api(call, "dep-does-not-exist")
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as missing:
+        await api.enrol("dep-does-not-exist", [_image(data_dir, "Colin_Powell")])
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    created = await api("create", create_request())
+    await api("close", created.deployment_id)
+    with pytest.raises(grpc.RpcError) as closed:
+        await api.enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")])
+    assert closed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_after_close_nothing_biometric_remains(platform, match, data_dir):
+    api = Api(match.control.port)
+    keys = RedisKeys(platform.redis_prefix)
+    created = await api("create", create_request())
+    deployment_id = created.deployment_id
+    await api.enrol(deployment_id, [_image(data_dir, "Colin_Powell"), _image(data_dir, "Ariel_Sharon")])
+    client = aioredis.from_url(platform.redis_url)
+    data_key = await client.get(keys.data_key(deployment_id))
+    # What the pipeline leaves: alert state under the deployment, a sealed frame on a topic.
+    await client.hset(keys.alert(deployment_id, "van-1:cam-1", "Colin_Powell"), mapping={"best_crop": b"jpeg"})
+    frame = frames_pb2.FrameCaptured(image=sealing.seal(data_key, b"\xff\xd8 a face \xff\xd9", deployment_id))
+    await produce(platform, FRAMES_CAPTURED, [(b"k", frame.SerializeToString())])
+    assert deployment_id in match.control.service.index.collections()
+
+    await api("close", deployment_id)
+
+    assert deployment_id not in match.control.service.index.collections()
+    assert not (match.control.service.index.data_dir / deployment_id).exists()
+    left = [k.decode() async for k in client.scan_iter(match=f"{platform.redis_prefix}:*")]
+    assert left == [keys.deployment(deployment_id)] or sorted(left) == sorted(
+        [keys.deployment(deployment_id), keys.all_deployments()]
+    )
+    tombstone = {k.decode() for k in await client.hkeys(keys.deployment(deployment_id))}
+    assert tombstone <= TOMBSTONE_FIELDS
+    assert (
+        json.loads((await client.hget(keys.deployment(deployment_id), "deletion")).decode())["redis_keys_deleted"] >= 4
+    )
+    # A consumer reading the topic after close: the payload is there, no key can open it.
+    payload = decoded(FRAMES_CAPTURED, await read(platform, FRAMES_CAPTURED, count=1))[0].image
+    assert await client.get(keys.data_key(deployment_id)) is None
+    with pytest.raises(sealing.SealError):
+        sealing.unseal(sealing.new_data_key(), payload, deployment_id)
+    await client.aclose()
+
+
+async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tmp_path, data_dir):
+    settings = match_settings(tmp_path)
+    first = build(platform, settings)
+    async with running(first):
+        request = create_request()
+        request.planned_end.FromNanoseconds(int((time.time() + 1.5) * 1e9))
+        created = await Api(first.control.port)("create", request)
+        await Api(first.control.port).enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")])
+    await asyncio.sleep(2.0)  # it ends while match is down
+    second = build(platform, settings)
+    async with running(second):
+        api = Api(second.control.port)
+        deadline = time.monotonic() + 20
+        while (got := await api("get", created.deployment_id)).state != pb.DEPLOYMENT_STATE_EXPIRED:
+            assert time.monotonic() < deadline, "not expired by the janitor"
+            await asyncio.sleep(0.2)
+        assert got.closed_by == "system" and got.deletion.watchlist_points_deleted == 1
+        assert created.deployment_id not in second.control.service.index.collections()
+    events = [a.event for a in await _audit(platform, 5)]
+    assert "deployment.expired" in events and "deployment.data_deleted" in events
+
+
+async def test_grpc_health_and_reflection_are_served(match):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{match.control.port}")
+    response = await health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service="lfr.v1.DeploymentService")
+    )
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+    await channel.close()

@@ -1,0 +1,126 @@
+"""EnrolWatchlist with real photos: one result per image, every rejection reason, limits, cut streams."""
+
+import asyncio
+import io
+
+import cv2
+import grpc
+import pytest
+from PIL import Image
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_testing.deployments import Api, create_request
+from lfr_testing.media import jpeg, lfw, video_frame
+
+pytestmark = pytest.mark.integration
+
+
+def _item(name: str, data: bytes, subject: str = "subject-1") -> pb.WatchlistImage:
+    return pb.WatchlistImage(
+        client_ref=name,
+        subject_id=subject,
+        category="wanted",
+        source_reference=f"ref/{name}",
+        approved_by="Insp. Approver",
+        image=data,
+    )
+
+
+def _reason(result: pb.EnrolWatchlistResponse) -> str:
+    if result.status == pb.ENROL_STATUS_ENROLLED:
+        return "enrolled"
+    return pb.RejectionReason.Name(result.reason).removeprefix("REJECTION_REASON_").lower()
+
+
+def _bomb() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (40_000, 40_000)).save(buffer, "PNG")  # declares 1.6 Gpixel in a small file
+    return buffer.getvalue()
+
+
+async def test_every_image_gets_its_own_result_and_a_bad_one_never_ends_the_stream(match, data_dir):
+    api = Api(match.control.port)
+    deployment = await api("create", create_request())
+    powell = lfw(data_dir, "Colin_Powell", 1).read_bytes()
+    photo = cv2.imread(str(lfw(data_dir, "Colin_Powell", 3)))
+    crowd = video_frame(data_dir, "facenet_pytorch_video.mp4", 0)
+    items = [
+        _item("good.jpg", powell),
+        _item("truncated.jpg", powell[: len(powell) // 2]),
+        _item("notes.txt", b"suspect seen near the station, no photo"),
+        _item("bomb.png", _bomb()),
+        _item("arcade.jpg", jpeg(crowd[0:300, 0:500])),  # the arcade's ceiling: no face
+        _item("crowd.jpg", jpeg(crowd)),  # several people
+        _item("thumbnail.jpg", jpeg(cv2.resize(photo, (110, 110), interpolation=cv2.INTER_AREA))),
+        _item("blurred.jpg", jpeg(cv2.GaussianBlur(photo, (0, 0), 3))),
+        _item("profile.jpg", lfw(data_dir, "Aiysha_Smith", 1).read_bytes()),
+        _item("good-again.jpg", powell),  # the same file twice
+        _item("re-encoded.jpg", jpeg(cv2.imread(str(lfw(data_dir, "Colin_Powell", 1))), 97)),
+        _item("second-photo.jpg", lfw(data_dir, "Colin_Powell", 2).read_bytes()),
+        _item("no-provenance.jpg", powell, subject=""),
+    ]
+    results = await api.enrol(deployment.deployment_id, items, expected=len(items))
+    assert [(r.client_ref, _reason(r)) for r in results] == [
+        ("good.jpg", "enrolled"),
+        ("truncated.jpg", "undecodable"),
+        ("notes.txt", "not_an_image"),
+        ("bomb.png", "too_large"),
+        ("arcade.jpg", "no_face"),
+        ("crowd.jpg", "multiple_faces"),
+        ("thumbnail.jpg", "face_too_small"),
+        ("blurred.jpg", "too_blurred"),
+        ("profile.jpg", "pose_not_frontal"),
+        ("good-again.jpg", "duplicate"),
+        ("re-encoded.jpg", "duplicate"),
+        ("second-photo.jpg", "enrolled"),
+        ("no-provenance.jpg", "invalid_item"),
+    ]
+    assert all(r.detail for r in results if r.status == pb.ENROL_STATUS_REJECTED)
+    got = await api("get", deployment.deployment_id)
+    assert (got.enrolled_images, got.enrolled_subjects, got.rejected_images) == (2, 1, 11)
+
+
+async def test_a_batch_over_the_size_limit_is_refused_whole_before_anything_is_written(match, data_dir):
+    api = Api(match.control.port)
+    deployment = await api("create", create_request(watchlist_size_limit=2))
+    images = [
+        _item(f"{n}.jpg", lfw(data_dir, n).read_bytes(), n) for n in ("Colin_Powell", "Ariel_Sharon", "George_W_Bush")
+    ]
+    with pytest.raises(grpc.RpcError) as full:
+        await api.enrol(deployment.deployment_id, images, expected=3)
+    assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "nothing was enrolled" in full.value.details()
+    assert (await api("get", deployment.deployment_id)).enrolled_images == 0
+    # A client that does not announce its count is stopped at the limit, item by item.
+    with pytest.raises(grpc.RpcError) as full:
+        await api.enrol(deployment.deployment_id, images)
+    assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (await api("get", deployment.deployment_id)).enrolled_images == 2
+
+
+async def test_a_stream_cut_midway_keeps_what_was_acknowledged(match, data_dir):
+    api = Api(match.control.port)
+    deployment = await api("create", create_request())
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def images():
+        yield _item("first.jpg", lfw(data_dir, "Colin_Powell").read_bytes(), "Colin_Powell")
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result()  # the client stalls here...
+
+    def enrol_then_cut():
+        call = api.client.enrol(deployment.deployment_id, images())
+        first = next(call)
+        call.cancel()  # ...and gives up: the connection is cut
+        return first
+
+    first = await asyncio.to_thread(enrol_then_cut)
+    release.set()
+    assert first.status == pb.ENROL_STATUS_ENROLLED
+    await asyncio.sleep(0.5)
+    got = await api("get", deployment.deployment_id)
+    assert got.enrolled_images == 1
+    # and the deployment still takes new images: nothing was left half-written or locked
+    more = await api.enrol(
+        deployment.deployment_id, [_item("b.jpg", lfw(data_dir, "Ariel_Sharon").read_bytes(), "Ariel_Sharon")]
+    )
+    assert _reason(more[0]) == "enrolled"

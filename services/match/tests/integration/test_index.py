@@ -1,0 +1,55 @@
+"""Both watchlist index adapters behave alike: the embedded engine and the Qdrant client."""
+
+import uuid
+
+import numpy as np
+import pytest
+
+from lfr_match.index import CollectionMissing, Entry
+from lfr_match.index.edge import EdgeIndex
+from lfr_match.index.server import ServerIndex
+
+pytestmark = pytest.mark.integration
+
+
+def _entry(vector, subject):
+    return Entry(str(uuid.uuid4()), vector, subject, "wanted", "ref", "approver", 0.0, "sha")
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def index(request, tmp_path):
+    # The client adapter runs against qdrant-client's local mode here: the same API a server speaks.
+    made = EdgeIndex(tmp_path) if request.param == "edge" else ServerIndex.connect(":memory:")
+    yield made
+    made.close()
+
+
+def test_collections_are_created_searched_counted_and_dropped(index):
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(50, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index.create("dep-a", 128)
+    index.create("dep-b", 128)
+    index.upsert("dep-a", [_entry(v, f"s{i}") for i, v in enumerate(vectors)])
+    index.optimize("dep-a")
+    assert index.count("dep-a") == 50 and index.count("dep-b") == 0
+    hits = index.search("dep-a", vectors[7], 3)
+    assert hits[0].subject_id == "s7" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].score >= hits[1].score >= hits[2].score
+    assert index.collections() == ["dep-a", "dep-b"]
+    assert index.drop("dep-a") == 50
+    assert index.collections() == ["dep-b"] and not index.exists("dep-a")
+    with pytest.raises(CollectionMissing):
+        index.search("dep-a", vectors[0], 1)
+    assert index.drop("dep-a") == 0  # dropping twice is harmless
+
+
+def test_embedded_watchlists_survive_a_restart_of_match(tmp_path):
+    vector = np.ones(128, np.float32) / np.sqrt(128)
+    first = EdgeIndex(tmp_path)
+    first.create("dep-a", 128)
+    first.upsert("dep-a", [_entry(vector, "kept")])
+    first.close()
+    second = EdgeIndex(tmp_path)
+    assert second.search("dep-a", vector, 1)[0].subject_id == "kept"
+    second.close()

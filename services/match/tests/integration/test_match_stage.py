@@ -1,0 +1,85 @@
+"""match over the real broker and Redis: real vectors in, matches out, non-matches dropped."""
+
+import numpy as np
+import pytest
+
+from lfr.v1 import common_pb2, embeddings_pb2
+from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key, dead_letter_topic
+from lfr_faces import images
+from lfr_faces.crops import embed_crops, find_faces
+from lfr_faces.detectors import build_detector
+from lfr_faces.embedders import build_embedder
+from lfr_faces.quality import QualityPolicy
+from lfr_platform import metrics, sealing
+from lfr_testing.deployments import Api, create_request
+from lfr_testing.kafka import decoded, produce, read
+from lfr_testing.media import lfw
+
+pytestmark = pytest.mark.integration
+
+
+def _probe(models_dir, photo):
+    image = images.decode(photo.read_bytes(), max_bytes=10**7, max_pixels=10**7)
+    crops, _ = find_faces(
+        build_detector("yunet", models_dir / "yunet-2023mar.onnx", input_width=640), image, QualityPolicy(), 0.6
+    )
+    vector = embed_crops(
+        build_embedder("sface", models_dir / "sface-2021dec.onnx"), [(crops[0].jpeg, crops[0].landmarks)]
+    )[0]
+    return crops[0], vector
+
+
+async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(platform, match, data_dir, models_dir):
+    api = Api(match.control.port)
+    deployment = await api("create", create_request())
+    deployment_id = deployment.deployment_id
+    from lfr.v1 import deployments_pb2 as pb
+
+    await api.enrol(
+        deployment_id,
+        [
+            pb.WatchlistImage(
+                client_ref="p",
+                subject_id="Colin_Powell",
+                category="wanted",
+                source_reference="ref",
+                approved_by="A",
+                image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
+            )
+        ],
+    )
+    key = await match.control.service.store.client.get(f"{platform.redis_prefix}:dep:{deployment_id}:key")
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
+
+    def message(photo, sequence, model="sface-2021dec"):
+        crop, vector = _probe(models_dir, photo)
+        out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=sequence, model_id=model, dimension=128)
+        out.captured_at.GetCurrentTime()
+        out.faces.add(
+            index=0,
+            detector_score=crop.score,
+            embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
+            crop=sealing.seal(key, crop.jpeg, deployment_id),
+        )
+        return camera_key(camera), out.SerializeToString()
+
+    scanned = metrics.FACES_SCANNED.labels(deployment_id, "van-1", "cam-1")
+    await produce(
+        platform,
+        FACES_EMBEDDED,
+        [
+            message(lfw(data_dir, "Colin_Powell", 4), 1),  # another photo of the enrolled person
+            message(lfw(data_dir, "George_W_Bush", 1), 2),  # a stranger
+            message(lfw(data_dir, "Colin_Powell", 5), 3, model="arcface-r100"),  # another model's vectors
+        ],
+    )
+    matches = decoded(MATCHES_FOUND, await read(platform, MATCHES_FOUND, count=1, settle_s=1.0))
+    letters = decoded(dead_letter_topic("match"), await read(platform, dead_letter_topic("match"), count=1))
+    assert [(m.subject_id, m.sequence) for m in matches] == [("Colin_Powell", 1)]
+    match_found = matches[0]
+    assert match_found.score >= match_found.threshold == pytest.approx(0.69)
+    assert match_found.match_id == f"{deployment_id}/van-1/cam-1/1/0"
+    assert images.decode_jpeg(match_found.probe_crop, max_bytes=10**7, max_pixels=10**7).size > 0
+    assert [d.reason for d in letters] == ["model_mismatch"]
+    assert scanned._value.get() == 2
+    assert np.isfinite(match_found.score)

@@ -1,0 +1,58 @@
+"""End to end, as a user runs it: `lfr demo` (make demo) starts a broker, Redis and the five
+services as processes, streams real video as cameras and prints the alerts."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _demo(tmp_path: Path, data_dir: Path, models_dir: Path, *args: str, timeout: float = 600):
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    env.update(LFR_DATA_DIR=str(data_dir), LFR_MODELS_DIR=str(models_dir))
+    return subprocess.run(
+        [sys.executable, "-m", "lfr_cli.main", "demo", "--root", str(tmp_path / "run"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_real_video_in_alert_out_for_the_enrolled_person_and_none_for_strangers(tmp_path, data_dir, models_dir):
+    enrolled = data_dir / "video" / "talking_liveportrait_d0.mp4"
+    crowd = data_dir / "video" / "facenet_pytorch_video.mp4"
+    result = _demo(tmp_path, data_dir, models_dir, "--video", f"{enrolled},{crowd}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    alerts, summary = lines[:-1], lines[-1]["summary"]
+    assert alerts, f"no alert; stderr:\n{result.stderr[-3000:]}"
+    assert {(a["subject_id"], a["camera_id"]) for a in alerts} == {("liveportrait-d0", "cam-1")}
+    for alert in alerts:
+        assert alert["score"] >= alert["threshold"] == pytest.approx(0.69)
+        assert {"alert_id", "deployment_id", "van_id", "captured_at", "raised_at"} <= alert.keys()
+    assert summary["alerts"] == len(alerts) and summary["frames"] >= 30 and summary["faces_scanned"] >= 60
+    assert summary["frames_dropped"] >= 0 and summary["wall_seconds"] > 0
+    assert "deployment closed" in result.stderr  # and its watchlist deleted
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda tmp, data: ["--watchlist", str(tmp / "missing")], "does not exist"),
+        (lambda tmp, data: ["--watchlist", str((tmp / "empty").mkdir() or tmp / "empty")], "is empty"),
+        (lambda tmp, data: ["--video", str(data / "lfw" / "labels.csv")], "cannot be read"),
+        (lambda tmp, data: ["--video", str(tmp / "nothing.mp4")], "does not exist"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message_and_start_nothing(
+    tmp_path, data_dir, models_dir, make_args, message
+):
+    result = _demo(tmp_path, data_dir, models_dir, *make_args(tmp_path, data_dir), timeout=60)
+    assert result.returncode == 2 and message in result.stderr and result.stdout == ""
+    assert not (tmp_path / "run" / "logs").exists()
