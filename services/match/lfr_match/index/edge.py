@@ -38,7 +38,7 @@ class EdgeIndex:
         *,
         hnsw_m: int = 16,
         hnsw_ef_construct: int = 128,
-        hnsw_ef: int = 128,
+        hnsw_ef: int = 256,
         full_scan_threshold_kb: int = 1024,
     ) -> None:
         self.data_dir = Path(data_dir)

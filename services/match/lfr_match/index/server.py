@@ -13,7 +13,7 @@ from lfr_match.index import CollectionMissing, Entry, Hit
 
 
 class ServerIndex:
-    def __init__(self, client: QdrantClient, collection_prefix: str = "lfr-", hnsw_ef: int = 128) -> None:
+    def __init__(self, client: QdrantClient, collection_prefix: str = "lfr-", hnsw_ef: int = 256) -> None:
         self.client = client
         self.prefix = collection_prefix
         self.search_params = models.SearchParams(hnsw_ef=hnsw_ef)

@@ -1,0 +1,262 @@
+"""`make bench`: the figures behind the README's performance section. It prints; it asserts nothing.
+
+    python -m lfr_cli.bench [--only stages,sealing,search,pipeline] [--seconds 40]
+
+- stages: per-stage time on 720p frames (detect per frame, embed per face), in process, with the
+  services' own functions and default settings;
+- sealing: the crypto-shredding cost per frame (AES-256-GCM seal + unseal of a 720p JPEG);
+- search: watchlist search latency (p50/p99) at 10,000 and 200,000 entries on real SFace
+  embeddings, in the embedded engine match uses by default, with recall against exact search;
+- pipeline: the five services as processes on one machine, a 720p camera at 25 fps with 2-5
+  faces per frame: frames/s and faces/s sustained through match, and capture-to-match latency.
+Medians of repeated runs; machines are shared and noisy, so compare ratios, not single figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform as host
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DATA = Path(os.environ.get("LFR_DATA_DIR", "../shared/data"))
+MODELS = Path(os.environ.get("LFR_MODELS_DIR", "models"))
+OUT = Path("var/bench")
+
+
+def _ms(samples: list[float]) -> str:
+    return f"median {statistics.median(samples) * 1e3:.2f} ms, p90 {np.percentile(samples, 90) * 1e3:.2f} ms"
+
+
+def crowd_720p() -> Path:
+    """The crowd clip (1080p, 4-6 faces) scaled to 1280x720, written once under var/bench."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "crowd-720p.mp4"
+    if not path.exists():
+        source = cv2.VideoCapture(str(DATA / "video" / "facenet_pytorch_video.mp4"))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (1280, 720))
+        while (frame := source.read())[0]:
+            writer.write(cv2.resize(frame[1], (1280, 720), interpolation=cv2.INTER_AREA))
+        writer.release()
+    return path
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (frame := capture.read())[0]:
+        frames.append(frame[1])
+    return frames
+
+
+def bench_stages() -> dict:
+    from lfr_detect.settings import DetectSettings
+    from lfr_faces import images
+    from lfr_faces.crops import embed_crops, find_faces
+    from lfr_faces.detectors import build_detector
+    from lfr_faces.embedders import build_embedder
+    from lfr_faces.quality import QualityPolicy
+
+    settings = DetectSettings.model_construct()
+    detector = build_detector("yunet", MODELS / "yunet-2023mar.onnx", input_width=settings.input_width)
+    embedder = build_embedder("sface", MODELS / "sface-2021dec.onnx")
+    policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
+    frames = [images.encode_jpeg(f, 90) for f in _frames(crowd_720p())]
+    detect_s, faces = [], []
+    for jpeg in frames * 2:
+        started = time.perf_counter()
+        image = images.decode_jpeg(jpeg, max_bytes=10**8, max_pixels=10**8)
+        found, _ = find_faces(detector, image, policy, settings.min_score)
+        detect_s.append(time.perf_counter() - started)
+        faces.extend((f.jpeg, f.landmarks) for f in found)
+    per_face = {}
+    for batch in (1, 4):
+        samples = []
+        for i in range(0, min(len(faces), 160) - batch + 1, batch):
+            started = time.perf_counter()
+            embed_crops(embedder, faces[i : i + batch])
+            samples.append((time.perf_counter() - started) / batch)
+        per_face[batch] = samples
+    result = {
+        "detect_per_720p_frame_ms": round(statistics.median(detect_s) * 1e3, 1),
+        "faces_per_frame": round(len(faces) / (2 * len(frames)), 2),
+        "embed_per_face_ms_batch1": round(statistics.median(per_face[1]) * 1e3, 1),
+        "embed_per_face_ms_batch4": round(statistics.median(per_face[4]) * 1e3, 1),
+    }
+    print(f"detect (decode + YuNet + quality + crops), 720p: {_ms(detect_s)} per frame")
+    print(f"embed (decode crop + align + SFace): batch 1 {_ms(per_face[1])}; batch 4 {_ms(per_face[4])} per face")
+    return result
+
+
+def bench_sealing() -> dict:
+    from lfr_faces import images
+    from lfr_platform import sealing
+
+    jpeg = images.encode_jpeg(_frames(crowd_720p())[40], 90)
+    key = sealing.new_data_key()
+    seal_s, unseal_s = [], []
+    for _ in range(300):
+        started = time.perf_counter()
+        sealed = sealing.seal(key, jpeg, "dep-bench")
+        seal_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        sealing.unseal(key, sealed, "dep-bench")
+        unseal_s.append(time.perf_counter() - started)
+    print(
+        f"sealing a {len(jpeg) // 1024} KiB 720p JPEG: seal {_ms(seal_s)}, unseal {_ms(unseal_s)}; "
+        f"+{sealing.OVERHEAD_BYTES} bytes"
+    )
+    return {
+        "frame_kib": len(jpeg) // 1024,
+        "seal_ms": round(statistics.median(seal_s) * 1e3, 3),
+        "unseal_ms": round(statistics.median(unseal_s) * 1e3, 3),
+        "overhead_bytes": sealing.OVERHEAD_BYTES,
+    }
+
+
+def real_embeddings() -> np.ndarray:
+    """SFace vectors of the shared LFW and UTKFace photos, computed through the live path (cached)."""
+    from lfr_eval.analysis import PROBE, Cache, Models, analyse_all
+
+    models = Models(MODELS / "yunet-2023mar.onnx", MODELS / "sface-2021dec.onnx")
+    paths = sorted((DATA / "lfw" / "images").glob("*/*.jpg")) + sorted((DATA / "utkface" / "images").glob("*.jpg"))
+    results = analyse_all([(p, PROBE) for p in paths], models, Cache(Path(".cache/embeddings"), models.fingerprint()))
+    return np.stack([r.vector for r in results.values() if r.vector is not None]).astype(np.float32)
+
+
+def bench_search(queries: int = 1000) -> dict:
+    from lfr_faces.calibration import load
+    from lfr_match.index import Entry
+    from lfr_match.index.edge import EdgeIndex
+
+    threshold = load("sface-2021dec").default_threshold
+    real = real_embeddings()
+    rng = np.random.default_rng(7)
+    rng.shuffle(real)
+    probes_real, pool = real[:500], real[500:]
+    out: dict[str, object] = {"real_vectors": int(len(real)), "threshold": threshold}
+    for size in (10_000, 200_000):
+        # Each real vector once, then noisy variants of them, as further photos of the same people
+        # would be (cosine about 0.75 to their source): clustered like a real watchlist, no duplicates.
+        watchlist = np.tile(pool, (-(-size // len(pool)), 1))[:size]
+        noise = rng.normal(scale=0.06, size=watchlist.shape).astype(np.float32)
+        noise[: len(pool)] = 0
+        watchlist = watchlist + noise
+        watchlist /= np.linalg.norm(watchlist, axis=1, keepdims=True)
+        variants = watchlist[rng.integers(0, size, queries - len(probes_real))]
+        probes = np.vstack([probes_real, variants + rng.normal(scale=0.04, size=variants.shape).astype(np.float32)])
+        probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+        exact_scores = probes @ watchlist.T
+        exact = np.argmax(exact_scores, axis=1)
+        exact_best = exact_scores[np.arange(len(probes)), exact]
+        with tempfile.TemporaryDirectory() as tmp:
+            index = EdgeIndex(Path(tmp))
+            index.create("bench", 128)
+            started = time.perf_counter()
+            for i in range(0, size, 5000):
+                index.upsert(
+                    "bench",
+                    [
+                        Entry(str(uuid.uuid4()), v, f"s{i + j}", "c", "", "", 0.0, "")
+                        for j, v in enumerate(watchlist[i : i + 5000])
+                    ],
+                )
+            index.optimize("bench")
+            build_s = time.perf_counter() - started
+            latencies, best_ids, best_scores = [], [], []
+            for probe in probes:
+                started = time.perf_counter()
+                result = index.search("bench", probe, 5)
+                latencies.append(time.perf_counter() - started)
+                best_ids.append(result[0].subject_id)
+                best_scores.append(result[0].score)
+            index.close()
+        same = np.array([b == f"s{e}" for b, e in zip(best_ids, exact, strict=True)])
+        above = exact_best >= threshold
+        agree = float(((np.array(best_scores) >= threshold) == above).mean())
+        p50, p99 = np.percentile(latencies, 50) * 1e3, np.percentile(latencies, 99) * 1e3
+        print(
+            f"search at {size:,} entries (qdrant-edge HNSW m 16, ef 256): p50 {p50:.2f} ms, p99 {p99:.2f} ms; "
+            f"top-1 as exact search {same.mean():.4f}, {same[above].mean():.4f} where it matters (exact best >= "
+            f"{threshold}); match decisions as exact search {agree:.4f}; enrol+index {build_s:.0f} s"
+        )
+        out[str(size)] = {
+            "p50_ms": round(p50, 3),
+            "p99_ms": round(p99, 3),
+            "top1_as_exact": round(float(same.mean()), 4),
+            "top1_as_exact_above_threshold": round(float(same[above].mean()), 4),
+            "decisions_as_exact": round(agree, 4),
+            "build_s": round(build_s, 1),
+        }
+        out[f"qdrant_client_local_{size}_p50_ms"] = _client_local_mode(watchlist, probes[:50])
+    return out
+
+
+def _client_local_mode(watchlist: np.ndarray, probes: np.ndarray) -> float:
+    """qdrant-client's local mode on the same entries: the alternative decision 0001 compares."""
+    import warnings
+
+    from lfr_match.index import Entry
+    from lfr_match.index.server import ServerIndex
+
+    index = ServerIndex.connect(":memory:")
+    index.create("bench", 128)
+    latencies = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "local mode is exact / not for large sets": the point
+        for i in range(0, len(watchlist), 2000):
+            entries = [Entry(str(uuid.uuid4()), v, "s", "c", "", "", 0.0, "") for v in watchlist[i : i + 2000]]
+            index.upsert("bench", entries)
+        for probe in probes:
+            started = time.perf_counter()
+            index.search("bench", probe, 5)
+            latencies.append(time.perf_counter() - started)
+    index.close()
+    p50 = float(np.percentile(latencies, 50) * 1e3)
+    print(f"search at {len(watchlist):,} entries (qdrant-client local mode, for comparison): p50 {p50:.1f} ms")
+    return round(p50, 2)
+
+
+def bench_pipeline(seconds: float) -> dict:
+    from lfr_cli.pipeline_bench import run
+
+    return run(crowd_720p(), DATA, seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="stages,sealing,search,pipeline")
+    parser.add_argument("--seconds", type=float, default=40.0, help="pipeline measurement window")
+    args = parser.parse_args(argv)
+    wanted = set(args.only.split(","))
+    machine = f"{host.node()} ({os.cpu_count()} cores, {host.processor() or host.machine()}, {host.python_version()})"
+    print(f"machine: {machine}")
+    figures: dict[str, object] = {"machine": machine, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    steps = {
+        "stages": bench_stages,
+        "sealing": bench_sealing,
+        "search": bench_search,
+        "pipeline": lambda: bench_pipeline(args.seconds),
+    }
+    for name, step in steps.items():
+        if name in wanted:
+            print(f"--- {name}")
+            figures[name] = step()
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "figures.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**earlier, **figures}, indent=2) + "\n")  # sections not run this time stay
+    print(f"figures written to {OUT / 'figures.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
