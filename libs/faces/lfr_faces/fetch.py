@@ -4,7 +4,7 @@
 2. check each file against its official sha256 and refuse it on any difference;
 3. edit the ONNX graphs so that they run at their real size:
    - YuNet: the height and width of the input become symbolic (as shipped it takes only 640x640, so
-     every frame had to be letterboxed: 42 ms vs 19 ms per 720p frame measured here);
+     every frame had to be letterboxed; see docs/decisions/0003 for the timings);
    - SFace: the batch dimension becomes symbolic, and the weights, which the exporter listed as
      graph inputs, become constants so onnxruntime can fold them (40 -> 34 ms per face measured here,
      outputs equal to 2e-6);
