@@ -16,7 +16,8 @@ BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _documents() -> dict[Path, type[BaseSettings]]:
+def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
+    """(file, block name, settings class): the top-level README holds every table, each service's its own."""
     from lfr_alert.settings import AlertSettings
     from lfr_detect.settings import DetectSettings
     from lfr_embed.settings import EmbedSettings
@@ -31,10 +32,10 @@ def _documents() -> dict[Path, type[BaseSettings]]:
         "match": MatchSettings,
         "alert": AlertSettings,
     }
-    return {
-        ROOT / "README.md": PlatformSettings,
-        **{ROOT / "services" / name / "README.md": cls for name, cls in services.items()},
-    }
+    docs = [(ROOT / "README.md", "platform", PlatformSettings)]
+    docs += [(ROOT / "README.md", name, cls) for name, cls in services.items()]
+    docs += [(ROOT / "services" / name / "README.md", "", cls) for name, cls in services.items()]
+    return docs
 
 
 def table(cls: type[BaseSettings]) -> str:
@@ -47,26 +48,35 @@ def table(cls: type[BaseSettings]) -> str:
     return "\n".join(rows)
 
 
-def render(readme: Path, cls: type[BaseSettings]) -> str:
-    text = readme.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table(cls)}\n{END}{tail}"
+def _markers(block: str) -> tuple[str, str]:
+    if not block:
+        return BEGIN, END
+    return f"<!-- settings:{block}:begin -->", f"<!-- settings:{block}:end -->"
+
+
+def render(text: str, block: str, cls: type[BaseSettings]) -> str:
+    begin, end = _markers(block)
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{table(cls)}\n{end}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    stale = []
-    for readme, cls in _documents().items():
-        wanted = render(readme, cls)
-        if wanted != readme.read_text():
-            stale.append(str(readme))
-            if not args.check:
-                readme.write_text(wanted)
+    texts: dict[Path, str] = {}
+    for path, block, cls in _documents():
+        texts[path] = render(texts.get(path) or path.read_text(), block, cls)
+    stale = [path for path, text in texts.items() if text != path.read_text()]
+    if not args.check:
+        for path in stale:
+            path.write_text(texts[path])
     if args.check and stale:
-        print(f"settings tables out of date (run `make docs`): {', '.join(stale)}", file=sys.stderr)  # noqa: T201
+        print(
+            f"settings tables out of date (run `make docs`): {', '.join(map(str, stale))}",  # noqa: T201
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -203,10 +203,18 @@ def _search(img: Image, source: str, mate: str | None, results) -> Search:
 
 
 def _enrol(ds: Dataset, subject_images: dict[str, list[Image]], results):
-    """Each subject's first image that passes enrolment is enrolled; its others are mated probes."""
+    """Each subject's first image that passes enrolment is enrolled; its others are mated probes.
+
+    Failures to enrol are counted by reason, and per group (by the labels of the subject's first image).
+    """
     watchlist, mated, failures = [], [], Counter()
+    by_group: dict[str, dict[str, dict[str, int]]] = {c: {} for c in ds.group_columns}
     for subject, images in subject_images.items():
         chosen = next((img for img in images if results[(img.path, ENROL)].status == "ok"), None)
+        for column in ds.group_columns:
+            group = by_group[column].setdefault(images[0].labels.get(column) or "unlabelled", {"failed": 0, "n": 0})
+            group["n"] += 1
+            group["failed"] += chosen is None
         if chosen is None:
             failures[results[(images[0].path, ENROL)].status] += 1
             continue
@@ -214,6 +222,7 @@ def _enrol(ds: Dataset, subject_images: dict[str, list[Image]], results):
             Enrolled(subject, chosen.key, chosen.path, results[(chosen.path, ENROL)].vector, False, chosen.labels)
         )
         mated += [_search(img, ds.name, subject, results) for img in images if img is not chosen]
+    failures["groups"] = {f"{ds.name}.{c}": dict(sorted(g.items())) for c, g in by_group.items()}  # type: ignore[assignment]
     return watchlist, mated, failures
 
 

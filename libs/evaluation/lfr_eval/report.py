@@ -20,6 +20,20 @@ def _sci(value: float | None) -> str:
     return "0" if value == 0 else f"{value:.2e} (1 in {1 / value:,.0f})"
 
 
+def _reasons(counts: dict) -> str:
+    reasons = {k: v for k, v in counts.items() if k != "groups"}
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())) or "none"
+
+
+def _fte_groups(groups: dict) -> str:
+    parts = [
+        f"{attribute} {group} {c['failed']}/{c['n']}"
+        for attribute, by_group in groups.items()
+        for group, c in by_group.items()
+    ]
+    return "; ".join(parts) or "none"
+
+
 def write_json(path: Path, report: dict) -> None:
     path.write_text(json.dumps(report, indent=1) + "\n")
 
@@ -34,8 +48,9 @@ def write_markdown(path: Path, report: dict) -> None:
         f"non-mated sets: {', '.join(f'`{n}`' for n in report['inputs']['nonmated']) or 'none'}.",
         "",
         f"- Watchlist: {view['watchlist_size']} entries ({report['watchlist']['subjects']} subjects with mated "
-        f"probes, {report['watchlist']['filler']} filler identities); failures to enrol: "
-        f"{report['watchlist']['failures_to_enrol']}.",
+        f"probes, {report['watchlist']['filler']} filler identities); failures to enrol: subjects "
+        f"{_reasons(report['watchlist']['failures_to_enrol']['subjects'])}, filler "
+        f"{_reasons(report['watchlist']['failures_to_enrol']['filler'])}.",
         f"- Mated searches: {view['mated_searches']}; non-mated searches: {view['nonmated_searches']} "
         f"({view['nonmated_acquired']} with a usable face); impostor comparisons: {view['impostor_pairs']:,}.",
         f"- Rank-1 identification rate: {_pct(view['rank1'])}.",
@@ -94,6 +109,8 @@ def write_markdown(path: Path, report: dict) -> None:
         "",
         f"- Mated probes without a usable face: {view['probe_failures']['mated']['overall']}",
         f"- Non-mated probes without a usable face: {view['probe_failures']['nonmated']['overall']}",
+        "- Subjects that could not be enrolled, per group: "
+        + _fte_groups(report["watchlist"]["failures_to_enrol"]["subjects"].get("groups", {})),
         f"- Data problems: {report['data_problems'] or 'none'}",
         "",
         "⚠ marks groups below the minimum n: read their interval, not the rate.",

@@ -98,10 +98,11 @@ def compute(
                 "rescaled_from_fpir": rescale_fpir(fpir.value or 0.0, watchlist_size, target_size),
                 "label": f"extrapolation to a {target_size}-entry watchlist assuming independent comparisons",
             },
-            "groups": {"fnir": {}, "fpir": {}},
+            "groups": {"tpir": {}, "fnir": {}, "fpir": {}},
             "tests": {"fnir": {}, "fpir": {}},
         }
         for attribute, groups in group_tp.items():
+            row["groups"]["tpir"][attribute] = {g: _flag(wilson(*c[i]), min_group_n) for g, c in groups.items()}
             row["groups"]["fnir"][attribute] = {
                 g: _flag(wilson(c[i][1] - c[i][0], c[i][1]), min_group_n) for g, c in groups.items()
             }

@@ -91,3 +91,65 @@ def test_a_small_real_run_reports_rates_groups_review_and_a_recommendation(tmp_p
     assert reviewed["exclusions"] == [[top["probe"], top["subject_id"]]]
     assert reviewed["reviewed"]["impostor_pairs"] < reviewed["labelled"]["impostor_pairs"]
     assert "as reviewed" in (out / "report.md").read_text()
+
+
+def test_bad_input_is_counted_and_reported_never_dropped_or_fatal(tmp_path, data_dir, models_dir):
+    import shutil
+
+    mated = tmp_path / "mated"
+    for identity in ("Colin_Powell", "Ariel_Sharon", "George_W_Bush"):
+        (mated / "images" / identity).mkdir(parents=True)
+        for n in (1, 2, 3):
+            shutil.copy(
+                data_dir / "lfw" / "images" / identity / f"{identity}_{n:04d}.jpg",
+                mated / "images" / identity / f"{n}.jpg",
+            )
+    broken = (data_dir / "lfw" / "images" / "Colin_Powell" / "Colin_Powell_0004.jpg").read_bytes()
+    (mated / "images" / "Colin_Powell" / "4.jpg").write_bytes(broken[: len(broken) // 3])  # truncated
+    (mated / "images" / "Colin_Powell" / "notes.txt").write_text("not a photo")
+    rows = [f"{i}/{n}.jpg,{i},M" for i in ("Colin_Powell", "Ariel_Sharon", "George_W_Bush") for n in (1, 2, 3)]
+    rows += ["Colin_Powell/4.jpg,Colin_Powell,M", "Nobody/1.jpg,Nobody,F"]  # a label naming a missing file
+    (mated / "labels.csv").write_text("path,identity,sex\n" + "\n".join(rows) + "\n")
+    strangers = tmp_path / "strangers"
+    (strangers / "images").mkdir(parents=True)
+    utk = sorted((data_dir / "utkface" / "images").glob("*.jpg"))[:6]
+    for path in utk:
+        shutil.copy(path, strangers / "images" / path.name)
+    (strangers / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    labels = [f"{p.name},{'F' if i % 2 else 'M'}" for i, p in enumerate(utk)] + ["gone.jpg,F"]
+    (strangers / "labels.csv").write_text("file,sex\n" + "\n".join(labels) + "\n")
+
+    out = tmp_path / "out"
+    code = main(
+        [
+            "eval",
+            "--dataset",
+            str(mated),
+            "--nonmated",
+            str(strangers),
+            "--out",
+            str(out),
+            "--filler",
+            "0",
+            "--thresholds",
+            "0.4:0.8:0.1",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--models-dir",
+            str(models_dir),
+            "--min-group-n",
+            "30",
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data_problems"]["mated"] == {"not_an_image_file": 1, "label_names_missing_file": 1}
+    assert report["data_problems"]["strangers"] == {"label_names_missing_file": 1, "image_without_labels": 1}
+    view = report["labelled"]
+    assert view["probe_failures"]["mated"]["overall"] == {"undecodable": 1}  # the truncated photo, a miss
+    assert view["probe_failures"]["nonmated"]["overall"] == {"not_an_image": 1}  # JPEG magic, then garbage
+    assert view["mated_searches"] == 7 and view["nonmated_searches"] == 7
+    groups = view["thresholds"][0]["groups"]
+    assert "warning" in groups["fpir"]["strangers.sex"]["F"]  # 3 probes: an interval, not a bare rate
+    assert groups["tpir"]["mated.sex"]["M"]["n"] == 7
+    assert report["watchlist"]["failures_to_enrol"]["subjects"]["groups"]["mated.sex"]["M"]["n"] == 3
