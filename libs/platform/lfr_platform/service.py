@@ -30,6 +30,30 @@ class ServiceShell:
     # Called last, in order (close Redis, stop the gRPC server, ...).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
+    @classmethod
+    def for_stage(
+        cls,
+        stage: str,
+        handler,
+        platform: PlatformSettings,
+        http_host: str,
+        http_port: int,
+        closers: list[Callable[[], Awaitable[None]]],
+    ) -> ServiceShell:
+        """The shell of a service that is one stage runner and nothing else (detect, embed, alert)."""
+        from lfr_platform.stage import StageRunner
+
+        health = Health("kafka", "topics")
+        runner = StageRunner(stage, handler, platform, health)
+        return cls(
+            name=stage,
+            platform=platform,
+            health=health,
+            http=HttpServer(health, http_host, http_port),
+            tasks=[runner.run],
+            closers=closers,
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.http.start()
         try:

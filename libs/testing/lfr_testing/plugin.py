@@ -29,38 +29,31 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap():
-    given = os.environ.get("LFR_TEST_KAFKA_BOOTSTRAP_SERVERS")
+def _given_or_started(variable: str, starter_name: str, what: str):
+    """The component named by `variable`, else one started for the session; a failure fails the test."""
+    given = os.environ.get(variable)
     if given:
         yield given
         return
-    from lfr_cli.stack import StackError, start_broker, stop_process
+    from lfr_cli import stack
 
-    log_dir = Path(tempfile.mkdtemp(prefix="lfr-test-broker-"))
+    log_dir = Path(tempfile.mkdtemp(prefix=f"lfr-test-{starter_name}-"))
     try:
-        process, bootstrap = start_broker(log_dir)
-    except StackError as exc:
-        pytest.fail(f"no Kafka-protocol broker for the tests: {exc}")
-    yield bootstrap
-    stop_process(process.pid)
+        process, address = getattr(stack, f"start_{starter_name}")(log_dir)
+    except stack.StackError as exc:
+        pytest.fail(f"no {what} for the tests: {exc}")
+    yield address
+    stack.stop_process(process.pid)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    yield from _given_or_started("LFR_TEST_KAFKA_BOOTSTRAP_SERVERS", "broker", "Kafka-protocol broker")
 
 
 @pytest.fixture(scope="session")
 def redis_url():
-    given = os.environ.get("LFR_TEST_REDIS_URL")
-    if given:
-        yield given
-        return
-    from lfr_cli.stack import StackError, start_redis, stop_process
-
-    log_dir = Path(tempfile.mkdtemp(prefix="lfr-test-redis-"))
-    try:
-        process, url = start_redis(log_dir)
-    except StackError as exc:
-        pytest.fail(f"no Redis for the tests: {exc}")
-    yield url
-    stop_process(process.pid)
+    yield from _given_or_started("LFR_TEST_REDIS_URL", "redis", "Redis")
 
 
 @pytest.fixture

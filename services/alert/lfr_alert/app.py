@@ -15,11 +15,10 @@ from lfr_alert.store import RedisAlertStore
 from lfr_alert.wire import alert_raised, match_to_fold
 from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, camera_key
 from lfr_platform import metrics
-from lfr_platform.http import Health, HttpServer
 from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped, StageRunner
+from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
 
 
 class AlertHandler:
@@ -53,13 +52,4 @@ def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredi
     redis = redis or aioredis.from_url(platform.redis_url)
     keys = RedisKeys(platform.redis_prefix)
     handler = AlertHandler(RedisAlertStore(redis, keys), DeploymentRegistry(redis, keys), settings)
-    health = Health("kafka", "topics")
-    runner = StageRunner("alert", handler, platform, health)
-    return ServiceShell(
-        name="alert",
-        platform=platform,
-        health=health,
-        http=HttpServer(health, settings.http_host, settings.http_port),
-        tasks=[runner.run],
-        closers=[redis.aclose],
-    )
+    return ServiceShell.for_stage("alert", handler, platform, settings.http_host, settings.http_port, [redis.aclose])

@@ -19,11 +19,10 @@ from lfr_faces.detectors import Detector, build_detector
 from lfr_faces.models import YUNET, model_path
 from lfr_faces.quality import QualityPolicy
 from lfr_platform import metrics, sealing
-from lfr_platform.http import Health, HttpServer
 from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped, StageRunner
+from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
 
 
 class DetectHandler:
@@ -92,13 +91,5 @@ def build(
     metrics.MODEL_INFO.labels("detector", detector.model_id, detector.provider).set(1)
     redis = redis or aioredis.from_url(platform.redis_url)
     registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix))
-    health = Health("kafka", "topics")
-    runner = StageRunner("detect", DetectHandler(detector, registry, settings), platform, health)
-    return ServiceShell(
-        name="detect",
-        platform=platform,
-        health=health,
-        http=HttpServer(health, settings.http_host, settings.http_port),
-        tasks=[runner.run],
-        closers=[redis.aclose],
-    )
+    handler = DetectHandler(detector, registry, settings)
+    return ServiceShell.for_stage("detect", handler, platform, settings.http_host, settings.http_port, [redis.aclose])

@@ -18,11 +18,10 @@ from lfr_faces import images
 from lfr_faces.embedders import Embedder, build_embedder
 from lfr_faces.models import SFACE, model_path
 from lfr_platform import metrics, sealing
-from lfr_platform.http import Health, HttpServer
 from lfr_platform.registry import DeploymentRegistry, DeploymentView, RedisKeys, admit
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped, StageRunner
+from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
 
 
 class EmbedHandler:
@@ -104,13 +103,5 @@ def build(
     metrics.MODEL_INFO.labels("embedder", embedder.model_id, embedder.provider).set(1)
     redis = redis or aioredis.from_url(platform.redis_url)
     registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix))
-    health = Health("kafka", "topics")
-    runner = StageRunner("embed", EmbedHandler(embedder, registry), platform, health)
-    return ServiceShell(
-        name="embed",
-        platform=platform,
-        health=health,
-        http=HttpServer(health, settings.http_host, settings.http_port),
-        tasks=[runner.run],
-        closers=[redis.aclose],
-    )
+    handler = EmbedHandler(embedder, registry)
+    return ServiceShell.for_stage("embed", handler, platform, settings.http_host, settings.http_port, [redis.aclose])

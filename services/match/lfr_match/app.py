@@ -4,6 +4,7 @@ index and one Redis."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -119,6 +120,13 @@ class ControlPlane:
             await producer.stop()
 
 
+@dataclass
+class MatchShell(ServiceShell):
+    """match's shell, with its control plane reachable (its gRPC port, its service and index)."""
+
+    control: ControlPlane | None = None
+
+
 def build(
     platform: PlatformSettings,
     settings: MatchSettings,
@@ -127,7 +135,7 @@ def build(
     embedder: Embedder | None = None,
     index: WatchlistIndex | None = None,
     redis: aioredis.Redis | None = None,
-) -> ServiceShell:
+) -> MatchShell:
     if detector is None:
         detector = build_detector(
             settings.detector,
@@ -189,13 +197,12 @@ def build(
     async def close_index() -> None:
         index.close()
 
-    shell = ServiceShell(
+    return MatchShell(
         name="match",
         platform=platform,
         health=health_state,
         http=HttpServer(health_state, settings.http_host, settings.http_port),
         tasks=[control.run, runner.run],
         closers=[redis.aclose, close_index],
+        control=control,
     )
-    shell.control = control  # type: ignore[attr-defined]  # tests read the gRPC port from here
-    return shell

@@ -13,30 +13,28 @@ pytestmark = pytest.mark.integration
 def test_a_small_real_run_reports_rates_groups_review_and_a_recommendation(tmp_path, data_dir, models_dir):
     out = tmp_path / "out"
     exclusions = tmp_path / "exclusions.csv"
-    code = main(
-        [
-            "eval",
-            "--dataset",
-            str(data_dir / "lfw"),
-            "--nonmated",
-            str(data_dir / "utkface"),
-            "--out",
-            str(out),
-            "--max-subjects",
-            "25",
-            "--max-nonmated",
-            "150",
-            "--filler",
-            "60",
-            "--thresholds",
-            "0.30:0.80:0.05",
-            "--cache",
-            str(tmp_path / "cache"),
-            "--models-dir",
-            str(models_dir),
-        ]
-    )
-    assert code == 0
+    small_run = [
+        "eval",
+        "--dataset",
+        str(data_dir / "lfw"),
+        "--nonmated",
+        str(data_dir / "utkface"),
+        "--out",
+        str(out),
+        "--max-subjects",
+        "25",
+        "--max-nonmated",
+        "150",
+        "--filler",
+        "60",
+        "--thresholds",
+        "0.30:0.80:0.05",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--models-dir",
+        str(models_dir),
+    ]
+    assert main(small_run) == 0
     report = json.loads((out / "report.json").read_text())
     view = report["labelled"]
     rows = view["thresholds"]
@@ -59,34 +57,7 @@ def test_a_small_real_run_reports_rates_groups_review_and_a_recommendation(tmp_p
     with (out / "review.csv").open() as f:
         top = next(csv.DictReader(f))
     exclusions.write_text(f"probe,subject_id,same_person\n{top['probe']},{top['subject_id']},yes\n")
-    assert (
-        main(
-            [
-                "eval",
-                "--dataset",
-                str(data_dir / "lfw"),
-                "--nonmated",
-                str(data_dir / "utkface"),
-                "--out",
-                str(out),
-                "--max-subjects",
-                "25",
-                "--max-nonmated",
-                "150",
-                "--filler",
-                "60",
-                "--thresholds",
-                "0.30:0.80:0.05",
-                "--cache",
-                str(tmp_path / "cache"),
-                "--models-dir",
-                str(models_dir),
-                "--exclusions",
-                str(exclusions),
-            ]
-        )
-        == 0
-    )
+    assert main([*small_run, "--exclusions", str(exclusions)]) == 0
     reviewed = json.loads((out / "report.json").read_text())
     assert reviewed["exclusions"] == [[top["probe"], top["subject_id"]]]
     assert reviewed["reviewed"]["impostor_pairs"] < reviewed["labelled"]["impostor_pairs"]
