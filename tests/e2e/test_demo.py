@@ -56,3 +56,23 @@ def test_bad_arguments_exit_2_with_a_clear_message_and_start_nothing(
     result = _demo(tmp_path, data_dir, models_dir, *make_args(tmp_path, data_dir), timeout=60)
     assert result.returncode == 2 and message in result.stderr and result.stdout == ""
     assert not (tmp_path / "run" / "logs").exists()
+
+
+def test_a_live_stream_is_streamed_for_the_given_time_then_closed(tmp_path, data_dir, models_dir):
+    from lfr_cli.stack import free_port, stop_process, wait_for_port
+
+    port = free_port()
+    camera = subprocess.Popen(
+        [sys.executable, "-m", "lfr_testing.mjpeg", str(data_dir / "video" / "talking_liveportrait_d0.mp4"), str(port)]
+    )
+    try:
+        wait_for_port(port, 30, camera)
+        result = _demo(
+            tmp_path, data_dir, models_dir, "--video", f"http://127.0.0.1:{port}/cam.mjpg", "--duration", "6"
+        )
+    finally:
+        stop_process(camera.pid)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["subject_id"] for a in lines[:-1]] == ["liveportrait-d0"]
+    assert 20 <= lines[-1]["summary"]["frames"] <= 40  # 6 s at 5 fps

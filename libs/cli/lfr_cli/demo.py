@@ -121,7 +121,14 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
             stack.start_service("ingest", cameras=sources, van_id=VAN)
             stack.wait_ready(("ingest",), 60)
             err.print(f"streaming {len(videos)} camera(s) at {args.fps:g} fps")
-            totals = _wait_drained(stack, len(cameras), collector, args.drain_timeout)
+            ingest_final = None
+            if any(is_stream(v) for v in videos):
+                # A live stream never ends: stream for the given time, then stop the camera.
+                err.print(f"live source: streaming for {args.duration:g} s")
+                time.sleep(args.duration)
+                ingest_final = _scrape(stack, "ingest")
+                stack.stop_service("ingest")
+            totals = _wait_drained(stack, len(cameras), collector, args.drain_timeout, ingest_final)
         finally:
             collector.stop()
         alerts = collector.alerts()
@@ -155,8 +162,11 @@ def _total(samples: dict, name: str, **labels: str) -> float:
     )
 
 
-def _wait_drained(stack: Stack, cameras: int, collector: AlertCollector, timeout_s: float) -> dict:
-    """Wait until every camera finished and every stage consumed what the one before produced."""
+def _wait_drained(
+    stack: Stack, cameras: int, collector: AlertCollector, timeout_s: float, ingest_final: dict | None = None
+) -> dict:
+    """Wait until every camera finished (or ingest was stopped: `ingest_final` holds its last
+    metrics) and every stage consumed what the one before produced."""
     prefix = stack.state.topic_prefix
     chain = [
         ("detect", FRAMES_CAPTURED, None),
@@ -167,8 +177,9 @@ def _wait_drained(stack: Stack, cameras: int, collector: AlertCollector, timeout
     deadline = time.monotonic() + timeout_s
     settled = 0
     while time.monotonic() < deadline:
-        m = {name: _scrape(stack, name) for name in ("ingest", "detect", "embed", "match", "alert")}
-        done = _total(m["ingest"], "lfr_camera_finished") >= cameras
+        m = {name: _scrape(stack, name) for name in ("detect", "embed", "match", "alert")}
+        m["ingest"] = ingest_final if ingest_final is not None else _scrape(stack, "ingest")
+        done = ingest_final is not None or _total(m["ingest"], "lfr_camera_finished") >= cameras
         for stage, topic, upstream in chain:
             name = topic.name(prefix)
             consumed = _total(m[stage], "lfr_messages_consumed_total", topic=name)

@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--video", help="video file or stream URL; several, comma-separated, become several cameras")
     demo.add_argument("--fps", type=float, default=5.0, help="frames sampled per second per camera")
     demo.add_argument("--root", type=Path, default=Path("var/demo"), help="logs and state of this run")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds to stream when a source is live (a URL)")
     demo.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for the pipeline to finish")
 
     stack = commands.add_parser("stack", help="the local stack in the background (make up / make down)")

@@ -6,10 +6,8 @@ import signal
 import tempfile
 from pathlib import Path
 
-import cv2
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from lfr.v1 import common_pb2
 from lfr_cli.stack import free_port, start_broker, stop_process
@@ -20,6 +18,7 @@ from lfr_ingest.settings import IngestSettings
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import RedisKeys
 from lfr_testing.kafka import decoded, read
+from lfr_testing.mjpeg import MjpegCamera
 from lfr_testing.services import running, seed_deployment
 
 pytestmark = pytest.mark.integration
@@ -55,46 +54,11 @@ async def test_a_file_is_paced_sampled_sealed_and_published_in_order(platform, d
     assert image.shape == (512, 512, 3) and (frames[3].width, frames[3].height) == (512, 512)
 
 
-class MjpegCamera:
-    """A network camera: an HTTP MJPEG stream of a real clip, which can be switched off and on."""
-
-    def __init__(self, clip: Path, port: int) -> None:
-        capture = cv2.VideoCapture(str(clip))
-        self.frames = []
-        while (frame := capture.read())[0]:
-            self.frames.append(cv2.imencode(".jpg", frame[1])[1].tobytes())
-        capture.release()
-        self.port = port
-        self.runner: web.AppRunner | None = None
-
-    async def _stream(self, request):
-        response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"})
-        await response.prepare(request)
-        i = 0
-        while True:
-            jpeg = self.frames[i % len(self.frames)]
-            i += 1
-            await response.write(
-                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg)
-            )
-            await asyncio.sleep(0.04)
-
-    async def on(self) -> None:
-        app = web.Application()
-        app.router.add_get("/cam.mjpg", self._stream)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    async def off(self) -> None:
-        await self.runner.cleanup()
-
-
 async def test_a_failing_stream_is_retried_with_backoff_and_recovers(platform, data_dir, eventually):
     deployment_id, _ = await seed_deployment(platform)
     camera = MjpegCamera(data_dir / "video" / "talking_liveportrait_d0.mp4", free_port())
     await camera.on()
-    url = f"http://127.0.0.1:{camera.port}/cam.mjpg"
+    url = camera.url
     published = lambda: _value(metrics.FRAMES_PUBLISHED, deployment_id)  # noqa: E731
     async with running(build(platform, _settings(deployment_id, url, fps=5))) as shell:
         await eventually(lambda: published() >= 3)
