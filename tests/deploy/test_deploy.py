@@ -64,6 +64,7 @@ def test_the_chart_lints_and_renders_valid_kubernetes_objects(helm, tmp_path):
         e["name"]: e["value"] for e in deployments["lfr-match"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert match_env["LFR_MATCH_QDRANT_URL"] == "http://qdrant:6333"
+    assert match_env["LFR_MATCH_COLLECTION_PREFIX"] == "lfr-"  # the release's name: releases never share
 
 
 @pytest.mark.parametrize("missing", ["kafka.bootstrapServers", "redis.url", "qdrant.url", "auth.existingSecret"])

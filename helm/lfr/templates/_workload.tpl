@@ -48,6 +48,9 @@ spec:
               value: /etc/lfr/auth/{{ $root.Values.auth.key }}
             - name: LFR_MATCH_QDRANT_URL
               value: {{ required "qdrant.url: the Qdrant server (watchlists must outlive match pods)" $root.Values.qdrant.url | quote }}
+            {{- /* The janitor drops collections of no open deployment: releases sharing a server need their own prefix. */}}
+            - name: LFR_MATCH_COLLECTION_PREFIX
+              value: {{ printf "%s-" (include "lfr.fullname" $root) | quote }}
             {{- end }}
             {{- if eq $name "ingest" }}
             - name: LFR_INGEST_VAN_ID

@@ -31,7 +31,11 @@ class MatchSettings(BaseSettings):
         None, description="Qdrant server URL; unset: the embedded engine (qdrant-edge) under data_dir"
     )
     qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server, if it needs one")
-    collection_prefix: str = Field("lfr-", description="Qdrant server collections are named <prefix><deployment>")
+    collection_prefix: str = Field(
+        "lfr-",
+        description="Qdrant server collections are named <prefix><deployment>; installations sharing a server "
+        "need different prefixes (the janitor drops collections of no open deployment under its prefix)",
+    )
     data_dir: Path = Field(Path("var/match"), description="Embedded engine: one shard folder per deployment")
     top_k: int = Field(5, ge=1, le=100, description="Candidates searched per probe face")
     hnsw_ef: int = Field(
