@@ -183,11 +183,26 @@ class StageRunner(Generic[M]):
                 log.warning("publishing failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay_s)
-        try:
-            await self._consumer.commit({tp: records[-1].offset + 1})
-        except CommitFailedError as exc:
-            # The partition moved to another member during the batch; it will re-deliver.
-            log.warning("commit refused after a rebalance, records will be re-delivered: %s", exc)
+        await self._commit(tp, records[-1].offset + 1)
+
+    async def _commit(self, tp: TopicPartition, offset: int, attempts: int = 5) -> None:
+        """Commit after the outputs were acknowledged. If it cannot be done, the records are delivered
+        again later (their outputs then appear twice, which every consumer tolerates): never lost."""
+        delay = 0.2
+        for attempt in range(attempts):
+            try:
+                await self._consumer.commit({tp: offset})
+                return
+            except CommitFailedError as exc:
+                # The partition moved to another member during the batch; it will re-deliver.
+                log.warning("commit refused after a rebalance, records will be re-delivered: %s", exc)
+                return
+            except KafkaError as exc:
+                if attempt == attempts - 1:
+                    log.warning("commit failed, records will be re-delivered: %s", exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay_s)
 
     async def _publish(self, records: list[ConsumerRecord], outcomes: list[Outcome]) -> None:
         pending: list[tuple[asyncio.Future, str]] = []
