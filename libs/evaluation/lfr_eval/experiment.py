@@ -80,7 +80,9 @@ def run_searches(watchlist: list[Enrolled], searches: list[Search]) -> None:
             index.optimize(_DEPLOYMENT)
             for search in searches:
                 if search.vector is not None:
-                    search.hits = index.search(_DEPLOYMENT, search.vector, TOP_K)
+                    # Exact: the evaluation measures the model. Live, match's approximate search is
+                    # re-checked exactly near the threshold, so its decisions there are these.
+                    search.hits = index.search(_DEPLOYMENT, search.vector, TOP_K, exact=True)
         finally:
             index.close()
 

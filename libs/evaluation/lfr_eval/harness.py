@@ -27,7 +27,8 @@ Every image goes through the live pipeline's own code: as a probe, detect's qual
 (`lfr_faces.crops.find_faces` with detect's default settings) and embed's 5-point alignment and model
 (`embed_crops`); as an enrolment photo, match's `Enroller` with match's default enrolment policy. The
 watchlist is enrolled in the embedded Qdrant index match uses, every probe takes its top-5 candidates
-from it, and match's `decide` makes each decision. Aligned faces whose template reaches past the photo
+from it by exact search (live, match re-checks approximate results exactly near the threshold, so its
+decisions there are the same), and match's `decide` makes each decision. Aligned faces whose template reaches past the photo
 are filled by replicating its edge (as live), not with black, which would lower impostor scores.
 
 TPIR counts a mated search as identified when its best candidate is the right identity at or above the

@@ -191,7 +191,10 @@ def build(
         health_state,
     )
     runner = StageRunner(
-        "match", MatchHandler(index, DeploymentRegistry(redis, keys), settings.top_k), platform, health_state
+        "match",
+        MatchHandler(index, DeploymentRegistry(redis, keys), settings.top_k, settings.exact_recheck_margin),
+        platform,
+        health_state,
     )
 
     async def close_index() -> None:

@@ -38,6 +38,9 @@ class MatchSettings(BaseSettings):
     )
     data_dir: Path = Field(Path("var/match"), description="Embedded engine: one shard folder per deployment")
     top_k: int = Field(5, ge=1, le=100, description="Candidates searched per probe face")
+    exact_recheck_margin: float = Field(
+        0.05, ge=0, lt=1, description="A best score this close below the threshold is re-checked by exact search"
+    )
     hnsw_ef: int = Field(
         256, ge=8, description="HNSW search breadth; 256 made every match decision equal exact search at 200k"
     )

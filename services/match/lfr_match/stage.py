@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from lfr.v1 import embeddings_pb2
 from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key
 from lfr_match import wire
-from lfr_match.index import CollectionMissing, WatchlistIndex
+from lfr_match.index import CollectionMissing, WatchlistIndex, search_for_decision
 from lfr_match.matching import decide
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import DeploymentRegistry, admit
@@ -22,10 +22,11 @@ from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
 class MatchHandler:
     input = FACES_EMBEDDED
 
-    def __init__(self, index: WatchlistIndex, registry: DeploymentRegistry, top_k: int) -> None:
+    def __init__(self, index: WatchlistIndex, registry: DeploymentRegistry, top_k: int, recheck_margin: float) -> None:
         self.index = index
         self.registry = registry
         self.top_k = top_k
+        self.recheck_margin = recheck_margin
 
     async def handle(self, batch: Sequence[Incoming[embeddings_pb2.FacesEmbedded]]) -> list[Outcome]:
         return [await self._one(item.message) for item in batch]
@@ -50,7 +51,9 @@ class MatchHandler:
         except ValueError as exc:
             return Rejected("invalid_vector", str(exc))
         try:
-            searches = await asyncio.get_running_loop().run_in_executor(None, self._search, deployment_id, probes)
+            searches = await asyncio.get_running_loop().run_in_executor(
+                None, self._search, deployment_id, probes, deployment.threshold
+            )
         except CollectionMissing:
             return Skipped("deployment_closed")
         labels = metrics.camera_labels(message.camera)
@@ -68,10 +71,12 @@ class MatchHandler:
         metrics.CAPTURE_TO_MATCH_SECONDS.observe(max(0.0, time.time() - captured))
         return outputs
 
-    def _search(self, deployment_id: str, probes):
+    def _search(self, deployment_id: str, probes, threshold: float):
         results = []
         for probe in probes:
             started = time.perf_counter()
-            results.append(self.index.search(deployment_id, probe, self.top_k))
+            results.append(
+                search_for_decision(self.index, deployment_id, probe, self.top_k, threshold, self.recheck_margin)
+            )
             metrics.WATCHLIST_SEARCH_SECONDS.observe(time.perf_counter() - started)
         return results

@@ -61,8 +61,8 @@ class WatchlistIndex(Protocol):
 
     def upsert(self, deployment_id: str, entries: list[Entry]) -> None: ...
 
-    def search(self, deployment_id: str, vector: np.ndarray, k: int) -> list[Hit]:
-        """Up to k entries by descending cosine similarity."""
+    def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
+        """Up to k entries by descending cosine similarity; `exact` scans every entry instead of the index."""
         ...
 
     def count(self, deployment_id: str) -> int: ...
@@ -76,3 +76,16 @@ class WatchlistIndex(Protocol):
 
 class CollectionMissing(KeyError):
     pass
+
+
+def search_for_decision(
+    index: WatchlistIndex, deployment_id: str, vector: np.ndarray, k: int, threshold: float, margin: float
+) -> list[Hit]:
+    """Top-k for a match decision at `threshold`: the approximate index, re-checked by an exact scan
+    when its best score falls just below the threshold (within `margin`), where an approximate miss
+    would turn a match into a non-match. Far below, the decision cannot change; above, it is a match
+    whatever the exact order."""
+    hits = index.search(deployment_id, vector, k)
+    if hits and threshold - margin <= hits[0].score < threshold:
+        return index.search(deployment_id, vector, k, exact=True)
+    return hits

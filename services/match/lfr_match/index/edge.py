@@ -47,6 +47,7 @@ class EdgeIndex:
             m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=full_scan_threshold_kb
         )
         self.search_params = SearchParams(hnsw_ef=hnsw_ef)
+        self.exact_params = SearchParams(exact=True)
         self._shards: dict[str, EdgeShard] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -92,13 +93,11 @@ class EdgeIndex:
             shard.update(UpdateOperation.upsert_points(points))
             shard.flush()
 
-    def search(self, deployment_id: str, vector: np.ndarray, k: int) -> list[Hit]:
+    def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
         shard, lock = self._shard(deployment_id)
+        params = self.exact_params if exact else self.search_params
         request = QueryRequest(
-            limit=k,
-            query=Query.Nearest(vector.astype(np.float32).tolist()),
-            with_payload=True,
-            params=self.search_params,
+            limit=k, query=Query.Nearest(vector.astype(np.float32).tolist()), with_payload=True, params=params
         )
         with lock:
             points = shard.query(request)

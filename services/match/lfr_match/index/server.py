@@ -61,14 +61,14 @@ class ServerIndex:
             wait=True,
         )
 
-    def search(self, deployment_id: str, vector: np.ndarray, k: int) -> list[Hit]:
+    def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
         self._require(deployment_id)
         result = self.client.query_points(
             self._name(deployment_id),
             query=vector.astype(np.float32).tolist(),
             limit=k,
             with_payload=True,
-            search_params=self.search_params,
+            search_params=models.SearchParams(exact=True) if exact else self.search_params,
         )
         return [
             Hit(
