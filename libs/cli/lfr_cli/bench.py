@@ -187,7 +187,8 @@ def bench_search(queries: int = 1000) -> dict:
         agree = float(((np.array(best_scores) >= threshold) == above).mean())
         p50, p99 = np.percentile(latencies, 50) * 1e3, np.percentile(latencies, 99) * 1e3
         print(
-            f"search at {size:,} entries (qdrant-edge HNSW m 16, ef 256, exact re-check within {margin} below the threshold): p50 {p50:.2f} ms, p99 {p99:.2f} ms; "
+            f"search at {size:,} entries (qdrant-edge HNSW m 16, ef 256, exact re-check within {margin} below the "
+            f"threshold): p50 {p50:.2f} ms, p99 {p99:.2f} ms; "
             f"top-1 as exact search {same.mean():.4f}, {same[above].mean():.4f} where it matters (exact best >= "
             f"{threshold}); match decisions as exact search {agree:.4f}; enrol+index {build_s:.0f} s"
         )

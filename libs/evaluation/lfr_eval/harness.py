@@ -28,8 +28,9 @@ Every image goes through the live pipeline's own code: as a probe, detect's qual
 (`embed_crops`); as an enrolment photo, match's `Enroller` with match's default enrolment policy. The
 watchlist is enrolled in the embedded Qdrant index match uses, every probe takes its top-5 candidates
 from it by exact search (live, match re-checks approximate results exactly near the threshold, so its
-decisions there are the same), and match's `decide` makes each decision. Aligned faces whose template reaches past the photo
-are filled by replicating its edge (as live), not with black, which would lower impostor scores.
+decisions there are the same), and match's `decide` makes each decision. Aligned faces whose template
+reaches past the photo are filled by replicating its edge (as live), not with black, which would lower
+impostor scores.
 
 TPIR counts a mated search as identified when its best candidate is the right identity at or above the
 threshold; probes without a usable face count as misses. FPIR counts non-mated searches (with a usable
