@@ -62,30 +62,21 @@ class CameraWorker(threading.Thread):
             while not self.stopping.is_set():
                 capture = self._open()
                 if capture is None:
-                    self.on_status(False)
-                    self.on_reconnect()
-                    log.warning(
-                        "cannot open camera source, retrying in %.1fs",
-                        delay,
-                        extra={"camera_id": self.camera.camera_id},
-                    )
-                    self.stopping.wait(delay)
-                    delay = min(delay * 2, self.reconnect_max_s)
-                    continue
-                self.on_status(True)
-                delivered, ended = self._read(capture)
-                capture.release()
+                    problem = "cannot open camera source"
+                else:
+                    self.on_status(True)
+                    delivered, ended = self._read(capture)
+                    capture.release()
+                    if ended:
+                        self.on_status(False)
+                        return
+                    if delivered:
+                        delay = self.reconnect_initial_s
+                    problem = "camera source stopped delivering"
+                # Not fatal: report, wait, and open the source again with exponential backoff.
                 self.on_status(False)
-                if ended:
-                    return
-                if delivered:
-                    delay = self.reconnect_initial_s
                 self.on_reconnect()
-                log.warning(
-                    "camera source stopped delivering, reopening in %.1fs",
-                    delay,
-                    extra={"camera_id": self.camera.camera_id},
-                )
+                log.warning("%s, retrying in %.1fs", problem, delay, extra={"camera_id": self.camera.camera_id})
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.reconnect_max_s)
         finally:
