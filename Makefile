@@ -7,7 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # onnxruntime flavour: cpu (default) or gpu. They cannot be installed together.
 ORT ?= cpu
-export LFR_DATA_DIR ?= $(abspath ../shared/data)
+# The face data: LFR_DATA_DIR, else ../shared/data, else shared/data beside the repository this clone
+# came from (a fresh clone in a temporary folder still finds it).
+ORIGIN := $(shell git config --get remote.origin.url 2>/dev/null)
+export LFR_DATA_DIR ?= $(abspath $(firstword $(wildcard ../shared/data $(if $(ORIGIN),$(ORIGIN)/../shared/data)) \
+  ../shared/data))
 export LFR_MODELS_DIR ?= $(abspath models)
 # The default demo: two cameras, one streaming an enrolled person, one a crowd of strangers.
 WATCHLIST ?=
