@@ -165,8 +165,11 @@ def _total(samples: dict, name: str, **labels: str) -> float:
 def _wait_drained(
     stack: Stack, cameras: int, collector: AlertCollector, timeout_s: float, ingest_final: dict | None = None
 ) -> dict:
-    """Wait until every camera finished (or ingest was stopped: `ingest_final` holds its last
-    metrics) and every stage consumed what the one before produced."""
+    """Wait until every camera finished (or ingest was stopped: `ingest_final` holds its metrics from
+    just before) and every stage consumed what the one before produced, twice in a row unchanged.
+
+    Frames in flight when ingest was stopped are published after `ingest_final` was read, so then
+    detect must have consumed at least that many rather than exactly that many."""
     prefix = stack.state.topic_prefix
     chain = [
         ("detect", FRAMES_CAPTURED, None),
@@ -175,11 +178,12 @@ def _wait_drained(
         ("alert", MATCHES_FOUND, "match"),
     ]
     deadline = time.monotonic() + timeout_s
-    settled = 0
+    settled, previous = 0, None
     while time.monotonic() < deadline:
         m = {name: _scrape(stack, name) for name in ("detect", "embed", "match", "alert")}
         m["ingest"] = ingest_final if ingest_final is not None else _scrape(stack, "ingest")
         done = ingest_final is not None or _total(m["ingest"], "lfr_camera_finished") >= cameras
+        counts = []
         for stage, topic, upstream in chain:
             name = topic.name(prefix)
             consumed = _total(m[stage], "lfr_messages_consumed_total", topic=name)
@@ -189,13 +193,17 @@ def _wait_drained(
                 if upstream is None
                 else _total(m[upstream], "lfr_messages_produced_total", topic=name)
             )
-            done = done and consumed == produced and handled == consumed
+            caught_up = consumed >= produced if upstream is None and ingest_final is not None else consumed == produced
+            done = done and caught_up and handled == consumed
+            counts.append(consumed)
+        done = done and counts == previous
+        previous = counts
         alerts_out = _total(m["alert"], "lfr_messages_produced_total", topic=f"{prefix}alerts.raised.v1")
         done = done and collector.records >= alerts_out
         settled = settled + 1 if done else 0
         if settled >= 2:
             return {
-                "frames": int(_total(m["ingest"], "lfr_frames_captured_total")),
+                "frames": int(max(_total(m["ingest"], "lfr_frames_captured_total"), counts[0])),
                 "frames_dropped": int(_total(m["ingest"], "lfr_frames_dropped_total")),
                 "faces": int(_total(m["detect"], "lfr_faces_detected_total")),
                 "faces_scanned": int(_total(m["match"], "lfr_faces_scanned_total")),
