@@ -79,7 +79,7 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
     err.print(f"starting broker, Redis and services (logs in {stack.log_dir})")
     state = stack.start(services=("detect", "embed", "match", "alert"))
     cameras = [f"cam-{i}" for i in range(1, len(videos) + 1)]
-    with DeploymentClient(state.grpc_address, state.manager_token, timeout_s=60) as client:
+    with DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60) as client:
         now = time.time()
         request = pb.CreateDeploymentRequest(
             name="lfr demo",

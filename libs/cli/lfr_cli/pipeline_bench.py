@@ -64,7 +64,7 @@ def _start(data_dir: Path, tmp: Path) -> tuple[Stack, str]:
     """A fresh stack (empty topics) with a deployment whose watchlist is the demo's."""
     stack = Stack(OUT / "stack")
     state = stack.start(services=("detect", "embed", "match", "alert"))
-    with DeploymentClient(state.grpc_address, state.manager_token) as client:
+    with DeploymentClient(state.grpc_address, state.tokens["manager"]) as client:
         request = pb.CreateDeploymentRequest(
             name="bench",
             purpose="benchmark",

@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lfr_platform.auth import ROLES
+
 log = logging.getLogger(__name__)
 
 SERVICES = ("detect", "embed", "match", "alert", "ingest")
@@ -130,9 +132,10 @@ class StackState:
     redis_url: str
     topic_prefix: str
     redis_prefix: str
-    grpc_address: str
-    manager_token: str
-    viewer_token: str
+    grpc_address: str  # the DeploymentService (match)
+    alert_grpc_address: str  # the AlertService (alert)
+    # One bearer token per role (manager, supervisor, officer, viewer); identities "local-<role>".
+    tokens: dict[str, str]
     http_ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
 
@@ -191,8 +194,8 @@ class Stack:
             topic_prefix="" if not self.external_kafka else f"lfr-{run_id}.",
             redis_prefix="lfr" if not self.external_redis else f"lfr-{run_id}",
             grpc_address=f"127.0.0.1:{free_port()}",
-            manager_token=secrets.token_urlsafe(24),
-            viewer_token=secrets.token_urlsafe(24),
+            alert_grpc_address=f"127.0.0.1:{free_port()}",
+            tokens={role: secrets.token_urlsafe(24) for role in ROLES},
         )
         self.state.save()
         for name in services:
@@ -273,28 +276,22 @@ class Stack:
                 "LFR_TOPIC_PREFIX": self.state.topic_prefix,
                 "LFR_REDIS_PREFIX": self.state.redis_prefix,
                 "LFR_MODELS_DIR": str(self.models_dir),
+                "LFR_AUTH_TOKENS": json.dumps(
+                    [{"token": t, "identity": f"local-{role}", "role": role} for role, t in self.state.tokens.items()]
+                ),
                 f"{svc}HTTP_PORT": str(port),
             }
         )
         if name == "match":
-            host, grpc_port = self.state.grpc_address.rsplit(":", 1)
             env.update(
                 {
-                    f"{svc}GRPC_PORT": grpc_port,
+                    f"{svc}GRPC_PORT": self.state.grpc_address.rsplit(":", 1)[1],
                     f"{svc}DATA_DIR": str(self.root / "match-data"),
-                    f"{svc}AUTH_TOKENS": json.dumps(
-                        [
-                            {
-                                "token": self.state.manager_token,
-                                "identity": "local-operator",
-                                "role": "manager",
-                            },
-                            {"token": self.state.viewer_token, "identity": "local-viewer", "role": "viewer"},
-                        ]
-                    ),
                     f"{svc}JANITOR_INTERVAL_S": "1",
                 }
             )
+        if name == "alert":
+            env[f"{svc}GRPC_PORT"] = self.state.alert_grpc_address.rsplit(":", 1)[1]
         if name == "ingest":
             env.update({f"{svc}VAN_ID": van_id, f"{svc}CAMERAS": json.dumps(cameras)})
         env.update(self.extra_env)

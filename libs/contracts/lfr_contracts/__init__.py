@@ -6,6 +6,7 @@ how it is keyed, and how long it may be kept.
 """
 
 from lfr_contracts.topics import (
+    ALERTS_ADJUDICATED,
     ALERTS_RAISED,
     AUDIT_RECORDED,
     FACES_DETECTED,
@@ -20,6 +21,7 @@ from lfr_contracts.topics import (
 )
 
 __all__ = [
+    "ALERTS_ADJUDICATED",
     "ALERTS_RAISED",
     "AUDIT_RECORDED",
     "FACES_DETECTED",

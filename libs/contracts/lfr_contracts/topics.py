@@ -102,6 +102,12 @@ ALERTS_RAISED = Topic(
     Retention.OPERATIONAL,
     "control-room alerts, one per subject per camera per window, revised as matches fold in",
 )
+ALERTS_ADJUDICATED = Topic(
+    "alerts.adjudicated.v1",
+    alerts_pb2.AlertAdjudicated,
+    Retention.OPERATIONAL,
+    "every officer decision on an alert: adjudication, engagement, final outcome, corrections",
+)
 AUDIT_RECORDED = Topic(
     "audit.recorded.v1",
     audit_pb2.AuditRecorded,
@@ -134,6 +140,7 @@ PIPELINE_TOPICS: tuple[Topic, ...] = (
     FACES_EMBEDDED,
     MATCHES_FOUND,
     ALERTS_RAISED,
+    ALERTS_ADJUDICATED,
     AUDIT_RECORDED,
     *(dead_letter_topic(stage) for stage in STAGE_INPUTS),
 )

@@ -34,6 +34,11 @@ PROCESSING_SECONDS = Histogram(
 BATCH_RETRIES = Counter(
     "lfr_batch_retries_total", "Batches retried after a transient failure (broker or Redis)", ["topic"]
 )
+CONSUMER_LAG = Gauge(
+    "lfr_consumer_lag_records",
+    "Records of an input partition not yet processed by this consumer (high-water mark - position)",
+    ["topic", "partition"],
+)
 
 # --- ingest ------------------------------------------------------------------------------------
 FRAMES_CAPTURED = Counter("lfr_frames_captured_total", "Frames sampled from a camera and queued", CAMERA)
@@ -88,6 +93,52 @@ ALERTS = Counter("lfr_alerts_total", "Alerts raised (first match of a subject on
 ALERT_REVISIONS = Counter("lfr_alert_revisions_total", "Alert revisions published (every folded match)", CAMERA)
 CAPTURE_TO_ALERT_SECONDS = Histogram(
     "lfr_capture_to_alert_seconds", "From frame capture to the alert's first publication", buckets=_SECONDS
+)
+
+# --- adjudication (alert's AlertService) -------------------------------------------------------
+# An officer decides within seconds to minutes; an alert left for an hour is a problem.
+_DECISION_SECONDS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+ALERTS_ADJUDICATED = Counter(
+    "lfr_alerts_adjudicated_total",
+    "Alerts adjudicated, by outcome (true, false, undetermined); a supervisor's correction counts the new "
+    "outcome here and the old one in lfr_alert_adjudications_withdrawn_total",
+    [*CAMERA, "outcome"],
+)
+ADJUDICATIONS_WITHDRAWN = Counter(
+    "lfr_alert_adjudications_withdrawn_total",
+    "Adjudication outcomes replaced by a supervisor's correction, by the outcome withdrawn",
+    [*CAMERA, "outcome"],
+)
+ALERT_ENGAGEMENTS = Counter(
+    "lfr_alert_engagements_total", "Engagement decisions, by whether the person was engaged", [*CAMERA, "engaged"]
+)
+ALERT_FINAL_OUTCOMES = Counter(
+    "lfr_alert_final_outcomes_total",
+    "Final outcomes after an engagement (arrest, no_further_action, safeguarding, other)",
+    [*CAMERA, "outcome"],
+)
+ALERT_DECISION_SECONDS = Histogram(
+    "lfr_alert_decision_seconds",
+    "From an alert being raised to its first adjudication",
+    CAMERA,
+    buckets=_DECISION_SECONDS,
+)
+ALERT_DECISIONS_REFUSED = Counter(
+    "lfr_alert_decisions_refused_total",
+    "Decisions refused (invalid, conflicting, not permitted, unknown alert), by reason",
+    ["reason"],
+)
+ALERTS_UNADJUDICATED = Gauge(
+    "lfr_alerts_unadjudicated", "Alerts of an open deployment not adjudicated yet", ["deployment_id", "van_id"]
+)
+ALERT_OLDEST_UNADJUDICATED_SECONDS = Gauge(
+    "lfr_alert_oldest_unadjudicated_seconds",
+    "Age of the oldest alert of an open deployment not adjudicated yet (0 when none)",
+    ["deployment_id", "van_id"],
+)
+FALSE_ALERT_LIMIT = Gauge(
+    "lfr_false_alerts_per_face_scanned_limit",
+    "The configured limit of false alerts per face scanned (1/N of LFR_ALERT_FALSE_ALERT_LIMIT_ONE_IN)",
 )
 
 

@@ -45,8 +45,24 @@ TOMBSTONE_FIELDS = frozenset(
         "closed_by",
         "close_reason",
         "deletion",
+        "started_at",
     }
 )
+
+
+# A deployment's record counts what happened to it in fields `stats:<name>` (deployment-wide) and
+# `stats:<name>@<van>` (per van): faces scanned, alerts, decisions. They hold no biometric data and are
+# kept in the tombstone: the deployment report is computed from them, also after close.
+STATS_PREFIX = "stats:"
+
+
+def stat_fields(name: str, van_id: str) -> tuple[str, str]:
+    """The deployment-wide and the per-van field of one count."""
+    return f"{STATS_PREFIX}{name}", f"{STATS_PREFIX}{name}@{van_id}"
+
+
+def kept_in_tombstone(field_name: str) -> bool:
+    return field_name in TOMBSTONE_FIELDS or field_name.startswith(STATS_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -72,8 +88,37 @@ class RedisKeys:
     def enrol_lock(self, deployment_id: str) -> str:
         return f"{self.prefix}:dep:{deployment_id}:enrol-lock"
 
-    def alert(self, deployment_id: str, camera: str, subject_id: str) -> str:
+    def alert_window(self, deployment_id: str, camera: str, subject_id: str) -> str:
+        """The id of the alert a match of this subject on this camera folds into, while its window lasts."""
         return f"{self.prefix}:dep:{deployment_id}:alert:{camera}:{subject_id}"
+
+    def alert_seen(self, deployment_id: str, alert_id: str) -> str:
+        """Match ids folded into the alert (a re-delivered match changes nothing)."""
+        return f"{self.prefix}:dep:{deployment_id}:seen:{alert_id}"
+
+    def alert_crop(self, deployment_id: str, alert_id: str) -> str:
+        """The alert's best probe face, sealed: biometric, so deleted with the deployment."""
+        return f"{self.prefix}:dep:{deployment_id}:crop:{alert_id}"
+
+    def reference_image(self, deployment_id: str, entry_id: str) -> str:
+        """A watchlist entry's reference thumbnail, sealed: deleted with the deployment."""
+        return f"{self.prefix}:dep:{deployment_id}:ref:{entry_id}"
+
+    def reference_images_pattern(self, deployment_id: str) -> str:
+        return f"{self.prefix}:dep:{deployment_id}:ref:*"
+
+    def alert(self, alert_id: str) -> str:
+        """An alert's record and decisions (no biometric data): kept for the operational retention
+        after its last change, also after its deployment closed, for the report and follow-up."""
+        return f"{self.prefix}:alert:{alert_id}"
+
+    def alerts_of(self, deployment_id: str) -> str:
+        """The deployment's alert ids by time raised."""
+        return f"{self.prefix}:alerts:{deployment_id}"
+
+    def outbox(self) -> str:
+        """Records kept for the broker (audit events, alert revisions): lfr_platform.outbox."""
+        return f"{self.prefix}:outbox"
 
     def all_deployments(self) -> str:
         return f"{self.prefix}:deployments"
@@ -143,6 +188,22 @@ class DeploymentRegistry:
             data_key=key,
             cameras=cameras,
         )
+
+
+class DeploymentStats:
+    """Adds to a deployment's counts (the stats fields of its record)."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+        self.client = client
+        self.keys = keys
+
+    async def add(self, deployment_id: str, van_id: str, **counts: int) -> None:
+        record = self.keys.deployment(deployment_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, n in counts.items():
+                for field_name in stat_fields(name, van_id):
+                    pipe.hincrby(record, field_name, n)
+            await pipe.execute()
 
 
 def _s(value: bytes | str) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("ingest", "detect", "embed", "match", "alert")
+SERVICES = ("ingest", "detect", "embed", "match", "alert", "console")
 # Variables read by tools around the services (the Makefile, the tests, the CLI), not by them.
 _NON_SERVICE_VARIABLES = frozenset({"LFR_DATA_DIR"})
 _NON_SERVICE_PREFIXES = ("LFR_TEST_", "LFR_CLI_")
@@ -23,7 +24,8 @@ _NON_SERVICE_PREFIXES = ("LFR_TEST_", "LFR_CLI_")
 class PlatformSettings(BaseSettings):
     """Read from `LFR_<FIELD>` variables, e.g. LFR_KAFKA_BOOTSTRAP_SERVERS."""
 
-    model_config = SettingsConfigDict(env_prefix="LFR_", extra="ignore")
+    # Errors name the variable, never its value: some values are secrets (auth_tokens).
+    model_config = SettingsConfigDict(env_prefix="LFR_", extra="ignore", hide_input_in_errors=True)
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
     kafka_session_timeout_ms: int = Field(
@@ -49,6 +51,28 @@ class PlatformSettings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level")
     log_format: Literal["text", "json"] = Field("text", description="json for log shippers, text for people")
     models_dir: str = Field("models", description="Folder with the ONNX models fetched by `make models`")
+    auth_tokens: str = Field(
+        "[]",
+        repr=False,
+        description="JSON list of bearer-token grants {token, identity, role, deployments} of the APIs",
+    )
+    auth_tokens_file: Path | None = Field(
+        None, description="JSON file with the same list (a mounted Kubernetes secret); re-read when it changes"
+    )
+
+    @field_validator("auth_tokens")
+    @classmethod
+    def _valid_grants(cls, value: str) -> str:
+        from lfr_platform.auth import parse_grants
+
+        parse_grants(value)  # raises ValueError naming the bad grant and field, never the token
+        return value
+
+    def token_book(self):
+        """The bearer tokens of the APIs (DeploymentService, AlertService, console)."""
+        from lfr_platform.auth import TokenBook, parse_grants
+
+        return TokenBook(parse_grants(self.auth_tokens), self.auth_tokens_file)
 
 
 def unknown_variables(

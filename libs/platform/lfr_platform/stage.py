@@ -102,6 +102,8 @@ class StageRunner(Generic[M]):
     retry_max_delay_s: float = 10.0
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
+    _lag_reported: set[TopicPartition] = field(default_factory=set, init=False)
+    _lag_at: float = field(default=0.0, init=False)
 
     @property
     def input_name(self) -> str:
@@ -123,10 +125,33 @@ class StageRunner(Generic[M]):
                 )
                 for tp, records in batches.items():
                     await self._process(tp, records)
+                await self._report_lag()
         finally:
             self.health.set("kafka", False)
             await self._consumer.stop()
             await self._producer.stop()
+
+    async def _report_lag(self, every_s: float = 1.0) -> None:
+        """Records of each assigned partition not processed yet, from the fetch's high-water mark
+        (right on every broker, unlike ListOffsets on tansu) and this consumer's position."""
+        if time.monotonic() - self._lag_at < every_s:
+            return
+        self._lag_at = time.monotonic()
+        assigned = self._consumer.assignment()
+        for tp in self._lag_reported - assigned:
+            metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        reported = set()
+        for tp in assigned:
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except KafkaError:
+                continue  # moved to another member meanwhile
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            reported.add(tp)
+        self._lag_reported = reported
 
     async def _process(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         metrics.MESSAGES_CONSUMED.labels(self.input_name).inc(len(records))

@@ -9,6 +9,15 @@ from lfr_match.settings import MatchSettings
 
 MANAGER_TOKEN = "manager-token-for-tests-0123456789"
 VIEWER_TOKEN = "viewer-token-for-tests-0123456789"
+OFFICER_TOKEN = "officer-token-for-tests-0123456789"
+SUPERVISOR_TOKEN = "supervisor-token-for-tests-0123456789"
+# The tokens of the `platform` fixture (LFR_AUTH_TOKENS of every service a test builds).
+TEST_GRANTS = [
+    {"token": MANAGER_TOKEN, "identity": "officer-1", "role": "manager"},
+    {"token": VIEWER_TOKEN, "identity": "analyst-1", "role": "viewer"},
+    {"token": OFFICER_TOKEN, "identity": "control-room-1", "role": "officer"},
+    {"token": SUPERVISOR_TOKEN, "identity": "sergeant-1", "role": "supervisor"},
+]
 
 
 def match_settings(tmp_path, **overrides) -> MatchSettings:
@@ -17,10 +26,6 @@ def match_settings(tmp_path, **overrides) -> MatchSettings:
         grpc_port=0,
         data_dir=tmp_path / "watchlists",
         janitor_interval_s=0.2,
-        auth_tokens=[
-            {"token": MANAGER_TOKEN, "identity": "officer-1", "role": "manager"},
-            {"token": VIEWER_TOKEN, "identity": "analyst-1", "role": "viewer"},
-        ],
     )
     fields.update(overrides)
     return MatchSettings(**fields)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import tempfile
 import time
@@ -63,6 +64,8 @@ def namespace() -> str:
 
 @pytest.fixture
 def platform(kafka_bootstrap: str, redis_url: str, namespace: str, models_dir: Path) -> PlatformSettings:
+    from lfr_testing.deployments import TEST_GRANTS
+
     return PlatformSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_session_timeout_ms=2000,
@@ -72,6 +75,7 @@ def platform(kafka_bootstrap: str, redis_url: str, namespace: str, models_dir: P
         redis_url=redis_url,
         redis_prefix=namespace,
         models_dir=str(models_dir),
+        auth_tokens=json.dumps(TEST_GRANTS),
     )
 
 

@@ -1,7 +1,8 @@
-"""The alert domain: the folded state of one alert and the fold itself, behind a port.
+"""The alert domain: an alert with the control room's decisions on it, the match that folds into it,
+and the port its store implements.
 
-`AlertStore` is the port; Redis (a Lua script, atomic per alert) is the adapter used in
-production, and unit tests use an in-memory fake of the same Protocol.
+`AlertStore` is the port; Redis (a Lua fold, optimistic transactions for decisions) is the adapter
+used in production, and unit tests use an in-memory fake of the same Protocol.
 """
 
 from __future__ import annotations
@@ -9,35 +10,83 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+# States, in the order the South Wales Police glossary gives them.
+RAISED, ADJUDICATED, ENGAGED, NOT_ENGAGED, RESOLVED = "raised", "adjudicated", "engaged", "not_engaged", "resolved"
+STATES = (RAISED, ADJUDICATED, ENGAGED, NOT_ENGAGED, RESOLVED)
+
 
 @dataclass(frozen=True)
 class MatchToFold:
     deployment_id: str
-    camera: str  # "deployment/van/camera"
+    van_id: str
+    camera_id: str
     subject_id: str
+    category: str
     match_id: str
+    entry_id: str
     score: float
+    threshold: float
+    model_id: str
     captured_at: float
-    probe_crop: bytes
+    sealed_crop: bytes  # the probe face, sealed with the deployment's key
+
+    @property
+    def camera(self) -> str:
+        return f"{self.deployment_id}/{self.van_id}/{self.camera_id}"
 
 
 @dataclass(frozen=True)
-class AlertState:
+class Decision:
+    """Who took a step, and when."""
+
+    officer: str
+    recorded_by: str
+    role: str
+    at: float
+    note: str = ""
+    correction_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Alert:
     alert_id: str
-    revision: int
+    deployment_id: str
+    van_id: str
+    camera_id: str
+    subject_id: str
+    category: str
+    score: float
+    threshold: float
+    model_id: str
     match_count: int
-    best_score: float
     best_match_id: str
-    best_crop: bytes
+    entry_id: str
     first_captured_at: float
     last_seen_at: float
     raised_at: float
     updated_at: float
+    revision: int
+    state: str = RAISED
+    # Adjudication: "true", "false" or "undetermined".
+    outcome: str = ""
+    adjudication: Decision | None = None
+    engaged: bool | None = None
+    engagement: Decision | None = None
+    # Final outcome: arrest, no_further_action, safeguarding, other.
+    final_outcome: str = ""
+    final_detail: str = ""
+    resolution: Decision | None = None
 
-    @property
-    def is_new(self) -> bool:
-        return self.revision == 1
+
+@dataclass(frozen=True)
+class Folded:
+    alert: Alert
+    created: bool  # the first match of a new alert
+    changed: bool  # False when the match had been folded before (a re-delivery)
+    sealed_crop: bytes  # the alert's best probe face so far, sealed
 
 
 class AlertStore(Protocol):
-    async def fold(self, match: MatchToFold, now: float, window_s: float, new_alert_id: str) -> AlertState: ...
+    async def fold(self, match: MatchToFold, now: float, window_s: float) -> Folded: ...
+
+    async def get(self, alert_id: str) -> Alert | None: ...

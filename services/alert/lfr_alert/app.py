@@ -1,30 +1,45 @@
-"""Wires alert: matches.found.v1 -> fold in Redis -> alerts.raised.v1."""
+"""Wires alert: matches.found.v1 -> fold in Redis -> alerts.raised.v1; the AlertService (gRPC) for
+the control room's decisions; the outbox that carries decisions to the broker; the sweep that
+counts alerts waiting for a decision."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from lfr.v1 import matches_pb2
-from lfr_alert.alerting import AlertStore
+from lfr.v1 import alerts_pb2, alerts_pb2_grpc, matches_pb2
+from lfr_alert.alerting import RAISED
+from lfr_alert.service import AlertService
 from lfr_alert.settings import AlertSettings
 from lfr_alert.store import RedisAlertStore
 from lfr_alert.wire import alert_raised, match_to_fold
 from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, camera_key
-from lfr_platform import metrics
-from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
+from lfr_platform import metrics, sealing
+from lfr_platform.audit import AuditLog
+from lfr_platform.auth import Authenticator
+from lfr_platform.http import Health, HttpServer
+from lfr_platform.kafka import new_producer, start_with_retry
+from lfr_platform.outbox import Outbox
+from lfr_platform.registry import CLOSED, EXPIRED, DeploymentRegistry, RedisKeys, admit
+from lfr_platform.rpc import GrpcServer
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
+from lfr_platform.stage import TRANSIENT_ERRORS, Incoming, Outcome, Output, Rejected, Skipped, StageRunner
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
 
 
 class AlertHandler:
     input = MATCHES_FOUND
 
-    def __init__(self, store: AlertStore, registry: DeploymentRegistry, settings: AlertSettings) -> None:
+    def __init__(self, store: RedisAlertStore, registry: DeploymentRegistry, settings: AlertSettings) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
@@ -39,17 +54,127 @@ class AlertHandler:
         if not match.match_id or not match.subject_id:
             return Rejected("invalid_match", "match_id and subject_id are required")
         now = time.time()
-        state = await self.store.fold(match_to_fold(match), now, self.settings.window_s, uuid.uuid4().hex)
+        deployment_id = match.camera.deployment_id
+        sealed = sealing.seal(deployment.data_key, match.probe_crop, deployment_id)
+        folded = await self.store.fold(match_to_fold(match, sealed), now, self.settings.window_s)
         labels = metrics.camera_labels(match.camera)
         metrics.ALERT_REVISIONS.labels(**labels).inc()
-        if state.is_new:
+        if folded.created:
             metrics.ALERTS.labels(**labels).inc()
-            metrics.CAPTURE_TO_ALERT_SECONDS.observe(max(0.0, now - state.first_captured_at))
-        return [Output(ALERTS_RAISED, camera_key(match.camera), alert_raised(match, state))]
+            metrics.CAPTURE_TO_ALERT_SECONDS.observe(max(0.0, now - folded.alert.first_captured_at))
+        crop = sealing.unseal(deployment.data_key, folded.sealed_crop, deployment_id) if folded.sealed_crop else b""
+        return [Output(ALERTS_RAISED, camera_key(match.camera), alert_raised(folded.alert, crop))]
 
 
-def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredis.Redis | None = None) -> ServiceShell:
+class Sweep:
+    """Counts, per open deployment and van, the alerts waiting for a decision and the age of the
+    oldest: what the 'alert left unadjudicated' rule watches."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, store: RedisAlertStore, interval_s: float) -> None:
+        self.client = client
+        self.keys = keys
+        self.store = store
+        self.registry = DeploymentRegistry(client, keys)
+        self.interval_s = interval_s
+        self._reported: set[tuple[str, str]] = set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except TRANSIENT_ERRORS as exc:
+                log.warning("alert sweep postponed: %s", exc)
+            await asyncio.sleep(self.interval_s)
+
+    async def sweep(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        waiting: dict[tuple[str, str], list[float]] = {}
+        for raw in await self.client.zrange(self.keys.all_deployments(), 0, -1):
+            deployment_id = raw.decode()
+            view = await self.registry.lookup(deployment_id)
+            if view is None or view.state in (CLOSED, EXPIRED):
+                continue
+            for alert in await self.store.list(deployment_id):
+                ages = waiting.setdefault((deployment_id, alert.van_id), [])
+                if alert.state == RAISED:
+                    ages.append(now - alert.raised_at)
+        for labels in self._reported - set(waiting):
+            metrics.ALERTS_UNADJUDICATED.remove(*labels)
+            metrics.ALERT_OLDEST_UNADJUDICATED_SECONDS.remove(*labels)
+        for labels, ages in waiting.items():
+            metrics.ALERTS_UNADJUDICATED.labels(*labels).set(len(ages))
+            metrics.ALERT_OLDEST_UNADJUDICATED_SECONDS.labels(*labels).set(max(ages, default=0.0))
+        self._reported = set(waiting)
+
+
+class ControlRoom:
+    """The AlertService, the outbox and the sweep, started once the producer is up."""
+
+    def __init__(self, platform: PlatformSettings, server: GrpcServer, outbox: Outbox, sweep: Sweep) -> None:
+        self.platform = platform
+        self.server = server
+        self.outbox = outbox
+        self.sweep = sweep
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def run(self) -> None:
+        producer = await start_with_retry(lambda: new_producer(self.platform), "alert producer")
+        self.outbox.producer = producer
+        await self.server.start()
+        tasks = [asyncio.create_task(self.outbox.run()), asyncio.create_task(self.sweep.run())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.server.stop()
+            await producer.stop()
+
+
+@dataclass
+class AlertShell(ServiceShell):
+    """alert's shell, with its AlertService reachable (its gRPC port)."""
+
+    control: ControlRoom | None = None
+
+
+def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredis.Redis | None = None) -> AlertShell:
     redis = redis or aioredis.from_url(platform.redis_url)
     keys = RedisKeys(platform.redis_prefix)
-    handler = AlertHandler(RedisAlertStore(redis, keys), DeploymentRegistry(redis, keys), settings)
-    return ServiceShell.for_stage("alert", handler, platform, settings.http_host, settings.http_port, [redis.aclose])
+    outbox = Outbox(redis, keys.outbox())
+    store = RedisAlertStore(redis, keys, outbox, platform.operational_retention_s)
+    registry = DeploymentRegistry(redis, keys)
+    audit = AuditLog(outbox, platform.topic_prefix)
+    health = Health("kafka", "topics", "grpc")
+    server = GrpcServer(
+        settings.grpc_host,
+        settings.grpc_port,
+        health_state=health,
+        tls_cert_file=settings.grpc_tls_cert_file,
+        tls_key_file=settings.grpc_tls_key_file,
+    )
+    service = AlertService(
+        store=store,
+        registry=registry,
+        auth=Authenticator(platform.token_book(), audit),
+        audit=audit,
+        outbox=outbox,
+        topic_prefix=platform.topic_prefix,
+    )
+    server.add(service, alerts_pb2_grpc.add_AlertServiceServicer_to_server, SERVICE_NAME)
+    metrics.FALSE_ALERT_LIMIT.set(1.0 / settings.false_alert_limit_one_in)
+    control = ControlRoom(platform, server, outbox, Sweep(redis, keys, store, settings.sweep_interval_s))
+    runner = StageRunner("alert", AlertHandler(store, registry, settings), platform, health)
+    return AlertShell(
+        name="alert",
+        platform=platform,
+        health=health,
+        http=HttpServer(health, settings.http_host, settings.http_port),
+        tasks=[control.run, runner.run],
+        closers=[redis.aclose],
+        control=control,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -11,9 +13,22 @@ class AlertSettings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz")
     http_port: int = Field(9105, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz")
+    grpc_host: str = Field("127.0.0.1", description="Address of the AlertService (gRPC)")
+    grpc_port: int = Field(50052, ge=0, le=65535, description="Port of the AlertService (gRPC)")
+    grpc_tls_cert_file: Path | None = Field(None, description="PEM certificate: serve gRPC over TLS")
+    grpc_tls_key_file: Path | None = Field(None, description="PEM private key of the certificate")
     window_s: float = Field(
         60.0,
         gt=0,
         description="Matches of one subject on one camera within this many seconds of the "
         "first form one alert; the next match after it raises a new one",
+    )
+    false_alert_limit_one_in: int = Field(
+        6000,
+        ge=1,
+        description="False alerts per face scanned above 1 in this many fire LfrFalseAlertRateHigh "
+        "(6,000: the NPL's figure for the Met at its default threshold)",
+    )
+    sweep_interval_s: float = Field(
+        10.0, gt=0, description="How often the alerts waiting for a decision are counted (metrics)"
     )

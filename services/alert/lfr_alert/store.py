@@ -1,47 +1,217 @@
-"""The Redis adapter of AlertStore: alert state under the deployment's keys, so Close deletes it."""
+"""The Redis adapter of AlertStore.
+
+- The window (`<prefix>:dep:<d>:alert:<camera>:<subject>`), the folded match ids and the best probe
+  crop (sealed) live under the deployment's keys, so closing it deletes them.
+- The alert's record (`<prefix>:alert:<id>`, no biometric data) and the deployment's alert index live
+  for the operational retention after their last change, also after close: decisions can follow up
+  and the report counts them.
+- A decision is an optimistic transaction (WATCH the record, decide in Python, MULTI): the record,
+  the deployment's counts and the records announcing the decision (the outbox) change together or
+  not at all.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
-from lfr_alert.alerting import AlertState, MatchToFold
-from lfr_platform.registry import RedisKeys
+from lfr_alert.adjudication import Change
+from lfr_alert.alerting import Alert, Decision, Folded, MatchToFold
+from lfr_platform.outbox import Outbox, OutboxRecord
+from lfr_platform.registry import RedisKeys, stat_fields
 
 _FOLD = Path(__file__).with_name("fold.lua").read_text()
 
+_FLOATS = ("score", "threshold", "first_captured_at", "last_seen_at", "raised_at", "updated_at")
+_INTS = ("match_count", "revision")
+_TEXT = (
+    "alert_id",
+    "deployment_id",
+    "van_id",
+    "camera_id",
+    "subject_id",
+    "category",
+    "model_id",
+    "best_match_id",
+    "entry_id",
+    "state",
+    "outcome",
+    "final_outcome",
+    "final_detail",
+)
+_DECISIONS = ("adjudication", "engagement", "resolution")
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+def to_fields(alert: Alert) -> dict[str, str]:
+    fields = {name: str(getattr(alert, name)) for name in _TEXT}
+    fields.update({name: repr(getattr(alert, name)) for name in _FLOATS})
+    fields.update({name: str(getattr(alert, name)) for name in _INTS})
+    fields["engaged"] = "" if alert.engaged is None else ("1" if alert.engaged else "0")
+    for step in _DECISIONS:
+        decision: Decision | None = getattr(alert, step)
+        if decision is not None:
+            fields.update(
+                {
+                    f"{step}_officer": decision.officer,
+                    f"{step}_recorded_by": decision.recorded_by,
+                    f"{step}_role": decision.role,
+                    f"{step}_at": repr(decision.at),
+                    f"{step}_note": decision.note,
+                    f"{step}_correction_reason": decision.correction_reason,
+                }
+            )
+    return fields
+
+
+def from_fields(raw: dict) -> Alert:
+    f = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
+    }
+
+    def decision(step: str) -> Decision | None:
+        if not f.get(f"{step}_at"):
+            return None
+        return Decision(
+            officer=f.get(f"{step}_officer", ""),
+            recorded_by=f.get(f"{step}_recorded_by", ""),
+            role=f.get(f"{step}_role", ""),
+            at=float(f[f"{step}_at"]),
+            note=f.get(f"{step}_note", ""),
+            correction_reason=f.get(f"{step}_correction_reason", ""),
+        )
+
+    return Alert(
+        **{name: f.get(name, "") for name in _TEXT},
+        **{name: float(f.get(name) or 0) for name in _FLOATS},
+        **{name: int(f.get(name) or 0) for name in _INTS},
+        engaged=None if not f.get("engaged") else f["engaged"] == "1",
+        adjudication=decision("adjudication"),
+        engagement=decision("engagement"),
+        resolution=decision("resolution"),
+    )
+
 
 class RedisAlertStore:
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, outbox: Outbox, retention_s: int) -> None:
+        self.client = client
         self.keys = keys
+        self.outbox = outbox
+        self.retention_ms = retention_s * 1000
         self._fold = client.register_script(_FOLD)
 
-    async def fold(self, match: MatchToFold, now: float, window_s: float, new_alert_id: str) -> AlertState:
-        key = self.keys.alert(match.deployment_id, match.camera.replace("/", ":"), match.subject_id)
-        raw = await self._fold(
-            keys=[key, f"{key}:matches"],
-            args=[
-                match.match_id,
-                repr(match.score),
-                repr(match.captured_at),
-                repr(now),
-                int(window_s * 1000),
-                new_alert_id,
-                match.probe_crop,
-            ],
-        )
-        fields = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
-        text = {k: v.decode() for k, v in fields.items() if k != "best_crop"}
-        return AlertState(
-            alert_id=text["alert_id"],
-            revision=int(text["revision"]),
-            match_count=int(text["count"]),
-            best_score=float(text["best_score"]),
-            best_match_id=text.get("best_match_id", ""),
-            best_crop=fields.get("best_crop", b""),
-            first_captured_at=float(text["first_captured_at"]),
-            last_seen_at=float(text["last_seen_at"]),
-            raised_at=float(text["raised_at"]),
-            updated_at=float(text.get("updated_at", text["raised_at"])),
-        )
+    async def fold(self, match: MatchToFold, now: float, window_s: float) -> Folded:
+        window = self.keys.alert_window(match.deployment_id, match.camera.replace("/", ":"), match.subject_id)
+        while True:
+            current = await self.client.get(window)
+            alert_id = current.decode() if current else uuid.uuid4().hex
+            raw = await self._fold(
+                keys=[
+                    window,
+                    self.keys.alert(alert_id),
+                    self.keys.alert_seen(match.deployment_id, alert_id),
+                    self.keys.alert_crop(match.deployment_id, alert_id),
+                    self.keys.alerts_of(match.deployment_id),
+                    self.keys.deployment(match.deployment_id),
+                ],
+                args=[
+                    current or b"",
+                    alert_id,
+                    match.match_id,
+                    repr(match.score),
+                    repr(match.captured_at),
+                    repr(now),
+                    int(window_s * 1000),
+                    self.retention_ms,
+                    match.sealed_crop,
+                    match.deployment_id,
+                    match.van_id,
+                    match.camera_id,
+                    match.subject_id,
+                    match.category,
+                    repr(match.threshold),
+                    match.model_id,
+                    match.entry_id,
+                ],
+            )
+            if raw[0] == b"retry":  # the window ended or began between the read and the fold
+                continue
+            fields = {raw[i]: raw[i + 1] for i in range(4, len(raw), 2)}
+            return Folded(from_fields(fields), created=raw[1] == 1, changed=raw[2] == 1, sealed_crop=raw[3])
+
+    async def get(self, alert_id: str) -> Alert | None:
+        raw = await self.client.hgetall(self.keys.alert(alert_id))
+        return from_fields(raw) if raw else None
+
+    async def list(self, deployment_id: str) -> list[Alert]:
+        """Newest first. Alerts past their retention are gone and dropped from the index."""
+        index = self.keys.alerts_of(deployment_id)
+        ids = [i.decode() for i in await self.client.zrevrange(index, 0, -1)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for alert_id in ids:
+                pipe.hgetall(self.keys.alert(alert_id))
+            raws = await pipe.execute()
+        alerts, gone = [], []
+        for alert_id, raw in zip(ids, raws, strict=True):
+            (alerts.append(from_fields(raw)) if raw else gone.append(alert_id))
+        if gone:
+            await self.client.zrem(index, *gone)
+        return alerts
+
+    async def crop(self, alert: Alert) -> bytes | None:
+        """The sealed best probe face; None once its deployment closed (deleted with it)."""
+        return await self.client.get(self.keys.alert_crop(alert.deployment_id, alert.alert_id))
+
+    async def reference(self, alert: Alert) -> bytes | None:
+        """The sealed reference thumbnail of the alert's watchlist entry, while the deployment lives."""
+        if not alert.entry_id:
+            return None
+        return await self.client.get(self.keys.reference_image(alert.deployment_id, alert.entry_id))
+
+    async def apply(
+        self,
+        alert_id: str,
+        decide: Callable[[Alert], Change | None],
+        announce: Callable[[Change], Awaitable[list[OutboxRecord]]],
+        counts: Callable[[Change], dict[str, int]],
+    ) -> tuple[Alert, Change | None]:
+        """Decide on the current alert and store the change with its counts and announcements, atomically.
+
+        `decide` may raise (a refusal): nothing is written then. Returns the alert as it now is and
+        the change (None for a repeat)."""
+        key = self.keys.alert(alert_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hgetall(key)
+                    if not raw:
+                        raise AlertNotFound(alert_id)
+                    alert = from_fields(raw)
+                    change = decide(alert)
+                    if change is None:
+                        await pipe.unwatch()
+                        return alert, None
+                    records = await announce(change)
+                    after = change.alert
+                    pipe.multi()
+                    pipe.hset(key, mapping=to_fields(after))
+                    pipe.pexpire(key, self.retention_ms)
+                    pipe.pexpire(self.keys.alerts_of(after.deployment_id), self.retention_ms)
+                    deployment = self.keys.deployment(after.deployment_id)
+                    for name, n in counts(change).items():
+                        for field_name in stat_fields(name, after.van_id):
+                            pipe.hincrby(deployment, field_name, n)
+                    for record in records:
+                        self.outbox.add(pipe, record)
+                    await pipe.execute()
+                    return after, change
+                except redis.exceptions.WatchError:
+                    continue  # another decision came first: decide again on what it left

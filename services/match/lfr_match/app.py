@@ -7,18 +7,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from lfr.v1 import deployments_pb2, deployments_pb2_grpc
 from lfr_faces import calibration
 from lfr_faces.detectors import Detector, build_detector
 from lfr_faces.embedders import Embedder, build_embedder
 from lfr_faces.models import SFACE, YUNET, model_path
-from lfr_match.deployments.audit import AuditLog
-from lfr_match.deployments.auth import Authenticator
 from lfr_match.deployments.closing import Closer
 from lfr_match.deployments.enrolment import Enroller, EnrolmentPolicy
 from lfr_match.deployments.janitor import Janitor
@@ -31,9 +26,13 @@ from lfr_match.index.server import ServerIndex
 from lfr_match.settings import MatchSettings
 from lfr_match.stage import MatchHandler
 from lfr_platform import metrics
+from lfr_platform.audit import AuditLog
+from lfr_platform.auth import Authenticator
 from lfr_platform.http import Health, HttpServer
 from lfr_platform.kafka import new_producer, start_with_retry
+from lfr_platform.outbox import Outbox
 from lfr_platform.registry import DeploymentRegistry, RedisKeys
+from lfr_platform.rpc import GrpcServer
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.stage import StageRunner
@@ -66,57 +65,34 @@ def build_index(settings: MatchSettings) -> WatchlistIndex:
 
 
 class ControlPlane:
-    """The gRPC server and the janitor, started once the audit producer is up."""
+    """The gRPC server, the janitor and the outbox, started once the producer is up."""
 
     def __init__(
         self,
         platform: PlatformSettings,
-        settings: MatchSettings,
+        server: GrpcServer,
         service: DeploymentService,
-        audit: AuditLog,
+        outbox: Outbox,
         janitor: Janitor,
-        health_state: Health,
     ) -> None:
         self.platform = platform
-        self.settings = settings
+        self.server = server
         self.service = service
-        self.audit = audit
+        self.outbox = outbox
         self.janitor = janitor
-        self.health_state = health_state
-        self.port: int | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     async def run(self) -> None:
-        producer = await start_with_retry(lambda: new_producer(self.platform), "audit producer")
-        self.audit.producer = producer
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.settings.enrol_max_bytes + 65536)])
-        deployments_pb2_grpc.add_DeploymentServiceServicer_to_server(self.service, server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        if self.settings.grpc_tls_cert_file and self.settings.grpc_tls_key_file:
-            credentials = grpc.ssl_server_credentials(
-                [
-                    (
-                        self.settings.grpc_tls_key_file.read_bytes(),
-                        self.settings.grpc_tls_cert_file.read_bytes(),
-                    )
-                ]
-            )
-            self.port = server.add_secure_port(address, credentials)
-        else:
-            self.port = server.add_insecure_port(address)
-        await server.start()
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.health_state.set("grpc", True)
-        log.info("DeploymentService listening on %s:%d", self.settings.grpc_host, self.port)
+        producer = await start_with_retry(lambda: new_producer(self.platform), "match producer")
+        self.outbox.producer = producer
+        await self.server.start()
         try:
             await self.janitor.run()
         finally:
-            self.health_state.set("grpc", False)
-            await health_servicer.enter_graceful_shutdown()
-            await server.stop(grace=5)
+            await self.server.stop()
             await producer.stop()
 
 
@@ -155,7 +131,8 @@ def build(
     redis = redis or aioredis.from_url(platform.redis_url)
     keys = RedisKeys(platform.redis_prefix)
     store = DeploymentStore(redis, keys)
-    audit = AuditLog(None, store, platform.topic_prefix)
+    outbox = Outbox(redis, keys.outbox())
+    audit = AuditLog(outbox, platform.topic_prefix)
     closer = Closer(store, index, audit)
     enroller = Enroller(
         detector,
@@ -175,20 +152,24 @@ def build(
         enroller=enroller,
         closer=closer,
         audit=audit,
-        auth=Authenticator(settings.token_grants(), audit),
+        auth=Authenticator(platform.token_book(), audit),
         policy=policy,
         default_size_limit=settings.watchlist_size_limit,
         max_size_limit=settings.watchlist_size_max,
         duplicate_similarity=settings.enrol_duplicate_similarity,
     )
     health_state = Health("kafka", "topics", "grpc")
+    server = GrpcServer(
+        settings.grpc_host,
+        settings.grpc_port,
+        health_state=health_state,
+        tls_cert_file=settings.grpc_tls_cert_file,
+        tls_key_file=settings.grpc_tls_key_file,
+        max_receive_bytes=settings.enrol_max_bytes + 65536,
+    )
+    server.add(service, deployments_pb2_grpc.add_DeploymentServiceServicer_to_server, SERVICE_NAME)
     control = ControlPlane(
-        platform,
-        settings,
-        service,
-        audit,
-        Janitor(store, index, closer, audit, settings.janitor_interval_s),
-        health_state,
+        platform, server, service, outbox, Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s)
     )
     runner = StageRunner(
         "match",

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-class TokenGrant(BaseModel):
-    """One bearer token and what it may do."""
-
-    token: str = Field(min_length=16, description="The secret; at least 16 characters")
-    identity: str = Field(min_length=1, description="Who holds it: written into the audit trail")
-    role: str = Field(pattern="^(manager|viewer)$", description="manager: create, enrol, close; viewer: read")
 
 
 class MatchSettings(BaseSettings):
@@ -58,10 +49,6 @@ class MatchSettings(BaseSettings):
     watchlist_size_limit: int = Field(10_000, ge=1, description="Default limit of images per watchlist")
     watchlist_size_max: int = Field(200_000, ge=1, description="Largest limit a deployment may ask for")
     janitor_interval_s: float = Field(5.0, gt=0, description="How often expiry and unfinished deletions are checked")
-    auth_tokens: list[TokenGrant] = Field(default_factory=list, description="JSON list of token grants")
-    auth_tokens_file: Path | None = Field(
-        None, description="JSON file with the same list (e.g. a mounted Kubernetes secret)"
-    )
     # --- enrolment: the models and the quality an enrolment photo must have
     detector: str = Field("yunet", description="Detector plugin used on enrolment photos")
     detector_model: Path | None = Field(None, description="ONNX file; default: the models folder's YuNet")
@@ -77,14 +64,3 @@ class MatchSettings(BaseSettings):
     enrol_duplicate_similarity: float = Field(
         0.95, gt=0, le=1, description="An image this similar to an enrolled one is a duplicate"
     )
-
-    @field_validator("auth_tokens", mode="before")
-    @classmethod
-    def _parse_json(cls, value):
-        return json.loads(value) if isinstance(value, str) else value
-
-    def token_grants(self) -> list[TokenGrant]:
-        grants = list(self.auth_tokens)
-        if self.auth_tokens_file is not None:
-            grants += [TokenGrant.model_validate(g) for g in json.loads(self.auth_tokens_file.read_text())]
-        return grants

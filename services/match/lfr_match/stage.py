@@ -15,7 +15,7 @@ from lfr_match import wire
 from lfr_match.index import CollectionMissing, WatchlistIndex, search_for_decision
 from lfr_match.matching import decide
 from lfr_platform import metrics, sealing
-from lfr_platform.registry import DeploymentRegistry, admit
+from lfr_platform.registry import DeploymentRegistry, DeploymentStats, admit
 from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
 
 
@@ -25,6 +25,8 @@ class MatchHandler:
     def __init__(self, index: WatchlistIndex, registry: DeploymentRegistry, top_k: int, recheck_margin: float) -> None:
         self.index = index
         self.registry = registry
+        # The deployment report's denominator, kept with the deployment (metrics reset on restart).
+        self.stats = DeploymentStats(registry.client, registry.keys)
         self.top_k = top_k
         self.recheck_margin = recheck_margin
 
@@ -58,6 +60,7 @@ class MatchHandler:
             return Skipped("deployment_closed")
         labels = metrics.camera_labels(message.camera)
         metrics.FACES_SCANNED.labels(**labels).inc(len(probes))
+        await self.stats.add(deployment_id, message.camera.van_id, faces_scanned=len(probes))
         outputs = []
         for face, hits in zip(message.faces, searches, strict=True):
             decision = decide(hits, deployment.threshold)

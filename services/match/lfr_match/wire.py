@@ -46,7 +46,7 @@ def match_found(
         threshold=threshold,
         model_id=message.model_id,
         candidates=[
-            matches_pb2.Candidate(subject_id=h.subject_id, category=h.category, score=h.score)
+            matches_pb2.Candidate(subject_id=h.subject_id, category=h.category, score=h.score, entry_id=h.entry_id)
             for h in decision.candidates
         ],
         box=face.box,

@@ -12,10 +12,10 @@ import json
 import logging
 import time
 
-from lfr_match.deployments.audit import AuditLog
 from lfr_match.deployments.store import DeploymentStore
 from lfr_match.index import WatchlistIndex
 from lfr_platform import metrics
+from lfr_platform.audit import AuditLog
 from lfr_platform.registry import CLOSED, EXPIRED
 
 log = logging.getLogger(__name__)

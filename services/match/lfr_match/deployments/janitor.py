@@ -1,5 +1,5 @@
 """What must happen even when nobody calls: expiry at the planned end, unfinished deletions
-finished, orphaned watchlists dropped, the start of a deployment audited, held audit events re-sent.
+finished, orphaned watchlists dropped, the start of a deployment audited, kept audit events re-sent.
 
 Its state is the deployment records in Redis, so it carries on across restarts of match.
 """
@@ -10,11 +10,12 @@ import asyncio
 import logging
 import time
 
-from lfr_match.deployments.audit import SYSTEM, AuditLog
 from lfr_match.deployments.closing import Closer
 from lfr_match.deployments.store import DeploymentStore
 from lfr_match.index import WatchlistIndex
 from lfr_platform import metrics
+from lfr_platform.audit import SYSTEM, AuditLog
+from lfr_platform.outbox import Outbox
 from lfr_platform.registry import CLOSED, EXPIRED
 from lfr_platform.stage import TRANSIENT_ERRORS
 
@@ -28,12 +29,14 @@ class Janitor:
         index: WatchlistIndex,
         closer: Closer,
         audit: AuditLog,
+        outbox: Outbox,
         interval_s: float,
     ) -> None:
         self.store = store
         self.index = index
         self.closer = closer
         self.audit = audit
+        self.outbox = outbox
         self.interval_s = interval_s
 
     async def run(self) -> None:
@@ -84,4 +87,4 @@ class Janitor:
                 "dropped a watchlist with no open deployment",
                 extra={"deployment_id": orphan, "points": points},
             )
-        await self.audit.resend_pending()
+        await self.outbox.drain()

@@ -14,14 +14,14 @@ import grpc
 from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import deployments_pb2_grpc
 from lfr_match.deployments import wire
-from lfr_match.deployments.audit import AuditLog
-from lfr_match.deployments.auth import READ, WRITE, Authenticator, Principal
 from lfr_match.deployments.closing import Closer, DeploymentNotFound
 from lfr_match.deployments.enrolment import Enroller, EnrolRejected
 from lfr_match.deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
 from lfr_match.deployments.store import DeploymentStore
 from lfr_match.index import CollectionMissing, Entry, WatchlistIndex
 from lfr_platform import metrics, sealing
+from lfr_platform.audit import AuditLog
+from lfr_platform.auth import READ_DEPLOYMENTS, WRITE_DEPLOYMENTS, Authenticator, Principal
 from lfr_platform.registry import CLOSED, OPEN
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         self._enrol_locks: dict[str, asyncio.Lock] = {}
 
     async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context) -> pb.CreateDeploymentResponse:
-        who = await self.auth.require(context, WRITE, "create a deployment")
+        who = await self.auth.require(context, WRITE_DEPLOYMENTS, "create a deployment")
         try:
             new = validate_new(
                 name=request.name,
@@ -113,16 +113,17 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         return pb.CreateDeploymentResponse(deployment=wire.deployment(record))
 
     async def GetDeployment(self, request: pb.GetDeploymentRequest, context) -> pb.GetDeploymentResponse:
-        await self.auth.require(context, READ, "read deployments", request.deployment_id)
+        await self.auth.require(context, READ_DEPLOYMENTS, "read deployments", request.deployment_id)
         record = await self._record(request.deployment_id, context)
         return pb.GetDeploymentResponse(deployment=wire.deployment(record))
 
     async def ListDeployments(self, request: pb.ListDeploymentsRequest, context) -> pb.ListDeploymentsResponse:
-        await self.auth.require(context, READ, "read deployments")
-        return pb.ListDeploymentsResponse(deployments=[wire.deployment(r) for r in await self.store.list()])
+        who = await self.auth.require(context, READ_DEPLOYMENTS, "read deployments")
+        visible = [r for r in await self.store.list() if who.may_see(r["deployment_id"])]
+        return pb.ListDeploymentsResponse(deployments=[wire.deployment(r) for r in visible])
 
     async def CloseDeployment(self, request: pb.CloseDeploymentRequest, context) -> pb.CloseDeploymentResponse:
-        who = await self.auth.require(context, WRITE, "close deployments", request.deployment_id)
+        who = await self.auth.require(context, WRITE_DEPLOYMENTS, "close deployments", request.deployment_id)
         try:
             record = await self.closer.close(
                 request.deployment_id,
@@ -142,7 +143,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         if first is None or not first.HasField("header"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be an EnrolHeader")
         deployment_id = first.header.deployment_id
-        who = await self.auth.require(context, WRITE, "enrol watchlists", deployment_id)
+        who = await self.auth.require(context, WRITE_DEPLOYMENTS, "enrol watchlists", deployment_id)
         record = await self._record(deployment_id, context)
         if record["status"] != OPEN:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {deployment_id} is {record['state']}")

@@ -8,7 +8,7 @@ import time
 import redis.asyncio as aioredis
 
 from lfr_match.deployments.lifecycle import NewDeployment
-from lfr_platform.registry import CLOSED, EXPIRED, OPEN, TOMBSTONE_FIELDS, RedisKeys, derived_state
+from lfr_platform.registry import CLOSED, EXPIRED, OPEN, RedisKeys, derived_state, kept_in_tombstone
 
 
 def _text(raw: dict) -> dict[str, str]:
@@ -83,7 +83,7 @@ class DeploymentStore:
         async for key in self.client.scan_iter(match=self.keys.deployment_pattern(deployment_id), count=500):
             deleted += await self.client.delete(key)
         record_key = self.keys.deployment(deployment_id)
-        extra = [f for f in _text(await self.client.hgetall(record_key)) if f not in TOMBSTONE_FIELDS]
+        extra = [f for f in _text(await self.client.hgetall(record_key)) if not kept_in_tombstone(f)]
         if extra:
             await self.client.hdel(record_key, *extra)
         return deleted
@@ -114,12 +114,3 @@ class DeploymentStore:
     async def due_to_expire(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         return [i.decode() for i in await self.client.zrangebyscore(self.keys.planned_ends(), "-inf", now)]
-
-    async def push_pending_audit(self, payload: bytes) -> None:
-        await self.client.rpush(f"{self.keys.prefix}:audit:pending", payload)
-
-    async def pending_audit(self) -> list[bytes]:
-        return await self.client.lrange(f"{self.keys.prefix}:audit:pending", 0, -1)
-
-    async def drop_pending_audit(self, n: int) -> None:
-        await self.client.ltrim(f"{self.keys.prefix}:audit:pending", n, -1)

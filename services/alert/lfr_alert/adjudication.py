@@ -1,0 +1,171 @@
+"""The officers' decisions on an alert, free of I/O: which step may follow which, what a repeat is,
+and when a decision may be changed.
+
+raised -> adjudicated (true, false, undetermined) -> engaged | not_engaged -> resolved (final outcome)
+
+- A decision is idempotent by alert id: the same decision again is a no-op (`decide` returns None).
+- A different decision for a step already decided is a conflict, refused unless it is a correction:
+  made by a supervisor, with a reason, and audited.
+- A step out of order is refused with what must come first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from lfr_alert.alerting import ADJUDICATED, ENGAGED, NOT_ENGAGED, RAISED, RESOLVED, Alert, Decision
+
+ADJUDICATION, ENGAGEMENT, OUTCOME = "adjudication", "engagement", "outcome"
+OUTCOMES = ("true", "false", "undetermined")
+FINAL_OUTCOMES = ("arrest", "no_further_action", "safeguarding", "other")
+MAX_OFFICER, MAX_NOTE = 200, 2000
+
+
+class DecisionRefused(Exception):
+    """`reason` is one of: invalid, precondition, conflict, permission."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    step: str
+    # adjudication: an OUTCOMES value; engagement: "engaged" or "not_engaged"; outcome: a FINAL_OUTCOMES value.
+    value: str
+    officer: str
+    recorded_by: str
+    role: str
+    at: float
+    may_correct: bool  # the role may correct a decision already recorded
+    note: str = ""
+    detail: str = ""  # the final outcome's free text
+    correction_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    alert: Alert  # as it is after the decision, revision + 1
+    previous: str  # the value the step had before ("" when it was not decided)
+
+    @property
+    def correction(self) -> bool:
+        return bool(self.previous)
+
+
+def _printable(text: str) -> bool:
+    return text.isprintable()
+
+
+def validate(d: DecisionInput) -> None:
+    officer = d.officer.strip()
+    if not officer:
+        raise DecisionRefused("invalid", "officer is required: the name or number of the officer who decided")
+    if len(officer) > MAX_OFFICER or not _printable(officer):
+        raise DecisionRefused("invalid", f"officer must be at most {MAX_OFFICER} printable characters")
+    for label, text in (("note", d.note), ("detail", d.detail), ("correction_reason", d.correction_reason)):
+        if len(text) > MAX_NOTE:
+            raise DecisionRefused("invalid", f"{label} is {len(text)} characters; at most {MAX_NOTE}")
+    allowed = {
+        ADJUDICATION: OUTCOMES,
+        ENGAGEMENT: ("engaged", "not_engaged"),
+        OUTCOME: FINAL_OUTCOMES,
+    }.get(d.step)
+    if allowed is None:
+        raise DecisionRefused("invalid", f"unknown step {d.step!r}")
+    if d.value not in allowed:
+        raise DecisionRefused("invalid", f"{d.step} must be one of {', '.join(allowed)}, not {d.value or 'nothing'}")
+    if d.step == OUTCOME and d.value == "other" and not d.detail.strip():
+        raise DecisionRefused("invalid", "an 'other' outcome needs its detail: say what happened")
+
+
+def decide(alert: Alert, d: DecisionInput) -> Change | None:
+    """The alert after the decision, None for a repeat of what is recorded, or DecisionRefused."""
+    validate(d)
+    decision = Decision(
+        officer=d.officer.strip(),
+        recorded_by=d.recorded_by,
+        role=d.role,
+        at=d.at,
+        note=d.note.strip(),
+        correction_reason=d.correction_reason.strip(),
+    )
+    if d.step == ADJUDICATION:
+        current = alert.outcome
+        if current == d.value:
+            return None
+        if not current:
+            return _changed(alert, "", state=ADJUDICATED, outcome=d.value, adjudication=decision)
+        _correctable(alert, d, current)
+        return _changed(alert, current, outcome=d.value, adjudication=decision)
+    if d.step == ENGAGEMENT:
+        if alert.state == RAISED:
+            raise DecisionRefused(
+                "precondition", f"alert {alert.alert_id} is not adjudicated yet: adjudicate it before its engagement"
+            )
+        engaged = d.value == "engaged"
+        current = "" if alert.engaged is None else ("engaged" if alert.engaged else "not_engaged")
+        if current == d.value:
+            return None
+        if not current:
+            return _changed(alert, "", state=ENGAGED if engaged else NOT_ENGAGED, engaged=engaged, engagement=decision)
+        if alert.state == RESOLVED:
+            raise DecisionRefused(
+                "conflict",
+                f"alert {alert.alert_id} has its final outcome ({alert.final_outcome}): an engagement with an "
+                "outcome cannot be changed",
+            )
+        _correctable(alert, d, current)
+        return _changed(alert, current, state=ENGAGED if engaged else NOT_ENGAGED, engaged=engaged, engagement=decision)
+    # OUTCOME
+    if alert.state in (RAISED, ADJUDICATED, NOT_ENGAGED):
+        need = {
+            RAISED: "it is not adjudicated yet",
+            ADJUDICATED: "its engagement is not recorded yet",
+            NOT_ENGAGED: "the person was not engaged",
+        }[alert.state]
+        raise DecisionRefused("precondition", f"alert {alert.alert_id} cannot have a final outcome: {need}")
+    current = alert.final_outcome
+    if current == d.value and alert.final_detail == d.detail.strip():
+        return None
+    if not current:
+        return _changed(
+            alert, "", state=RESOLVED, final_outcome=d.value, final_detail=d.detail.strip(), resolution=decision
+        )
+    _correctable(alert, d, current)
+    return _changed(alert, current, final_outcome=d.value, final_detail=d.detail.strip(), resolution=decision)
+
+
+def _correctable(alert: Alert, d: DecisionInput, current: str) -> None:
+    recorded = {ADJUDICATION: alert.adjudication, ENGAGEMENT: alert.engagement, OUTCOME: alert.resolution}[d.step]
+    by = f" by {recorded.officer}" if recorded else ""
+    if not d.may_correct:
+        raise DecisionRefused(
+            "permission" if d.correction_reason.strip() else "conflict",
+            f"alert {alert.alert_id} already has {d.step} '{current}'{by}; only a supervisor may correct it, "
+            "with a correction reason",
+        )
+    if not d.correction_reason.strip():
+        raise DecisionRefused(
+            "invalid",
+            f"alert {alert.alert_id} already has {d.step} '{current}'{by}: give correction_reason to correct it "
+            "(it is audited)",
+        )
+
+
+def _changed(alert: Alert, previous: str, **fields) -> Change:
+    at = next(v.at for v in fields.values() if isinstance(v, Decision))
+    updated = dataclasses.replace(alert, revision=alert.revision + 1, updated_at=at, **fields)
+    return Change(alert=updated, previous=previous)
+
+
+def count_changes(step: str, previous: str, value: str) -> dict[str, int]:
+    """How a decision changes the deployment's counts (the report's stats): a correction moves one."""
+    name = {ADJUDICATION: "adjudicated_{}", ENGAGEMENT: "{}", OUTCOME: "outcome_{}"}[step]
+    counts = {name.format(value): 1}
+    if previous:
+        counts[name.format(previous)] = -1
+    return counts
