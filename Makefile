@@ -35,10 +35,16 @@ help: ## list the targets
 .PHONY: install
 install: $(INSTALLED) ## create .venv with every dependency (ORT=cpu|gpu) and generate the contracts
 
+# Programs the stack and the tests run, and the Debian package of each (command:package).
+SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus promtool:prometheus
+
 $(INSTALLED): pyproject.toml $(wildcard protos/lfr/v1/*.proto)
-	command -v redis-server >/dev/null || { echo "installing redis-server (apt-get)" >&2; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
-	  || { echo "redis-server is missing and apt-get could not install it" >&2; exit 1; }; }
+	missing=$$(for p in $(SYSTEM_PROGRAMS); do command -v $${p%%:*} >/dev/null || echo $${p##*:}; done | sort -u); \
+	if [ -n "$$missing" ]; then echo "installing $$missing (apt-get)" >&2; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 \
+	    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; } \
+	  || { echo "$$missing missing and apt-get could not install it" >&2; exit 1; }; fi
 	echo "installing into $(VENV) (onnxruntime: $(ORT))" >&2
 	{ test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
 	  $(BIN)/python -m pip install -q --upgrade pip && \
@@ -110,6 +116,10 @@ eval: $(MODELS_OK) ## evaluate the default model on the shared data, as reviewed
 .PHONY: docs
 docs: $(INSTALLED) ## regenerate the settings tables of the services' READMEs from the code
 	$(BIN)/python -m lfr_cli.settings_doc
+
+.PHONY: dashboards
+dashboards: $(INSTALLED) ## regenerate deploy/grafana/dashboards/*.json from deploy/grafana/dashboards.py
+	$(BIN)/python deploy/grafana/dashboards.py
 
 .PHONY: lint
 lint: $(INSTALLED) ## check style (changes nothing)

@@ -1,4 +1,4 @@
-"""A small synchronous client of the DeploymentService for the CLI and the tests."""
+"""Small synchronous clients of the DeploymentService and the AlertService, for the CLI and the tests."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator
 
 import grpc
 
+from lfr.v1 import alerts_pb2, alerts_pb2_grpc, deployments_pb2_grpc
 from lfr.v1 import deployments_pb2 as pb
-from lfr.v1 import deployments_pb2_grpc
 
 
-class DeploymentClient:
+class _Client:
     def __init__(self, address: str, token: str, *, tls_ca_file: str | None = None, timeout_s: float = 30.0) -> None:
         options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
         if tls_ca_file:
@@ -19,9 +19,26 @@ class DeploymentClient:
             self.channel = grpc.secure_channel(address, credentials, options=options)
         else:
             self.channel = grpc.insecure_channel(address, options=options)
-        self.stub = deployments_pb2_grpc.DeploymentServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.timeout_s = timeout_s
+        self.stub = self._stub(self.channel)
+
+    def _stub(self, channel):
+        raise NotImplementedError
+
+    def close_channel(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close_channel()
+
+
+class DeploymentClient(_Client):
+    def _stub(self, channel):
+        return deployments_pb2_grpc.DeploymentServiceStub(channel)
 
     def create(self, request: pb.CreateDeploymentRequest) -> pb.Deployment:
         return self.stub.CreateDeployment(request, metadata=self.metadata, timeout=self.timeout_s).deployment
@@ -56,11 +73,53 @@ class DeploymentClient:
 
         return self.stub.EnrolWatchlist(requests(), metadata=self.metadata, timeout=timeout_s)
 
-    def close_channel(self) -> None:
-        self.channel.close()
+    def report(self, deployment_id: str) -> pb.DeploymentReport:
+        request = pb.GetDeploymentReportRequest(deployment_id=deployment_id)
+        return self.stub.GetDeploymentReport(request, metadata=self.metadata, timeout=self.timeout_s).report
 
-    def __enter__(self) -> DeploymentClient:
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close_channel()
+class AlertClient(_Client):
+    def _stub(self, channel):
+        return alerts_pb2_grpc.AlertServiceStub(channel)
+
+    def list(self, deployment_id: str, states=(), van_id: str = "") -> list[alerts_pb2.AlertRaised]:
+        request = alerts_pb2.ListAlertsRequest(deployment_id=deployment_id, states=list(states), van_id=van_id)
+        return list(self.stub.ListAlerts(request, metadata=self.metadata, timeout=self.timeout_s).alerts)
+
+    def get(self, alert_id: str) -> alerts_pb2.AlertRaised:
+        request = alerts_pb2.GetAlertRequest(alert_id=alert_id)
+        return self.stub.GetAlert(request, metadata=self.metadata, timeout=self.timeout_s).alert
+
+    def images(self, alert_id: str) -> alerts_pb2.GetAlertImagesResponse:
+        request = alerts_pb2.GetAlertImagesRequest(alert_id=alert_id)
+        return self.stub.GetAlertImages(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    @staticmethod
+    def _decision(alert_id: str, officer: str, note: str, correction_reason: str) -> alerts_pb2.DecisionRequest:
+        return alerts_pb2.DecisionRequest(
+            alert_id=alert_id, officer=officer, note=note, correction_reason=correction_reason
+        )
+
+    def adjudicate(
+        self, alert_id: str, outcome: int, officer: str, note: str = "", correction_reason: str = ""
+    ) -> alerts_pb2.AdjudicateAlertResponse:
+        request = alerts_pb2.AdjudicateAlertRequest(
+            decision=self._decision(alert_id, officer, note, correction_reason), outcome=outcome
+        )
+        return self.stub.AdjudicateAlert(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def engage(
+        self, alert_id: str, engaged: bool, officer: str, note: str = "", correction_reason: str = ""
+    ) -> alerts_pb2.RecordEngagementResponse:
+        request = alerts_pb2.RecordEngagementRequest(
+            decision=self._decision(alert_id, officer, note, correction_reason), engaged=engaged
+        )
+        return self.stub.RecordEngagement(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def outcome(
+        self, alert_id: str, outcome: int, officer: str, detail: str = "", note: str = "", correction_reason: str = ""
+    ) -> alerts_pb2.RecordOutcomeResponse:
+        request = alerts_pb2.RecordOutcomeRequest(
+            decision=self._decision(alert_id, officer, note, correction_reason), outcome=outcome, detail=detail
+        )
+        return self.stub.RecordOutcome(request, metadata=self.metadata, timeout=self.timeout_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -181,3 +182,91 @@ def fail(message: str, code: int = 1) -> int:
     err.print(f"[red]error:[/] {message}")
     sys.stderr.flush()
     return code
+
+
+def plain(message) -> dict:
+    """A protobuf message as JSON-ready Python: numbers stay numbers (proto JSON writes 64-bit integers
+    as strings), enums are lower-case names, timestamps ISO 8601."""
+    out: dict = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            out[field.name] = [plain(v) if field.message_type else v for v in value]
+        elif field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp":
+            out[field.name] = (
+                datetime.fromtimestamp(value.ToNanoseconds() / 1e9, UTC).isoformat(timespec="seconds")
+                if value.seconds
+                else None
+            )
+        elif field.message_type is not None:
+            out[field.name] = plain(value)
+        elif field.enum_type is not None:
+            prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", field.enum_type.name).upper() + "_"
+            out[field.name] = field.enum_type.values_by_number[value].name.removeprefix(prefix).lower()
+        elif field.type == field.TYPE_FLOAT:
+            out[field.name] = round(value, 4)  # float32 on the wire: 0.4 arrives as 0.4000000059604645
+        else:
+            out[field.name] = value
+    return out
+
+
+def _rate_text(rate: dict) -> str:
+    if not rate["total"]:
+        return "no data"
+    one_in = f" (1 in {rate['total'] / rate['count']:,.0f})" if rate["count"] else ""
+    return (
+        f"{rate['count']:,} / {rate['total']:,} = {rate['rate']:.6g}{one_in}, "
+        f"95% CI [{rate['lower_95']:.3g}, {rate['upper_95']:.3g}]"
+    )
+
+
+def report_markdown(r: dict) -> str:
+    o = r["outcomes"]
+    override = f" (below its floor {r['threshold_floor']:.2f}: {r['threshold_override_reason']})"
+    lines = [
+        f"# Deployment report: {r['name']} ({r['deployment_id']})",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| state | {r['state']} |",
+        f"| start | {r['start']} |",
+        f"| end | {r['end']} |",
+        f"| location | {r['location']} |",
+        f"| purpose | {r['purpose']} |",
+        f"| authorising officer | {r['authorising_officer']} |",
+        f"| threshold | {r['threshold']:.2f}{override if r['threshold_override_reason'] else ''} ({r['model_id']}) |",
+        f"| watchlist | {r['watchlist_images']} images of {r['watchlist_subjects']} subjects |",
+        f"| faces scanned | {r['faces_scanned']:,} |",
+        f"| alerts | {o['alerts']} |",
+        f"| adjudicated true / false / undetermined / not yet | {o['true_alerts']} / {o['false_alerts']} / "
+        f"{o['undetermined']} / {o['unadjudicated']} |",
+        f"| engaged / not engaged | {o['engaged']} / {o['not_engaged']} |",
+        f"| arrests / no further action / safeguarding / other | {o['arrests']} / {o['no_further_action']} / "
+        f"{o['safeguarding']} / {o['other_outcomes']} |",
+        f"| false alerts per face scanned | {_rate_text(r['false_alerts_per_face_scanned'])} |",
+        f"| false alerts per alert | {_rate_text(r['false_alerts_per_alert'])} |",
+        "",
+    ]
+    if r["vans"]:
+        lines += [
+            "| van | faces scanned | alerts | false | per face scanned | per alert |",
+            "|---|---|---|---|---|---|",
+        ]
+        for v in r["vans"]:
+            lines.append(
+                f"| {v['van_id']} | {v['faces_scanned']:,} | {v['outcomes']['alerts']} | "
+                f"{v['outcomes']['false_alerts']} | {_rate_text(v['false_alerts_per_face_scanned'])} | "
+                f"{_rate_text(v['false_alerts_per_alert'])} |"
+            )
+        lines.append("")
+    lines.append(f"Generated {r['generated_at']}. Intervals: Wilson score, 95%.")
+    return "\n".join(lines)
+
+
+def report(client: DeploymentClient, args) -> int:
+    data = plain(client.report(args.deployment_id))
+    if args.json:
+        print(json.dumps(data))  # noqa: T201 - machine output goes to stdout
+    else:
+        print(report_markdown(data))  # noqa: T201 - the report is the command's output
+    return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lfr_cli.stack import SERVICES, Stack, StackError, StackState
+from lfr_cli.stack import SERVICES, Stack, StackError, StackState, stack_alive, stop_process
 from lfr_cli.stack import down as stack_down
 
 err = Console(stderr=True, soft_wrap=True)
@@ -30,6 +30,11 @@ def up(args, root: Path) -> int:
     try:
         cameras = _cameras(args.video, args.deployment)
         state = StackState.load(root)
+        if state is not None and not stack_alive(state):
+            # A stack that died (or a `make up` killed half-way): stop what is left, start anew.
+            err.print(f"the stack in {root / 'stack.json'} is not running any more; starting a new one")
+            stack_down(root)
+            state = None
         if state is not None:
             if not cameras:
                 err.print(f"the stack is already up (state in {root / 'stack.json'}); `make down` stops it")
@@ -38,19 +43,24 @@ def up(args, root: Path) -> int:
             stack = Stack(root)
             stack.state = state
             if "ingest" in state.pids:
-                from lfr_cli.stack import stop_process
-
                 stop_process(state.pids.pop("ingest"))
             stack.start_service("ingest", cameras=cameras)
             stack.wait_ready(("ingest",), 60)
             err.print(f"ingest restarted with {len(cameras)} camera(s)")
             return 0
         stack = Stack(root, kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), redis_url=os.environ.get("REDIS_URL"))
-        state = stack.start(services=SERVICES, cameras=cameras)
+        try:
+            state = stack.start(services=SERVICES, cameras=cameras)
+        except BaseException:
+            stack.stop()  # nothing half-started is left behind, and no stale stack.json
+            raise
     except StackError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
-    err.print(f"stack up: DeploymentService at {state.grpc_address}; logs in {root / 'logs'}")
+    err.print(
+        f"stack up: DeploymentService at {state.grpc_address}, AlertService at {state.alert_grpc_address}; "
+        f"logs in {root / 'logs'}"
+    )
     for name, port in state.http_ports.items():
         err.print(f"  {name:7s} http://127.0.0.1:{port}/metrics")
     return 0
@@ -71,6 +81,7 @@ def status(args, root: Path) -> int:
         return 1
     report = {
         "grpc_address": state.grpc_address,
+        "alert_grpc_address": state.alert_grpc_address,
         "kafka": state.kafka_bootstrap_servers,
         "redis": state.redis_url,
         "services": {},

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import grpc
 
-from lfr_cli import deployments
+from lfr_cli import control_room, deployments
 from lfr_cli.watchlist import WatchlistFolderError
+from lfr_platform.auth import ROLES
 
 STACK_DIR = Path(os.environ.get("LFR_CLI_STACK_DIR", "var/stack"))
 
@@ -33,31 +34,40 @@ EXIT_CODES = {
 
 
 def _client(args):
-    from lfr_cli.client import DeploymentClient
+    """A client of the DeploymentService, or of the AlertService for `lfr alert`."""
+    from lfr_cli.client import AlertClient, DeploymentClient
     from lfr_cli.stack import StackState
 
-    address = args.address or os.environ.get("LFR_CLI_ADDRESS")
+    alerts = args.command == "alert"
+    service = "AlertService" if alerts else "DeploymentService"
+    address_variable = "LFR_CLI_ALERT_ADDRESS" if alerts else "LFR_CLI_ADDRESS"
+    address = args.address or os.environ.get(address_variable)
     token = args.token or os.environ.get("LFR_CLI_TOKEN")
     if not address or not token:
         state = StackState.load(STACK_DIR)
         if state is None:
             raise SystemExit(
                 deployments.fail(
-                    "no DeploymentService given: use --address and --token (or LFR_CLI_ADDRESS, LFR_CLI_TOKEN), "
+                    f"no {service} given: use --address and --token (or {address_variable}, LFR_CLI_TOKEN), "
                     "or start the local stack with `make up`",
                     2,
                 )
             )
-        address = address or state.grpc_address
-        token = token or (state.viewer_token if args.viewer else state.manager_token)
-    return DeploymentClient(address, token, tls_ca_file=args.tls_ca)
+        address = address or (state.alert_grpc_address if alerts else state.grpc_address)
+        # The local stack has a token per role: officers decide alerts, a manager runs deployments.
+        role = "viewer" if args.viewer else (args.role or ("officer" if alerts else "manager"))
+        token = token or state.tokens[role]
+    return (AlertClient if alerts else DeploymentClient)(address, token, tls_ca_file=args.tls_ca)
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", help="host:port of the DeploymentService (match)")
+    parser.add_argument("--address", help="host:port of the DeploymentService (match), or the AlertService (alert)")
     parser.add_argument("--token", help="bearer token (prefer LFR_CLI_TOKEN: arguments show in `ps`)")
     parser.add_argument("--tls-ca", help="CA certificate file: connect over TLS")
-    parser.add_argument("--viewer", action="store_true", help="local stack: use its viewer token")
+    parser.add_argument(
+        "--role", choices=ROLES, help="local stack: use its token of this role (default: manager; officer for alerts)"
+    )
+    parser.add_argument("--viewer", action="store_true", help="local stack: use its viewer token (--role viewer)")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
@@ -100,12 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("get", "show one deployment"),
         ("close", "close it: its watchlist and keys are deleted"),
+        ("report", "its report: counts, outcomes, both false-alert rates (also after close)"),
     ):
         sub = dep.add_parser(name, help=help_text)
         _connection_options(sub)
         sub.add_argument("deployment_id")
         if name == "close":
             sub.add_argument("--reason", help="why (audited)")
+        if name == "report":
+            sub.add_argument("--markdown", action="store_true", help="Markdown (the default text output)")
     _connection_options(dep.add_parser("list", help="list deployments"))
 
     watchlist = commands.add_parser("watchlist", help="enrol a watchlist folder")
@@ -116,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("folder", type=Path)
     enrol.add_argument("--category", help="category of every image (wanted, missing, vulnerable, ...)")
     enrol.add_argument("--approved-by", help="who approved the images (or a manifest.csv in DIR)")
+
+    control_room.add_parser(commands, _connection_options)
 
     from lfr_eval.cli import add_parser as add_eval_parser
 
@@ -163,7 +178,10 @@ def _dispatch(args) -> int:
                 "get": deployments.get,
                 "list": deployments.list_,
                 "close": deployments.close,
+                "report": deployments.report,
             }[args.deployment_command]
+        elif args.command == "alert":
+            handler = control_room.run
         else:
             handler = deployments.enrol
         return handler(client, args)

@@ -196,6 +196,7 @@ class Stack:
             grpc_address=f"127.0.0.1:{free_port()}",
             alert_grpc_address=f"127.0.0.1:{free_port()}",
             tokens={role: secrets.token_urlsafe(24) for role in ROLES},
+            pids={name: process.pid for name, process in self.processes.items()},  # broker, Redis
         )
         self.state.save()
         for name in services:
@@ -217,7 +218,7 @@ class Stack:
         )
         self.processes[name] = process
         self.state.http_ports[name] = port
-        self.state.pids = {n: p.pid for n, p in self.processes.items()}
+        self.state.pids[name] = process.pid
         self.state.save()
 
     def wait_ready(self, services: tuple[str, ...], timeout_s: float) -> None:
@@ -238,11 +239,7 @@ class Stack:
 
     def ready(self, name: str) -> bool:
         assert self.state is not None
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.state.http_ports[name]}/readyz", timeout=1) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return service_ready(self.state.http_ports[name])
 
     def stop_service(self, name: str) -> None:
         process = self.processes.pop(name, None)
@@ -292,10 +289,36 @@ class Stack:
             )
         if name == "alert":
             env[f"{svc}GRPC_PORT"] = self.state.alert_grpc_address.rsplit(":", 1)[1]
+            env[f"{svc}SWEEP_INTERVAL_S"] = "1"
         if name == "ingest":
             env.update({f"{svc}VAN_ID": van_id, f"{svc}CAMERAS": json.dumps(cameras)})
         env.update(self.extra_env)
         return env
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def service_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stack_alive(state: StackState) -> bool:
+    """Every process of the stack runs, and every service answers ready."""
+    return all(pid_alive(pid) for pid in state.pids.values()) and all(
+        service_ready(port) for name, port in state.http_ports.items() if name in state.pids
+    )
 
 
 def down(root: Path) -> bool:

@@ -145,3 +145,29 @@ FALSE_ALERT_LIMIT = Gauge(
 def camera_labels(camera) -> dict[str, str]:
     """Label values of a `CameraRef` message."""
     return {"deployment_id": camera.deployment_id, "van_id": camera.van_id, "camera_id": camera.camera_id}
+
+
+class CameraSeries:
+    """Starts per-camera counters at 0 for the cameras a deployment covers, and removes them when it
+    closes. A counter that appears at 1 hides its first event from increase() and rate(): the first
+    alert of a camera, or its first false alert, would never be counted by the rules."""
+
+    def __init__(self, *families: tuple[Counter, tuple[tuple[str, ...], ...]]) -> None:
+        # Each family: a counter, and the values of its labels beyond the camera's (one tuple each).
+        self.families = families
+        self._started: set[tuple[str, str, str]] = set()
+
+    def keep(self, cameras: set[tuple[str, str, str]]) -> None:
+        """Exactly these (deployment, van, camera) have series from now on."""
+        for camera in cameras - self._started:
+            for counter, extras in self.families:
+                for extra in extras:
+                    counter.labels(*camera, *extra)
+        for camera in self._started - cameras:
+            for counter, extras in self.families:
+                for extra in extras:
+                    try:
+                        counter.remove(*camera, *extra)
+                    except KeyError:
+                        pass
+        self._started = set(cameras)

@@ -30,17 +30,22 @@ class GrpcServer:
         self.port = port
         self.health_state = health_state
         self.tls = (tls_cert_file, tls_key_file) if tls_cert_file and tls_key_file else None
-        self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_receive_bytes)])
-        self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self.max_receive_bytes = max_receive_bytes
+        self._servicers: list[tuple[object, Callable]] = []
         self._names: list[str] = []
 
     def add(self, servicer, add_to_server: Callable, service_name: str) -> None:
         """Serve `servicer` (`add_to_server` is the generated add_<Service>Servicer_to_server)."""
-        add_to_server(servicer, self._server)
+        self._servicers.append((servicer, add_to_server))
         self._names.append(service_name)
 
     async def start(self) -> None:
+        # Made here, in the loop that runs it: a grpc.aio server is bound to the loop it was made in.
+        self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.max_receive_bytes)])
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        for servicer, add_to_server in self._servicers:
+            add_to_server(servicer, self._server)
         reflection.enable_server_reflection((*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
         address = f"{self.host}:{self.port}"
         if self.tls:

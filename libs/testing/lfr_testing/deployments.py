@@ -1,4 +1,5 @@
-"""Clients and settings for tests of the DeploymentService (a match running in the test's loop)."""
+"""Clients, tokens and settings for tests of the DeploymentService and the AlertService (served in the
+test's loop)."""
 
 import asyncio
 import time
@@ -32,10 +33,11 @@ def match_settings(tmp_path, **overrides) -> MatchSettings:
 
 
 class Api:
-    """The sync client, called from a thread so the in-loop server keeps serving."""
+    """A sync client (DeploymentClient by default, or AlertClient), called from a thread so that the
+    in-loop server keeps serving."""
 
-    def __init__(self, port: int, token: str = MANAGER_TOKEN) -> None:
-        self.client = DeploymentClient(f"127.0.0.1:{port}", token, timeout_s=30)
+    def __init__(self, port: int, token: str = MANAGER_TOKEN, client=DeploymentClient) -> None:
+        self.client = client(f"127.0.0.1:{port}", token, timeout_s=30)
 
     async def __call__(self, method: str, *args, **kwargs):
         return await asyncio.to_thread(getattr(self.client, method), *args, **kwargs)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc, matches_pb2
+from lfr_alert.adjudication import FINAL_OUTCOMES, OUTCOMES
 from lfr_alert.alerting import RAISED
 from lfr_alert.service import AlertService
 from lfr_alert.settings import AlertSettings
@@ -68,7 +69,8 @@ class AlertHandler:
 
 class Sweep:
     """Counts, per open deployment and van, the alerts waiting for a decision and the age of the
-    oldest: what the 'alert left unadjudicated' rule watches."""
+    oldest (what the 'alert left unadjudicated' rule watches); starts the per-camera counters of the
+    cameras open deployments cover at 0."""
 
     def __init__(self, client: aioredis.Redis, keys: RedisKeys, store: RedisAlertStore, interval_s: float) -> None:
         self.client = client
@@ -77,6 +79,14 @@ class Sweep:
         self.registry = DeploymentRegistry(client, keys)
         self.interval_s = interval_s
         self._reported: set[tuple[str, str]] = set()
+        self.series = metrics.CameraSeries(
+            (metrics.ALERTS, ((),)),
+            (metrics.ALERT_REVISIONS, ((),)),
+            (metrics.ALERTS_ADJUDICATED, tuple((o,) for o in OUTCOMES)),
+            (metrics.ADJUDICATIONS_WITHDRAWN, tuple((o,) for o in OUTCOMES)),
+            (metrics.ALERT_ENGAGEMENTS, (("true",), ("false",))),
+            (metrics.ALERT_FINAL_OUTCOMES, tuple((o,) for o in FINAL_OUTCOMES)),
+        )
 
     async def run(self) -> None:
         while True:
@@ -89,11 +99,13 @@ class Sweep:
     async def sweep(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         waiting: dict[tuple[str, str], list[float]] = {}
+        cameras: set[tuple[str, str, str]] = set()
         for raw in await self.client.zrange(self.keys.all_deployments(), 0, -1):
             deployment_id = raw.decode()
             view = await self.registry.lookup(deployment_id)
             if view is None or view.state in (CLOSED, EXPIRED):
                 continue
+            cameras.update((deployment_id, van, camera) for van, camera in view.cameras)
             for alert in await self.store.list(deployment_id):
                 ages = waiting.setdefault((deployment_id, alert.van_id), [])
                 if alert.state == RAISED:
@@ -105,6 +117,7 @@ class Sweep:
             metrics.ALERTS_UNADJUDICATED.labels(*labels).set(len(ages))
             metrics.ALERT_OLDEST_UNADJUDICATED_SECONDS.labels(*labels).set(max(ages, default=0.0))
         self._reported = set(waiting)
+        self.series.keep(cameras)
 
 
 class ControlRoom:

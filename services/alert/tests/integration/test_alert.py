@@ -1,35 +1,20 @@
 """alert over the real broker and Redis: one alert per subject per camera per window."""
 
 import asyncio
-import time
 
 import pytest
 
-from lfr.v1 import common_pb2, matches_pb2
 from lfr_alert.app import build
 from lfr_alert.settings import AlertSettings
-from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, camera_key, dead_letter_topic
+from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, dead_letter_topic
 from lfr_testing.kafka import decoded, produce, read
+from lfr_testing.messages import match_record
 from lfr_testing.services import running, seed_deployment
 
 pytestmark = pytest.mark.integration
 
 
-def _match(deployment_id, camera_id, subject, sequence, score, captured_at=None):
-    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id=camera_id)
-    message = matches_pb2.MatchFound(
-        match_id=f"{deployment_id}/van-1/{camera_id}/{sequence}/0",
-        camera=camera,
-        sequence=sequence,
-        subject_id=subject,
-        category="wanted",
-        score=score,
-        threshold=0.69,
-        model_id="sface-2021dec",
-        probe_crop=f"crop-{sequence}".encode(),
-    )
-    message.captured_at.FromNanoseconds(int((captured_at or time.time()) * 1e9))
-    return camera_key(camera), message.SerializeToString()
+_match = match_record
 
 
 async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platform):
@@ -43,7 +28,7 @@ async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platfor
         _match(deployment_id, "cam-1", "S2", 5, 0.90),  # another person: another alert
     ]
     await produce(platform, MATCHES_FOUND, records)
-    async with running(build(platform, AlertSettings(http_port=0))):
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
         alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=6))
     by_id: dict[str, list] = {}
     for alert in alerts:
@@ -59,7 +44,7 @@ async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platfor
 
 async def test_a_match_after_the_window_raises_a_new_alert(platform):
     deployment_id, _ = await seed_deployment(platform)
-    async with running(build(platform, AlertSettings(http_port=0, window_s=1.0))):
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0, window_s=1.0))):
         await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 1, 0.8)])
         first = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
         await asyncio.sleep(1.5)
@@ -75,6 +60,6 @@ async def test_matches_of_unknown_deployments_and_without_subject_are_dead_lette
         MATCHES_FOUND,
         [_match("dep-unknown-one", "cam-1", "S1", 1, 0.8), _match(deployment_id, "cam-1", "", 2, 0.8)],
     )
-    async with running(build(platform, AlertSettings(http_port=0))):
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
         letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=2))
     assert [d.reason for d in letters] == ["unknown_deployment", "invalid_match"]

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 
+from lfr_match.deployments.report import build_report
 from lfr_match.deployments.store import DeploymentStore
 from lfr_match.index import WatchlistIndex
 from lfr_platform import metrics
@@ -46,23 +47,30 @@ class Closer:
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)
             points = await asyncio.get_running_loop().run_in_executor(None, self.index.drop, deployment_id)
+            references = await self.store.count_reference_images(deployment_id)
             keys = await self.store.erase(deployment_id)
             report = {
                 "watchlist_points_deleted": points,
                 "collection_dropped": not self.index.exists(deployment_id),
                 "redis_keys_deleted": keys,
                 "data_key_destroyed": True,
+                "reference_images_deleted": references,
                 "deleted_at": time.time(),
             }
             await self.store.finish_close(deployment_id, report)
             await self.audit.record("deployment.data_deleted", deployment_id, actor, role, **report)
+            record = await self.store.get(deployment_id)
+            assert record is not None
+            # The report, as it stands at close, into the trail that is kept for good (decisions
+            # recorded later still update it: `lfr deployment report`).
+            await self.audit.record(
+                "deployment.reported", deployment_id, actor, role, report=build_report(record, time.time()).as_dict()
+            )
             try:
                 metrics.WATCHLIST_ENTRIES.remove(deployment_id)
             except KeyError:
                 pass  # no series yet: the janitor had not counted it
             log.info("deployment closed and erased", extra={"deployment_id": deployment_id, **report})
-            record = await self.store.get(deployment_id)
-            assert record is not None
             return record
 
 

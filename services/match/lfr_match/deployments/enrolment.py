@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lfr_faces import images
-from lfr_faces.crops import crop, embed_crops
+from lfr_faces.crops import align_crop, crop
 from lfr_faces.detectors import Detector
 from lfr_faces.embedders import Embedder
 from lfr_faces.quality import assess
@@ -40,10 +40,16 @@ class EnrolmentPolicy:
     min_score: float
 
 
+# The reference thumbnail an officer compares the live face with: the aligned face the model saw.
+THUMBNAIL_JPEG_QUALITY = 85
+
+
 @dataclass(frozen=True)
 class Analysed:
     vector: np.ndarray
     image_sha256: str
+    # The aligned 112x112 face as JPEG: the only part of an enrolment image kept (sealed, until close).
+    thumbnail: bytes
 
 
 class Enroller:
@@ -83,5 +89,10 @@ class Enroller:
                 f"head turned {quality.yaw:.2f} (0 frontal, 1 profile); at most {p.max_yaw:.2f}",
             )
         jpeg, _, landmarks = crop(image, face)
-        vector = embed_crops(self.embedder, [(jpeg, landmarks)])[0]
-        return Analysed(vector=vector, image_sha256=hashlib.sha256(data).hexdigest())
+        aligned = align_crop(jpeg, landmarks)  # what embed_crops does, kept for the thumbnail
+        vector = self.embedder.embed([aligned])[0]
+        return Analysed(
+            vector=vector,
+            image_sha256=hashlib.sha256(data).hexdigest(),
+            thumbnail=images.encode_jpeg(aligned, THUMBNAIL_JPEG_QUALITY),
+        )

@@ -17,6 +17,7 @@ from lfr_match.deployments import wire
 from lfr_match.deployments.closing import Closer, DeploymentNotFound
 from lfr_match.deployments.enrolment import Enroller, EnrolRejected
 from lfr_match.deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
+from lfr_match.deployments.report import build_report
 from lfr_match.deployments.store import DeploymentStore
 from lfr_match.index import CollectionMissing, Entry, WatchlistIndex
 from lfr_platform import metrics, sealing
@@ -136,6 +137,13 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no deployment {request.deployment_id!r}")
         return pb.CloseDeploymentResponse(deployment=wire.deployment(record))
 
+    async def GetDeploymentReport(
+        self, request: pb.GetDeploymentReportRequest, context
+    ) -> pb.GetDeploymentReportResponse:
+        await self.auth.require(context, READ_DEPLOYMENTS, "read deployment reports", request.deployment_id)
+        record = await self._record(request.deployment_id, context)
+        return pb.GetDeploymentReportResponse(report=wire.report(build_report(record, time.time())))
+
     async def EnrolWatchlist(
         self, requests: AsyncIterator[pb.EnrolWatchlistRequest], context
     ) -> AsyncIterator[pb.EnrolWatchlistResponse]:
@@ -235,7 +243,12 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         except CollectionMissing:
             raise DeploymentClosedDuringEnrolment(deployment_id) from None
         count = await loop.run_in_executor(None, self.index.count, deployment_id)
-        await self.store.record_enrolled(deployment_id, image.subject_id, analysed.image_sha256, count)
+        try:
+            await self.store.record_enrolled(
+                deployment_id, image.subject_id, analysed.image_sha256, count, entry.entry_id, analysed.thumbnail
+            )
+        except LookupError:
+            raise DeploymentClosedDuringEnrolment(deployment_id) from None
         metrics.ENROLMENTS.labels("enrolled", "").inc()
         return pb.EnrolWatchlistResponse(
             client_ref=image.client_ref,

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from lfr_match.deployments.lifecycle import NewDeployment
 from lfr_platform.registry import CLOSED, EXPIRED, OPEN, RedisKeys, derived_state, kept_in_tombstone
+from lfr_platform.sealing import seal
 
 
 def _text(raw: dict) -> dict[str, str]:
@@ -94,15 +95,25 @@ class DeploymentStore:
             pipe.zrem(self.keys.planned_ends(), deployment_id)
             await pipe.execute()
 
-    async def record_enrolled(self, deployment_id: str, subject_id: str, image_sha256: str, count: int) -> int:
-        """Returns the number of distinct subjects now enrolled."""
+    async def record_enrolled(
+        self, deployment_id: str, subject_id: str, image_sha256: str, count: int, entry_id: str, thumbnail: bytes
+    ) -> int:
+        """Returns the number of distinct subjects now enrolled. The reference thumbnail is sealed with
+        the deployment's data key and kept under the deployment, so closing deletes it."""
+        data_key = await self.client.get(self.keys.data_key(deployment_id))
+        if data_key is None:
+            raise LookupError(f"deployment {deployment_id} has no data key (closed)")
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.sadd(self.keys.subjects(deployment_id), subject_id)
             pipe.sadd(self.keys.image_hashes(deployment_id), image_sha256)
+            pipe.set(self.keys.reference_image(deployment_id, entry_id), seal(data_key, thumbnail, deployment_id))
             pipe.scard(self.keys.subjects(deployment_id))
-            _, _, subjects = await pipe.execute()
+            *_, subjects = await pipe.execute()
         await self.set_field(deployment_id, enrolled_images=str(count), enrolled_subjects=str(subjects))
         return subjects
+
+    async def count_reference_images(self, deployment_id: str) -> int:
+        return sum([1 async for _ in self.client.scan_iter(match=self.keys.reference_images_pattern(deployment_id))])
 
     async def record_rejected(self, deployment_id: str, n: int) -> None:
         if n:

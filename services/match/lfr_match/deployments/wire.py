@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import deployments_pb2 as pb
+from lfr_match.deployments.report import Outcomes, Report
+from lfr_platform.rates import Rate
 
 STATES = {
     "planned": pb.DEPLOYMENT_STATE_PLANNED,
@@ -74,6 +77,49 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
                 redis_keys_deleted=int(report["redis_keys_deleted"]),
                 data_key_destroyed=bool(report["data_key_destroyed"]),
                 deleted_at=timestamp(report["deleted_at"]),
+                reference_images_deleted=int(report.get("reference_images_deleted", 0)),
             )
         )
     return message
+
+
+def _rate(rate: Rate) -> pb.RateEstimate:
+    return pb.RateEstimate(count=rate.k, total=rate.n, rate=rate.value or 0.0, lower_95=rate.low, upper_95=rate.high)
+
+
+def _outcomes(outcomes: Outcomes) -> pb.AlertOutcomes:
+    return pb.AlertOutcomes(**dataclasses.asdict(outcomes))
+
+
+def report(r: Report) -> pb.DeploymentReport:
+    return pb.DeploymentReport(
+        deployment_id=r.deployment_id,
+        name=r.name,
+        purpose=r.purpose,
+        authorising_officer=r.authorising_officer,
+        location=r.location,
+        state=STATES.get(r.state, pb.DEPLOYMENT_STATE_UNSPECIFIED),
+        start=timestamp(r.start),
+        end=timestamp(r.end),
+        threshold=r.threshold,
+        threshold_floor=r.threshold_floor,
+        threshold_override_reason=r.threshold_override_reason,
+        model_id=r.model_id,
+        watchlist_images=r.watchlist_images,
+        watchlist_subjects=r.watchlist_subjects,
+        faces_scanned=r.figures.faces_scanned,
+        outcomes=_outcomes(r.figures.outcomes),
+        false_alerts_per_face_scanned=_rate(r.figures.false_alerts_per_face_scanned),
+        false_alerts_per_alert=_rate(r.figures.false_alerts_per_alert),
+        vans=[
+            pb.VanReport(
+                van_id=van,
+                faces_scanned=f.faces_scanned,
+                outcomes=_outcomes(f.outcomes),
+                false_alerts_per_face_scanned=_rate(f.false_alerts_per_face_scanned),
+                false_alerts_per_alert=_rate(f.false_alerts_per_alert),
+            )
+            for van, f in r.vans.items()
+        ],
+        generated_at=timestamp(r.generated_at),
+    )

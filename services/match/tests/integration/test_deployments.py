@@ -56,13 +56,14 @@ async def test_create_get_list_close_with_the_calibrated_threshold(platform, mat
     assert closed.deletion.watchlist_points_deleted == 1 and closed.deletion.data_key_destroyed
     again = await api("close", created.deployment_id)  # idempotent: same report
     assert again.deletion == closed.deletion
-    events = [a.event for a in await _audit(platform, 5) if a.event != "deployment.started"]
+    events = [a.event for a in await _audit(platform, 6) if a.event != "deployment.started"]
     assert events == [
         "deployment.created",
         "threshold.set",
         "watchlist.enrolled",
         "deployment.closed",
         "deployment.data_deleted",
+        "deployment.reported",
     ]
 
 

@@ -1,0 +1,109 @@
+"""`lfr alert ...`: the AlertService from the command line (list, get, and the officers' decisions)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from lfr.v1 import alerts_pb2 as pb
+from lfr_cli.alerts import alert_json
+from lfr_cli.client import AlertClient
+
+OUTCOMES = {
+    "true": pb.ADJUDICATION_OUTCOME_TRUE,
+    "false": pb.ADJUDICATION_OUTCOME_FALSE,
+    "undetermined": pb.ADJUDICATION_OUTCOME_UNDETERMINED,
+}
+FINAL_OUTCOMES = {
+    "arrest": pb.FINAL_OUTCOME_ARREST,
+    "no_further_action": pb.FINAL_OUTCOME_NO_FURTHER_ACTION,
+    "safeguarding": pb.FINAL_OUTCOME_SAFEGUARDING,
+    "other": pb.FINAL_OUTCOME_OTHER,
+}
+STATES = {name.removeprefix("ALERT_STATE_").lower(): value for name, value in pb.AlertState.items() if value}
+
+
+def add_parser(commands, connection_options) -> None:
+    alert = commands.add_parser("alert", help="list alerts and record the control room's decisions on them")
+    sub = alert.add_subparsers(dest="alert_command", required=True)
+    listing = sub.add_parser("list", help="the alerts of a deployment, newest first (highest revision of each)")
+    connection_options(listing)
+    listing.add_argument("--deployment", required=True, help="the deployment id")
+    listing.add_argument("--state", action="append", choices=sorted(STATES), help="only alerts in this state")
+    listing.add_argument("--van", default="", help="only alerts of this van")
+    get = sub.add_parser("get", help="one alert")
+    connection_options(get)
+    get.add_argument("alert_id")
+
+    def decision(name: str, help_text: str):
+        parser = sub.add_parser(name, help=help_text)
+        connection_options(parser)
+        parser.add_argument("alert_id")
+        parser.add_argument("--officer", required=True, help="who decided (name or collar number); audited")
+        parser.add_argument("--note", default="", help="free text, kept with the decision")
+        parser.add_argument(
+            "--correction-reason", default="", help="supervisor only: why a recorded decision is changed (audited)"
+        )
+        return parser
+
+    decision("adjudicate", "was it the person on the watchlist?").add_argument(
+        "--outcome", required=True, choices=sorted(OUTCOMES)
+    )
+    decision("engage", "was the person engaged (spoken to, stopped)?").add_argument(
+        "--engaged", required=True, choices=("yes", "no")
+    )
+    outcome = decision("outcome", "the final outcome of an engagement")
+    outcome.add_argument("--outcome", required=True, choices=sorted(FINAL_OUTCOMES))
+    outcome.add_argument("--detail", default="", help="what happened (required for 'other')")
+
+
+def run(client: AlertClient, args) -> int:
+    command = args.alert_command
+    if command == "list":
+        alerts = client.list(args.deployment, [STATES[s] for s in args.state or ()], args.van)
+        _print(alerts, args.json)
+        return 0
+    if command == "get":
+        _print([client.get(args.alert_id)], args.json)
+        return 0
+    common = (args.alert_id,)
+    options = {"officer": args.officer, "note": args.note, "correction_reason": args.correction_reason}
+    if command == "adjudicate":
+        response = client.adjudicate(*common, OUTCOMES[args.outcome], **options)
+    elif command == "engage":
+        response = client.engage(*common, args.engaged == "yes", **options)
+    else:
+        response = client.outcome(*common, FINAL_OUTCOMES[args.outcome], detail=args.detail, **options)
+    if args.json:
+        print(json.dumps({**alert_json(response.alert), "changed": response.changed}))  # noqa: T201 - output
+    else:
+        data = alert_json(response.alert)
+        verb = "recorded" if response.changed else "already recorded (nothing changed)"
+        Console(stderr=True).print(f"{data['alert_id']}: {data['state']}, {verb}")
+    return 0
+
+
+def _print(alerts: list[pb.AlertRaised], as_json: bool) -> None:
+    if as_json:
+        for alert in alerts:
+            print(json.dumps(alert_json(alert)))  # noqa: T201 - machine output goes to stdout
+        return
+    table = Table("alert", "raised", "van/camera", "subject", "score", "state", "outcome", "engaged", "final")
+    for alert in alerts:
+        a = alert_json(alert)
+        table.add_row(
+            a["alert_id"],
+            a["raised_at"] or "",
+            f"{a['van_id']}/{a['camera_id']}",
+            a["subject_id"],
+            f"{a['score']:.3f} / {a['threshold']:.2f}",
+            a["state"],
+            a["outcome"],
+            "" if a["engaged"] is None else ("yes" if a["engaged"] else "no"),
+            a["final_outcome"],
+        )
+    # Piped, rich would squeeze the table into 80 columns; alert ids must stay whole to be used.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

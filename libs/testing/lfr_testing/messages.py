@@ -1,0 +1,35 @@
+"""Pipeline messages as the stages produce them, for tests that feed a stage directly."""
+
+from __future__ import annotations
+
+import time
+
+from lfr.v1 import common_pb2, matches_pb2
+from lfr_contracts import camera_key
+
+
+def match_record(
+    deployment_id: str,
+    camera_id: str,
+    subject: str,
+    sequence: int,
+    score: float,
+    captured_at: float | None = None,
+    entry_id: str = "entry-1",
+) -> tuple[bytes, bytes]:
+    """(key, value) of a MatchFound as match publishes it; its probe crop is b"crop-<sequence>"."""
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id=camera_id)
+    message = matches_pb2.MatchFound(
+        match_id=f"{deployment_id}/van-1/{camera_id}/{sequence}/0",
+        camera=camera,
+        sequence=sequence,
+        subject_id=subject,
+        category="wanted",
+        score=score,
+        threshold=0.69,
+        model_id="sface-2021dec",
+        candidates=[matches_pb2.Candidate(subject_id=subject, category="wanted", score=score, entry_id=entry_id)],
+        probe_crop=f"crop-{sequence}".encode(),
+    )
+    message.captured_at.FromNanoseconds(int((captured_at or time.time()) * 1e9))
+    return camera_key(camera), message.SerializeToString()

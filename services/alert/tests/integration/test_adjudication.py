@@ -1,0 +1,286 @@
+"""The AlertService over real gRPC, Redis and the broker: decisions, their order, repeats, corrections,
+refusals, what each publishes and audits, and the counts the deployment report reads."""
+
+import json
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from lfr.v1 import alerts_pb2 as pb
+from lfr_alert.app import build
+from lfr_alert.settings import AlertSettings
+from lfr_cli.client import AlertClient
+from lfr_contracts import ALERTS_ADJUDICATED, ALERTS_RAISED, AUDIT_RECORDED, MATCHES_FOUND
+from lfr_platform import sealing
+from lfr_platform.registry import RedisKeys
+from lfr_testing.deployments import OFFICER_TOKEN, SUPERVISOR_TOKEN, VIEWER_TOKEN, Api
+from lfr_testing.kafka import decoded, produce, read
+from lfr_testing.messages import match_record
+from lfr_testing.services import running, seed_deployment
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def alert(platform):
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0, sweep_interval_s=0.2))) as shell:
+        yield shell
+
+
+async def _raise(platform, deployment_id, subject="S1", camera="cam-1", sequence=1):
+    """Produce a match and return the alert it raised (revision 1)."""
+    await produce(platform, MATCHES_FOUND, [match_record(deployment_id, camera, subject, sequence, 0.8)])
+    raised = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
+    return [a for a in raised if a.subject_id == subject][-1]
+
+
+def _api(shell, token=OFFICER_TOKEN):
+    return Api(shell.control.port, token, client=AlertClient)
+
+
+async def _stats(platform, deployment_id) -> dict[str, int]:
+    client = aioredis.from_url(platform.redis_url)
+    try:
+        raw = await client.hgetall(RedisKeys(platform.redis_prefix).deployment(deployment_id))
+    finally:
+        await client.aclose()
+    return {k.decode(): int(v) for k, v in raw.items() if k.startswith(b"stats:")}
+
+
+async def test_an_alert_goes_through_every_step_and_each_is_published_audited_and_counted(platform, alert):
+    deployment_id, _ = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id)
+    officer = _api(alert)
+    adjudicated = await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1234 Example")
+    assert adjudicated.changed and adjudicated.alert.state == pb.ALERT_STATE_ADJUDICATED
+    assert adjudicated.alert.revision == raised.revision + 1
+    decision = adjudicated.alert.adjudication.decision
+    assert (decision.officer, decision.recorded_by, decision.role) == ("PC 1234 Example", "control-room-1", "officer")
+    engaged = await officer("engage", raised.alert_id, True, "PC 1234 Example", "stopped at the station exit")
+    assert engaged.alert.state == pb.ALERT_STATE_ENGAGED and engaged.alert.engagement.engaged
+    resolved = await officer("outcome", raised.alert_id, pb.FINAL_OUTCOME_ARREST, "PC 1234 Example")
+    assert resolved.alert.state == pb.ALERT_STATE_RESOLVED and resolved.alert.revision == raised.revision + 3
+
+    # Each decision: a new revision on the alert topic, an event on the adjudication topic, an audit event.
+    revisions = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=4))
+    assert [a.state for a in revisions] == [
+        pb.ALERT_STATE_RAISED,
+        pb.ALERT_STATE_ADJUDICATED,
+        pb.ALERT_STATE_ENGAGED,
+        pb.ALERT_STATE_RESOLVED,
+    ]
+    assert revisions[-1].probe_crop == b"crop-1"  # the officer still sees the face while it lives
+    events = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=3))
+    assert [e.step for e in events] == ["adjudication", "engagement", "outcome"]
+    assert all(e.alert_id == raised.alert_id and not e.correction for e in events)
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=3))
+    assert [a.event for a in audit] == ["alert.adjudicated", "alert.engagement_recorded", "alert.outcome_recorded"]
+    assert {(a.actor, a.role, a.details["officer"]) for a in audit} == {
+        ("control-room-1", "officer", "PC 1234 Example")
+    }
+    assert await _stats(platform, deployment_id) == {
+        "stats:alerts": 1,
+        "stats:alerts@van-1": 1,
+        "stats:adjudicated_true": 1,
+        "stats:adjudicated_true@van-1": 1,
+        "stats:engaged": 1,
+        "stats:engaged@van-1": 1,
+        "stats:outcome_arrest": 1,
+        "stats:outcome_arrest@van-1": 1,
+    }
+    listed = await officer("list", deployment_id)
+    assert [(a.alert_id, a.revision, a.probe_crop) for a in listed] == [(raised.alert_id, resolved.alert.revision, b"")]
+
+
+async def test_a_repeat_is_a_no_op_and_a_conflict_needs_a_supervisor_with_a_reason(platform, alert):
+    deployment_id, _ = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id)
+    officer, supervisor = _api(alert), _api(alert, SUPERVISOR_TOKEN)
+    first = await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
+    again = await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 2")
+    assert not again.changed and again.alert == first.alert  # same revision, first officer kept
+
+    with pytest.raises(grpc.RpcError) as conflict:
+        await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "PC 2")
+    assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already has adjudication 'true' by PC 1" in conflict.value.details()
+    with pytest.raises(grpc.RpcError) as not_allowed:
+        await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "PC 2", "", "I was wrong")
+    assert not_allowed.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as no_reason:
+        await supervisor("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "Sgt 9")
+    assert (
+        no_reason.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "correction_reason" in no_reason.value.details()
+    )
+    assert (await officer("get", raised.alert_id)) == first.alert  # nothing half-written by the refusals
+
+    corrected = await supervisor(
+        "adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "Sgt 9", "", "ID checked: not the subject"
+    )
+    assert corrected.changed and corrected.alert.adjudication.outcome == pb.ADJUDICATION_OUTCOME_FALSE
+    assert corrected.alert.adjudication.decision.correction_reason == "ID checked: not the subject"
+    stats = await _stats(platform, deployment_id)
+    assert (stats["stats:adjudicated_true"], stats["stats:adjudicated_false"]) == (0, 1)
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=5, settle_s=0.5))
+    assert [a.event for a in audit] == [
+        "alert.adjudicated",
+        "alert.refused",
+        "alert.refused",
+        "alert.refused",
+        "alert.corrected",
+    ]
+    assert [a.details["reason"] for a in audit[1:4]] == ["conflict", "permission", "invalid"]
+    assert audit[-1].details["previous"] == "true" and audit[-1].actor == "sergeant-1"
+    events = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=2, settle_s=0.5))
+    assert [e.correction for e in events] == [False, True]
+
+
+@pytest.mark.parametrize(
+    "steps, code, message",
+    [
+        ([("engage", True)], grpc.StatusCode.FAILED_PRECONDITION, "not adjudicated yet"),
+        ([("outcome", pb.FINAL_OUTCOME_ARREST)], grpc.StatusCode.FAILED_PRECONDITION, "not adjudicated yet"),
+        (
+            [("adjudicate", pb.ADJUDICATION_OUTCOME_TRUE), ("outcome", pb.FINAL_OUTCOME_ARREST)],
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "engagement is not recorded",
+        ),
+        (
+            [("adjudicate", pb.ADJUDICATION_OUTCOME_TRUE), ("engage", False), ("outcome", pb.FINAL_OUTCOME_ARREST)],
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "was not engaged",
+        ),
+        (
+            [("adjudicate", pb.ADJUDICATION_OUTCOME_TRUE), ("engage", True), ("outcome", pb.FINAL_OUTCOME_OTHER)],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "needs its detail",
+        ),
+        ([("adjudicate", pb.ADJUDICATION_OUTCOME_UNSPECIFIED)], grpc.StatusCode.INVALID_ARGUMENT, "must be one of"),
+    ],
+)
+async def test_steps_out_of_order_or_invalid_are_refused_with_the_reason(platform, alert, steps, code, message):
+    deployment_id, _ = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id)
+    officer = _api(alert)
+    *allowed, last = steps
+    for method, value in allowed:
+        await officer(method, raised.alert_id, value, "PC 1")
+    before = await officer("get", raised.alert_id)
+    with pytest.raises(grpc.RpcError) as refused:
+        await officer(last[0], raised.alert_id, last[1], "PC 1")
+    assert refused.value.code() == code and message in refused.value.details()
+    assert await officer("get", raised.alert_id) == before
+
+
+async def test_bad_callers_and_unknown_alerts_are_refused_and_audited(platform, alert, tmp_path):
+    deployment_id, _ = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id)
+    cases = [
+        (_api(alert, VIEWER_TOKEN), raised.alert_id, "PC 1", grpc.StatusCode.PERMISSION_DENIED),
+        (_api(alert, "not-a-token-of-anyone-at-all"), raised.alert_id, "PC 1", grpc.StatusCode.UNAUTHENTICATED),
+        (_api(alert), "no-such-alert", "PC 1", grpc.StatusCode.NOT_FOUND),
+        (_api(alert), raised.alert_id, "   ", grpc.StatusCode.INVALID_ARGUMENT),
+    ]
+    for api, alert_id, officer, code in cases:
+        with pytest.raises(grpc.RpcError) as refused:
+            await api("adjudicate", alert_id, pb.ADJUDICATION_OUTCOME_TRUE, officer)
+        assert refused.value.code() == code, refused.value.details()
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=4, settle_s=0.5))
+    assert [(a.event, a.actor) for a in audit] == [
+        ("access.denied", "analyst-1"),
+        ("access.denied", "unauthenticated"),
+        ("alert.refused", "control-room-1"),
+        ("alert.refused", "control-room-1"),
+    ]
+    assert (await _api(alert)("get", raised.alert_id)).state == pb.ALERT_STATE_RAISED
+
+
+async def test_a_token_sees_only_its_deployments_and_the_token_file_is_reread(platform, tmp_path, eventually):
+    mine, _ = await seed_deployment(platform)
+    theirs, _ = await seed_deployment(platform)
+    tokens = tmp_path / "tokens.json"
+    scoped = "scoped-officer-token-0123456789"
+    grant = {"token": scoped, "identity": "officer-of-mine", "role": "officer", "deployments": [mine]}
+    tokens.write_text(json.dumps([grant]))
+    shell = build(platform.model_copy(update={"auth_tokens_file": tokens}), AlertSettings(http_port=0, grpc_port=0))
+    async with running(shell):
+        theirs_alert = await _raise(platform, theirs, subject="S9")
+        api = _api(shell, scoped)
+        with pytest.raises(grpc.RpcError) as refused:
+            await api("adjudicate", theirs_alert.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED and theirs in refused.value.details()
+        with pytest.raises(grpc.RpcError) as listing:
+            await api("list", theirs)
+        assert listing.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert await api("list", mine) == []
+        # Rotation without a restart: the file now grants both deployments.
+        tokens.write_text(json.dumps([{**grant, "deployments": [mine, theirs]}]))
+
+        async def sees_theirs():
+            try:
+                assert [a.alert_id for a in await api("list", theirs)] == [theirs_alert.alert_id]
+            except grpc.RpcError as exc:
+                raise AssertionError(exc.details()) from exc
+
+        await eventually(sees_theirs, timeout_s=10)
+
+
+async def test_images_are_served_while_the_deployment_lives_and_gone_after_close(platform, alert):
+    deployment_id, key = await seed_deployment(platform)
+    keys = RedisKeys(platform.redis_prefix)
+    client = aioredis.from_url(platform.redis_url)
+    await client.set(keys.reference_image(deployment_id, "entry-1"), sealing.seal(key, b"reference", deployment_id))
+    raised = await _raise(platform, deployment_id)
+    assert raised.entry_id == "entry-1"
+    images = await _api(alert)("images", raised.alert_id)
+    assert (images.probe_jpeg, images.reference_jpeg) == (b"crop-1", b"reference")
+    # What close does to the alert's keys: the deployment's keys go, its record is marked closed.
+    async for name in client.scan_iter(match=keys.deployment_pattern(deployment_id)):
+        await client.delete(name)
+    await client.hset(keys.deployment(deployment_id), "status", "closed")
+    await client.aclose()
+    with pytest.raises(grpc.RpcError) as gone:
+        await _api(alert)("images", raised.alert_id)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND and "deleted with deployment" in gone.value.details()
+    # The decision record outlives the close (follow-up, the report).
+    decided = await _api(alert)("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
+    assert decided.changed
+
+
+async def test_a_decision_made_while_the_broker_is_away_reaches_it_later(platform, alert, eventually):
+    deployment_id, _ = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id)
+    outbox = alert.control.outbox
+    producer, outbox.producer = outbox.producer, None  # as if the broker could not be reached
+    try:
+        decided = await _api(alert)("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "PC 1")
+        assert decided.changed and await outbox.pending() == 3  # revision, decision event, audit event
+    finally:
+        outbox.producer = producer
+    await eventually(lambda: _pending_is(outbox, 0), timeout_s=20)
+    events = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=1))
+    assert events[0].adjudication.outcome == pb.ADJUDICATION_OUTCOME_FALSE
+
+
+async def _pending_is(outbox, n):
+    assert await outbox.pending() == n
+
+
+async def test_alerts_waiting_for_a_decision_are_counted_per_van(platform, alert, eventually):
+    from prometheus_client import REGISTRY
+
+    deployment_id, _ = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id)
+
+    def waiting():
+        value = REGISTRY.get_sample_value(
+            "lfr_alerts_unadjudicated", {"deployment_id": deployment_id, "van_id": "van-1"}
+        )
+        assert value is not None
+        return value
+
+    await eventually(lambda: waiting() == 1, timeout_s=10)
+    await _api(alert)("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
+    await eventually(lambda: waiting() == 0, timeout_s=10)
+    assert json.dumps(waiting())  # a number Prometheus can scrape

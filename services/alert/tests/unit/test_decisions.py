@@ -1,0 +1,84 @@
+"""The decision rules, without I/O: order, repeats, corrections and the counts they move."""
+
+import pytest
+
+from lfr_alert.adjudication import (
+    ADJUDICATION,
+    ENGAGEMENT,
+    OUTCOME,
+    DecisionInput,
+    DecisionRefused,
+    count_changes,
+    decide,
+)
+from lfr_alert.alerting import Alert
+
+
+def _alert(**fields) -> Alert:
+    base = dict(
+        alert_id="a1", deployment_id="dep-1", van_id="van-1", camera_id="cam-1", subject_id="S1", category="wanted",
+        score=0.8, threshold=0.69, model_id="m", match_count=1, best_match_id="x", entry_id="e",
+        first_captured_at=1.0, last_seen_at=1.0, raised_at=2.0, updated_at=2.0, revision=1,
+    )  # fmt: skip
+    return Alert(**{**base, **fields})
+
+
+def _d(step, value, *, may_correct=False, reason="", officer="PC 1", detail="") -> DecisionInput:
+    return DecisionInput(
+        step=step, value=value, officer=officer, recorded_by="token-1", role="officer", at=10.0,
+        may_correct=may_correct, detail=detail, correction_reason=reason,
+    )  # fmt: skip
+
+
+def test_the_steps_follow_the_glossary_and_each_is_a_new_revision():
+    alert = _alert()
+    for step, value, state in [
+        (ADJUDICATION, "true", "adjudicated"),
+        (ENGAGEMENT, "engaged", "engaged"),
+        (OUTCOME, "arrest", "resolved"),
+    ]:
+        change = decide(alert, _d(step, value))
+        assert change is not None and change.alert.state == state and not change.correction
+        assert change.alert.revision == alert.revision + 1 and change.alert.updated_at == 10.0
+        alert = change.alert
+    assert (alert.outcome, alert.engaged, alert.final_outcome) == ("true", True, "arrest")
+    assert alert.adjudication.officer == "PC 1" and alert.resolution.recorded_by == "token-1"
+
+
+def test_a_repeat_is_none_and_a_change_is_refused_unless_corrected_with_a_reason():
+    decided = decide(_alert(), _d(ADJUDICATION, "true")).alert
+    assert decide(decided, _d(ADJUDICATION, "true", officer="PC 2")) is None
+    with pytest.raises(DecisionRefused) as conflict:
+        decide(decided, _d(ADJUDICATION, "false"))
+    assert conflict.value.reason == "conflict"
+    with pytest.raises(DecisionRefused) as no_reason:
+        decide(decided, _d(ADJUDICATION, "false", may_correct=True))
+    assert no_reason.value.reason == "invalid"
+    corrected = decide(decided, _d(ADJUDICATION, "false", may_correct=True, reason="wrong person"))
+    assert corrected.correction and corrected.previous == "true" and corrected.alert.state == "adjudicated"
+    assert count_changes(ADJUDICATION, corrected.previous, "false") == {"adjudicated_false": 1, "adjudicated_true": -1}
+
+
+@pytest.mark.parametrize(
+    "alert_fields, decision, reason",
+    [
+        ({}, _d(ENGAGEMENT, "engaged"), "precondition"),
+        ({}, _d(OUTCOME, "arrest"), "precondition"),
+        ({"state": "not_engaged", "outcome": "true", "engaged": False}, _d(OUTCOME, "arrest"), "precondition"),
+        ({}, _d(ADJUDICATION, "maybe"), "invalid"),
+        ({}, _d(ADJUDICATION, "true", officer=" "), "invalid"),
+        ({}, _d(ADJUDICATION, "true", officer="x" * 201), "invalid"),
+        ({"state": "engaged", "outcome": "true", "engaged": True}, _d(OUTCOME, "other"), "invalid"),
+    ],
+)
+def test_what_is_refused_and_why(alert_fields, decision, reason):
+    with pytest.raises(DecisionRefused) as refused:
+        decide(_alert(**alert_fields), decision)
+    assert refused.value.reason == reason and refused.value.message
+
+
+def test_an_engagement_with_a_final_outcome_cannot_change():
+    resolved = _alert(state="resolved", outcome="true", engaged=True, final_outcome="arrest")
+    with pytest.raises(DecisionRefused) as refused:
+        decide(resolved, _d(ENGAGEMENT, "not_engaged", may_correct=True, reason="x"))
+    assert refused.value.reason == "conflict"

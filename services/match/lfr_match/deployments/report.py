@@ -1,0 +1,143 @@
+"""The deployment report, in the shape forces publish (South Wales Police, the Met): when and where,
+why and on whose authority, at what threshold, against how large a watchlist, how many faces were
+scanned, what came of the alerts, and both false-alert rates with their 95% intervals.
+
+Free of I/O: built from the deployment's record, whose stats fields count faces scanned (match),
+alerts and decisions (alert). Those fields are kept in the tombstone, so the report outlives the
+watchlist; it holds no biometric data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from lfr_platform.rates import Rate, wilson
+from lfr_platform.registry import STATS_PREFIX
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    alerts: int = 0
+    true_alerts: int = 0
+    false_alerts: int = 0
+    undetermined: int = 0
+    unadjudicated: int = 0
+    engaged: int = 0
+    not_engaged: int = 0
+    arrests: int = 0
+    no_further_action: int = 0
+    safeguarding: int = 0
+    other_outcomes: int = 0
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What was scanned and decided, for a deployment or one of its vans."""
+
+    faces_scanned: int
+    outcomes: Outcomes
+    # The Met's measure and its critics' (both needed: 10 in 3.1 million faces, 10 in 2,077 alerts).
+    false_alerts_per_face_scanned: Rate
+    false_alerts_per_alert: Rate
+
+
+@dataclass(frozen=True)
+class Report:
+    deployment_id: str
+    name: str
+    purpose: str
+    authorising_officer: str
+    location: str
+    state: str
+    start: float
+    end: float
+    threshold: float
+    threshold_floor: float
+    threshold_override_reason: str
+    model_id: str
+    watchlist_images: int
+    watchlist_subjects: int
+    figures: Figures
+    vans: dict[str, Figures]
+    generated_at: float
+
+    def as_dict(self) -> dict:
+        """JSON-ready (the audit event at close, `lfr deployment report --json`)."""
+        data = dataclasses.asdict(self)
+        data["figures"] = _figures_dict(self.figures)
+        data["vans"] = {van: _figures_dict(f) for van, f in self.vans.items()}
+        return data
+
+
+def _figures_dict(figures: Figures) -> dict:
+    return {
+        "faces_scanned": figures.faces_scanned,
+        "outcomes": dataclasses.asdict(figures.outcomes),
+        "false_alerts_per_face_scanned": figures.false_alerts_per_face_scanned.as_dict(),
+        "false_alerts_per_alert": figures.false_alerts_per_alert.as_dict(),
+    }
+
+
+def _counts(record: dict[str, str]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The stats fields: deployment-wide counts, and counts per van."""
+    total: dict[str, int] = {}
+    per_van: dict[str, dict[str, int]] = {}
+    for field_name, value in record.items():
+        if not field_name.startswith(STATS_PREFIX):
+            continue
+        name, _, van = field_name.removeprefix(STATS_PREFIX).partition("@")
+        target = per_van.setdefault(van, {}) if van else total
+        target[name] = max(0, int(value))
+    return total, per_van
+
+
+def figures(counts: dict[str, int]) -> Figures:
+    c = counts.get
+    alerts = c("alerts", 0)
+    decided = c("adjudicated_true", 0) + c("adjudicated_false", 0) + c("adjudicated_undetermined", 0)
+    outcomes = Outcomes(
+        alerts=alerts,
+        true_alerts=c("adjudicated_true", 0),
+        false_alerts=c("adjudicated_false", 0),
+        undetermined=c("adjudicated_undetermined", 0),
+        unadjudicated=max(0, alerts - decided),
+        engaged=c("engaged", 0),
+        not_engaged=c("not_engaged", 0),
+        arrests=c("outcome_arrest", 0),
+        no_further_action=c("outcome_no_further_action", 0),
+        safeguarding=c("outcome_safeguarding", 0),
+        other_outcomes=c("outcome_other", 0),
+    )
+    scanned = c("faces_scanned", 0)
+    return Figures(
+        faces_scanned=scanned,
+        outcomes=outcomes,
+        false_alerts_per_face_scanned=wilson(outcomes.false_alerts, scanned),
+        false_alerts_per_alert=wilson(outcomes.false_alerts, alerts),
+    )
+
+
+def build_report(record: dict[str, str], now: float) -> Report:
+    """`record` is the deployment's record as stored, with its derived `state`."""
+    total, per_van = _counts(record)
+    closed = record.get("closed_at")
+    return Report(
+        deployment_id=record["deployment_id"],
+        name=record.get("name", ""),
+        purpose=record.get("purpose", ""),
+        authorising_officer=record.get("authorising_officer", ""),
+        location=record.get("location", ""),
+        state=record.get("state", ""),
+        start=float(record.get("planned_start") or 0),
+        end=float(closed) if closed else float(record.get("planned_end") or 0),
+        threshold=float(record.get("threshold") or 0),
+        threshold_floor=float(record.get("threshold_floor") or 0),
+        threshold_override_reason=record.get("threshold_override_reason", ""),
+        model_id=record.get("model_id", ""),
+        watchlist_images=int(record.get("enrolled_images") or 0),
+        watchlist_subjects=int(record.get("enrolled_subjects") or 0),
+        figures=figures(total),
+        vans={van: figures(counts) for van, counts in sorted(per_van.items())},
+        generated_at=now,
+    )
