@@ -62,9 +62,7 @@ def stop_process(pid: int, grace_s: float = 10.0) -> None:
         try:
             finished, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # not our child (make down): poll for its end instead
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not pid_alive(pid):
                 return
             finished = 0
         if finished:
@@ -297,13 +295,18 @@ class Stack:
 
 
 def pid_alive(pid: int) -> bool:
+    """The process runs (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust the signal
+    return state not in ("Z", "X")
 
 
 def service_ready(port: int) -> bool:
