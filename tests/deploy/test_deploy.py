@@ -77,7 +77,7 @@ def test_the_compose_file_is_valid_and_needs_a_token():
     import compose
 
     binary = Path(compose.__file__).parent / "docker-compose"
-    env = {**os.environ, "LFR_MANAGER_TOKEN": "a-token-for-the-check"}
+    env = {**os.environ, "LFR_MANAGER_TOKEN": "a-token-for-the-check", "LFR_OFFICER_TOKEN": "another-token-1234"}
     ok = subprocess.run(
         [str(binary), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True, env=env
     )

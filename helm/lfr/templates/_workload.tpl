@@ -7,6 +7,8 @@ per-service files only name it: {{ include "lfr.workload" (dict "root" . "name" 
 {{- $name := .name -}}
 {{- $svc := index $root.Values.services $name -}}
 {{- $prefix := printf "LFR_%s_" (upper $name) -}}
+{{- /* Services that serve a gRPC API with the shared bearer tokens. */ -}}
+{{- $api := hasKey $svc "grpcPort" -}}
 {{- if $svc.enabled }}
 apiVersion: apps/v1
 kind: Deployment
@@ -39,13 +41,15 @@ spec:
               value: "0.0.0.0"
             - name: {{ $prefix }}HTTP_PORT
               value: {{ $svc.httpPort | quote }}
-            {{- if eq $name "match" }}
-            - name: LFR_MATCH_GRPC_HOST
+            {{- if $api }}
+            - name: {{ $prefix }}GRPC_HOST
               value: "0.0.0.0"
-            - name: LFR_MATCH_GRPC_PORT
+            - name: {{ $prefix }}GRPC_PORT
               value: {{ $svc.grpcPort | quote }}
-            - name: LFR_MATCH_AUTH_TOKENS_FILE
+            - name: LFR_AUTH_TOKENS_FILE
               value: /etc/lfr/auth/{{ $root.Values.auth.key }}
+            {{- end }}
+            {{- if eq $name "match" }}
             - name: LFR_MATCH_QDRANT_URL
               value: {{ required "qdrant.url: the Qdrant server (watchlists must outlive match pods)" $root.Values.qdrant.url | quote }}
             {{- /* The janitor drops collections of no open deployment: releases sharing a server need their own prefix. */}}
@@ -65,7 +69,7 @@ spec:
           ports:
             - name: http
               containerPort: {{ $svc.httpPort }}
-            {{- if eq $name "match" }}
+            {{- if $api }}
             - name: grpc
               containerPort: {{ $svc.grpcPort }}
             {{- end }}
@@ -87,7 +91,7 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- if eq $name "match" }}
+            {{- if $api }}
             - name: auth
               mountPath: /etc/lfr/auth
               readOnly: true
@@ -95,10 +99,10 @@ spec:
       volumes:
         - name: tmp
           emptyDir: {}
-        {{- if eq $name "match" }}
+        {{- if $api }}
         - name: auth
           secret:
-            secretName: {{ required "auth.existingSecret: the Secret with the DeploymentService tokens" $root.Values.auth.existingSecret }}
+            secretName: {{ required "auth.existingSecret: the Secret with the API tokens" $root.Values.auth.existingSecret }}
         {{- end }}
       {{- if and (eq $name "embed") $svc.gpu }}
       tolerations:
@@ -118,7 +122,7 @@ spec:
     - name: http
       port: {{ $svc.httpPort }}
       targetPort: http
-    {{- if eq $name "match" }}
+    {{- if $api }}
     - name: grpc
       port: {{ $svc.grpcPort }}
       targetPort: grpc
