@@ -36,7 +36,7 @@ help: ## list the targets
 install: $(INSTALLED) ## create .venv with every dependency (ORT=cpu|gpu) and generate the contracts
 
 # Programs the stack and the tests run, and the Debian package of each (command:package).
-SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus promtool:prometheus
+SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus promtool:prometheus chromium:chromium
 
 $(INSTALLED): pyproject.toml $(wildcard protos/lfr/v1/*.proto)
 	missing=$$(for p in $(SYSTEM_PROGRAMS); do command -v $${p%%:*} >/dev/null || echo $${p##*:}; done | sort -u); \
@@ -103,6 +103,14 @@ test-integration: $(MODELS_OK) $(HELM) ## integration tests against the real bro
 .PHONY: test-e2e
 test-e2e: $(MODELS_OK) ## end-to-end: five services as processes, real video in, alerts out
 	$(BIN)/pytest -q -m e2e
+
+.PHONY: test-browser
+test-browser: $(MODELS_OK) ## the console in a real browser (chromium through Playwright)
+	$(BIN)/pytest -q -m browser
+
+.PHONY: screenshots
+screenshots: $(MODELS_OK) ## docs/console.png from a real run: the demo video's alert in the console
+	LFR_TEST_SCREENSHOT=$(abspath docs/console.png) $(BIN)/pytest -q -m browser -k live_alert
 
 .PHONY: bench
 bench: $(MODELS_OK) ## print throughput and latency figures (pipeline, per stage, watchlist search)

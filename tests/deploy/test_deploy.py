@@ -52,7 +52,7 @@ def test_the_chart_lints_and_renders_valid_kubernetes_objects(helm, tmp_path):
     assert validate.returncode == 0, validate.stdout + validate.stderr
     objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
     deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
-    assert set(deployments) == {f"lfr-{s}" for s in ("ingest", "detect", "embed", "match", "alert")}
+    assert set(deployments) == {f"lfr-{s}" for s in ("ingest", "detect", "embed", "match", "alert", "console")}
     for name, deployment in deployments.items():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == [f"lfr_{name.removeprefix('lfr-')}"]
@@ -90,3 +90,29 @@ def test_the_compose_file_is_valid_and_needs_a_token():
         env=no_token,
     )
     assert refused.returncode != 0 and "LFR_MANAGER_TOKEN" in refused.stderr
+
+
+def test_the_console_gets_an_ingress_on_request_and_replicas_need_a_shared_session_key(helm, tmp_path):
+    rendered = _render(
+        helm,
+        *VALUES,
+        "services.console.ingress.enabled=true",
+        "services.console.ingress.host=control-room.force.example",
+        "services.console.ingress.tlsSecret=console-tls",
+        "services.console.replicas=2",
+        "services.console.sessionKey.existingSecret=console-session-key",
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    [ingress] = [o for o in objects if o["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"][0]["secretName"] == "console-tls"
+    console = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "lfr-console")
+    env = {e["name"]: e["value"] for e in console["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LFR_CONSOLE_BEHIND_TLS_PROXY"] == "true" and env["LFR_CONSOLE_ALERT_ADDRESS"] == "lfr-alert:50052"
+    assert env["LFR_CONSOLE_SESSION_KEY_FILE"] == "/etc/lfr/console/session.key"
+    (tmp_path / "lfr.yaml").write_text(rendered.stdout)
+    validator = str(Path(sys.executable).parent / "kubernetes-validate")
+    validate = subprocess.run([validator, "--strict", "-k", "1.30.0", str(tmp_path / "lfr.yaml")], capture_output=True)
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    refused = _render(helm, *VALUES, "services.console.replicas=2")
+    assert refused.returncode != 0 and "sessionKey.existingSecret" in refused.stderr

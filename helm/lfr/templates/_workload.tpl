@@ -9,6 +9,8 @@ per-service files only name it: {{ include "lfr.workload" (dict "root" . "name" 
 {{- $prefix := printf "LFR_%s_" (upper $name) -}}
 {{- /* Services that serve a gRPC API with the shared bearer tokens. */ -}}
 {{- $api := hasKey $svc "grpcPort" -}}
+{{- /* ...and those that check the bearer tokens: the APIs, and the console's sign-in. */ -}}
+{{- $tokens := or $api (eq $name "console") -}}
 {{- if $svc.enabled }}
 apiVersion: apps/v1
 kind: Deployment
@@ -46,8 +48,28 @@ spec:
               value: "0.0.0.0"
             - name: {{ $prefix }}GRPC_PORT
               value: {{ $svc.grpcPort | quote }}
+            {{- end }}
+            {{- if $tokens }}
             - name: LFR_AUTH_TOKENS_FILE
               value: /etc/lfr/auth/{{ $root.Values.auth.key }}
+            {{- end }}
+            {{- if eq $name "console" }}
+            - name: LFR_CONSOLE_WEB_HOST
+              value: "0.0.0.0"
+            - name: LFR_CONSOLE_WEB_PORT
+              value: {{ $svc.webPort | quote }}
+            - name: LFR_CONSOLE_ALERT_ADDRESS
+              value: {{ printf "%s-alert:%v" (include "lfr.fullname" $root) $root.Values.services.alert.grpcPort | quote }}
+            - name: LFR_CONSOLE_DEPLOYMENT_ADDRESS
+              value: {{ printf "%s-match:%v" (include "lfr.fullname" $root) $root.Values.services.match.grpcPort | quote }}
+            - name: LFR_CONSOLE_BEHIND_TLS_PROXY
+              value: {{ and $svc.ingress.enabled (not (empty $svc.ingress.tlsSecret)) | quote }}
+            {{- if $svc.sessionKey.existingSecret }}
+            - name: LFR_CONSOLE_SESSION_KEY_FILE
+              value: /etc/lfr/console/{{ $svc.sessionKey.key }}
+            {{- else if gt (int $svc.replicas) 1 }}
+            {{- fail "services.console.replicas > 1 needs services.console.sessionKey.existingSecret (replicas must share the session key)" }}
+            {{- end }}
             {{- end }}
             {{- if eq $name "match" }}
             - name: LFR_MATCH_QDRANT_URL
@@ -73,6 +95,10 @@ spec:
             - name: grpc
               containerPort: {{ $svc.grpcPort }}
             {{- end }}
+            {{- if eq $name "console" }}
+            - name: web
+              containerPort: {{ $svc.webPort }}
+            {{- end }}
           livenessProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 10
@@ -91,18 +117,28 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- if $api }}
+            {{- if $tokens }}
             - name: auth
               mountPath: /etc/lfr/auth
+              readOnly: true
+            {{- end }}
+            {{- if and (eq $name "console") $svc.sessionKey.existingSecret }}
+            - name: session-key
+              mountPath: /etc/lfr/console
               readOnly: true
             {{- end }}
       volumes:
         - name: tmp
           emptyDir: {}
-        {{- if $api }}
+        {{- if $tokens }}
         - name: auth
           secret:
             secretName: {{ required "auth.existingSecret: the Secret with the API tokens" $root.Values.auth.existingSecret }}
+        {{- end }}
+        {{- if and (eq $name "console") $svc.sessionKey.existingSecret }}
+        - name: session-key
+          secret:
+            secretName: {{ $svc.sessionKey.existingSecret }}
         {{- end }}
       {{- if and (eq $name "embed") $svc.gpu }}
       tolerations:
@@ -126,6 +162,11 @@ spec:
     - name: grpc
       port: {{ $svc.grpcPort }}
       targetPort: grpc
+    {{- end }}
+    {{- if eq $name "console" }}
+    - name: web
+      port: {{ $svc.webPort }}
+      targetPort: web
     {{- end }}
 {{- end }}
 {{- end -}}

@@ -8,67 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from lfr.v1 import alerts_pb2
 from lfr_contracts import ALERTS_RAISED
-
-
-def _iso(ts) -> str | None:
-    if not ts.seconds and not ts.nanos:
-        return None
-    return datetime.fromtimestamp(ts.ToNanoseconds() / 1e9, UTC).isoformat(timespec="milliseconds")
-
-
-def _name(enum, value: int, prefix: str) -> str:
-    return enum.Name(value).removeprefix(prefix).lower() if value else ""
-
-
-def _decision(step) -> dict | None:
-    if not step.HasField("decision"):
-        return None
-    d = step.decision
-    return {
-        "officer": d.officer,
-        "recorded_by": d.recorded_by,
-        "role": d.role,
-        "decided_at": _iso(d.decided_at),
-        "note": d.note,
-        "correction_reason": d.correction_reason,
-    }
-
-
-def alert_json(alert: alerts_pb2.AlertRaised) -> dict:
-    """The alert without its probe crop: biometric images do not go to stdout or logs."""
-    pb = alerts_pb2
-    return {
-        "alert_id": alert.alert_id,
-        "revision": alert.revision,
-        "deployment_id": alert.camera.deployment_id,
-        "van_id": alert.camera.van_id,
-        "camera_id": alert.camera.camera_id,
-        "subject_id": alert.subject_id,
-        "category": alert.category,
-        "score": round(alert.score, 4),
-        "threshold": round(alert.threshold, 4),
-        "match_count": alert.match_count,
-        "state": _name(pb.AlertState, alert.state, "ALERT_STATE_"),
-        "outcome": _name(pb.AdjudicationOutcome, alert.adjudication.outcome, "ADJUDICATION_OUTCOME_"),
-        "engaged": alert.engagement.engaged if alert.HasField("engagement") else None,
-        "final_outcome": _name(pb.FinalOutcome, alert.resolution.outcome, "FINAL_OUTCOME_"),
-        "final_detail": alert.resolution.detail,
-        "captured_at": _iso(alert.captured_at),
-        "raised_at": _iso(alert.raised_at),
-        "last_seen_at": _iso(alert.last_seen_at),
-        "updated_at": _iso(alert.updated_at),
-        "latency_s": round((alert.raised_at.ToNanoseconds() - alert.captured_at.ToNanoseconds()) / 1e9, 3),
-        "adjudication": _decision(alert.adjudication),
-        "engagement": _decision(alert.engagement),
-        "resolution": _decision(alert.resolution),
-        "model_id": alert.model_id,
-    }
 
 
 class AlertCollector:

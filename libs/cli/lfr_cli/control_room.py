@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lfr.v1 import alerts_pb2 as pb
-from lfr_cli.alerts import alert_json
 from lfr_cli.client import AlertClient
+from lfr_contracts.views import alert_json
 
 OUTCOMES = {
     "true": pb.ADJUDICATION_OUTCOME_TRUE,

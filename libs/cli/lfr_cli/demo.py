@@ -19,11 +19,12 @@ from rich.console import Console
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
-from lfr_cli.alerts import AlertCollector, alert_json
+from lfr_cli.alerts import AlertCollector
 from lfr_cli.client import DeploymentClient
 from lfr_cli.stack import Stack, StackError
 from lfr_cli.watchlist import WatchlistFolderError, iter_messages, scan
 from lfr_contracts import FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCHES_FOUND
+from lfr_contracts.views import alert_json
 from lfr_ingest.sources import is_stream
 
 err = Console(stderr=True, soft_wrap=True)
@@ -77,7 +78,8 @@ def run_demo(args) -> int:
 
 def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
     err.print(f"starting broker, Redis and services (logs in {stack.log_dir})")
-    state = stack.start(services=("detect", "embed", "match", "alert"))
+    state = stack.start(services=("detect", "embed", "match", "alert", "console"))
+    err.print(f"control room: {state.console_url} (tokens by role in {stack.root / 'stack.json'})")
     cameras = [f"cam-{i}" for i in range(1, len(videos) + 1)]
     with DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60) as client:
         now = time.time()

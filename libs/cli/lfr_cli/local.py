@@ -61,6 +61,7 @@ def up(args, root: Path) -> int:
         f"stack up: DeploymentService at {state.grpc_address}, AlertService at {state.alert_grpc_address}; "
         f"logs in {root / 'logs'}"
     )
+    err.print(f"control room: {state.console_url} (sign in with a token of {root / 'stack.json'})")
     for name, port in state.http_ports.items():
         err.print(f"  {name:7s} http://127.0.0.1:{port}/metrics")
     return 0
@@ -82,6 +83,7 @@ def status(args, root: Path) -> int:
     report = {
         "grpc_address": state.grpc_address,
         "alert_grpc_address": state.alert_grpc_address,
+        "console_url": state.console_url,
         "kafka": state.kafka_bootstrap_servers,
         "redis": state.redis_url,
         "services": {},

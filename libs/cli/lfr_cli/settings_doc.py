@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
     """(file, block name, settings class): the top-level README holds every table, each service's its own."""
     from lfr_alert.settings import AlertSettings
+    from lfr_console.settings import ConsoleSettings
     from lfr_detect.settings import DetectSettings
     from lfr_embed.settings import EmbedSettings
     from lfr_ingest.settings import IngestSettings
@@ -31,6 +32,7 @@ def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
         "embed": EmbedSettings,
         "match": MatchSettings,
         "alert": AlertSettings,
+        "console": ConsoleSettings,
     }
     docs = [(ROOT / "README.md", "platform", PlatformSettings)]
     docs += [(ROOT / "README.md", name, cls) for name, cls in services.items()]

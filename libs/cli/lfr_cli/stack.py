@@ -26,7 +26,7 @@ from lfr_platform.auth import ROLES
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("detect", "embed", "match", "alert", "ingest")
+SERVICES = ("detect", "embed", "match", "alert", "console", "ingest")
 
 
 class StackError(RuntimeError):
@@ -131,9 +131,10 @@ class StackState:
     topic_prefix: str
     redis_prefix: str
     grpc_address: str  # the DeploymentService (match)
-    alert_grpc_address: str  # the AlertService (alert)
+    alert_grpc_address: str = ""  # the AlertService (alert)
+    console_url: str = ""  # the control room's web page (console)
     # One bearer token per role (manager, supervisor, officer, viewer); identities "local-<role>".
-    tokens: dict[str, str]
+    tokens: dict[str, str] = field(default_factory=dict)
     http_ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
 
@@ -145,7 +146,11 @@ class StackState:
     @classmethod
     def load(cls, root: Path) -> StackState | None:
         path = Path(root) / "stack.json"
-        return cls(**json.loads(path.read_text())) if path.is_file() else None
+        if not path.is_file():
+            return None
+        # A file written by another version still names what to stop: unknown fields are ignored.
+        data = json.loads(path.read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 class Stack:
@@ -193,6 +198,7 @@ class Stack:
             redis_prefix="lfr" if not self.external_redis else f"lfr-{run_id}",
             grpc_address=f"127.0.0.1:{free_port()}",
             alert_grpc_address=f"127.0.0.1:{free_port()}",
+            console_url=f"http://127.0.0.1:{free_port()}/",
             tokens={role: secrets.token_urlsafe(24) for role in ROLES},
             pids={name: process.pid for name, process in self.processes.items()},  # broker, Redis
         )
@@ -288,6 +294,15 @@ class Stack:
         if name == "alert":
             env[f"{svc}GRPC_PORT"] = self.state.alert_grpc_address.rsplit(":", 1)[1]
             env[f"{svc}SWEEP_INTERVAL_S"] = "1"
+        if name == "console":
+            env.update(
+                {
+                    f"{svc}WEB_PORT": self.state.console_url.rstrip("/").rsplit(":", 1)[1],
+                    f"{svc}ALERT_ADDRESS": self.state.alert_grpc_address,
+                    f"{svc}DEPLOYMENT_ADDRESS": self.state.grpc_address,
+                    f"{svc}REFRESH_S": "1",
+                }
+            )
         if name == "ingest":
             env.update({f"{svc}VAN_ID": van_id, f"{svc}CAMERAS": json.dumps(cameras)})
         env.update(self.extra_env)

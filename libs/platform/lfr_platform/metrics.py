@@ -147,6 +147,12 @@ def camera_labels(camera) -> dict[str, str]:
     return {"deployment_id": camera.deployment_id, "van_id": camera.van_id, "camera_id": camera.camera_id}
 
 
+# --- console -----------------------------------------------------------------------------------
+WEB_REQUESTS = Counter("lfr_web_requests_total", "Requests to the console, by route and status", ["route", "status"])
+SIGN_INS = Counter("lfr_sign_ins_total", "Sign-ins to the console, by outcome (signed_in, refused)", ["outcome"])
+EVENT_STREAMS = Gauge("lfr_event_streams", "Live alert streams open to browsers")
+
+
 class CameraSeries:
     """Starts per-camera counters at 0 for the cameras a deployment covers, and removes them when it
     closes. A counter that appears at 1 hides its first event from increase() and rate(): the first

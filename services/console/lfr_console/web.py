@@ -1,0 +1,401 @@
+"""The console's HTTP side (aiohttp): the page, its JSON API, the live event stream and the images.
+
+Security, as a page that shows police biometric data must have it:
+- sign-in exchanges a bearer token for a session cookie (HttpOnly, SameSite=Strict, Secure over TLS);
+- every state change needs the session's CSRF token in X-CSRF-Token and a same-origin Origin;
+- a strict Content-Security-Policy (no inline script or style, nothing from elsewhere), no framing;
+- `Cache-Control: no-store` on every API answer, event stream and image;
+- every call to the AlertService and the DeploymentService carries the user's own token, so that
+  they authorise (roles, deployments) and audit it as that user;
+- an image is served only to a signed-in user who may see its deployment, and only while the
+  deployment lives (410 Gone after close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from lfr.v1 import alerts_pb2, deployments_pb2
+from lfr.v1 import alerts_pb2_grpc as alerts_grpc
+from lfr.v1 import deployments_pb2_grpc as deployments_grpc
+from lfr_console.feed import Feed
+from lfr_console.sessions import Session, SessionStore
+from lfr_contracts.views import alert_json
+from lfr_platform import metrics
+from lfr_platform.auth import DECIDE_ALERTS, TokenBook
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+COOKIE = "lfr_session"
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_OPEN_STATES = (deployments_pb2.DEPLOYMENT_STATE_PLANNED, deployments_pb2.DEPLOYMENT_STATE_ACTIVE)
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
+}
+_OUTCOMES = {"true", "false", "undetermined"}
+_FINAL_OUTCOMES = {"arrest", "no_further_action", "safeguarding", "other"}
+
+
+def problem(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Backends:
+    """gRPC stubs, made in the running loop (grpc.aio channels belong to the loop that made them)."""
+
+    alerts: alerts_grpc.AlertServiceStub
+    deployments: deployments_grpc.DeploymentServiceStub
+    channels: tuple[grpc.aio.Channel, ...]
+
+
+class Console:
+    def __init__(
+        self,
+        *,
+        sessions: SessionStore,
+        book: TokenBook,
+        feed: Feed,
+        connect: Callable[[], Backends],
+        secure_cookies: bool,
+        max_body_bytes: int,
+        call_timeout_s: float = 10.0,
+    ) -> None:
+        self.sessions = sessions
+        self.book = book
+        self.feed = feed
+        self.connect = connect
+        self.secure_cookies = secure_cookies
+        self.max_body_bytes = max_body_bytes
+        self.call_timeout_s = call_timeout_s
+        self.backends: Backends | None = None
+
+    # --- the application --------------------------------------------------------------------
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._guard])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/static/{name}", self.static)
+        app.router.add_post("/api/session", self.sign_in)
+        app.router.add_get("/api/session", self.who)
+        app.router.add_delete("/api/session", self.sign_out)
+        app.router.add_get("/api/deployments", self.deployments)
+        app.router.add_get("/api/alerts", self.alerts)
+        app.router.add_get("/api/events", self.events)
+        app.router.add_post("/api/alerts/{alert_id}/{step}", self.decide)
+        app.router.add_get("/api/alerts/{alert_id}/{image}.jpg", self.image)
+        app.on_startup.append(self._open)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _open(self, _: web.Application) -> None:
+        self.backends = self.connect()
+
+    async def _close(self, _: web.Application) -> None:
+        if self.backends is not None:
+            for channel in self.backends.channels:
+                await channel.close()
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "other"
+        try:
+            response = await handler(request)
+        except Refused as exc:
+            response = problem(exc.status, exc.message)
+        except web.HTTPRequestEntityTooLarge:
+            response = problem(413, f"request larger than {self.max_body_bytes} bytes")
+        except web.HTTPException as exc:
+            response = problem(exc.status, exc.reason)
+        self._secure(request, response)
+        metrics.WEB_REQUESTS.labels(route, str(response.status)).inc()
+        return response
+
+    @staticmethod
+    def _secure(request: web.Request, response: web.StreamResponse) -> None:
+        if response.prepared:  # an event stream: its headers went out when it started
+            return
+        headers = response.headers
+        headers["Content-Security-Policy"] = CSP
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        if request.path.startswith("/api/") or request.path == "/":
+            headers["Cache-Control"] = "no-store"
+
+    # --- the page ---------------------------------------------------------------------------
+    async def index(self, _: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in ("console.js", "console.css"):
+            raise Refused(404, "not found")
+        return web.FileResponse(STATIC / name)
+
+    # --- sessions ---------------------------------------------------------------------------
+    async def sign_in(self, request: web.Request) -> web.Response:
+        self._same_origin(request)
+        body = await self._json(request)
+        token, officer = str(body.get("token", "")).strip(), str(body.get("officer", "")).strip()
+        if not officer or len(officer) > 200 or not officer.isprintable():
+            raise Refused(400, "give your name or number (at most 200 characters): it is recorded with each decision")
+        principal = self.book.lookup(token) if token else None
+        if principal is None:
+            metrics.SIGN_INS.labels("refused").inc()
+            raise Refused(401, "this token is not valid")
+        session = await self.sessions.create(principal, token, officer)
+        metrics.SIGN_INS.labels("signed_in").inc()
+        log.info("signed in", extra={"identity": principal.identity, "role": principal.role})
+        response = web.json_response(self._session_view(session))
+        response.set_cookie(
+            COOKIE,
+            session.session_id,
+            httponly=True,
+            secure=self.secure_cookies or request.secure,
+            samesite="Strict",
+            path="/",
+        )
+        return response
+
+    async def who(self, request: web.Request) -> web.Response:
+        return web.json_response(self._session_view(await self._session(request)))
+
+    async def sign_out(self, request: web.Request) -> web.Response:
+        session = await self._session(request, change=True)
+        await self.sessions.end(session.session_id)
+        response = web.json_response({"signed_out": True})
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    @staticmethod
+    def _session_view(session: Session) -> dict:
+        return {
+            "identity": session.principal.identity,
+            "role": session.principal.role,
+            "officer": session.officer,
+            "may_decide": session.principal.role in DECIDE_ALERTS,
+            "csrf": session.csrf,
+        }
+
+    async def _session(self, request: web.Request, change: bool = False) -> Session:
+        session = await self.sessions.get(request.cookies.get(COOKIE, ""))
+        if session is None:
+            raise Refused(401, "not signed in, or the session ended: sign in again")
+        if self.book.lookup(session.token) is None:  # the token was revoked or rotated away
+            await self.sessions.end(session.session_id)
+            raise Refused(401, "your token is no longer valid: sign in again")
+        if change:
+            self._same_origin(request)
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+                raise Refused(403, "missing or wrong CSRF token: reload the page")
+        return session
+
+    @staticmethod
+    def _same_origin(request: web.Request) -> None:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            raise Refused(403, "cross-origin requests are refused")
+
+    async def _json(self, request: web.Request) -> dict:
+        if request.content_type != "application/json":
+            raise Refused(415, "send application/json")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise Refused(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise Refused(400, "the body must be a JSON object")
+        return body
+
+    # --- data -------------------------------------------------------------------------------
+    async def _call(self, session: Session, method: Callable[..., Awaitable], request) -> object:
+        try:
+            return await method(
+                request,
+                metadata=(("authorization", f"Bearer {session.token}"),),
+                timeout=self.call_timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            status = _HTTP_STATUS.get(exc.code(), 502)
+            if status == 503:
+                raise Refused(503, "the service behind the console cannot be reached; retrying") from None
+            raise Refused(status, exc.details() or exc.code().name) from None
+
+    async def _open_deployments(self, session: Session) -> list[deployments_pb2.Deployment]:
+        response = await self._call(
+            session, self.backends.deployments.ListDeployments, deployments_pb2.ListDeploymentsRequest()
+        )
+        return [d for d in response.deployments if d.state in _OPEN_STATES]
+
+    async def _open_deployment(self, session: Session, deployment_id: str) -> bool:
+        if not deployment_id or len(deployment_id) > 100:
+            raise Refused(400, "give a deployment")
+        if not session.principal.may_see(deployment_id):
+            raise Refused(403, f"{session.principal.identity} may not see {deployment_id}")
+        response = await self._call(
+            session,
+            self.backends.deployments.GetDeployment,
+            deployments_pb2.GetDeploymentRequest(deployment_id=deployment_id),
+        )
+        return response.deployment.state in _OPEN_STATES
+
+    async def deployments(self, request: web.Request) -> web.Response:
+        session = await self._session(request)
+        return web.json_response(
+            [
+                {
+                    "deployment_id": d.deployment_id,
+                    "name": d.name,
+                    "location": d.location,
+                    "threshold": round(d.threshold, 4),
+                    "vans": sorted({c.van_id for c in d.cameras}),
+                }
+                for d in await self._open_deployments(session)
+            ]
+        )
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        session = await self._session(request)
+        deployment_id = request.query.get("deployment", "")
+        if not await self._open_deployment(session, deployment_id):
+            return web.json_response([])  # a closed deployment's queue is empty
+        response = await self._call(
+            session, self.backends.alerts.ListAlerts, alerts_pb2.ListAlertsRequest(deployment_id=deployment_id)
+        )
+        return web.json_response([alert_json(a) for a in response.alerts])
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        session = await self._session(request)
+        deployment_id = request.query.get("deployment", "")
+        if not await self._open_deployment(session, deployment_id):
+            raise Refused(410, f"deployment {deployment_id} is closed")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(request)
+        subscription = self.feed.subscribe()
+        metrics.EVENT_STREAMS.set(self.feed.streams)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(subscription.queue.get(), 15)
+                except TimeoutError:
+                    if await self.sessions.get(session.session_id) is None:
+                        await response.write(b"event: signed_out\ndata: {}\n\n")
+                        break
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if event.kind == "alert" and event.data["deployment_id"] != deployment_id:
+                    continue
+                await response.write(event.encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.feed.unsubscribe(subscription)
+            metrics.EVENT_STREAMS.set(self.feed.streams)
+        return response
+
+    async def decide(self, request: web.Request) -> web.Response:
+        session = await self._session(request, change=True)
+        if session.principal.role not in DECIDE_ALERTS:
+            raise Refused(403, f"role {session.principal.role!r} may read alerts, not decide them")
+        body = await self._json(request)
+        step, alert_id = request.match_info["step"], request.match_info["alert_id"]
+        decision = alerts_pb2.DecisionRequest(
+            alert_id=alert_id,
+            officer=session.officer,
+            note=str(body.get("note", ""))[:2000],
+            correction_reason=str(body.get("correction_reason", ""))[:2000],
+        )
+        stub = self.backends.alerts
+        if step == "adjudication":
+            outcome = body.get("outcome")
+            if outcome not in _OUTCOMES:
+                raise Refused(400, f"outcome must be one of {', '.join(sorted(_OUTCOMES))}")
+            call, message = (
+                stub.AdjudicateAlert,
+                alerts_pb2.AdjudicateAlertRequest(
+                    decision=decision,
+                    outcome=alerts_pb2.AdjudicationOutcome.Value(f"ADJUDICATION_OUTCOME_{outcome.upper()}"),
+                ),
+            )
+        elif step == "engagement":
+            if not isinstance(body.get("engaged"), bool):
+                raise Refused(400, "engaged must be true or false")
+            call, message = (
+                stub.RecordEngagement,
+                alerts_pb2.RecordEngagementRequest(decision=decision, engaged=body["engaged"]),
+            )
+        elif step == "outcome":
+            outcome = body.get("outcome")
+            if outcome not in _FINAL_OUTCOMES:
+                raise Refused(400, f"outcome must be one of {', '.join(sorted(_FINAL_OUTCOMES))}")
+            call, message = (
+                stub.RecordOutcome,
+                alerts_pb2.RecordOutcomeRequest(
+                    decision=decision,
+                    outcome=alerts_pb2.FinalOutcome.Value(f"FINAL_OUTCOME_{outcome.upper()}"),
+                    detail=str(body.get("detail", ""))[:2000],
+                ),
+            )
+        else:
+            raise Refused(404, f"no step {step!r}: adjudication, engagement or outcome")
+        response = await self._call(session, call, message)
+        return web.json_response({**alert_json(response.alert), "changed": response.changed})
+
+    async def image(self, request: web.Request) -> web.Response:
+        session = await self._session(request)
+        which = request.match_info["image"]
+        if which not in ("probe", "reference"):
+            raise Refused(404, "not found")
+        try:
+            images = await self._call(
+                session,
+                self.backends.alerts.GetAlertImages,
+                alerts_pb2.GetAlertImagesRequest(alert_id=request.match_info["alert_id"]),
+            )
+        except Refused as exc:
+            if exc.status == 404 and "deleted with deployment" in exc.message:
+                raise Refused(410, exc.message) from None
+            raise
+        data = images.probe_jpeg if which == "probe" else images.reference_jpeg
+        if not data:
+            raise Refused(404, f"alert has no {which} image")
+        return web.Response(
+            body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        )

@@ -1,0 +1,279 @@
+"""The console over real HTTP, in front of a real AlertService and DeploymentService (match and alert
+in this loop, on the real broker and Redis): sessions, CSRF, headers, images, and bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_alert.app import build as build_alert
+from lfr_alert.settings import AlertSettings
+from lfr_console.app import build as build_console
+from lfr_console.settings import ConsoleSettings
+from lfr_contracts import MATCHES_FOUND
+from lfr_match.app import build as build_match
+from lfr_testing.deployments import (
+    MANAGER_TOKEN,
+    OFFICER_TOKEN,
+    TEST_GRANTS,
+    VIEWER_TOKEN,
+    Api,
+    create_request,
+    match_settings,
+)
+from lfr_testing.kafka import produce
+from lfr_testing.media import lfw
+from lfr_testing.messages import match_record
+from lfr_testing.services import running
+
+pytestmark = pytest.mark.integration
+
+
+class Browser:
+    """An HTTP client with a cookie jar, as a browser on the console's origin."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def call(self, method: str, path: str, *, json_body=None, headers=None, data=None):
+        headers = {"Origin": self.base, **(headers or {})}
+        async with self.session.request(method, self.base + path, json=json_body, data=data, headers=headers) as r:
+            body = await r.read()
+            return r.status, r.headers, body
+
+    async def sign_in(self, token: str, officer: str = "PC 1234"):
+        status, headers, body = await self.call("POST", "/api/session", json_body={"token": token, "officer": officer})
+        if status == 200:
+            self.csrf = json.loads(body)["csrf"]
+        return status, headers, body
+
+    async def decide(self, alert_id: str, step: str, body: dict, csrf: str | None = None):
+        return await self.call(
+            "POST",
+            f"/api/alerts/{alert_id}/{step}",
+            json_body=body,
+            headers={"X-CSRF-Token": self.csrf if csrf is None else csrf},
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+SCOPED_TOKEN = "scoped-token-for-tests-0123456789"
+
+
+@pytest.fixture
+async def stack(platform, tmp_path):
+    """match, alert and console, each as it runs in production, in this loop, sharing a token file
+    that also grants an officer of another deployment only."""
+    tokens = tmp_path / "tokens.json"
+    scoped = {"token": SCOPED_TOKEN, "identity": "officer-elsewhere", "role": "officer", "deployments": ["dep-none*"]}
+    tokens.write_text(json.dumps([*TEST_GRANTS, scoped]))
+    platform = platform.model_copy(update={"auth_tokens": "[]", "auth_tokens_file": tokens})
+    match = build_match(platform, match_settings(tmp_path))
+    alert = build_alert(platform, AlertSettings(http_port=0, grpc_port=0, sweep_interval_s=0.2))
+    async with running(match), running(alert):
+        console = build_console(
+            platform,
+            ConsoleSettings(
+                http_port=0,
+                web_port=0,
+                alert_address=f"127.0.0.1:{alert.control.port}",
+                deployment_address=f"127.0.0.1:{match.control.port}",
+                refresh_s=0.2,
+                session_idle_s=60,
+            ),
+        )
+        async with running(console):
+            yield match, alert, console
+
+
+@pytest.fixture
+async def browser(stack):
+    _, _, console = stack
+    browser = Browser(f"http://127.0.0.1:{console.web.port}")
+    yield browser
+    await browser.close()
+
+
+async def _alert(platform, stack, data_dir):
+    """A deployment with one enrolled person, and an alert for them (from a produced match)."""
+    match, _, _ = stack
+    api = Api(match.control.port, MANAGER_TOKEN)
+    deployment = await api("create", create_request())
+    image = pb.WatchlistImage(
+        client_ref="1",
+        subject_id="S-1",
+        category="wanted",
+        source_reference="PNC/1",
+        approved_by="Insp. B",
+        image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
+    )
+    [enrolled] = await api.enrol(deployment.deployment_id, [image])
+    key, value = match_record(deployment.deployment_id, "cam-1", "S-1", 1, 0.9, entry_id=enrolled.entry_id)
+    await produce(platform, MATCHES_FOUND, [(key, value)])
+    return deployment.deployment_id, api
+
+
+async def _alerts(browser: Browser, deployment_id: str, count: int = 1) -> list[dict]:
+    for _ in range(100):
+        status, _, body = await browser.call("GET", f"/api/alerts?deployment={deployment_id}")
+        assert status == 200, body
+        alerts = json.loads(body)
+        if len(alerts) >= count:
+            return alerts
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no alert within 10 s: {alerts}")
+
+
+async def test_sign_in_gives_a_strict_cookie_and_every_answer_is_locked_down(browser):
+    status, headers, body = await browser.sign_in(OFFICER_TOKEN)
+    assert status == 200, body
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie  # plain HTTP here
+    assert (
+        "default-src 'none'" in headers["Content-Security-Policy"]
+        and "script-src 'self'" in headers["Content-Security-Policy"]
+    )
+    assert headers["Cache-Control"] == "no-store" and headers["X-Frame-Options"] == "DENY"
+    status, headers, page = await browser.call("GET", "/")
+    assert status == 200 and b'<script src="/static/console.js"' in page and b"<script>" not in page
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    session = json.loads((await browser.call("GET", "/api/session"))[2])
+    assert (session["identity"], session["role"], session["officer"], session["may_decide"]) == (
+        "control-room-1",
+        "officer",
+        "PC 1234",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    "body, headers, status",
+    [
+        ({"token": "not-a-token-of-anyone-at-all", "officer": "PC 1"}, {}, 401),
+        ({"token": OFFICER_TOKEN, "officer": ""}, {}, 400),
+        ({"token": OFFICER_TOKEN, "officer": "PC 1"}, {"Origin": "https://evil.example"}, 403),
+    ],
+)
+async def test_bad_sign_ins_are_refused(browser, body, headers, status):
+    got, _, answer = await browser.call("POST", "/api/session", json_body=body, headers=headers)
+    assert got == status and json.loads(answer)["error"]
+    assert (await browser.call("GET", "/api/session"))[0] == 401
+
+
+async def test_malformed_and_huge_requests_are_refused(browser):
+    status, _, _ = await browser.call("POST", "/api/session", data=b"token=x", headers={"Content-Type": "text/plain"})
+    assert status == 415
+    status, _, _ = await browser.call(
+        "POST", "/api/session", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400
+    status, _, _ = await browser.call(
+        "POST", "/api/session", data=b"x" * 100_000, headers={"Content-Type": "application/json"}
+    )
+    assert status == 413
+
+
+async def test_decisions_need_the_csrf_token_and_an_officer_role(platform, stack, browser, data_dir):
+    deployment_id, _ = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    [alert] = await _alerts(browser, deployment_id)
+    # A forged post (no token, a wrong one, another origin) changes nothing.
+    for csrf, headers in (("", {}), ("forged", {}), (None, {"Origin": "https://evil.example"})):
+        status, _, _ = await browser.call(
+            "POST",
+            f"/api/alerts/{alert['alert_id']}/adjudication",
+            json_body={"outcome": "true"},
+            headers={"X-CSRF-Token": browser.csrf if csrf is None else csrf, **headers},
+        )
+        assert status == 403
+    assert (await _alerts(browser, deployment_id))[0]["state"] == "raised"
+    status, _, body = await browser.decide(alert["alert_id"], "adjudication", {"outcome": "maybe"})
+    assert status == 400
+    status, _, body = await browser.decide(alert["alert_id"], "engagement", {"engaged": True})
+    assert status == 409 and "not adjudicated yet" in json.loads(body)["error"]  # out of order
+    status, _, body = await browser.decide(alert["alert_id"], "adjudication", {"outcome": "true"})
+    decided = json.loads(body)
+    assert status == 200 and decided["state"] == "adjudicated" and decided["outcome"] == "true"
+    assert decided["adjudication"]["officer"] == "PC 1234"
+
+    viewer = Browser(browser.base)
+    try:
+        await viewer.sign_in(VIEWER_TOKEN, "Analyst 7")
+        session = json.loads((await viewer.call("GET", "/api/session"))[2])
+        assert session["may_decide"] is False
+        status, _, _ = await viewer.decide(alert["alert_id"], "engagement", {"engaged": True})
+        assert status == 403
+    finally:
+        await viewer.close()
+
+
+async def test_images_only_to_a_signed_in_user_never_cached_and_gone_after_close(platform, stack, browser, data_dir):
+    deployment_id, api = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    [alert] = await _alerts(browser, deployment_id)
+    path = f"/api/alerts/{alert['alert_id']}"
+    anonymous = Browser(browser.base)
+    try:
+        assert (await anonymous.call("GET", f"{path}/probe.jpg"))[0] == 401
+    finally:
+        await anonymous.close()
+    for image, expected in (("probe", b"crop-1"), ("reference", b"\xff\xd8")):
+        status, headers, body = await browser.call("GET", f"{path}/{image}.jpg")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg" and body.startswith(expected)
+        assert headers["Cache-Control"] == "no-store"
+    assert (await browser.call("GET", f"{path}/other.jpg"))[0] == 404
+
+    closed = await api("close", deployment_id, "operation over")
+    assert closed.deletion.reference_images_deleted == 1
+    for image in ("probe", "reference"):
+        assert (await browser.call("GET", f"{path}/{image}.jpg"))[0] == 410
+    status, _, body = await browser.call("GET", f"/api/alerts?deployment={deployment_id}")
+    assert status == 200 and json.loads(body) == []
+    assert (await browser.call("GET", f"/api/events?deployment={deployment_id}"))[0] == 410
+
+
+async def test_an_ended_session_and_an_unreachable_service_get_a_clear_answer(platform, stack, browser, data_dir):
+    match, alert, console = stack
+    deployment_id, _ = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    [first] = await _alerts(browser, deployment_id)
+    client = aioredis.from_url(platform.redis_url)
+    async for key in client.scan_iter(match=f"{platform.redis_prefix}:console:session:*"):
+        await client.delete(key)  # as when the idle time or the shift runs out
+    await client.aclose()
+    status, _, body = await browser.call("GET", f"/api/alerts?deployment={deployment_id}")
+    assert status == 401 and "sign in again" in json.loads(body)["error"]
+    status, _, _ = await browser.decide(first["alert_id"], "adjudication", {"outcome": "true"})
+    assert status == 401
+
+    await browser.sign_in(OFFICER_TOKEN)
+    await alert.control.server.stop(grace_s=0)  # the AlertService goes away
+    status, _, body = await browser.call("GET", f"/api/alerts?deployment={deployment_id}")
+    assert status == 503 and "cannot be reached" in json.loads(body)["error"]
+
+
+async def test_a_token_limited_to_other_deployments_sees_nothing_of_this_one(platform, stack, browser, data_dir):
+    deployment_id, _ = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    [alert] = await _alerts(browser, deployment_id)
+    other = Browser(browser.base)
+    try:
+        assert (await other.sign_in(SCOPED_TOKEN))[0] == 200
+        assert json.loads((await other.call("GET", "/api/deployments"))[2]) == []
+        assert (await other.call("GET", f"/api/alerts?deployment={deployment_id}"))[0] == 403
+        assert (await other.call("GET", f"/api/events?deployment={deployment_id}"))[0] == 403
+        assert (await other.call("GET", f"/api/alerts/{alert['alert_id']}/probe.jpg"))[0] == 403
+        status, _, _ = await other.decide(alert["alert_id"], "adjudication", {"outcome": "false"})
+        assert status == 403
+    finally:
+        await other.close()
+    assert (await _alerts(browser, deployment_id))[0]["state"] == "raised"
