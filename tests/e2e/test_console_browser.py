@@ -168,6 +168,13 @@ def test_officers_see_a_live_alert_beside_its_watchlist_image_and_decide_it(chro
     )
     assert forged == 403
 
+    # The AlertService goes away: the page says so, and recovers by itself when it is back.
+    stack.stop_service("alert")
+    page.wait_for_selector("#banner:has-text('Cannot reach the AlertService')", timeout=30_000)
+    stack.start_service("alert")
+    stack.wait_ready(("alert",), 120)
+    page.wait_for_selector("#banner", state="hidden", timeout=30_000)
+
     # Closed: the queue empties by itself, the images are gone.
     deployments.close(deployment_id, "operation over")
     page.wait_for_function("() => document.querySelectorAll('li.alert').length === 0", timeout=30_000)

@@ -54,7 +54,7 @@ def lfr(tmp_path, data_dir, models_dir):
 def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, data_dir):
     lfr.ok("stack", "up")
     first = lfr.state()
-    assert set(first.pids) == {"broker", "redis", "detect", "embed", "match", "alert", "ingest"}
+    assert set(first.pids) == {"broker", "redis", "detect", "embed", "match", "alert", "console", "ingest"}
     again = lfr("stack", "up")  # a running stack is checked, and left as it is
     assert again.returncode == 0 and "already up" in again.stderr and lfr.state().pids == first.pids
 

@@ -74,7 +74,12 @@ class Prometheus:
             with urllib.request.urlopen(url, timeout=10) as response:
                 body = json.load(response)
         except urllib.error.HTTPError as exc:
-            body = json.load(exc)
+            try:
+                body = json.load(exc)
+            except ValueError:  # not ready yet (it answers 503 in plain text while it starts)
+                raise PrometheusError(f"{path}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise PrometheusError(f"{path}: {exc}") from None
         if body.get("status") != "success":
             raise PrometheusError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
         return body["data"]
