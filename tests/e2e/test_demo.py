@@ -36,7 +36,10 @@ def test_real_video_in_alert_out_for_the_enrolled_person_and_none_for_strangers(
     for alert in alerts:
         assert alert["score"] >= alert["threshold"] == pytest.approx(0.69)
         assert {"alert_id", "deployment_id", "van_id", "captured_at", "raised_at"} <= alert.keys()
-    assert summary["alerts"] == len(alerts) and summary["frames"] >= 30 and summary["faces_scanned"] >= 60
+    assert summary["alerts"] == len(alerts) and summary["frames"] >= 30
+    # Faces are followed across frames; only each track's best shots are embedded, and all of them compared.
+    assert 0 < summary["tracks"] <= summary["faces_embedded"] == summary["faces_scanned"] < summary["faces"]
+    assert summary["faces_embedded"] <= 5 * summary["tracks"]  # the default budget per pass
     assert summary["frames_dropped"] >= 0 and summary["wall_seconds"] > 0
     assert "deployment closed" in result.stderr  # and its watchlist deleted
 

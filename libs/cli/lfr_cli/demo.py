@@ -208,6 +208,9 @@ def _wait_drained(
                 "frames": int(max(_total(m["ingest"], "lfr_frames_captured_total"), counts[0])),
                 "frames_dropped": int(_total(m["ingest"], "lfr_frames_dropped_total")),
                 "faces": int(_total(m["detect"], "lfr_faces_detected_total")),
+                # Faces followed across frames: people's passes; only their best shots are embedded.
+                "tracks": int(_total(m["detect"], "lfr_tracks_started_total")),
+                "faces_embedded": int(_total(m["embed"], "lfr_faces_embedded_total")),
                 "faces_scanned": int(_total(m["match"], "lfr_faces_scanned_total")),
                 "matches": int(_total(m["match"], "lfr_matches_total")),
             }

@@ -63,4 +63,5 @@ def alert_json(alert: alerts_pb2.AlertRaised) -> dict:
         "engagement": _decision(alert.engagement),
         "resolution": _decision(alert.resolution),
         "model_id": alert.model_id,
+        "track_id": alert.track_id,
     }

@@ -67,3 +67,19 @@ def yaw(landmarks: np.ndarray) -> float:
     axis = (left_eye - right_eye) / (2 * half_iod)
     offset = float(np.dot(nose - (left_eye + right_eye) / 2, axis))
     return min(abs(offset) / half_iod, 1.0)
+
+
+# A shot's identification quality saturates at these: a face of 112 px or more fills the model's
+# input; sharpness (variance of the Laplacian at 64x64) above 150 shows no gain on the crowd clip.
+_FULL_SIZE_PX = 112.0
+_FULL_SHARPNESS = 150.0
+
+
+def shot_quality(quality: Quality, detector_score: float) -> float:
+    """How good a shot of a face is for identification, 0-1: the product of its size, sharpness and
+    frontality (each saturating at 1) and the detector's confidence. Used to pick a track's best shots
+    (detect) and to weight them when fusing a template (match, and the evaluation)."""
+    size = min(1.0, quality.size_px / _FULL_SIZE_PX)
+    sharp = min(1.0, quality.sharpness / _FULL_SHARPNESS)
+    frontal = max(0.0, 1.0 - quality.yaw)
+    return float(max(0.0, min(1.0, size * sharp * frontal * detector_score)))

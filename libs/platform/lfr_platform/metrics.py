@@ -63,6 +63,23 @@ FACES_REJECTED = Counter(
     "lfr_faces_rejected_total", "Faces found but too small or too blurred to identify", [*CAMERA, "reason"]
 )
 FACES_EMBEDDED = Counter("lfr_faces_embedded_total", "Faces turned into vectors", [*CAMERA, "model"])
+TRACKS_STARTED = Counter("lfr_tracks_started_total", "Tracks started: a face seen for the first time", CAMERA)
+TRACK_SHOTS = Histogram(
+    "lfr_track_shots",
+    "Faces of a track sent to be embedded, observed when the track ends (the best-shot budget bounds it)",
+    buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30),
+)
+FACES_NOT_EMBEDDED = Counter(
+    "lfr_faces_not_embedded_total",
+    "Faces good enough to identify but not embedded: their track had a better shot (not_better) or its "
+    "budget was spent (budget_spent); their track is still decided",
+    [*CAMERA, "reason"],
+)
+FRAMES_OUT_OF_ORDER = Counter(
+    "lfr_frames_out_of_order_total",
+    "Frames older than one already seen of their camera: their faces are decided on their own",
+    CAMERA,
+)
 INFERENCE_SECONDS = Histogram(
     "lfr_inference_seconds",
     "Model run time per call (one frame or one batch of faces)",

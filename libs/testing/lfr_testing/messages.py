@@ -16,6 +16,7 @@ def match_record(
     score: float,
     captured_at: float | None = None,
     entry_id: str = "entry-1",
+    track_id: str = "",
 ) -> tuple[bytes, bytes]:
     """(key, value) of a MatchFound as match publishes it; its probe crop is b"crop-<sequence>"."""
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id=camera_id)
@@ -30,6 +31,8 @@ def match_record(
         model_id="sface-2021dec",
         candidates=[matches_pb2.Candidate(subject_id=subject, category="wanted", score=score, entry_id=entry_id)],
         probe_crop=f"crop-{sequence}".encode(),
+        track_id=track_id,
+        shots=1,
     )
     message.captured_at.FromNanoseconds(int((captured_at or time.time()) * 1e9))
     return camera_key(camera), message.SerializeToString()

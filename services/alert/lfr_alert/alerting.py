@@ -29,6 +29,7 @@ class MatchToFold:
     model_id: str
     captured_at: float
     sealed_crop: bytes  # the probe face, sealed with the deployment's key
+    track_id: str = ""  # the person's pass: one alert per (track, subject)
 
     @property
     def camera(self) -> str:
@@ -66,6 +67,7 @@ class Alert:
     raised_at: float
     updated_at: float
     revision: int
+    track_id: str = ""
     state: str = RAISED
     # Adjudication: "true", "false" or "undetermined".
     outcome: str = ""

@@ -1,11 +1,11 @@
--- Fold one match into the alert of its (deployment, camera, subject), atomically.
+-- Fold one match into the alert of its (deployment, camera, track, subject), atomically.
 -- KEYS: 1 the window (the alert id, for window_ms after the first match), 2 the alert's record,
 --       3 the match ids folded into it, 4 its best probe crop (sealed), 5 the deployment's alert ids,
 --       6 the deployment's record (its stats)
 -- ARGV: 1 the alert id the caller read from the window ("" if none), 2 a new alert id,
 --       3 match_id, 4 score, 5 captured_at, 6 now, 7 window_ms, 8 retention_ms, 9 sealed crop,
 --       10 deployment_id, 11 van_id, 12 camera_id, 13 subject_id, 14 category, 15 threshold,
---       16 model_id, 17 entry_id
+--       16 model_id, 17 entry_id, 18 track_id
 -- Returns {"retry", id} when the window changed since the caller read it; else
 -- {"ok", created, changed, the sealed best crop, HGETALL of the record...}.
 -- The window is fixed: it starts at the alert's first match and is not extended by later ones. A
@@ -26,7 +26,7 @@ if not current then
   redis.call("SET", window, new_id, "PX", window_ms)
   redis.call("HSET", record, "alert_id", new_id, "deployment_id", ARGV[10], "van_id", van,
              "camera_id", ARGV[12], "subject_id", ARGV[13], "category", ARGV[14], "threshold", ARGV[15],
-             "model_id", ARGV[16], "revision", 0, "match_count", 0, "score", -2, "state", "raised",
+             "model_id", ARGV[16], "track_id", ARGV[18], "revision", 0, "match_count", 0, "score", -2, "state", "raised",
              "first_captured_at", ARGV[5], "last_seen_at", ARGV[5], "raised_at", now, "updated_at", now)
   redis.call("ZADD", index, now, new_id)
   redis.call("HINCRBY", deployment, "stats:alerts", 1)

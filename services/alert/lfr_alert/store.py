@@ -38,6 +38,7 @@ _TEXT = (
     "model_id",
     "best_match_id",
     "entry_id",
+    "track_id",
     "state",
     "outcome",
     "final_outcome",
@@ -108,7 +109,9 @@ class RedisAlertStore:
         self._fold = client.register_script(_FOLD)
 
     async def fold(self, match: MatchToFold, now: float, window_s: float) -> Folded:
-        window = self.keys.alert_window(match.deployment_id, match.camera.replace("/", ":"), match.subject_id)
+        window = self.keys.alert_window(
+            match.deployment_id, match.camera.replace("/", ":"), match.subject_id, match.track_id
+        )
         while True:
             current = await self.client.get(window)
             alert_id = current.decode() if current else uuid.uuid4().hex
@@ -139,6 +142,7 @@ class RedisAlertStore:
                     repr(match.threshold),
                     match.model_id,
                     match.entry_id,
+                    match.track_id,
                 ],
             )
             if raw[0] == b"retry":  # the window ended or began between the read and the fold

@@ -41,6 +41,7 @@ def match_to_fold(match: matches_pb2.MatchFound, sealed_crop: bytes) -> MatchToF
         model_id=match.model_id,
         captured_at=match.captured_at.ToNanoseconds() / 1e9,
         sealed_crop=sealed_crop,
+        track_id=match.track_id,
     )
 
 
@@ -100,6 +101,7 @@ def alert_raised(alert: Alert, probe_crop: bytes = b"") -> pb.AlertRaised:
         best_match_id=alert.best_match_id,
         probe_crop=probe_crop,
         entry_id=alert.entry_id,
+        track_id=alert.track_id,
         state=STATE[alert.state],
         **_steps(alert),
     )

@@ -13,11 +13,12 @@ from lfr.v1 import frames_pb2
 from lfr_contracts import FACES_DETECTED, FRAMES_CAPTURED, camera_key
 from lfr_detect.detection import FrameFaces, detect_faces
 from lfr_detect.settings import DetectSettings
+from lfr_detect.tracking import ShotPolicy, Tracker
 from lfr_detect.wire import faces_detected
 from lfr_faces import images
 from lfr_faces.detectors import Detector, build_detector
 from lfr_faces.models import YUNET, model_path
-from lfr_faces.quality import QualityPolicy
+from lfr_faces.quality import QualityPolicy, shot_quality
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
 from lfr_platform.service import ServiceShell
@@ -33,6 +34,8 @@ class DetectHandler:
         self.registry = registry
         self.settings = settings
         self.policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
+        self.tracker = Tracker(settings.track_max_age_s, settings.track_max_per_camera)
+        self.shots = ShotPolicy(settings.shot_budget, settings.shot_min_gain)
 
     async def handle(self, batch: Sequence[Incoming[frames_pb2.FrameCaptured]]) -> list[Outcome]:
         return [await self._one(item.message) for item in batch]
@@ -54,14 +57,35 @@ class DetectHandler:
         metrics.FACES_DETECTED.labels(**labels).inc(faces.found)
         for reason, count in faces.rejected.items():
             metrics.FACES_REJECTED.labels(**labels, reason=reason).inc(count)
-        if not faces.accepted:
+        chosen = self._best_shots(frame, faces, labels)
+        if not chosen:
             return []
 
         def seal(data: bytes) -> bytes:
             return sealing.seal(deployment.data_key, data, frame.camera.deployment_id)
 
-        message = faces_detected(frame, self.detector.model_id, faces.accepted, seal)
+        message = faces_detected(frame, self.detector.model_id, chosen, seal)
         return [Output(FACES_DETECTED, camera_key(frame.camera), message)]
+
+    def _best_shots(self, frame: frames_pb2.FrameCaptured, faces: FrameFaces, labels: dict):
+        """Each face's track; the faces worth embedding (a track's first shot or a better one), with
+        their track and quality. The others are counted by reason."""
+        captured = frame.captured_at.ToNanoseconds() / 1e9
+        assignment = self.tracker.assign(camera_key(frame.camera).decode(), [f.box for f in faces.accepted], captured)
+        if assignment.out_of_order:
+            metrics.FRAMES_OUT_OF_ORDER.labels(**labels).inc()
+        metrics.TRACKS_STARTED.labels(**labels).inc(assignment.started)
+        for track in assignment.ended:
+            metrics.TRACK_SHOTS.observe(track.shots)
+        chosen = []
+        for face, track in zip(faces.accepted, assignment.tracks, strict=True):
+            quality = shot_quality(face.quality, face.score)
+            reason = self.shots.choose(track, quality)
+            if reason:
+                metrics.FACES_NOT_EMBEDDED.labels(**labels, reason=reason).inc()
+            else:
+                chosen.append((face, track.track_id, quality))
+        return chosen
 
     def _detect(self, jpeg: bytes) -> FrameFaces:
         image = images.decode_jpeg(

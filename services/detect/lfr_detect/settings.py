@@ -26,3 +26,11 @@ class DetectSettings(BaseSettings):
         7680 * 4320, ge=64 * 64, description="Frames of more pixels (by their header) are dead-lettered"
     )
     intra_op_threads: int = Field(1, ge=1, description="onnxruntime threads; 1 is fastest on small machines")
+    track_max_age_s: float = Field(
+        2.0, gt=0, description="A track not seen for this long (capture time) ends; the next sighting starts a new one"
+    )
+    track_max_per_camera: int = Field(256, ge=1, description="Most live tracks per camera; the stalest end first")
+    shot_budget: int = Field(5, ge=1, description="Most faces of one track sent to be embedded")
+    shot_min_gain: float = Field(
+        0.15, ge=0, description="A later shot is embedded only if its quality beats the track's best by this much"
+    )

@@ -14,8 +14,12 @@ def box(values: tuple[float, float, float, float]) -> common_pb2.BoundingBox:
 
 
 def faces_detected(
-    frame: frames_pb2.FrameCaptured, detector_id: str, faces: list[FaceCrop], seal: Callable[[bytes], bytes]
+    frame: frames_pb2.FrameCaptured,
+    detector_id: str,
+    faces: list[tuple[FaceCrop, str, float]],
+    seal: Callable[[bytes], bytes],
 ) -> faces_pb2.FacesDetected:
+    """`faces`: each face with its track id and shot quality."""
     return faces_pb2.FacesDetected(
         camera=frame.camera,
         sequence=frame.sequence,
@@ -32,7 +36,9 @@ def faces_detected(
                     size_px=face.quality.size_px, sharpness=face.quality.sharpness, yaw=face.quality.yaw
                 ),
                 crop=seal(face.jpeg),
+                track_id=track_id,
+                shot_quality=quality,
             )
-            for face in faces
+            for face, track_id, quality in faces
         ],
     )

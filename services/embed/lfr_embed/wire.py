@@ -38,6 +38,8 @@ def faces_embedded(
                 embedding=seal(vector.astype("<f4").tobytes()),
                 # Passed through as sealed by detect: same deployment, same key.
                 crop=face.crop,
+                track_id=face.track_id,
+                shot_quality=face.shot_quality,
             )
             for face, vector in zip(message.faces, vectors, strict=True)
         ],

@@ -25,6 +25,7 @@ from lfr_match.index.edge import EdgeIndex
 from lfr_match.index.server import ServerIndex
 from lfr_match.settings import MatchSettings
 from lfr_match.stage import MatchHandler
+from lfr_match.tracks import TrackTemplates
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import Authenticator
@@ -173,7 +174,13 @@ def build(
     )
     runner = StageRunner(
         "match",
-        MatchHandler(index, DeploymentRegistry(redis, keys), settings.top_k, settings.exact_recheck_margin),
+        MatchHandler(
+            index,
+            DeploymentRegistry(redis, keys),
+            settings.top_k,
+            settings.exact_recheck_margin,
+            TrackTemplates(settings.fusion, idle_s=settings.track_idle_s),
+        ),
         platform,
         health_state,
     )

@@ -32,6 +32,12 @@ class MatchSettings(BaseSettings):
     exact_recheck_margin: float = Field(
         0.05, ge=0, lt=1, description="A best score this close below the threshold is re-checked by exact search"
     )
+    fusion: str = Field(
+        "mean",
+        pattern="^(mean|best)$",
+        description="How a track's shots make its template: mean (quality-weighted) or best (the best shot)",
+    )
+    track_idle_s: float = Field(30.0, gt=0, description="A track's template is forgotten after this long unused")
     hnsw_ef: int = Field(
         256, ge=8, description="HNSW search breadth; 256 made every match decision equal exact search at 200k"
     )

@@ -14,6 +14,7 @@ from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key
 from lfr_match import wire
 from lfr_match.index import CollectionMissing, WatchlistIndex, search_for_decision
 from lfr_match.matching import decide
+from lfr_match.tracks import TrackTemplates
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import DeploymentRegistry, DeploymentStats, admit
 from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
@@ -22,9 +23,17 @@ from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
 class MatchHandler:
     input = FACES_EMBEDDED
 
-    def __init__(self, index: WatchlistIndex, registry: DeploymentRegistry, top_k: int, recheck_margin: float) -> None:
+    def __init__(
+        self,
+        index: WatchlistIndex,
+        registry: DeploymentRegistry,
+        top_k: int,
+        recheck_margin: float,
+        templates: TrackTemplates | None = None,
+    ) -> None:
         self.index = index
         self.registry = registry
+        self.templates = templates or TrackTemplates()
         # The deployment report's denominator, kept with the deployment (metrics reset on restart).
         self.stats = DeploymentStats(registry.client, registry.keys)
         self.top_k = top_k
@@ -35,6 +44,8 @@ class MatchHandler:
 
     async def _one(self, message: embeddings_pb2.FacesEmbedded) -> Outcome:
         deployment = await admit(self.registry, message.camera)
+        if isinstance(deployment, Skipped) and deployment.reason == "deployment_closed":
+            self.templates.drop(message.camera.deployment_id)  # nothing of its faces stays in memory
         if isinstance(deployment, Rejected | Skipped):
             return deployment
         if message.model_id != deployment.model_id:
@@ -52,6 +63,14 @@ class MatchHandler:
             return Rejected("unsealable", str(exc))
         except ValueError as exc:
             return Rejected("invalid_vector", str(exc))
+        # A face of a track is decided on its track's template: the shots so far, fused.
+        camera = camera_key(message.camera).decode()
+        shots = [1] * len(probes)
+        for i, face in enumerate(message.faces):
+            if face.track_id:
+                probes[i], shots[i] = self.templates.add(
+                    deployment_id, camera, face.track_id, probes[i], face.shot_quality
+                )
         try:
             searches = await asyncio.get_running_loop().run_in_executor(
                 None, self._search, deployment_id, probes, deployment.threshold
@@ -62,12 +81,12 @@ class MatchHandler:
         metrics.FACES_SCANNED.labels(**labels).inc(len(probes))
         await self.stats.add(deployment_id, message.camera.van_id, faces_scanned=len(probes))
         outputs = []
-        for face, hits in zip(message.faces, searches, strict=True):
+        for face, hits, fused in zip(message.faces, searches, shots, strict=True):
             decision = decide(hits, deployment.threshold)
             if not decision.matched:
                 continue
             crop = sealing.unseal(deployment.data_key, face.crop, deployment_id)
-            match = wire.match_found(message, face, decision, deployment.threshold, crop)
+            match = wire.match_found(message, face, decision, deployment.threshold, crop, fused)
             outputs.append(Output(MATCHES_FOUND, camera_key(message.camera), match))
         metrics.MATCHES.labels(**labels).inc(len(outputs))
         captured = message.captured_at.ToNanoseconds() / 1e9

@@ -29,6 +29,7 @@ def match_found(
     decision: Decision,
     threshold: float,
     probe_crop: bytes,
+    shots: int = 1,
 ) -> matches_pb2.MatchFound:
     matched_at = Timestamp()
     matched_at.GetCurrentTime()
@@ -51,4 +52,6 @@ def match_found(
         ],
         box=face.box,
         probe_crop=probe_crop,
+        track_id=face.track_id,
+        shots=shots,
     )

@@ -63,3 +63,23 @@ async def test_matches_of_unknown_deployments_and_without_subject_are_dead_lette
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
         letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=2))
     assert [d.reason for d in letters] == ["unknown_deployment", "invalid_match"]
+
+
+async def test_one_alert_per_pass_later_shots_of_the_pass_fold_in(platform):
+    deployment_id, _ = await seed_deployment(platform)
+    records = [
+        match_record(deployment_id, "cam-1", "S1", 1, 0.71, track_id="d:1"),
+        match_record(deployment_id, "cam-1", "S1", 2, 0.80, track_id="d:1"),  # the same pass, a better shot
+        match_record(deployment_id, "cam-1", "S1", 9, 0.75, track_id="d:2"),  # the same person, another pass
+    ]
+    await produce(platform, MATCHES_FOUND, records)
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
+        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=3))
+    passes = {}
+    for alert in alerts:
+        passes.setdefault((alert.track_id, alert.alert_id), []).append(alert.revision)
+    assert sorted(passes) == sorted({(a.track_id, a.alert_id) for a in alerts}) and len(passes) == 2
+    first = [a for a in alerts if a.track_id == "d:1"]
+    assert (
+        [a.revision for a in first] == [1, 2] and first[-1].match_count == 2 and first[-1].score == pytest.approx(0.8)
+    )

@@ -1,5 +1,7 @@
 """match over the real broker and Redis: real vectors in, matches out, non-matches dropped."""
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,62 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(platfor
     assert [d.reason for d in letters] == ["model_mismatch"]
     assert scanned._value.get() == 2
     assert np.isfinite(match_found.score)
+
+
+async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_deployment_closes(
+    platform, match, data_dir, models_dir
+):
+    """Three shots of one pass: each decision uses the template of the shots so far, with their count."""
+    from lfr.v1 import deployments_pb2 as pb
+
+    api = Api(match.control.port)
+    deployment_id = (await api("create", create_request())).deployment_id
+    await api.enrol(
+        deployment_id,
+        [
+            pb.WatchlistImage(
+                client_ref="p",
+                subject_id="Colin_Powell",
+                category="wanted",
+                source_reference="ref",
+                approved_by="A",
+                image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
+            )
+        ],
+    )
+    key = await match.control.service.store.client.get(f"{platform.redis_prefix}:dep:{deployment_id}:key")
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
+    records, vectors = [], []
+    for sequence, number in enumerate((2, 4, 5), start=1):
+        crop, vector = _probe(models_dir, lfw(data_dir, "Colin_Powell", number))
+        vectors.append(vector)
+        out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=sequence, model_id="sface-2021dec", dimension=128)
+        out.captured_at.GetCurrentTime()
+        out.faces.add(
+            index=0,
+            detector_score=crop.score,
+            embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
+            crop=sealing.seal(key, crop.jpeg, deployment_id),
+            track_id="detect-a:7",
+            shot_quality=0.5,
+        )
+        records.append((camera_key(camera), out.SerializeToString()))
+    await produce(platform, FACES_EMBEDDED, records)
+    matches = decoded(MATCHES_FOUND, await read(platform, MATCHES_FOUND, count=3, settle_s=0.5))
+    assert [(m.track_id, m.shots) for m in matches] == [("detect-a:7", 1), ("detect-a:7", 2), ("detect-a:7", 3)]
+    # The last decision's score is the fused template's, not the last shot's alone.
+    from lfr_faces.fusion import fuse
+
+    enrolled = _probe(models_dir, lfw(data_dir, "Colin_Powell", 1))[1]
+    fused = fuse(np.stack(vectors), [0.5, 0.5, 0.5])
+    assert matches[-1].score == pytest.approx(float(fused @ enrolled), abs=0.02)
+    templates = match.tasks  # the stage's templates are in memory only; closing forgets them
+    handler = next(t.__self__.handler for t in templates if hasattr(t, "__self__") and hasattr(t.__self__, "handler"))
+    assert len(handler.templates) == 1
+    await api("close", deployment_id)
+    await produce(platform, FACES_EMBEDDED, records[:1])  # a late record of the closed deployment
+    for _ in range(100):
+        if not len(handler.templates):
+            break
+        await asyncio.sleep(0.1)
+    assert len(handler.templates) == 0
