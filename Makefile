@@ -81,8 +81,9 @@ demo: $(MODELS_OK) ## run the pipeline end to end: make demo [WATCHLIST=dir] [VI
 	$(BIN)/lfr demo $(if $(WATCHLIST),--watchlist "$(WATCHLIST)") $(if $(VIDEO),--video "$(VIDEO)")
 
 .PHONY: up
-up: $(MODELS_OK) ## start the local stack in the background (logs in var/stack); [VIDEO=... DEPLOYMENT=dep-...]
-	$(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)") $(if $(DEPLOYMENT),--deployment "$(DEPLOYMENT)")
+up: $(MODELS_OK) ## start the local stack in the background (logs in var/stack); [VIDEO=... DEPLOYMENT=dep-...] [REPLICAS=n]
+	$(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)") $(if $(DEPLOYMENT),--deployment "$(DEPLOYMENT)") \
+	  $(if $(REPLICAS),--replicas $(REPLICAS))
 
 .PHONY: down
 down: ## stop the local stack started by `make up`
@@ -120,6 +121,10 @@ bench: $(MODELS_OK) ## print throughput and latency figures (pipeline, per stage
 eval: $(MODELS_OK) ## evaluate the default model on the shared data, as reviewed (writes eval-out/; see docs/evaluation.md)
 	$(BIN)/lfr eval --dataset "$(LFR_DATA_DIR)/lfw" --nonmated "$(LFR_DATA_DIR)/utkface" --out eval-out \
 	  --exclusions docs/evaluation/exclusions.csv $(EVAL_ARGS)
+
+.PHONY: eval-multishot
+eval-multishot: $(MODELS_OK) ## single shot vs templates fused from 3 shots (what match decides tracks on): eval-out/multishot-3.*
+	$(BIN)/lfr eval --dataset "$(LFR_DATA_DIR)/lfw" --out eval-out --multi-shot 3 --exclusions docs/evaluation/exclusions.csv
 
 .PHONY: docs
 docs: $(INSTALLED) ## regenerate the settings tables of the services' READMEs from the code

@@ -77,8 +77,10 @@ def run_demo(args) -> int:
 
 
 def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
-    err.print(f"starting broker, Redis and services (logs in {stack.log_dir})")
-    state = stack.start(services=("detect", "embed", "match", "alert", "console"))
+    err.print(
+        f"starting broker, Redis and services, {args.replicas} replica(s) of detect and embed (logs in {stack.log_dir})"
+    )
+    state = stack.start(services=("detect", "embed", "match", "alert", "console"), replicas=args.replicas)
     err.print(f"control room: {state.console_url} (tokens by role in {stack.root / 'stack.json'})")
     cameras = [f"cam-{i}" for i in range(1, len(videos) + 1)]
     with DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60) as client:
@@ -147,14 +149,17 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
     return 0
 
 
-def _scrape(stack: Stack, name: str) -> dict[tuple[str, tuple], float]:
-    port = stack.state.http_ports[name]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-        text = response.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+def _scrape(stack: Stack, service: str) -> dict[tuple[str, tuple], float]:
+    """A service's metrics, summed over its replicas."""
+    samples: dict[tuple[str, tuple], float] = {}
+    for name in stack.replicas(service):
+        port = stack.state.http_ports[name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                samples[key] = samples.get(key, 0.0) + sample.value
     return samples
 
 

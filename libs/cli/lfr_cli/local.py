@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def up(args, root: Path) -> int:
             return 0
         stack = Stack(root, kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), redis_url=os.environ.get("REDIS_URL"))
         try:
-            state = stack.start(services=SERVICES, cameras=cameras)
+            state = stack.start(services=SERVICES, cameras=cameras, replicas=args.replicas)
         except BaseException:
             stack.stop()  # nothing half-started is left behind, and no stale stack.json
             raise
@@ -63,7 +64,7 @@ def up(args, root: Path) -> int:
     )
     err.print(f"control room: {state.console_url} (sign in with a token of {root / 'stack.json'})")
     for name, port in state.http_ports.items():
-        err.print(f"  {name:7s} http://127.0.0.1:{port}/metrics")
+        err.print(f"  {name:9s} http://127.0.0.1:{port}/metrics")
     return 0
 
 
@@ -88,11 +89,16 @@ def status(args, root: Path) -> int:
         "redis": state.redis_url,
         "services": {},
     }
+    # Every process by name (replicas as detect-1, detect-2, ...), with its pid, readiness and partitions.
     for name, port in state.http_ports.items():
+        entry = {"pid": state.pids.get(name)}
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                report["services"][name] = json.load(r)
+                entry.update(json.load(r))
+        except urllib.error.HTTPError as exc:
+            entry.update(json.load(exc))
         except OSError as exc:
-            report["services"][name] = {"ready": False, "error": str(exc)}
+            entry.update({"ready": False, "error": str(exc)})
+        report["services"][name] = entry
     print(json.dumps(report, indent=2))  # noqa: T201 - the command's output
     return 0 if all(s.get("ready") for s in report["services"].values()) else 1

@@ -83,12 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--root", type=Path, default=Path("var/demo"), help="logs and state of this run")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds to stream when a source is live (a URL)")
     demo.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for the pipeline to finish")
+    demo.add_argument(
+        "--replicas",
+        type=int,
+        default=min(os.cpu_count() or 1, 3),
+        help="processes of detect and of embed (default: this machine's cores, at most the 3 partitions)",
+    )
 
     stack = commands.add_parser("stack", help="the local stack in the background (make up / make down)")
     stack_commands = stack.add_subparsers(dest="stack_command", required=True)
     up = stack_commands.add_parser("up", help="start broker, Redis and the services; return when healthy")
     up.add_argument("--video", help="a camera for ingest: video file or stream URL (comma-separated for more)")
     up.add_argument("--deployment", help="the deployment the --video cameras stream for")
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=min(os.cpu_count() or 1, 3),
+        help="processes of detect and of embed (default: this machine's cores, at most the 3 partitions)",
+    )
     stack_commands.add_parser("down", help="stop what `lfr stack up` started")
     stack_commands.add_parser("status", help="print the running stack's addresses and health")
 

@@ -27,6 +27,20 @@ from lfr_platform.auth import ROLES
 log = logging.getLogger(__name__)
 
 SERVICES = ("detect", "embed", "match", "alert", "console", "ingest")
+# Stages that run as several processes on the local stack (one consumer group, partitions shared).
+# match and alert serve a gRPC API on a fixed port and match holds the embedded index: one each here.
+SCALABLE = ("detect", "embed")
+
+
+def replica_names(service: str, replicas: int) -> list[str]:
+    """`detect` for one replica; `detect-1`, `detect-2`, ... for several."""
+    return [service] if replicas <= 1 else [f"{service}-{i}" for i in range(1, replicas + 1)]
+
+
+def service_of(name: str) -> str:
+    """The service a process name runs: `detect-2` -> `detect`."""
+    base, _, number = name.rpartition("-")
+    return base if base in SERVICES and number.isdigit() else name
 
 
 class StackError(RuntimeError):
@@ -179,7 +193,16 @@ class Stack:
         cameras: list[dict] | None = None,
         van_id: str = "van-1",
         timeout_s: float = 120,
+        replicas: int = 1,
     ) -> StackState:
+        """Start the services; the SCALABLE ones as `replicas` processes each. Refused when that is more
+        than the topics' partitions: a replica beyond them would sit idle."""
+        partitions = int(self.extra_env.get("LFR_TOPIC_PARTITIONS", os.environ.get("LFR_TOPIC_PARTITIONS", "3")))
+        if replicas < 1 or replicas > partitions:
+            raise StackError(
+                f"{replicas} replicas per stage, but the topics have {partitions} partitions: a replica without a "
+                "partition would sit idle (set LFR_TOPIC_PARTITIONS, or fewer replicas)"
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         kafka, redis_url = self.external_kafka, self.external_redis
         if not kafka:
@@ -203,18 +226,22 @@ class Stack:
             pids={name: process.pid for name, process in self.processes.items()},  # broker, Redis
         )
         self.state.save()
-        for name in services:
-            self.start_service(name, cameras=cameras, van_id=van_id)
-        self.wait_ready(services, timeout_s)
+        names = []
+        for service in services:
+            for name in replica_names(service, replicas if service in SCALABLE else 1):
+                self.start_service(name, cameras=cameras, van_id=van_id)
+                names.append(name)
+        self.wait_ready(tuple(names), timeout_s)
         return self.state
 
     def start_service(self, name: str, *, cameras: list[dict] | None = None, van_id: str = "van-1") -> None:
+        """Start one process: a service (`detect`) or one replica of it (`detect-2`)."""
         assert self.state is not None
         port = free_port()
         env = self._env(name, port, cameras or [], van_id)
         log_file = open(self.log_dir / f"{name}.log", "ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", f"lfr_{name}"],
+            [sys.executable, "-m", f"lfr_{service_of(name)}"],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -261,8 +288,14 @@ class Stack:
             state_file.unlink()
 
     # --- helpers ---------------------------------------------------------------------------
+    def replicas(self, service: str) -> list[str]:
+        """The running processes of a service."""
+        assert self.state is not None
+        return sorted(n for n in self.state.pids if service_of(n) == service)
+
     def _env(self, name: str, port: int, cameras: list[dict], van_id: str) -> dict[str, str]:
         assert self.state is not None
+        name = service_of(name)
         svc = f"LFR_{name.upper()}_"
         env = dict(os.environ)  # a user's own LFR_* settings apply; the stack's wiring below wins
         if not self.external_kafka:

@@ -25,10 +25,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 PROBE, ENROL = "probe", "enrol"
 
 
+# Bumped when what an analysis holds changes, so that a cache of the old shape is not read.
+_CACHE_FORMAT = 2  # 2: probes carry their shot quality
+
+
 @dataclass(frozen=True)
 class Analysed:
     status: str  # "ok" or why no vector: no_face, too_small, too_blurred, undecodable, ...
     vector: np.ndarray | None
+    # A probe's shot quality (lfr_faces.quality.shot_quality), as detect rates a track's shots.
+    quality: float | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Models:
         from lfr_detect.settings import DetectSettings
         from lfr_match.settings import MatchSettings
 
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(str(_CACHE_FORMAT).encode())
         for path in (self.detector_path, self.embedder_path):
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         # Policies change which faces get a vector: they are part of the key.
@@ -78,13 +84,14 @@ class Cache:
             for line in self.path.read_text().splitlines():
                 row = json.loads(line)
                 vector = np.frombuffer(base64.b64decode(row["vector"]), "<f4") if row["vector"] else None
-                self.entries[row["key"]] = Analysed(row["status"], vector)
+                self.entries[row["key"]] = Analysed(row["status"], vector, row.get("quality"))
 
     def add(self, key: str, result: Analysed) -> None:
         self.entries[key] = result
         vector = base64.b64encode(result.vector.astype("<f4").tobytes()).decode() if result.vector is not None else ""
         with self.path.open("a") as f:
-            f.write(json.dumps({"key": key, "status": result.status, "vector": vector}) + "\n")
+            row = {"key": key, "status": result.status, "vector": vector, "quality": result.quality}
+            f.write(json.dumps(row) + "\n")
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -120,6 +127,7 @@ def _init_worker(models: Models) -> None:
 def analyse_probe(data: bytes) -> Analysed:
     from lfr_faces import images
     from lfr_faces.crops import embed_crops, find_faces
+    from lfr_faces.quality import shot_quality
 
     try:
         image = images.decode(data, max_bytes=64 * 1024 * 1024, max_pixels=100_000_000)
@@ -131,7 +139,8 @@ def analyse_probe(data: bytes) -> Analysed:
     # The subject of a dataset photo is the face nearest its centre (others are background).
     cy, cx = image.shape[0] / 2, image.shape[1] / 2
     face = min(accepted, key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2 + (f.box[1] + f.box[3] / 2 - cy) ** 2)
-    return Analysed("ok", embed_crops(_worker["embedder"], [(face.jpeg, face.landmarks)])[0])
+    vector = embed_crops(_worker["embedder"], [(face.jpeg, face.landmarks)])[0]
+    return Analysed("ok", vector, shot_quality(face.quality, face.score))
 
 
 def analyse_enrol(data: bytes) -> Analysed:
@@ -143,14 +152,15 @@ def analyse_enrol(data: bytes) -> Analysed:
         return Analysed(exc.reason, None)
 
 
-def _task(item: tuple[str, str, str]) -> tuple[str, str, bytes | None]:
+def _task(item: tuple[str, str, str]) -> tuple[str, str, bytes | None, float | None]:
     key, kind, path = item
     try:
         data = Path(path).read_bytes()
     except OSError:
-        return key, "unreadable_file", None
+        return key, "unreadable_file", None, None
     result = analyse_probe(data) if kind == PROBE else analyse_enrol(data)
-    return key, result.status, result.vector.astype("<f4").tobytes() if result.vector is not None else None
+    vector = result.vector.astype("<f4").tobytes() if result.vector is not None else None
+    return key, result.status, vector, result.quality
 
 
 def file_key(path: Path, kind: str) -> str:
@@ -172,7 +182,7 @@ def analyse_all(
         with Progress(TextColumn("analysing images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
             task = bar.add_task("analyse", total=len(todo))
             with context.Pool(processes, initializer=_init_worker, initargs=(models,)) as pool:
-                for key, status, vector in pool.imap_unordered(_task, todo, chunksize=8):
-                    cache.add(key, Analysed(status, np.frombuffer(vector, "<f4") if vector else None))
+                for key, status, vector, quality in pool.imap_unordered(_task, todo, chunksize=8):
+                    cache.add(key, Analysed(status, np.frombuffer(vector, "<f4") if vector else None, quality))
                     bar.advance(task)
     return {item: cache.entries[key] for item, key in keys.items()}

@@ -64,9 +64,21 @@ def add_parser(commands) -> None:
         help="write the recommendation as the model's calibration (default threshold and floor)",
     )
     p.add_argument("--models-dir", type=Path, default=None, help="default: LFR_MODELS_DIR or models/")
+    p.add_argument(
+        "--multi-shot",
+        type=int,
+        default=0,
+        metavar="K",
+        help="compare single shots with templates fused from K shots of a person (what match decides a "
+        "track on), each with its own recommended threshold; writes multishot-K.json/.md",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.multi_shot:
+        from lfr_eval.multishot import main as multishot
+
+        return multishot(args)
     from lfr_eval.harness import main
 
     return main(args)

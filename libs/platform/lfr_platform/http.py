@@ -18,6 +18,8 @@ class Health:
     def __init__(self, *checks: str) -> None:
         self._checks: dict[str, bool] = dict.fromkeys(checks, False)
         self._detail: dict[str, str] = {}
+        # Facts worth showing beside readiness (e.g. the partitions a stage consumes).
+        self.info: dict[str, object] = {}
 
     def set(self, check: str, ok: bool, detail: str = "") -> None:
         if self._checks.get(check) != ok:
@@ -38,6 +40,7 @@ class Health:
         return {
             "ready": self.ready,
             "checks": {k: {"ok": v, "detail": self._detail.get(k, "")} for k, v in self._checks.items()},
+            **self.info,
         }
 
 

@@ -138,6 +138,7 @@ class StageRunner(Generic[M]):
             return
         self._lag_at = time.monotonic()
         assigned = self._consumer.assignment()
+        self.health.info["partitions"] = sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)
         for tp in self._lag_reported - assigned:
             metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
         reported = set()

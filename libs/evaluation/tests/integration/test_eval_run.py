@@ -124,3 +124,21 @@ def test_bad_input_is_counted_and_reported_never_dropped_or_fatal(tmp_path, data
     assert "warning" in groups["fpir"]["strangers.sex"]["F"]  # 3 probes: an interval, not a bare rate
     assert groups["tpir"]["mated.sex"]["M"]["n"] == 7
     assert report["watchlist"]["failures_to_enrol"]["subjects"]["groups"]["mated.sex"]["M"]["n"] == 3
+
+
+def test_a_small_multi_shot_run_compares_single_shots_with_fused_templates(tmp_path, data_dir, models_dir):
+    out = tmp_path / "out"
+    args = [
+        "eval", "--dataset", str(data_dir / "lfw"), "--out", str(out), "--multi-shot", "3",
+        "--max-subjects", "20", "--max-nonmated", "20", "--filler", "60", "--thresholds", "0.30:0.80:0.05",
+        "--cache", str(tmp_path / "cache"), "--models-dir", str(models_dir),
+    ]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((out / "multishot-3.json").read_text())
+    assert report["k"] == 3 and report["people"] == {"mated": 20, "non_mated": 20}
+    mated = {m: report["views"][m]["thresholds"][0]["tpir"]["n"] for m in ("single", "mean", "best")}
+    assert mated == {"single": 60, "mean": 20, "best": 20}  # K single searches per person, one fused
+    at = report["at_calibrated_threshold"]
+    assert at["mean"]["tpir"]["rate"] >= at["single"]["tpir"]["rate"]  # fusing 3 shots helps
+    assert "| mean |" in (out / "multishot-3.md").read_text()
+    assert main(["eval", "--dataset", str(data_dir / "lfw"), "--out", str(out), "--multi-shot", "1"]) == 2
