@@ -6,6 +6,7 @@ import time
 
 from lfr.v1 import common_pb2, matches_pb2
 from lfr_contracts import camera_key
+from lfr_platform import sealing
 
 
 def match_record(
@@ -17,8 +18,11 @@ def match_record(
     captured_at: float | None = None,
     entry_id: str = "entry-1",
     track_id: str = "",
+    *,
+    key: bytes | None = None,
 ) -> tuple[bytes, bytes]:
-    """(key, value) of a MatchFound as match publishes it; its probe crop is b"crop-<sequence>"."""
+    """(key, value) of a MatchFound as match publishes it, signed with the deployment's data key `key`
+    (unsigned without: alert refuses it); its probe crop is b"crop-<sequence>"."""
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id=camera_id)
     message = matches_pb2.MatchFound(
         match_id=f"{deployment_id}/van-1/{camera_id}/{sequence}/0",
@@ -35,4 +39,6 @@ def match_record(
         shots=1,
     )
     message.captured_at.FromNanoseconds(int((captured_at or time.time()) * 1e9))
+    if key is not None:
+        sealing.sign_message(key, message, "match")
     return camera_key(camera), message.SerializeToString()

@@ -54,6 +54,12 @@ class AlertHandler:
             return deployment
         if not match.match_id or not match.subject_id:
             return Rejected("invalid_match", "match_id and subject_id are required")
+        # Only match can sign with the deployment's key: a record produced onto the topic by anyone
+        # else, or replayed from another deployment, raises no alert.
+        if not sealing.verify_message(deployment.data_key, match, "match"):
+            return Rejected("unauthenticated_match", "the match is not signed with its deployment's key")
+        if not await self.registry.enrolled(match.camera.deployment_id, match.subject_id):
+            return Rejected("subject_not_enrolled", f"{match.subject_id!r} is not on the deployment's watchlist")
         now = time.time()
         deployment_id = match.camera.deployment_id
         sealed = sealing.seal(deployment.data_key, match.probe_crop, deployment_id)
@@ -72,11 +78,18 @@ class Sweep:
     oldest (what the 'alert left unadjudicated' rule watches); starts the per-camera counters of the
     cameras open deployments cover at 0."""
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys, store: RedisAlertStore, interval_s: float) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: RedisKeys,
+        registry: DeploymentRegistry,
+        store: RedisAlertStore,
+        interval_s: float,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.store = store
-        self.registry = DeploymentRegistry(client, keys)
+        self.registry = registry
         self.interval_s = interval_s
         self._reported: set[tuple[str, str]] = set()
         self.series = metrics.CameraSeries(
@@ -160,7 +173,7 @@ def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredi
     keys = RedisKeys(platform.redis_prefix)
     outbox = Outbox(redis, keys.outbox())
     store = RedisAlertStore(redis, keys, outbox, platform.operational_retention_s)
-    registry = DeploymentRegistry(redis, keys)
+    registry = DeploymentRegistry(redis, keys, platform.key_wrap())
     audit = AuditLog(outbox, platform.topic_prefix)
     health = Health("kafka", "topics", "grpc")
     server = GrpcServer(
@@ -180,7 +193,7 @@ def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredi
     )
     server.add(service, alerts_pb2_grpc.add_AlertServiceServicer_to_server, SERVICE_NAME)
     metrics.FALSE_ALERT_LIMIT.set(1.0 / settings.false_alert_limit_one_in)
-    control = ControlRoom(platform, server, outbox, Sweep(redis, keys, store, settings.sweep_interval_s))
+    control = ControlRoom(platform, server, outbox, Sweep(redis, keys, registry, store, settings.sweep_interval_s))
     runner = StageRunner("alert", AlertHandler(store, registry, settings), platform, health)
     return AlertShell(
         name="alert",

@@ -87,6 +87,7 @@ class MatchHandler:
                 continue
             crop = sealing.unseal(deployment.data_key, face.crop, deployment_id)
             match = wire.match_found(message, face, decision, deployment.threshold, crop, fused)
+            sealing.sign_message(deployment.data_key, match, "match")
             outputs.append(Output(MATCHES_FOUND, camera_key(message.camera), match))
         metrics.MATCHES.labels(**labels).inc(len(outputs))
         captured = message.captured_at.ToNanoseconds() / 1e9

@@ -28,9 +28,9 @@ async def alert(platform):
         yield shell
 
 
-async def _raise(platform, deployment_id, subject="S1", camera="cam-1", sequence=1):
+async def _raise(platform, deployment_id, key, subject="S1", camera="cam-1", sequence=1):
     """Produce a match and return the alert it raised (revision 1)."""
-    await produce(platform, MATCHES_FOUND, [match_record(deployment_id, camera, subject, sequence, 0.8)])
+    await produce(platform, MATCHES_FOUND, [match_record(deployment_id, camera, subject, sequence, 0.8, key=key)])
     raised = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
     return [a for a in raised if a.subject_id == subject][-1]
 
@@ -49,8 +49,8 @@ async def _stats(platform, deployment_id) -> dict[str, int]:
 
 
 async def test_an_alert_goes_through_every_step_and_each_is_published_audited_and_counted(platform, alert):
-    deployment_id, _ = await seed_deployment(platform)
-    raised = await _raise(platform, deployment_id)
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
     officer = _api(alert)
     adjudicated = await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1234 Example")
     assert adjudicated.changed and adjudicated.alert.state == pb.ALERT_STATE_ADJUDICATED
@@ -94,8 +94,8 @@ async def test_an_alert_goes_through_every_step_and_each_is_published_audited_an
 
 
 async def test_a_repeat_is_a_no_op_and_a_conflict_needs_a_supervisor_with_a_reason(platform, alert):
-    deployment_id, _ = await seed_deployment(platform)
-    raised = await _raise(platform, deployment_id)
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
     officer, supervisor = _api(alert), _api(alert, SUPERVISOR_TOKEN)
     first = await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
     again = await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 2")
@@ -160,8 +160,8 @@ async def test_a_repeat_is_a_no_op_and_a_conflict_needs_a_supervisor_with_a_reas
     ],
 )
 async def test_steps_out_of_order_or_invalid_are_refused_with_the_reason(platform, alert, steps, code, message):
-    deployment_id, _ = await seed_deployment(platform)
-    raised = await _raise(platform, deployment_id)
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
     officer = _api(alert)
     *allowed, last = steps
     for method, value in allowed:
@@ -174,8 +174,8 @@ async def test_steps_out_of_order_or_invalid_are_refused_with_the_reason(platfor
 
 
 async def test_bad_callers_and_unknown_alerts_are_refused_and_audited(platform, alert, tmp_path):
-    deployment_id, _ = await seed_deployment(platform)
-    raised = await _raise(platform, deployment_id)
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
     cases = [
         (_api(alert, VIEWER_TOKEN), raised.alert_id, "PC 1", grpc.StatusCode.PERMISSION_DENIED),
         (_api(alert, "not-a-token-of-anyone-at-all"), raised.alert_id, "PC 1", grpc.StatusCode.UNAUTHENTICATED),
@@ -198,14 +198,14 @@ async def test_bad_callers_and_unknown_alerts_are_refused_and_audited(platform, 
 
 async def test_a_token_sees_only_its_deployments_and_the_token_file_is_reread(platform, tmp_path, eventually):
     mine, _ = await seed_deployment(platform)
-    theirs, _ = await seed_deployment(platform)
+    theirs, their_key = await seed_deployment(platform)
     tokens = tmp_path / "tokens.json"
     scoped = "scoped-officer-token-0123456789"
     grant = {"token": scoped, "identity": "officer-of-mine", "role": "officer", "deployments": [mine]}
     tokens.write_text(json.dumps([grant]))
     shell = build(platform.model_copy(update={"auth_tokens_file": tokens}), AlertSettings(http_port=0, grpc_port=0))
     async with running(shell):
-        theirs_alert = await _raise(platform, theirs, subject="S9")
+        theirs_alert = await _raise(platform, theirs, their_key, subject="S9")
         api = _api(shell, scoped)
         with pytest.raises(grpc.RpcError) as refused:
             await api("adjudicate", theirs_alert.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
@@ -231,7 +231,7 @@ async def test_images_are_served_while_the_deployment_lives_and_gone_after_close
     keys = RedisKeys(platform.redis_prefix)
     client = aioredis.from_url(platform.redis_url)
     await client.set(keys.reference_image(deployment_id, "entry-1"), sealing.seal(key, b"reference", deployment_id))
-    raised = await _raise(platform, deployment_id)
+    raised = await _raise(platform, deployment_id, key)
     assert raised.entry_id == "entry-1"
     images = await _api(alert)("images", raised.alert_id)
     assert (images.probe_jpeg, images.reference_jpeg) == (b"crop-1", b"reference")
@@ -249,8 +249,8 @@ async def test_images_are_served_while_the_deployment_lives_and_gone_after_close
 
 
 async def test_a_decision_made_while_the_broker_is_away_reaches_it_later(platform, alert, eventually):
-    deployment_id, _ = await seed_deployment(platform)
-    raised = await _raise(platform, deployment_id)
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
     outbox = alert.control.outbox
     producer, outbox.producer = outbox.producer, None  # as if the broker could not be reached
     try:
@@ -270,8 +270,8 @@ async def _pending_is(outbox, n):
 async def test_alerts_waiting_for_a_decision_are_counted_per_van(platform, alert, eventually):
     from prometheus_client import REGISTRY
 
-    deployment_id, _ = await seed_deployment(platform)
-    raised = await _raise(platform, deployment_id)
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
 
     def waiting():
         value = REGISTRY.get_sample_value(

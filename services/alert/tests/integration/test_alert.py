@@ -18,14 +18,14 @@ _match = match_record
 
 
 async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platform):
-    deployment_id, _ = await seed_deployment(platform)
+    deployment_id, key = await seed_deployment(platform)
     records = [
-        _match(deployment_id, "cam-1", "S1", 1, 0.71),
-        _match(deployment_id, "cam-1", "S1", 2, 0.83),
-        _match(deployment_id, "cam-1", "S1", 2, 0.83),  # the same match delivered twice
-        _match(deployment_id, "cam-1", "S1", 3, 0.75),
-        _match(deployment_id, "cam-2", "S1", 4, 0.70),  # another camera: another alert
-        _match(deployment_id, "cam-1", "S2", 5, 0.90),  # another person: another alert
+        _match(deployment_id, "cam-1", "S1", 1, 0.71, key=key),
+        _match(deployment_id, "cam-1", "S1", 2, 0.83, key=key),
+        _match(deployment_id, "cam-1", "S1", 2, 0.83, key=key),  # the same match delivered twice
+        _match(deployment_id, "cam-1", "S1", 3, 0.75, key=key),
+        _match(deployment_id, "cam-2", "S1", 4, 0.70, key=key),  # another camera: another alert
+        _match(deployment_id, "cam-1", "S2", 5, 0.90, key=key),  # another person: another alert
     ]
     await produce(platform, MATCHES_FOUND, records)
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
@@ -43,22 +43,25 @@ async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platfor
 
 
 async def test_a_match_after_the_window_raises_a_new_alert(platform):
-    deployment_id, _ = await seed_deployment(platform)
+    deployment_id, key = await seed_deployment(platform)
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0, window_s=1.0))):
-        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 1, 0.8)])
+        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 1, 0.8, key=key)])
         first = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
         await asyncio.sleep(1.5)
-        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 2, 0.8)])
+        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 2, 0.8, key=key)])
         both = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=2))
     assert first[0].revision == 1 and both[1].revision == 1 and both[1].alert_id != first[0].alert_id
 
 
 async def test_matches_of_unknown_deployments_and_without_subject_are_dead_lettered(platform):
-    deployment_id, _ = await seed_deployment(platform)
+    deployment_id, key = await seed_deployment(platform)
     await produce(
         platform,
         MATCHES_FOUND,
-        [_match("dep-unknown-one", "cam-1", "S1", 1, 0.8), _match(deployment_id, "cam-1", "", 2, 0.8)],
+        [
+            _match("dep-unknown-one", "cam-1", "S1", 1, 0.8, key=key),
+            _match(deployment_id, "cam-1", "", 2, 0.8, key=key),
+        ],
     )
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
         letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=2))
@@ -66,11 +69,11 @@ async def test_matches_of_unknown_deployments_and_without_subject_are_dead_lette
 
 
 async def test_one_alert_per_pass_later_shots_of_the_pass_fold_in(platform):
-    deployment_id, _ = await seed_deployment(platform)
+    deployment_id, key = await seed_deployment(platform)
     records = [
-        match_record(deployment_id, "cam-1", "S1", 1, 0.71, track_id="d:1"),
-        match_record(deployment_id, "cam-1", "S1", 2, 0.80, track_id="d:1"),  # the same pass, a better shot
-        match_record(deployment_id, "cam-1", "S1", 9, 0.75, track_id="d:2"),  # the same person, another pass
+        match_record(deployment_id, "cam-1", "S1", 1, 0.71, track_id="d:1", key=key),
+        match_record(deployment_id, "cam-1", "S1", 2, 0.80, track_id="d:1", key=key),  # the same pass, a better shot
+        match_record(deployment_id, "cam-1", "S1", 9, 0.75, track_id="d:2", key=key),  # the same person, another pass
     ]
     await produce(platform, MATCHES_FOUND, records)
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
@@ -83,3 +86,20 @@ async def test_one_alert_per_pass_later_shots_of_the_pass_fold_in(platform):
     assert (
         [a.revision for a in first] == [1, 2] and first[-1].match_count == 2 and first[-1].score == pytest.approx(0.8)
     )
+
+
+async def test_forged_replayed_and_unknown_subject_matches_raise_no_alert(platform):
+    deployment_id, key = await seed_deployment(platform)
+    other_id, other_key = await seed_deployment(platform)
+    forged = [
+        _match(deployment_id, "cam-1", "S1", 1, 0.99),  # produced by someone without the key
+        _match(deployment_id, "cam-1", "S1", 2, 0.99, key=other_key),  # another deployment's match, replayed
+        _match(deployment_id, "cam-1", "NOT-ENROLLED", 3, 0.99, key=key),  # authentic, not on the watchlist
+        _match(deployment_id, "cam-1", "S1", 4, 0.99, key=key),  # the only genuine one
+    ]
+    await produce(platform, MATCHES_FOUND, forged)
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
+        letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=3))
+        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1, settle_s=1.0))
+    assert [d.reason for d in letters] == ["unauthenticated_match", "unauthenticated_match", "subject_not_enrolled"]
+    assert [(a.subject_id, a.match_count) for a in alerts] == [("S1", 1)] and other_id != deployment_id

@@ -29,7 +29,7 @@ from lfr_testing.deployments import (
 from lfr_testing.kafka import produce
 from lfr_testing.media import lfw
 from lfr_testing.messages import match_record
-from lfr_testing.services import running
+from lfr_testing.services import deployment_key, running
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,10 @@ async def _alert(platform, stack, data_dir):
         image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
     )
     [enrolled] = await api.enrol(deployment.deployment_id, [image])
-    key, value = match_record(deployment.deployment_id, "cam-1", "S-1", 1, 0.9, entry_id=enrolled.entry_id)
+    data_key = await deployment_key(platform, deployment.deployment_id)
+    key, value = match_record(
+        deployment.deployment_id, "cam-1", "S-1", 1, 0.9, entry_id=enrolled.entry_id, key=data_key
+    )
     await produce(platform, MATCHES_FOUND, [(key, value)])
     return deployment.deployment_id, api
 
