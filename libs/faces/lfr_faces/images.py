@@ -40,8 +40,16 @@ def probe(data: bytes) -> tuple[str, int, int]:
             raise ImageRejected("not_an_image", "not a recognisable image file") from exc
 
 
-def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """BGR pixels of an encoded image (EXIF orientation applied), or ImageRejected."""
+# libjpeg decodes straight to 1/2, 1/4 or 1/8 of the size: a big photo never exists at full size.
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def decode(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int = 0) -> np.ndarray:
+    """BGR pixels of an encoded image (EXIF orientation applied), or ImageRejected.
+
+    With `max_side`, an image larger than that is reduced while it is decoded (JPEG: by libjpeg, to
+    the largest power-of-two reduction whose longer side stays at or above `max_side`; others: after
+    decoding), so that its memory is bounded by the reduced size."""
     if len(data) > max_bytes:
         raise ImageRejected("too_large", f"{len(data)} bytes; at most {max_bytes} accepted")
     fmt, width, height = probe(data)
@@ -50,9 +58,18 @@ def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
     if fmt == "JPEG" and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
         # libjpeg decodes a truncated file and fills the rest with grey: refuse it instead.
         raise ImageRejected("undecodable", "truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    flag = cv2.IMREAD_COLOR
+    if max_side and fmt == "JPEG":
+        flag = next((f for factor, f in _REDUCED if max(width, height) // factor >= max_side), flag)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None:
         raise ImageRejected("undecodable", f"{fmt} data could not be decoded")
+    longest = max(image.shape[:2])
+    if max_side and longest > 2 * max_side:
+        scale = max_side / longest
+        image = cv2.resize(
+            image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
     return image
 
 

@@ -50,3 +50,18 @@ def test_oversized_files_are_refused_by_size():
     with pytest.raises(images.ImageRejected) as exc:
         images.decode(_jpeg(), max_bytes=100, max_pixels=10**6)
     assert exc.value.reason == "too_large"
+
+
+def test_a_large_jpeg_is_reduced_while_decoded_and_small_ones_are_left_as_they_are():
+    large = _jpeg(7000, 5000)
+    reduced = images.decode(large, max_bytes=10**8, max_pixels=5 * 10**7, max_side=2000)
+    # libjpeg's largest reduction (1/2, 1/4, 1/8) that keeps the longer side at 2000 px or more: 1/2.
+    assert reduced.shape == (2500, 3500, 3)
+    assert images.decode(large, max_bytes=10**8, max_pixels=5 * 10**7).shape == (5000, 7000, 3)
+    assert images.decode(_jpeg(640, 480), max_bytes=10**6, max_pixels=10**6, max_side=2000).shape == (480, 640, 3)
+
+
+def test_a_large_png_is_reduced_after_decoding():
+    buffer = io.BytesIO()
+    Image.new("RGB", (5000, 1000), (90, 120, 150)).save(buffer, "PNG")
+    assert images.decode(buffer.getvalue(), max_bytes=10**8, max_pixels=10**7, max_side=1000).shape == (200, 1000, 3)

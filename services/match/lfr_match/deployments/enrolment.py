@@ -38,6 +38,9 @@ class EnrolmentPolicy:
     min_sharpness: float
     max_yaw: float
     min_score: float
+    # Photos larger than this (longer side, px) are reduced while decoded: memory stays bounded, and a
+    # face of a custody photo keeps far more than the pixels the model uses (112).
+    decode_max_side: int = 2000
 
 
 # The reference thumbnail an officer compares the live face with: the aligned face the model saw.
@@ -62,7 +65,7 @@ class Enroller:
         """The vector of the one face in `data`, or EnrolRejected with the reason."""
         p = self.policy
         try:
-            image = images.decode(data, max_bytes=p.max_bytes, max_pixels=p.max_pixels)
+            image = images.decode(data, max_bytes=p.max_bytes, max_pixels=p.max_pixels, max_side=p.decode_max_side)
         except images.ImageRejected as exc:
             raise EnrolRejected(exc.reason, exc.detail) from exc
         faces = self.detector.detect(image, p.min_score)

@@ -15,6 +15,18 @@ import time
 from dataclasses import dataclass, field
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Free-text fields go into Redis, every audit event (kept forever) and the published report: each
+# has a length limit, and only printable characters (no control characters, no line breaks).
+TEXT_LIMITS = {
+    "name": 200,
+    "purpose": 1000,
+    "authorising_officer": 200,
+    "location": 500,
+    "threshold_override_reason": 1000,
+}
+MAX_CAMERAS = 256
+# A deployment may be planned this far ahead at most.
+MAX_LEAD_DAYS = 90
 _SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 
 
@@ -83,11 +95,24 @@ def validate_new(
     policy: ThresholdPolicy,
     default_size_limit: int,
     max_size_limit: int,
+    max_duration_h: float = 24.0,
     now: float | None = None,
 ) -> NewDeployment:
     now = time.time() if now is None else now
-    for label, value in (("name", name), ("purpose", purpose), ("authorising_officer", authorising_officer)):
-        if not value.strip():
+    texts = {
+        "name": name,
+        "purpose": purpose,
+        "authorising_officer": authorising_officer,
+        "location": location,
+        "threshold_override_reason": threshold_override_reason,
+    }
+    for label, value in texts.items():
+        if len(value) > TEXT_LIMITS[label]:
+            raise InvalidRequest(f"{label} is {len(value)} characters long; at most {TEXT_LIMITS[label]}")
+        if not value.isprintable():
+            raise InvalidRequest(f"{label} holds control characters or line breaks: printable text only")
+    for label in ("name", "purpose", "authorising_officer"):
+        if not texts[label].strip():
             raise InvalidRequest(f"{label} is required")
     start = planned_start if planned_start else now
     if not planned_end:
@@ -96,6 +121,16 @@ def validate_new(
         raise InvalidRequest("planned_end must be after planned_start")
     if planned_end <= now:
         raise InvalidRequest("planned_end is in the past")
+    hours = (planned_end - start) / 3600
+    if hours > max_duration_h:
+        raise InvalidRequest(
+            f"planned_end is {hours:,.1f} hours after planned_start; a deployment lasts at most {max_duration_h:g} "
+            "hours (LFR_MATCH_MAX_DURATION_H): plan a new deployment for the next period"
+        )
+    if start > now + MAX_LEAD_DAYS * 86400:
+        raise InvalidRequest(f"planned_start is more than {MAX_LEAD_DAYS} days ahead")
+    if len(cameras) > MAX_CAMERAS:
+        raise InvalidRequest(f"cameras lists {len(cameras)} cameras; at most {MAX_CAMERAS}")
     coverage = []
     for van_id, camera_id in cameras:
         if not _ID.match(van_id) or not _ID.match(camera_id):

@@ -124,3 +124,25 @@ async def test_a_stream_cut_midway_keeps_what_was_acknowledged(match, data_dir):
         deployment.deployment_id, [_item("b.jpg", lfw(data_dir, "Ariel_Sharon").read_bytes(), "Ariel_Sharon")]
     )
     assert _reason(more[0]) == "enrolled"
+
+
+async def test_concurrent_enrolments_of_very_large_photos_are_reduced_while_decoded_and_enrolled(match, data_dir):
+    """Three 7000x7000 custody-style photos (under the 50 Mpixel limit) enrolled at once: each is
+    decoded at a reduced size (docs/deployments.md), at most LFR_MATCH_ENROL_MAX_CONCURRENT at a time,
+    and each is enrolled. (`make bench` measures match's peak memory doing this.)"""
+    api = Api(match.control.port)
+    created = await api("create", create_request())
+
+    def huge(identity: str) -> bytes:
+        face = cv2.imread(str(lfw(data_dir, identity, 1)))
+        ok, data = cv2.imencode(".jpg", cv2.resize(face, (7000, 7000), interpolation=cv2.INTER_CUBIC))
+        assert ok
+        return data.tobytes()
+
+    people = ("Colin_Powell", "Ariel_Sharon", "George_W_Bush")
+    photos = await asyncio.gather(*(asyncio.to_thread(huge, p) for p in people))
+    items = [_item(p, photo, subject=p) for p, photo in zip(people, photos, strict=True)]
+    streams = [api.enrol(created.deployment_id, [item]) for item in items]
+    results = await asyncio.gather(*streams)
+    assert [_reason(r) for [r] in results] == ["enrolled"] * 3
+    assert (await api("get", created.deployment_id)).enrolled_subjects == 3

@@ -54,8 +54,20 @@ def test_a_threshold_at_or_above_the_floor_needs_none():
         ({"threshold": 1.2}, "between 0 and 1"),
         ({"cameras": [("van 1", "cam")]}, "van and camera ids"),
         ({"watchlist_size_limit": 300_000}, "above the maximum"),
+        ({"name": "x" * 1_000_000}, "name is 1000000 characters long; at most 200"),
+        ({"purpose": "wanted\npersons"}, "purpose holds control characters"),
+        ({"location": "\x00"}, "location holds control characters"),
+        ({"threshold_override_reason": "r" * 1001, "threshold": 0.5}, "threshold_override_reason is 1001"),
+        ({"planned_end": time.time() + 100_000 * 3600}, "at most 24 hours"),
+        ({"planned_start": time.time() + 100 * 86400, "planned_end": time.time() + 100 * 86400 + 60}, "90 days"),
+        ({"cameras": [("van-1", f"cam-{i}") for i in range(300)]}, "at most 256"),
     ],
 )
 def test_invalid_requests_say_what_to_change(overrides, message):
     with pytest.raises(InvalidRequest, match=message):
         _new(**overrides)
+
+
+def test_the_longest_deployment_is_a_setting():
+    now = time.time()
+    assert _new(planned_start=now, planned_end=now + 48 * 3600, max_duration_h=72).planned_end == now + 48 * 3600
