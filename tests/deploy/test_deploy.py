@@ -17,6 +17,7 @@ VALUES = [
     "redis.url=redis://redis:6379/0",
     "qdrant.url=http://qdrant:6333",
     "auth.existingSecret=lfr-tokens",
+    "keyEncryptionKey.existingSecret=lfr-kek",
 ]
 
 
@@ -63,11 +64,19 @@ def test_the_chart_lints_and_renders_valid_kubernetes_objects(helm, tmp_path):
     match_env = {
         e["name"]: e["value"] for e in deployments["lfr-match"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
+    # The key-encryption key: in every service that reads data keys, from its Secret, never in the console.
+    for name, deployment in deployments.items():
+        spec = deployment["spec"]["template"]["spec"]
+        env = {e["name"] for e in spec["containers"][0]["env"]}
+        secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+        assert ("lfr-kek" in secrets and "LFR_KEY_ENCRYPTION_KEY_FILE" in env) == (name != "lfr-console"), name
     assert match_env["LFR_MATCH_QDRANT_URL"] == "http://qdrant:6333"
     assert match_env["LFR_MATCH_COLLECTION_PREFIX"] == "lfr-"  # the release's name: releases never share
 
 
-@pytest.mark.parametrize("missing", ["kafka.bootstrapServers", "redis.url", "qdrant.url", "auth.existingSecret"])
+@pytest.mark.parametrize(
+    "missing", ["kafka.bootstrapServers", "redis.url", "qdrant.url", "auth.existingSecret", "keyEncryptionKey"]
+)
 def test_the_chart_refuses_to_render_without_what_it_needs(helm, missing):
     rendered = _render(helm, *[v for v in VALUES if not v.startswith(missing)])
     assert rendered.returncode != 0 and missing.split(".")[0] in rendered.stderr
@@ -77,7 +86,12 @@ def test_the_compose_file_is_valid_and_needs_a_token():
     import compose
 
     binary = Path(compose.__file__).parent / "docker-compose"
-    env = {**os.environ, "LFR_MANAGER_TOKEN": "a-token-for-the-check", "LFR_OFFICER_TOKEN": "another-token-1234"}
+    env = {
+        **os.environ,
+        "LFR_MANAGER_TOKEN": "a-token-for-the-check",
+        "LFR_OFFICER_TOKEN": "another-token-1234",
+        "LFR_REDIS_PASSWORD": "a-redis-password",
+    }
     ok = subprocess.run(
         [str(binary), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True, env=env
     )
@@ -116,3 +130,16 @@ def test_the_console_gets_an_ingress_on_request_and_replicas_need_a_shared_sessi
     assert validate.returncode == 0, validate.stdout + validate.stderr
     refused = _render(helm, *VALUES, "services.console.replicas=2")
     assert refused.returncode != 0 and "sessionKey.existingSecret" in refused.stderr
+
+
+def test_the_redis_url_with_its_password_can_come_from_a_secret(helm):
+    rendered = _render(helm, *[v for v in VALUES if not v.startswith("redis.url")], "redis.existingSecret=lfr-redis")
+    assert rendered.returncode == 0, rendered.stderr
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    [config] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "lfr-platform"]
+    assert "LFR_REDIS_URL" not in config["data"]
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        [url] = [
+            e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "LFR_REDIS_URL"
+        ]
+        assert url["valueFrom"]["secretKeyRef"] == {"name": "lfr-redis", "key": "url"}

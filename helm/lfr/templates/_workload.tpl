@@ -11,6 +11,8 @@ per-service files only name it: {{ include "lfr.workload" (dict "root" . "name" 
 {{- $api := hasKey $svc "grpcPort" -}}
 {{- /* ...and those that check the bearer tokens: the APIs, and the console's sign-in. */ -}}
 {{- $tokens := or $api (eq $name "console") -}}
+{{- /* ...and those that read deployments' data keys: every stage and the APIs, not the console. */ -}}
+{{- $kek := ne $name "console" -}}
 {{- if $svc.enabled }}
 apiVersion: apps/v1
 kind: Deployment
@@ -52,6 +54,17 @@ spec:
             {{- if $tokens }}
             - name: LFR_AUTH_TOKENS_FILE
               value: /etc/lfr/auth/{{ $root.Values.auth.key }}
+            {{- end }}
+            {{- if $kek }}
+            - name: LFR_KEY_ENCRYPTION_KEY_FILE
+              value: /etc/lfr/kek/{{ $root.Values.keyEncryptionKey.key }}
+            {{- end }}
+            {{- if $root.Values.redis.existingSecret }}
+            - name: LFR_REDIS_URL
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $root.Values.redis.existingSecret }}
+                  key: {{ $root.Values.redis.key }}
             {{- end }}
             {{- if eq $name "console" }}
             - name: LFR_CONSOLE_WEB_HOST
@@ -127,6 +140,11 @@ spec:
               mountPath: /etc/lfr/console
               readOnly: true
             {{- end }}
+            {{- if $kek }}
+            - name: kek
+              mountPath: /etc/lfr/kek
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir: {}
@@ -139,6 +157,12 @@ spec:
         - name: session-key
           secret:
             secretName: {{ $svc.sessionKey.existingSecret }}
+        {{- end }}
+        {{- if $kek }}
+        - name: kek
+          secret:
+            secretName: {{ required "keyEncryptionKey.existingSecret: the Secret with the key-encryption key (32 random bytes)" $root.Values.keyEncryptionKey.existingSecret }}
+            defaultMode: 0400
         {{- end }}
       {{- if and (eq $name "embed") $svc.gpu }}
       tolerations:

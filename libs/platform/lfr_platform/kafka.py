@@ -71,6 +71,8 @@ def new_consumer(settings: PlatformSettings, group_id: str | None, *topics: str,
         "max_partition_fetch_bytes": settings.kafka_max_message_bytes,
         "fetch_max_bytes": max(settings.kafka_max_message_bytes, 50 * 1024 * 1024),
     }
+    if group_id and settings.kafka_group_instance_id:
+        options["group_instance_id"] = settings.kafka_group_instance_id
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
 

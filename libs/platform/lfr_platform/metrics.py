@@ -103,6 +103,15 @@ CAPTURE_TO_MATCH_SECONDS = Histogram(
 )
 WATCHLIST_ENTRIES = Gauge("lfr_watchlist_entries", "Enrolled watchlist entries", ["deployment_id"])
 DEPLOYMENTS = Gauge("lfr_deployments", "Deployments known, by state", ["state"])
+STATE_LOST = Counter(
+    "lfr_state_lost_total",
+    "Times match found LFR's state gone from Redis (its epoch marker changed or vanished): deployments, "
+    "keys or tombstones may have been lost",
+)
+DEPLOYMENTS_LOST = Counter(
+    "lfr_deployments_lost_total",
+    "Watchlists found without their deployment's record (lost from Redis): audited, then deleted",
+)
 ENROLMENTS = Counter("lfr_enrolment_images_total", "Watchlist images by outcome", ["status", "reason"])
 
 # --- alert -------------------------------------------------------------------------------------

@@ -95,28 +95,41 @@ class Outbox:
         if self.producer is None:
             return 0
         async with self._lock:
-            await self._ensure_group()
-            sent = 0
             try:
-                # What this process claimed before and could not send, what a dead process claimed
-                # and never acknowledged, then what is new.
-                mine = await self.client.xreadgroup(_GROUP, self.consumer, {self.stream: "0"}, count=100)
-                sent += await self._send_all(mine[0][1] if mine else [])
-                claimed = await self.client.xautoclaim(
-                    self.stream, _GROUP, self.consumer, min_idle_time=int(self.reclaim_idle_s * 1000), count=100
-                )
-                sent += await self._send_all(claimed[1])
-                while True:
-                    fresh = await self.client.xreadgroup(_GROUP, self.consumer, {self.stream: ">"}, count=100)
-                    entries = fresh[0][1] if fresh else []
-                    if not entries:
-                        break
-                    sent += await self._send_all(entries)
-            except _StopDrain:
-                pass
-            if sent:
-                log.info("sent %d kept record(s)", sent)
-            return sent
+                return await self._drain()
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream and its group are gone (Redis lost its data, or was replaced): what was
+                # kept there is lost with it, and the janitor audits that loss; new records are kept
+                # in a new group, from the stream's start.
+                log.error("the outbox's consumer group was gone from Redis; created again")
+                self._group_ready = False
+                return await self._drain()
+
+    async def _drain(self) -> int:
+        await self._ensure_group()
+        sent = 0
+        try:
+            # What this process claimed before and could not send, what a dead process claimed
+            # and never acknowledged, then what is new.
+            mine = await self.client.xreadgroup(_GROUP, self.consumer, {self.stream: "0"}, count=100)
+            sent += await self._send_all(mine[0][1] if mine else [])
+            claimed = await self.client.xautoclaim(
+                self.stream, _GROUP, self.consumer, min_idle_time=int(self.reclaim_idle_s * 1000), count=100
+            )
+            sent += await self._send_all(claimed[1])
+            while True:
+                fresh = await self.client.xreadgroup(_GROUP, self.consumer, {self.stream: ">"}, count=100)
+                entries = fresh[0][1] if fresh else []
+                if not entries:
+                    break
+                sent += await self._send_all(entries)
+        except _StopDrain:
+            pass
+        if sent:
+            log.info("sent %d kept record(s)", sent)
+        return sent
 
     async def _send_all(self, entries) -> int:
         sent = 0

@@ -18,7 +18,9 @@ import redis.asyncio as aioredis
 DEPLOYMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 
 # Lifecycle states as stored; planned/active are derived from the clock while status is "open".
-OPEN, CLOSED, EXPIRED = "open", "closed", "expired"
+# "lost": match found a watchlist whose record Redis no longer held (Redis lost its data): the
+# deployment cannot be used any more (no key, no threshold), and that was audited, never silent.
+OPEN, CLOSED, EXPIRED, LOST = "open", "closed", "expired", "lost"
 
 TOMBSTONE_FIELDS = frozenset(
     {
@@ -46,6 +48,7 @@ TOMBSTONE_FIELDS = frozenset(
         "close_reason",
         "deletion",
         "started_at",
+        "lost_at",
     }
 )
 
@@ -118,6 +121,10 @@ class RedisKeys:
         """The deployment's alert ids by time raised."""
         return f"{self.prefix}:alerts:{deployment_id}"
 
+    def epoch(self) -> str:
+        """Written once when this Redis first holds LFR's state: its disappearance means Redis lost data."""
+        return f"{self.prefix}:epoch"
+
     def outbox(self) -> str:
         """Records kept for the broker (audit events, alert revisions): lfr_platform.outbox."""
         return f"{self.prefix}:outbox"
@@ -166,9 +173,14 @@ class DeploymentRegistry:
     Deliberately uncached: a closed deployment's key must stop being usable at once.
     """
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, key_wrap) -> None:
         self.client = client
         self.keys = keys
+        self.key_wrap = key_wrap  # lfr_platform.sealing.KeyWrap: data keys are stored wrapped
+
+    async def enrolled(self, deployment_id: str, subject_id: str) -> bool:
+        """Is the subject on the deployment's watchlist (while it lives)?"""
+        return bool(await self.client.sismember(self.keys.subjects(deployment_id), subject_id))
 
     async def lookup(self, deployment_id: str) -> DeploymentView | None:
         """None when the id was never a deployment (as opposed to one that was closed)."""
@@ -181,6 +193,8 @@ class DeploymentRegistry:
         if not raw:
             return None
         record = {_s(k): _s(v) for k, v in raw.items()}
+        if key is not None:
+            key = self.key_wrap.unwrap(key, deployment_id)
         cameras = frozenset((c["van_id"], c["camera_id"]) for c in json.loads(record.get("cameras") or "[]"))
         return DeploymentView(
             deployment_id=deployment_id,
@@ -224,6 +238,11 @@ async def admit(registry: DeploymentRegistry, camera):
     view = await registry.lookup(camera.deployment_id)
     if view is None:
         return Rejected("unknown_deployment", f"no deployment {camera.deployment_id!r}")
+    if view.state == LOST:
+        return Rejected(
+            "deployment_state_lost",
+            f"the state of {camera.deployment_id!r} was lost (Redis lost its data): nothing of it is processed",
+        )
     if view.state in (CLOSED, EXPIRED):
         return Skipped("deployment_closed")
     if not view.covers(camera.van_id, camera.camera_id):

@@ -2,17 +2,71 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import redis.exceptions
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lfr_platform.http import Health
 
 log = logging.getLogger(__name__)
+
+
+# Redis (the deployment and alert store) restarting or unreachable: the caller may retry.
+STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _answer_unavailable(method):
+    """Wrap a servicer method: a store that is down answers UNAVAILABLE with a reason, not UNKNOWN."""
+
+    async def abort(context, exc):
+        log.warning("answered UNAVAILABLE: the store is unreachable: %s", exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"the deployment store (Redis) is unreachable, retry: {exc}")
+
+    if inspect.isasyncgenfunction(method):
+
+        async def streamed(request, context):
+            try:
+                async for response in method(request, context):
+                    yield response
+            except STORE_DOWN as exc:
+                await abort(context, exc)
+
+        return streamed
+
+    async def unary(request, context):
+        try:
+            return await method(request, context)
+        except STORE_DOWN as exc:
+            await abort(context, exc)
+
+    return unary
+
+
+class _StoreDown(grpc.aio.ServerInterceptor):
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        for kind, factory in (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler),
+        ):
+            method = getattr(handler, kind)
+            if method is not None:
+                return factory(
+                    _answer_unavailable(method),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
 
 
 class GrpcServer:
@@ -41,7 +95,10 @@ class GrpcServer:
 
     async def start(self) -> None:
         # Made here, in the loop that runs it: a grpc.aio server is bound to the loop it was made in.
-        self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.max_receive_bytes)])
+        self._server = grpc.aio.server(
+            interceptors=[_StoreDown()],
+            options=[("grpc.max_receive_message_length", self.max_receive_bytes)],
+        )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for servicer, add_to_server in self._servicers:

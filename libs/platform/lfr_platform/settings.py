@@ -32,6 +32,11 @@ class PlatformSettings(BaseSettings):
         10_000, ge=1000, description="Consumer group session timeout; real Kafka refuses < 6000 by default"
     )
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100, description="Consumer group heartbeat interval")
+    kafka_group_instance_id: str | None = Field(
+        None,
+        description="Static group membership (KIP-345): a stable name per replica (a StatefulSet pod's name) lets "
+        "a restarted replica take its partitions back at once, without a rebalance; unset: dynamic membership",
+    )
     kafka_max_message_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
@@ -51,6 +56,11 @@ class PlatformSettings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level")
     log_format: Literal["text", "json"] = Field("text", description="json for log shippers, text for people")
     models_dir: str = Field("models", description="Folder with the ONNX models fetched by `make models`")
+    key_encryption_key_file: Path | None = Field(
+        None,
+        description="File of 32 random bytes wrapping every deployment's data key in Redis (a mounted Secret; "
+        "a KMS can write it); required by every service that reads data keys",
+    )
     auth_tokens: str = Field(
         "[]",
         repr=False,
@@ -67,6 +77,17 @@ class PlatformSettings(BaseSettings):
 
         parse_grants(value)  # raises ValueError naming the bad grant and field, never the token
         return value
+
+    def key_wrap(self):
+        """The key-encryption key, or ValueError saying what is missing."""
+        from lfr_platform.sealing import KeyWrap
+
+        if self.key_encryption_key_file is None:
+            raise ValueError(
+                "LFR_KEY_ENCRYPTION_KEY_FILE is not set: data keys are stored in Redis wrapped by a key that "
+                "Redis does not hold (32 random bytes: head -c 32 /dev/urandom > kek; docs/deletion.md)"
+            )
+        return KeyWrap.from_file(self.key_encryption_key_file)
 
     def token_book(self):
         """The bearer tokens of the APIs (DeploymentService, AlertService, console)."""

@@ -128,8 +128,13 @@ class StageRunner(Generic[M]):
                 await self._report_lag()
         finally:
             self.health.set("kafka", False)
-            await self._consumer.stop()
-            await self._producer.stop()
+            # Bounded: a consumer stopped while its group is still joining can wait for the join; the
+            # offsets it committed are safe either way, and a stop must never hang the process.
+            for client in (self._consumer, self._producer):
+                try:
+                    await asyncio.wait_for(client.stop(), 5)
+                except TimeoutError:
+                    log.warning("%s: a Kafka client took over 5 s to stop; left behind", self.stage)
 
     async def _report_lag(self, every_s: float = 1.0) -> None:
         """Records of each assigned partition not processed yet, from the fetch's high-water mark

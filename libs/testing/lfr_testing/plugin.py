@@ -62,8 +62,19 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture(scope="session")
+def key_encryption_key_file(tmp_path_factory) -> Path:
+    """The key-encryption key of the tests' services (32 random bytes, as in production)."""
+    path = tmp_path_factory.mktemp("kek") / "kek"
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture
-def platform(kafka_bootstrap: str, redis_url: str, namespace: str, models_dir: Path) -> PlatformSettings:
+def platform(
+    kafka_bootstrap: str, redis_url: str, namespace: str, models_dir: Path, key_encryption_key_file: Path
+) -> PlatformSettings:
     from lfr_testing.deployments import TEST_GRANTS
 
     return PlatformSettings(
@@ -76,6 +87,7 @@ def platform(kafka_bootstrap: str, redis_url: str, namespace: str, models_dir: P
         redis_prefix=namespace,
         models_dir=str(models_dir),
         auth_tokens=json.dumps(TEST_GRANTS),
+        key_encryption_key_file=key_encryption_key_file,
     )
 
 

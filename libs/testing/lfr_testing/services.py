@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from lfr_match.deployments.lifecycle import Coverage, NewDeployment
 from lfr_match.deployments.store import DeploymentStore
 from lfr_platform import sealing
-from lfr_platform.registry import RedisKeys
+from lfr_platform.registry import DeploymentRegistry, RedisKeys
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 
@@ -33,7 +33,7 @@ async def running(shell: ServiceShell, timeout_s: float = 60.0):
         yield shell
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, 60)
 
 
 async def seed_deployment(
@@ -43,8 +43,10 @@ async def seed_deployment(
     threshold: float = 0.5,
     model_id: str = "sface-2021dec",
     start_offset_s: float = -1.0,
+    subjects: tuple[str, ...] = ("S1", "S2", "S9"),
 ) -> tuple[str, bytes]:
-    """An open deployment record and its data key, written as match writes them."""
+    """An open deployment record and its data key, written as match writes them, with `subjects` on
+    its watchlist (as enrolment records them)."""
     client = aioredis.from_url(platform.redis_url)
     now = time.time()
     deployment_id = f"dep-test{int(now * 1e6) % 10**12:012d}"
@@ -65,7 +67,23 @@ async def seed_deployment(
         threshold_floor=threshold,
     )
     try:
-        await DeploymentStore(client, RedisKeys(platform.redis_prefix)).create(deployment_id, new, key, "test", now)
+        keys = RedisKeys(platform.redis_prefix)
+        await DeploymentStore(client, keys, platform.key_wrap()).create(deployment_id, new, key, "test", now)
+        if subjects:
+            await client.sadd(keys.subjects(deployment_id), *subjects)
     finally:
         await client.aclose()
     return deployment_id, key
+
+
+async def deployment_key(platform: PlatformSettings, deployment_id: str) -> bytes | None:
+    """The deployment's data key as a stage reads it (unwrapped with the key-encryption key); None
+    once the deployment is closed."""
+    client = aioredis.from_url(platform.redis_url)
+    try:
+        view = await DeploymentRegistry(client, RedisKeys(platform.redis_prefix), platform.key_wrap()).lookup(
+            deployment_id
+        )
+    finally:
+        await client.aclose()
+    return view.data_key if view is not None else None

@@ -80,7 +80,7 @@ class DetectHandler:
         chosen = []
         for face, track in zip(faces.accepted, assignment.tracks, strict=True):
             quality = shot_quality(face.quality, face.score)
-            reason = self.shots.choose(track, quality)
+            reason = self.shots.choose(track, quality) if self.settings.best_shots else None
             if reason:
                 metrics.FACES_NOT_EMBEDDED.labels(**labels, reason=reason).inc()
             else:
@@ -114,6 +114,6 @@ def build(
         )
     metrics.MODEL_INFO.labels("detector", detector.model_id, detector.provider).set(1)
     redis = redis or aioredis.from_url(platform.redis_url)
-    registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix))
+    registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix), platform.key_wrap())
     handler = DetectHandler(detector, registry, settings)
     return ServiceShell.for_stage("detect", handler, platform, settings.http_host, settings.http_port, [redis.aclose])

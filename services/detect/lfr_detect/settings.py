@@ -30,6 +30,9 @@ class DetectSettings(BaseSettings):
         2.0, gt=0, description="A track not seen for this long (capture time) ends; the next sighting starts a new one"
     )
     track_max_per_camera: int = Field(256, ge=1, description="Most live tracks per camera; the stalest end first")
+    best_shots: bool = Field(
+        True, description="Embed only a track's best shots; false embeds every face (as before tracks: to compare)"
+    )
     shot_budget: int = Field(5, ge=1, description="Most faces of one track sent to be embedded")
     shot_min_gain: float = Field(
         0.15, ge=0, description="A later shot is embedded only if its quality beats the track's best by this much"

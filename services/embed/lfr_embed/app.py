@@ -102,6 +102,6 @@ def build(
         )
     metrics.MODEL_INFO.labels("embedder", embedder.model_id, embedder.provider).set(1)
     redis = redis or aioredis.from_url(platform.redis_url)
-    registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix))
+    registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix), platform.key_wrap())
     handler = EmbedHandler(embedder, registry)
     return ServiceShell.for_stage("embed", handler, platform, settings.http_host, settings.http_port, [redis.aclose])

@@ -184,7 +184,11 @@ def build(platform: PlatformSettings, settings: IngestSettings, *, redis: aiored
     ]
     health = Health("kafka", "topics")
     publisher = Publisher(
-        platform, settings, DeploymentRegistry(redis, RedisKeys(platform.redis_prefix)), health, cameras
+        platform,
+        settings,
+        DeploymentRegistry(redis, RedisKeys(platform.redis_prefix), platform.key_wrap()),
+        health,
+        cameras,
     )
     return ServiceShell(
         name="ingest",

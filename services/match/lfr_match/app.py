@@ -117,7 +117,10 @@ def build(
         detector = build_detector(
             settings.detector,
             Path(settings.detector_model or model_path(platform.models_dir, YUNET)),
-            input_width=0,
+            # Photos up to 1280 px wide are searched at their own size (small faces are found);
+            # wider ones are scaled to 1280 first: YuNet's anchors miss faces over ~600 px, which a
+            # custody photo of several megapixels has.
+            input_width=1280,
         )
     if embedder is None:
         embedder = build_embedder(
@@ -131,7 +134,8 @@ def build(
     index = index or build_index(settings)
     redis = redis or aioredis.from_url(platform.redis_url)
     keys = RedisKeys(platform.redis_prefix)
-    store = DeploymentStore(redis, keys)
+    key_wrap = platform.key_wrap()
+    store = DeploymentStore(redis, keys, key_wrap)
     outbox = Outbox(redis, keys.outbox())
     audit = AuditLog(outbox, platform.topic_prefix)
     closer = Closer(store, index, audit)
@@ -141,6 +145,7 @@ def build(
         EnrolmentPolicy(
             max_bytes=settings.enrol_max_bytes,
             max_pixels=settings.enrol_max_pixels,
+            decode_max_side=settings.enrol_decode_max_side,
             min_face_px=settings.enrol_min_face_px,
             min_sharpness=settings.enrol_min_sharpness,
             max_yaw=settings.enrol_max_yaw,
@@ -158,6 +163,8 @@ def build(
         default_size_limit=settings.watchlist_size_limit,
         max_size_limit=settings.watchlist_size_max,
         duplicate_similarity=settings.enrol_duplicate_similarity,
+        max_duration_h=settings.max_duration_h,
+        max_concurrent_enrolments=settings.enrol_max_concurrent,
     )
     health_state = Health("kafka", "topics", "grpc")
     server = GrpcServer(
@@ -176,7 +183,7 @@ def build(
         "match",
         MatchHandler(
             index,
-            DeploymentRegistry(redis, keys),
+            DeploymentRegistry(redis, keys, key_wrap),
             settings.top_k,
             settings.exact_recheck_margin,
             TrackTemplates(settings.fusion, idle_s=settings.track_idle_s),

@@ -54,6 +54,9 @@ class MatchSettings(BaseSettings):
     # --- deployments
     watchlist_size_limit: int = Field(10_000, ge=1, description="Default limit of images per watchlist")
     watchlist_size_max: int = Field(200_000, ge=1, description="Largest limit a deployment may ask for")
+    max_duration_h: float = Field(
+        24.0, gt=0, le=24 * 31, description="Longest deployment accepted, in hours (planned start to planned end)"
+    )
     janitor_interval_s: float = Field(5.0, gt=0, description="How often expiry and unfinished deletions are checked")
     # --- enrolment: the models and the quality an enrolment photo must have
     detector: str = Field("yunet", description="Detector plugin used on enrolment photos")
@@ -63,6 +66,12 @@ class MatchSettings(BaseSettings):
     model_id: str | None = Field(None, description="Model id; default: the embedder file's stem")
     enrol_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Larger enrolment files are rejected")
     enrol_max_pixels: int = Field(50_000_000, ge=4096, description="Images declaring more pixels are rejected")
+    enrol_decode_max_side: int = Field(
+        2000, ge=256, description="Photos with a longer side are reduced while decoded (bounds memory per photo)"
+    )
+    enrol_max_concurrent: int = Field(
+        2, ge=1, description="Photos analysed at once by this process; more wait (bounds memory beside live matching)"
+    )
     enrol_min_face_px: float = Field(64, ge=16, description="Smallest face side accepted for enrolment")
     enrol_min_sharpness: float = Field(40, ge=0, description="Least sharpness accepted for enrolment")
     enrol_max_yaw: float = Field(0.6, gt=0, le=1, description="Largest head turn accepted (0 frontal, 1 profile)")

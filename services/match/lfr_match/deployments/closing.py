@@ -49,12 +49,15 @@ class Closer:
             points = await asyncio.get_running_loop().run_in_executor(None, self.index.drop, deployment_id)
             references = await self.store.count_reference_images(deployment_id)
             keys = await self.store.erase(deployment_id)
+            rewritten = await self.store.rewrite_history()
             report = {
                 "watchlist_points_deleted": points,
                 "collection_dropped": not self.index.exists(deployment_id),
                 "redis_keys_deleted": keys,
                 "data_key_destroyed": True,
                 "reference_images_deleted": references,
+                # Redis's append-only file rewritten without the erased keys (when it keeps one).
+                "redis_history_rewritten": rewritten,
                 "deleted_at": time.time(),
             }
             await self.store.finish_close(deployment_id, report)

@@ -1,5 +1,12 @@
 """What must happen even when nobody calls: expiry at the planned end, unfinished deletions
-finished, orphaned watchlists dropped, the start of a deployment audited, kept audit events re-sent.
+finished, orphaned watchlists dropped, the start of a deployment audited, kept audit events re-sent,
+and a loss of Redis's state detected and audited.
+
+Fail-closed, never silent: a watchlist whose deployment record is gone (Redis lost its data) can no
+longer be used (its key and threshold went with the record), so it is recorded as a *lost*
+deployment, audited (`deployment.state_lost`), counted (`lfr_deployments_lost_total`), and only then
+deleted, with its deletion audited (`deployment.data_deleted`) like any other. Nothing is deleted
+without an audit event.
 
 Its state is the deployment records in Redis, so it carries on across restarts of match.
 """
@@ -17,7 +24,7 @@ from lfr_match.index import WatchlistIndex
 from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
 from lfr_platform.outbox import Outbox
-from lfr_platform.registry import CLOSED, EXPIRED
+from lfr_platform.registry import CLOSED, EXPIRED, LOST
 from lfr_platform.stage import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,7 @@ class Janitor:
         self.outbox = outbox
         self.interval_s = interval_s
         self.series = metrics.CameraSeries((metrics.FACES_SCANNED, ((),)), (metrics.MATCHES, ((),)))
+        self.epoch: str | None = None  # Redis's epoch marker as this process first saw it
 
     async def run(self) -> None:
         while True:
@@ -51,6 +59,15 @@ class Janitor:
 
     async def sweep(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
+        epoch, changed = await self.store.check_epoch(self.epoch)
+        if changed:
+            metrics.STATE_LOST.inc()
+            log.error(
+                "Redis lost LFR's state (its epoch marker changed): deployments, keys and alert state may be gone",
+                extra={"previous_epoch": self.epoch, "epoch": epoch},
+            )
+            await self.audit.record("state.lost", "", SYSTEM, SYSTEM, previous_epoch=self.epoch, epoch=epoch)
+        self.epoch = epoch
         for deployment_id in await self.store.due_to_expire(now):
             await self.closer.close(
                 deployment_id, status=EXPIRED, actor=SYSTEM, role=SYSTEM, reason="planned end passed"
@@ -58,10 +75,12 @@ class Janitor:
         records = await self.store.list()
         open_ids = set()
         cameras: set[tuple[str, str, str]] = set()
-        states: dict[str, int] = {"planned": 0, "active": 0, CLOSED: 0, EXPIRED: 0}
+        states: dict[str, int] = {"planned": 0, "active": 0, CLOSED: 0, EXPIRED: 0, LOST: 0}
         for record in records:
             deployment_id = record["deployment_id"]
             states[record["state"]] = states.get(record["state"], 0) + 1
+            if record["status"] == LOST:
+                continue
             if record["status"] in (CLOSED, EXPIRED):
                 if not record.get("deletion"):  # a close in progress, or one a crash interrupted
                     await self.closer.close(
@@ -87,7 +106,10 @@ class Janitor:
         self.series.keep(cameras)
         for orphan in set(self.index.collections()) - open_ids:
             record = await self.store.get(orphan)  # created since the list was read?
-            if record is not None and record["status"] not in (CLOSED, EXPIRED):
+            if record is not None and record["status"] not in (CLOSED, EXPIRED, LOST):
+                continue
+            if record is None:
+                await self.lost(orphan, now)
                 continue
             points = await asyncio.get_running_loop().run_in_executor(None, self.index.drop, orphan)
             log.warning(
@@ -95,3 +117,35 @@ class Janitor:
                 extra={"deployment_id": orphan, "points": points},
             )
         await self.outbox.drain()
+
+    async def lost(self, deployment_id: str, now: float) -> None:
+        """A watchlist without any record: Redis lost the deployment. Record, audit, count, then delete."""
+        loop = asyncio.get_running_loop()
+        entries = await loop.run_in_executor(None, self.index.count, deployment_id)
+        await self.store.mark_lost(deployment_id, now)
+        metrics.DEPLOYMENTS_LOST.inc()
+        log.error(
+            "a watchlist's deployment record is gone from Redis: the deployment is recorded as lost, its watchlist "
+            "deleted (fail-closed: nothing of it can be matched any more)",
+            extra={"deployment_id": deployment_id, "entries": entries},
+        )
+        await self.audit.record(
+            "deployment.state_lost",
+            deployment_id,
+            SYSTEM,
+            SYSTEM,
+            reason="its record and data key were gone from Redis while its watchlist remained",
+            watchlist_entries=entries,
+        )
+        points = await loop.run_in_executor(None, self.index.drop, deployment_id)
+        keys = await self.store.erase(deployment_id)
+        report = {
+            "watchlist_points_deleted": points,
+            "collection_dropped": not self.index.exists(deployment_id),
+            "redis_keys_deleted": keys,
+            "data_key_destroyed": True,  # it was already gone with the record
+            "reference_images_deleted": 0,
+            "deleted_at": time.time(),
+        }
+        await self.store.finish_close(deployment_id, report)
+        await self.audit.record("deployment.data_deleted", deployment_id, SYSTEM, SYSTEM, **report)

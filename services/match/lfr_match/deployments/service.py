@@ -46,6 +46,8 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         default_size_limit: int,
         max_size_limit: int,
         duplicate_similarity: float,
+        max_duration_h: float = 24.0,
+        max_concurrent_enrolments: int = 2,
     ) -> None:
         self.store = store
         self.index = index
@@ -57,6 +59,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         self.default_size_limit = default_size_limit
         self.max_size_limit = max_size_limit
         self.duplicate_similarity = duplicate_similarity
+        self.max_duration_h = max_duration_h
+        # Decoding and analysing a photo takes memory in proportion to it: a few at a time, whatever
+        # the number of enrolment streams, so that enrolment never takes live matching down.
+        self._analysing = asyncio.Semaphore(max_concurrent_enrolments)
         self._enrol_locks: dict[str, asyncio.Lock] = {}
 
     async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context) -> pb.CreateDeploymentResponse:
@@ -76,6 +82,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 policy=self.policy,
                 default_size_limit=self.default_size_limit,
                 max_size_limit=self.max_size_limit,
+                max_duration_h=self.max_duration_h,
             )
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -216,7 +223,8 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             return rejected("invalid_item", "subject_id must be 1-128 letters, digits or ._@:-")
         loop = asyncio.get_running_loop()
         try:
-            analysed = await loop.run_in_executor(None, self.enroller.analyse, image.image)
+            async with self._analysing:
+                analysed = await loop.run_in_executor(None, self.enroller.analyse, image.image)
         except EnrolRejected as exc:
             return rejected(exc.reason, exc.detail)
         if await self.store.image_enrolled(deployment_id, analysed.image_sha256):

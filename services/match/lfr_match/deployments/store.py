@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import uuid
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from lfr_match.deployments.lifecycle import NewDeployment
-from lfr_platform.registry import CLOSED, EXPIRED, OPEN, RedisKeys, derived_state, kept_in_tombstone
-from lfr_platform.sealing import seal
+from lfr_platform.registry import CLOSED, EXPIRED, LOST, OPEN, RedisKeys, derived_state, kept_in_tombstone
+from lfr_platform.sealing import KeyWrap, seal
+
+log = logging.getLogger(__name__)
 
 
 def _text(raw: dict) -> dict[str, str]:
@@ -19,9 +24,10 @@ def _text(raw: dict) -> dict[str, str]:
 
 
 class DeploymentStore:
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, key_wrap: KeyWrap) -> None:
         self.client = client
         self.keys = keys
+        self.key_wrap = key_wrap  # the data key is stored wrapped by the key-encryption key
 
     async def create(self, deployment_id: str, new: NewDeployment, data_key: bytes, actor: str, now: float) -> dict:
         record = {
@@ -47,7 +53,7 @@ class DeploymentStore:
         }
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.deployment(deployment_id), mapping=record)
-            pipe.set(self.keys.data_key(deployment_id), data_key)
+            pipe.set(self.keys.data_key(deployment_id), self.key_wrap.wrap(data_key, deployment_id))
             pipe.zadd(self.keys.all_deployments(), {deployment_id: now})
             pipe.zadd(self.keys.planned_ends(), {deployment_id: new.planned_end})
             await pipe.execute()
@@ -77,6 +83,35 @@ class DeploymentStore:
             mapping={"status": status, "closed_at": repr(now), "closed_by": actor, "close_reason": reason},
         )
 
+    async def mark_lost(self, deployment_id: str, now: float) -> None:
+        """A record for a deployment whose record was lost: what is known of it now, and when."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self.keys.deployment(deployment_id),
+                mapping={
+                    "deployment_id": deployment_id,
+                    "status": LOST,
+                    "name": "(lost)",
+                    "lost_at": repr(now),
+                    "closed_at": repr(now),
+                    "closed_by": "system",
+                    "close_reason": "its record was lost from Redis",
+                },
+            )
+            pipe.zadd(self.keys.all_deployments(), {deployment_id: now})
+            await pipe.execute()
+
+    async def check_epoch(self, known: str | None) -> tuple[str, bool]:
+        """This Redis's epoch (written if missing), and whether it differs from the one known before:
+        Redis then lost (or was replaced with) the state this process saw."""
+        epoch = await self.client.get(self.keys.epoch())
+        if epoch is None:
+            candidate = uuid.uuid4().hex
+            await self.client.set(self.keys.epoch(), candidate, nx=True)
+            epoch = await self.client.get(self.keys.epoch())
+        epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+        return epoch, known is not None and epoch != known
+
     async def erase(self, deployment_id: str) -> int:
         """Delete every key of the deployment (data key, alert state, subjects, image hashes) and
         reduce its record to the tombstone fields. Returns how many keys were deleted."""
@@ -89,6 +124,20 @@ class DeploymentStore:
             await self.client.hdel(record_key, *extra)
         return deleted
 
+    async def rewrite_history(self) -> bool:
+        """Redis's append-only file still holds the commands that wrote erased keys (the wrapped data
+        key among them) until it is rewritten: ask Redis to rewrite it now. Best effort (a managed Redis
+        may refuse the command); True when a rewrite was started or scheduled."""
+        try:
+            info = await self.client.info("persistence")
+            if not int(info.get("aof_enabled", 0)):
+                return False
+            await self.client.bgrewriteaof()
+            return True
+        except redis.exceptions.ResponseError as exc:
+            log.warning("Redis refused to rewrite its append-only file after a deletion: %s", exc)
+            return False
+
     async def finish_close(self, deployment_id: str, report: dict) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.deployment(deployment_id), "deletion", json.dumps(report))
@@ -100,9 +149,10 @@ class DeploymentStore:
     ) -> int:
         """Returns the number of distinct subjects now enrolled. The reference thumbnail is sealed with
         the deployment's data key and kept under the deployment, so closing deletes it."""
-        data_key = await self.client.get(self.keys.data_key(deployment_id))
-        if data_key is None:
+        wrapped = await self.client.get(self.keys.data_key(deployment_id))
+        if wrapped is None:
             raise LookupError(f"deployment {deployment_id} has no data key (closed)")
+        data_key = self.key_wrap.unwrap(wrapped, deployment_id)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.sadd(self.keys.subjects(deployment_id), subject_id)
             pipe.sadd(self.keys.image_hashes(deployment_id), image_sha256)

@@ -16,6 +16,7 @@ STATES = {
     "active": pb.DEPLOYMENT_STATE_ACTIVE,
     "closed": pb.DEPLOYMENT_STATE_CLOSED,
     "expired": pb.DEPLOYMENT_STATE_EXPIRED,
+    "lost": pb.DEPLOYMENT_STATE_LOST,
 }
 
 REASONS = {

@@ -17,7 +17,7 @@ from lfr_platform.registry import RedisKeys, kept_in_tombstone
 from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, match_settings
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
-from lfr_testing.services import running
+from lfr_testing.services import deployment_key, running
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,7 @@ async def test_after_close_nothing_biometric_remains(platform, match, data_dir):
     deployment_id = created.deployment_id
     await api.enrol(deployment_id, [_image(data_dir, "Colin_Powell"), _image(data_dir, "Ariel_Sharon")])
     client = aioredis.from_url(platform.redis_url)
-    data_key = await client.get(keys.data_key(deployment_id))
+    data_key = await deployment_key(platform, deployment_id)
     # What the pipeline leaves: alert state under the deployment, a sealed frame on a topic.
     await client.set(keys.alert_window(deployment_id, "van-1:cam-1", "Colin_Powell"), "alert-1")
     await client.set(keys.alert_crop(deployment_id, "alert-1"), sealing.seal(data_key, b"jpeg", deployment_id))
@@ -138,7 +138,8 @@ async def test_after_close_nothing_biometric_remains(platform, match, data_dir):
     assert not (match.control.service.index.data_dir / deployment_id).exists()
     left = {k.decode() async for k in client.scan_iter(match=f"{platform.redis_prefix}:*")}
     # The tombstone, the index of deployments and the (empty) outbox of records for the broker.
-    assert left - {keys.all_deployments(), keys.outbox()} == {keys.deployment(deployment_id)}
+    # (and the janitor's marker of this Redis, whose loss would say that Redis lost data).
+    assert left - {keys.all_deployments(), keys.outbox(), keys.epoch()} == {keys.deployment(deployment_id)}
     assert await client.xlen(keys.outbox()) == 0
     tombstone = {k.decode() for k in await client.hkeys(keys.deployment(deployment_id))}
     assert all(kept_in_tombstone(f) for f in tombstone)
@@ -173,6 +174,52 @@ async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tm
         assert created.deployment_id not in second.control.service.index.collections()
     events = [a.event for a in await _audit(platform, 5)]
     assert "deployment.expired" in events and "deployment.data_deleted" in events
+
+
+async def test_a_deployment_whose_state_redis_lost_is_recorded_audited_and_deleted_never_silently(
+    platform, match, data_dir
+):
+    """Redis restarted without its data: the watchlist left in match cannot be used any more (its key
+    went with the record). It is recorded as lost, audited and alerted on before it is deleted."""
+    from prometheus_client import REGISTRY
+
+    from lfr.v1 import common_pb2
+    from lfr_platform.registry import DeploymentRegistry, admit
+
+    api = Api(match.control.port)
+    created = await api("create", create_request())
+    deployment_id = created.deployment_id
+    await api.enrol(deployment_id, [_image(data_dir, "Colin_Powell")])
+    lost_before = REGISTRY.get_sample_value("lfr_deployments_lost_total") or 0.0
+    client = aioredis.from_url(platform.redis_url)
+    keys = RedisKeys(platform.redis_prefix)
+    deadline = time.monotonic() + 20
+    while await client.get(keys.epoch()) is None:  # the janitor has seen this Redis once
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    # Every key of this installation gone, as after a restart of a Redis that kept nothing on disk.
+    async for key in client.scan_iter(match=f"{platform.redis_prefix}:*"):
+        await client.delete(key)
+
+    deadline = time.monotonic() + 20
+    while True:  # NOT_FOUND until the janitor's next sweep records the loss
+        listed = {d.deployment_id: d for d in await api("list")}
+        if deployment_id in listed and listed[deployment_id].state == pb.DEPLOYMENT_STATE_LOST:
+            break
+        assert time.monotonic() < deadline, "the loss was not detected"
+        await asyncio.sleep(0.2)
+    got = await api("get", deployment_id)
+    assert deployment_id not in match.control.service.index.collections()
+    assert got.deletion.collection_dropped and got.deletion.watchlist_points_deleted == 1
+    assert REGISTRY.get_sample_value("lfr_deployments_lost_total") == lost_before + 1
+    events = {(a.event, a.deployment_id) for a in await _audit(platform, 6)}
+    assert {("state.lost", ""), ("deployment.state_lost", deployment_id)} <= events
+    assert ("deployment.data_deleted", deployment_id) in events
+    # Frames still arriving for it are refused with the reason, not matched and not silently dropped.
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
+    refused = await admit(DeploymentRegistry(client, keys, platform.key_wrap()), camera)
+    assert refused.reason == "deployment_state_lost"
+    await client.aclose()
 
 
 async def test_grpc_health_and_reflection_are_served(match):

@@ -16,6 +16,7 @@ from lfr_platform import metrics, sealing
 from lfr_testing.deployments import Api, create_request
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
+from lfr_testing.services import deployment_key
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(platfor
             )
         ],
     )
-    key = await match.control.service.store.client.get(f"{platform.redis_prefix}:dep:{deployment_id}:key")
+    key = await deployment_key(platform, deployment_id)
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
 
     def message(photo, sequence, model="sface-2021dec"):
@@ -108,7 +109,7 @@ async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_depl
             )
         ],
     )
-    key = await match.control.service.store.client.get(f"{platform.redis_prefix}:dep:{deployment_id}:key")
+    key = await deployment_key(platform, deployment_id)
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
     records, vectors = [], []
     for sequence, number in enumerate((2, 4, 5), start=1):
