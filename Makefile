@@ -36,7 +36,7 @@ help: ## list the targets
 install: $(INSTALLED) ## create .venv with every dependency (ORT=cpu|gpu) and generate the contracts
 
 # Programs the stack and the tests run, and the Debian package of each (command:package).
-SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus promtool:prometheus chromium:chromium
+SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus promtool:prometheus chromium:chromium kcat:kcat
 
 $(INSTALLED): pyproject.toml $(wildcard protos/lfr/v1/*.proto)
 	missing=$$(for p in $(SYSTEM_PROGRAMS); do command -v $${p%%:*} >/dev/null || echo $${p##*:}; done | sort -u); \
@@ -81,8 +81,8 @@ demo: $(MODELS_OK) ## run the pipeline end to end: make demo [WATCHLIST=dir] [VI
 	$(BIN)/lfr demo $(if $(WATCHLIST),--watchlist "$(WATCHLIST)") $(if $(VIDEO),--video "$(VIDEO)")
 
 .PHONY: up
-up: $(MODELS_OK) ## start the local stack in the background (logs in var/stack); [VIDEO=... DEPLOYMENT=dep-...] [REPLICAS=n]
-	$(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)") $(if $(DEPLOYMENT),--deployment "$(DEPLOYMENT)") \
+up: $(MODELS_OK) ## start the local stack in the background (logs in var/stack); [VIDEO=... DEPLOYMENT=dep-...] [REPLICAS=n] [BROKER=noida-db]
+	$(if $(BROKER),LFR_CLI_BROKER=$(BROKER)) $(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)") $(if $(DEPLOYMENT),--deployment "$(DEPLOYMENT)") \
 	  $(if $(REPLICAS),--replicas $(REPLICAS))
 
 .PHONY: down

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lfr_cli import demo_data
-from lfr_cli.stack import StackState, pid_alive
+from lfr_cli.stack import StackState, default_replicas, pid_alive, replica_names, service_of
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,11 @@ def lfr(tmp_path, data_dir, models_dir):
 def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, data_dir):
     lfr.ok("stack", "up")
     first = lfr.state()
-    assert set(first.pids) == {"broker", "redis", "detect", "embed", "match", "alert", "console", "ingest"}
+    # The inference stages run one replica per core by default (detect-1, detect-2, ... on 2 cores).
+    assert {service_of(name) for name in first.pids} == {
+        "broker", "redis", "detect", "embed", "match", "alert", "console", "ingest"
+    }  # fmt: skip
+    assert sorted(n for n in first.pids if service_of(n) == "detect") == replica_names("detect", default_replicas())
     again = lfr("stack", "up")  # a running stack is checked, and left as it is
     assert again.returncode == 0 and "already up" in again.stderr and lfr.state().pids == first.pids
 
@@ -111,9 +116,23 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     unknown = lfr("deployment", "report", "dep-0000000000000000")
     assert unknown.returncode == 3
 
-    lfr.ok("stack", "down")
+    # What the stack writes is its user's alone: the folder 0700, the logs and the watchlist 0600.
+    assert stat.S_IMODE((lfr.root).stat().st_mode) == 0o700
+    assert stat.S_IMODE((lfr.root / "kek").stat().st_mode) == 0o600
+    assert stat.S_IMODE((lfr.root / "logs" / "match.log").stat().st_mode) == 0o600
+    # A deployment left open when the stack stops is closed through the DeploymentService (audited),
+    # and nothing of any deployment stays on disk: Redis's file, the watchlists, the key-encryption key.
+    left_open = lfr.ok(
+        "deployment", "create", "--name", "Op Left Open", "--purpose", "wanted persons", "--officer", "Supt. A",
+        "--hours", "2", "--camera", "van-1/cam-1",
+    ).strip()  # fmt: skip
+    lfr.ok("watchlist", "enrol", left_open, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    assert (lfr.root / "match-data" / left_open).exists()
+    stopped = lfr("stack", "down")
+    assert stopped.returncode == 0 and f"closed and erased 1 open deployment(s): {left_open}" in stopped.stderr
     assert not (lfr.root / "stack.json").exists()
     assert not any(pid_alive(pid) for pid in repointed.pids.values())
+    assert not any((lfr.root / name).exists() for name in ("redis", "match-data", "kek"))
 
 
 def test_a_dead_stack_is_not_reported_up_and_a_new_one_starts(lfr):

@@ -69,7 +69,7 @@ def up(args, root: Path) -> int:
 
 
 def down(args, root: Path) -> int:
-    if stack_down(root):
+    if stack_down(root, report=err.print):
         err.print("stack stopped")
     else:
         err.print("no stack was running")

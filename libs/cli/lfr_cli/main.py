@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 
 from lfr_cli import control_room, deployments
+from lfr_cli.stack import default_replicas
 from lfr_cli.watchlist import WatchlistFolderError
 from lfr_platform.auth import ROLES
 
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--replicas",
         type=int,
-        default=min(os.cpu_count() or 1, 3),
+        default=default_replicas(),
         help="processes of detect and of embed (default: this machine's cores, at most the 3 partitions)",
     )
 
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--replicas",
         type=int,
-        default=min(os.cpu_count() or 1, 3),
+        default=default_replicas(),
         help="processes of detect and of embed (default: this machine's cores, at most the 3 partitions)",
     )
     stack_commands.add_parser("down", help="stop what `lfr stack up` started")

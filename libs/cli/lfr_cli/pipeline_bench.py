@@ -1,10 +1,13 @@
 """The pipeline benchmark: the services as processes, a 720p camera, rates from /metrics.
 
-1. Capacity: the camera streams at 25 fps, more than the machine can process; the rate at which
-   detect takes frames off its topic, and embed and match keep up, is what the pipeline sustains.
-2. Latency: the camera streams at 80% of that rate, beside a second camera looping the enrolled
-   person's clip (so alerts are raised); capture-to-match and capture-to-alert in steady state, from
-   the services' histograms (interpolated within their buckets, so approximate).
+1. Capacity: 16 cameras stream the crowd at 5 fps each (80 frames/s), more than the machine can
+   process (the clip is stored at 5 fps, so that ingest decodes only the frames it samples).
+   What the pipeline sustains is what comes out of its slowest stage: detect's rate, scaled by the
+   share of their input embed and match keep up with (a stage that falls behind sees its backlog
+   grow and processes only that share).
+2. Latency: cameras at 5 fps, as many as make 80% of that capacity, beside a camera looping the
+   enrolled person's clip (so alerts are raised); capture-to-match and capture-to-alert in steady
+   state, from the services' histograms (interpolated within their buckets, so approximate).
 
 Run as configured: `replicas` processes of detect and embed, and either best shots (the default) or
 every face embedded (`every_face`, as the pipeline worked before tracks).
@@ -23,7 +26,8 @@ from lfr_cli.stack import Stack
 from lfr_cli.watchlist import iter_messages, scan
 
 OUT = Path("var/bench")
-VAN, CAMERA, PERSON = "van-bench", "cam-1", "cam-person"
+VAN, CAMERA, PERSON = "van-bench", "cam", "cam-person"
+CAPACITY_CAMERAS = 16
 
 
 def _quantile(samples: dict, name: str, q: float) -> float | None:
@@ -54,8 +58,13 @@ def _measure(stack: Stack, seconds: float) -> dict[str, dict]:
     return {n: _delta(before[n], after[n]) for n in names}
 
 
-def _camera(stack: Stack, deployment_id: str, video: Path, fps: float, enrolled: Path | None = None) -> None:
-    cameras = [{"camera_id": CAMERA, "deployment_id": deployment_id, "source": str(video), "fps": fps, "loop": True}]
+def _camera(
+    stack: Stack, deployment_id: str, video: Path, fps: float, enrolled: Path | None = None, count: int = 1
+) -> None:
+    cameras = [
+        {"camera_id": f"{CAMERA}-{i}", "deployment_id": deployment_id, "source": str(video), "fps": fps, "loop": True}
+        for i in range(1, count + 1)
+    ]
     if enrolled is not None:
         cameras.append(
             {"camera_id": PERSON, "deployment_id": deployment_id, "source": str(enrolled), "fps": 5.0, "loop": True}
@@ -67,8 +76,11 @@ def _camera(stack: Stack, deployment_id: str, video: Path, fps: float, enrolled:
 
 def _start(data_dir: Path, tmp: Path, replicas: int, every_face: bool) -> tuple[Stack, str]:
     """A fresh stack (empty topics) with a deployment whose watchlist is the demo's."""
-    # Every face embedded: a budget no track reaches and no quality gain needed (the pipeline before tracks).
-    env = {"LFR_DETECT_SHOT_BUDGET": "100000", "LFR_DETECT_SHOT_MIN_GAIN": "0"} if every_face else {}
+    # Every face embedded: the pipeline as it was before tracks.
+    env = {"LFR_DETECT_BEST_SHOTS": "false"} if every_face else {}
+    # The enrolled person's camera loops one clip: one long track. A 2 s alert window raises a new alert
+    # every 2 s, so that capture-to-alert has samples to measure.
+    env["LFR_ALERT_WINDOW_S"] = "2"
     stack = Stack(OUT / "stack", extra_env=env)
     state = stack.start(services=("detect", "embed", "match", "alert"), replicas=replicas)
     with DeploymentClient(state.grpc_address, state.tokens["manager"]) as client:
@@ -76,7 +88,7 @@ def _start(data_dir: Path, tmp: Path, replicas: int, every_face: bool) -> tuple[
             name="bench",
             purpose="benchmark",
             authorising_officer="bench",
-            cameras=[pb.CameraCoverage(van_id=VAN, camera_id=c) for c in (CAMERA, PERSON)],
+            cameras=[],  # any camera of the bench
         )
         request.planned_end.FromSeconds(int(time.time() + 3600))
         deployment_id = client.create(request).deployment_id
@@ -93,43 +105,51 @@ def run(video: Path, data_dir: Path, seconds: float, replicas: int = 1, every_fa
         stack, deployment_id = _start(data_dir, Path(tmp), replicas, every_face)
         try:
             prefix = stack.state.topic_prefix
-            _camera(stack, deployment_id, video, 25.0)
+            _camera(stack, deployment_id, video, 5.0, count=CAPACITY_CAMERAS)
             time.sleep(15)  # warm-up: models loaded, groups joined, queues filled
             m = _measure(stack, seconds)
-            detected = _total(m["detect"], "lfr_faces_detected_total")
+            detected = _total(m["detect"], "lfr_messages_produced_total", topic=f"{prefix}faces.detected.v1")
+            embedded = _total(m["embed"], "lfr_messages_produced_total", topic=f"{prefix}faces.embedded.v1")
+            kept_up = min(1.0, _total(m["embed"], "lfr_messages_consumed_total") / max(detected, 1)) * min(
+                1.0, _total(m["match"], "lfr_messages_consumed_total") / max(embedded, 1)
+            )
+            frames = _total(m["detect"], "lfr_frames_processed_total") / seconds
+            # Faces good enough to identify (those found, less those too small or blurred): what the raw
+            # model rate counts too.
+            faces = _total(m["detect"], "lfr_faces_detected_total") - _total(m["detect"], "lfr_faces_rejected_total")
             capacity = {
-                "offered_fps": 25.0,
+                "offered_fps": 5.0 * CAPACITY_CAMERAS,
                 "ingest_published_fps": round(_total(m["ingest"], "lfr_frames_published_total") / seconds, 2),
-                "detect_frames_per_s": round(_total(m["detect"], "lfr_frames_processed_total") / seconds, 2),
-                "faces_per_s": round(detected / seconds, 2),
+                "detect_frames_per_s": round(frames, 2),
+                "detect_faces_per_s": round(faces / seconds, 2),
                 "tracks_per_s": round(_total(m["detect"], "lfr_tracks_started_total") / seconds, 2),
                 "embed_faces_per_s": round(_total(m["embed"], "lfr_faces_embedded_total") / seconds, 2),
-                "match_frames_per_s": round(
-                    _total(m["match"], "lfr_messages_consumed_total", topic=f"{prefix}faces.embedded.v1") / seconds, 2
-                ),
                 "match_faces_per_s": round(_total(m["match"], "lfr_faces_scanned_total") / seconds, 2),
-                "embed_backlog_growing": _total(m["embed"], "lfr_messages_consumed_total")
-                < 0.95 * _total(m["detect"], "lfr_messages_produced_total"),
+                "share_kept_up": round(kept_up, 3),
+                "sustained_frames_per_s": round(frames * kept_up, 2),
+                "sustained_faces_per_s": round(faces / seconds * kept_up, 2),
                 "window_s": seconds,
             }
         finally:
             stack.stop()
         print(
-            f"[{mode}] capacity at 25 fps offered: ingest {capacity['ingest_published_fps']} fps, detect "
-            f"{capacity['detect_frames_per_s']} frames/s ({capacity['faces_per_s']} faces/s, "
-            f"{capacity['tracks_per_s']} tracks/s), embed {capacity['embed_faces_per_s']} faces/s, match "
-            f"{capacity['match_faces_per_s']} faces/s"
+            f"[{mode}] capacity, {CAPACITY_CAMERAS} cameras x 5 fps offered: detect "
+            f"{capacity['detect_frames_per_s']} frames/s "
+            f"({capacity['detect_faces_per_s']} faces/s, {capacity['tracks_per_s']} tracks/s), embed "
+            f"{capacity['embed_faces_per_s']} faces/s, match {capacity['match_faces_per_s']} faces/s; embed and match "
+            f"kept up with {100 * capacity['share_kept_up']:.0f}%: sustained {capacity['sustained_frames_per_s']} "
+            f"frames/s, {capacity['sustained_faces_per_s']} faces/s"
         )
         # A fresh stack: the capacity run leaves a backlog that would be measured as latency.
-        sustainable = max(1.0, round(0.8 * capacity["detect_frames_per_s"], 1))
+        cameras = max(1, int(0.8 * capacity["sustained_frames_per_s"] // 5))
         enrolled = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
         stack, deployment_id = _start(data_dir, Path(tmp), replicas, every_face)
         try:
-            _camera(stack, deployment_id, video, sustainable, enrolled)
+            _camera(stack, deployment_id, video, 5.0, enrolled, count=cameras)
             time.sleep(15)
             m = _measure(stack, seconds)
             latency = {
-                "offered_fps": sustainable,
+                "cameras_at_5fps": cameras,
                 "detect_frames_per_s": round(_total(m["detect"], "lfr_frames_processed_total") / seconds, 2),
                 **{
                     f"capture_to_{what}_p{int(q * 100)}_s": _round(
@@ -144,7 +164,7 @@ def run(video: Path, data_dir: Path, seconds: float, replicas: int = 1, every_fa
         finally:
             stack.stop()
     print(
-        f"[{mode}] at {sustainable} fps offered (+ the enrolled person's camera): capture-to-match p50 "
+        f"[{mode}] {cameras} crowd camera(s) at 5 fps (~80% load) + the enrolled person's: capture-to-match p50 "
         f"~{latency['capture_to_match_p50_s']} s, p95 ~{latency['capture_to_match_p95_s']} s, p99 "
         f"~{latency['capture_to_match_p99_s']} s; capture-to-alert p50 ~{latency['capture_to_alert_p50_s']} s, "
         f"p99 ~{latency['capture_to_alert_p99_s']} s ({latency['alerts']} alerts)"

