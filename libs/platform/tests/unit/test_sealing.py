@@ -35,3 +35,34 @@ def test_tampering_is_detected():
     sealed[-1] ^= 1
     with pytest.raises(sealing.SealError):
         sealing.unseal(key, bytes(sealed), "dep-a")
+
+
+def test_a_data_key_stored_wrapped_opens_only_with_the_key_encryption_key_and_its_deployment():
+    kek, data_key = sealing.new_data_key(), sealing.new_data_key()
+    wrapped = sealing.KeyWrap(kek).wrap(data_key, "dep-1")
+    assert data_key not in wrapped  # what Redis holds, and a copy of Redis alone
+    assert sealing.KeyWrap(kek).unwrap(wrapped, "dep-1") == data_key
+    with pytest.raises(sealing.SealError):
+        sealing.KeyWrap(sealing.new_data_key()).unwrap(wrapped, "dep-1")  # another installation's key
+    with pytest.raises(sealing.SealError):
+        sealing.KeyWrap(kek).unwrap(wrapped, "dep-2")  # moved to another deployment
+
+
+def test_a_key_encryption_key_file_must_hold_32_bytes(tmp_path):
+    (tmp_path / "kek").write_bytes(b"short")
+    with pytest.raises(ValueError, match="holds 5 bytes"):
+        sealing.KeyWrap.from_file(tmp_path / "kek")
+    with pytest.raises(ValueError, match="cannot read"):
+        sealing.KeyWrap.from_file(tmp_path / "missing")
+
+
+def test_a_signed_message_verifies_and_any_change_or_other_key_does_not():
+    from lfr.v1 import matches_pb2
+
+    key = sealing.new_data_key()
+    message = matches_pb2.MatchFound(match_id="m-1", subject_id="S1", score=0.9)
+    sealing.sign_message(key, message, "match")
+    assert sealing.verify_message(key, message, "match")
+    assert not sealing.verify_message(sealing.new_data_key(), message, "match")
+    message.subject_id = "S2"
+    assert not sealing.verify_message(key, message, "match")
