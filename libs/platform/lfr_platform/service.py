@@ -65,7 +65,9 @@ class ServiceShell:
         finally:
             for close in self.closers:
                 try:
-                    await close()
+                    await asyncio.wait_for(close(), 10)
+                except TimeoutError:
+                    log.warning("a closer took over 10 s; left behind")
                 except Exception:
                     log.exception("error while closing")
             await self.http.stop()

@@ -3,6 +3,7 @@ index and one Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,10 @@ class ControlPlane:
             await self.janitor.run()
         finally:
             await self.server.stop()
-            await producer.stop()
+            try:  # bounded, as the stage's clients: a stop never hangs the process
+                await asyncio.wait_for(producer.stop(), 5)
+            except TimeoutError:
+                log.warning("match producer took over 5 s to stop; left behind")
 
 
 @dataclass
