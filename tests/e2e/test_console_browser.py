@@ -18,7 +18,6 @@ import pytest
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
 from lfr_cli.client import DeploymentClient
-from lfr_cli.stack import Stack
 from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import AUDIT_RECORDED
 from lfr_platform.settings import PlatformSettings
@@ -47,15 +46,6 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@pytest.fixture
-def stack(tmp_path, models_dir):
-    stack = Stack(tmp_path / "stack", models_dir=models_dir)
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def _sign_in(page, url: str, token: str, officer: str) -> None:

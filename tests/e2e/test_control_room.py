@@ -21,7 +21,6 @@ from lfr.v1 import alerts_pb2 as apb
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
 from lfr_cli.client import AlertClient, DeploymentClient
-from lfr_cli.stack import Stack
 from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
 from lfr_platform.settings import PlatformSettings
@@ -47,15 +46,6 @@ def eventually(check, timeout_s: float, interval_s: float = 1.0):
             if time.monotonic() > deadline:
                 raise AssertionError(f"not true within {timeout_s}s: {exc}") from exc
             time.sleep(interval_s)
-
-
-@pytest.fixture
-def stack(tmp_path, models_dir):
-    stack = Stack(tmp_path / "stack", models_dir=models_dir)
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stack, tmp_path, data_dir):

@@ -43,15 +43,6 @@ def eventually(check, timeout_s: float, interval_s: float = 0.5):
             time.sleep(interval_s)
 
 
-@pytest.fixture
-def stack(tmp_path, models_dir):
-    stack = Stack(tmp_path / "stack", models_dir=models_dir)
-    try:
-        yield stack
-    finally:
-        stack.stop()
-
-
 def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[DeploymentClient, str]:
     client = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60)
     request = pb.CreateDeploymentRequest(
