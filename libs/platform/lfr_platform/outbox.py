@@ -74,9 +74,8 @@ class Outbox:
     async def _send(self, record: OutboxRecord) -> None:
         if self.producer is None:
             raise KafkaError("producer not started")
-        await asyncio.wait_for(
-            self.producer.send_and_wait(record.topic, record.value, key=record.key), self.send_timeout_s
-        )
+        async with asyncio.timeout(self.send_timeout_s):  # never asyncio.wait_for: docs/decisions/0010
+            await self.producer.send_and_wait(record.topic, record.value, key=record.key)
         metrics.MESSAGES_PRODUCED.labels(record.topic).inc()
 
     async def _ensure_group(self) -> None:

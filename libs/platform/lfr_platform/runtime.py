@@ -35,8 +35,15 @@ async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task) -> None:
     """Wait for `stop` or for any task to end (a crash), then cancel the rest and re-raise a crash."""
     stopper = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (stopper, *tasks):
-        task.cancel()
+    stopper.cancel()
+    pending = set(tasks)
+    while pending:
+        # Cancelled again until they end: a task can swallow one cancellation without meaning to (a
+        # library's asyncio.wait_for whose awaitable finishes at the same moment, Python 3.11,
+        # cpython gh-86296), and would then run on forever (docs/decisions/0010).
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
     await asyncio.gather(stopper, *tasks, return_exceptions=True)
     for task in done:
         if task is not stopper and not task.cancelled() and task.exception():

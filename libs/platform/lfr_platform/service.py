@@ -65,7 +65,8 @@ class ServiceShell:
         finally:
             for close in self.closers:
                 try:
-                    await asyncio.wait_for(close(), 10)
+                    async with asyncio.timeout(10):
+                        await close()
                 except TimeoutError:
                     log.warning("a closer took over 10 s; left behind")
                 except Exception:
@@ -83,7 +84,8 @@ class ServiceShell:
                 self.health.set("topics", False, str(exc))
                 log.warning("cannot create topics yet, retrying in %.1fs: %s", delay, exc)
                 try:
-                    await asyncio.wait_for(stop.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
                 except TimeoutError:
                     pass
                 delay = min(delay * 2, 10.0)

@@ -89,6 +89,24 @@ class PlatformSettings(BaseSettings):
             )
         return KeyWrap.from_file(self.key_encryption_key_file)
 
+    def redis_client(self):
+        """The service's Redis client. A command that meets a broken connection (Redis restarted, a
+        pooled socket gone stale) is retried on a new one, 3 times with a backoff capped at 1 s, so
+        one restart of Redis costs a caller at most a short wait, never an error; a Redis that stays
+        down still fails the call (the gRPC APIs answer UNAVAILABLE)."""
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        return aioredis.from_url(
+            self.redis_url,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=30,
+        )
+
     def token_book(self):
         """The bearer tokens of the APIs (DeploymentService, AlertService, console)."""
         from lfr_platform.auth import TokenBook, parse_grants

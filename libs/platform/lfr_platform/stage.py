@@ -132,7 +132,8 @@ class StageRunner(Generic[M]):
             # offsets it committed are safe either way, and a stop must never hang the process.
             for client in (self._consumer, self._producer):
                 try:
-                    await asyncio.wait_for(client.stop(), 5)
+                    async with asyncio.timeout(5):
+                        await client.stop()
                 except TimeoutError:
                     log.warning("%s: a Kafka client took over 5 s to stop; left behind", self.stage)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import sys
 import time
+import traceback
 
 import redis.asyncio as aioredis
 
@@ -33,7 +36,34 @@ async def running(shell: ServiceShell, timeout_s: float = 60.0):
         yield shell
     finally:
         stop.set()
-        await asyncio.wait_for(task, 60)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            stuck = _task_stacks()
+            task.cancel()
+            raise AssertionError(f"{shell.name} did not stop within {timeout_s}s; its tasks:\n{stuck}") from None
+
+
+def _task_stacks() -> str:
+    """Where every task of the loop and every thread waits (what a stop that hangs is waiting on)."""
+    out = io.StringIO()
+    for t in asyncio.all_tasks():
+        if t is asyncio.current_task():
+            continue
+        out.write(f"--- {t!r}\n")
+        awaited = t.get_coro()
+        while awaited is not None:  # down the chain of awaits (a task's stack shows only its top)
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:  # compiled coroutines (grpc's) have no line number
+                out.write(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}\n")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+            if awaited is not None and not hasattr(awaited, "cr_frame") and not hasattr(awaited, "gi_frame"):
+                out.write(f"  awaiting {awaited!r}\n")
+                break
+    for ident, frame in sys._current_frames().items():
+        out.write(f"--- thread {ident}\n")
+        traceback.print_stack(frame, file=out)
+    return out.getvalue()
 
 
 async def seed_deployment(

@@ -169,7 +169,7 @@ class AlertShell(ServiceShell):
 
 
 def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredis.Redis | None = None) -> AlertShell:
-    redis = redis or aioredis.from_url(platform.redis_url)
+    redis = redis or platform.redis_client()
     keys = RedisKeys(platform.redis_prefix)
     outbox = Outbox(redis, keys.outbox())
     store = RedisAlertStore(redis, keys, outbox, platform.operational_retention_s)

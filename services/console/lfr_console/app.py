@@ -93,7 +93,8 @@ class Watch:
         for server in self.platform.kafka_bootstrap_servers.split(","):
             host, _, port = server.strip().rpartition(":")
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
+                async with asyncio.timeout(2):
+                    _, writer = await asyncio.open_connection(host, int(port))
             except (OSError, TimeoutError, ValueError):
                 continue
             writer.close()
@@ -111,7 +112,7 @@ class ConsoleShell(ServiceShell):
 def build(
     platform: PlatformSettings, settings: ConsoleSettings, *, redis: aioredis.Redis | None = None
 ) -> ConsoleShell:
-    redis = redis or aioredis.from_url(platform.redis_url)
+    redis = redis or platform.redis_client()
     if settings.session_key_file is not None:
         key = settings.session_key_file.read_bytes()[:32]
         if len(key) != 32:

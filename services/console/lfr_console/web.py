@@ -313,7 +313,8 @@ class Console:
         try:
             while True:
                 try:
-                    event = await asyncio.wait_for(subscription.queue.get(), 15)
+                    async with asyncio.timeout(15):
+                        event = await subscription.queue.get()
                 except TimeoutError:
                     if await self.sessions.get(session.session_id) is None:
                         await response.write(b"event: signed_out\ndata: {}\n\n")

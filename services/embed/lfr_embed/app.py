@@ -101,7 +101,7 @@ def build(
             intra_op_threads=settings.intra_op_threads,
         )
     metrics.MODEL_INFO.labels("embedder", embedder.model_id, embedder.provider).set(1)
-    redis = redis or aioredis.from_url(platform.redis_url)
+    redis = redis or platform.redis_client()
     registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix), platform.key_wrap())
     handler = EmbedHandler(embedder, registry)
     return ServiceShell.for_stage("embed", handler, platform, settings.http_host, settings.http_port, [redis.aclose])

@@ -70,7 +70,8 @@ class Publisher:
             log.info("streaming %d camera(s) for van %s", len(self.cameras), self.settings.van_id)
             while True:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                    async with asyncio.timeout(0.5):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 self._wake.clear()
@@ -173,7 +174,7 @@ class Publisher:
 
 
 def build(platform: PlatformSettings, settings: IngestSettings, *, redis: aioredis.Redis | None = None) -> ServiceShell:
-    redis = redis or aioredis.from_url(platform.redis_url)
+    redis = redis or platform.redis_client()
     cameras = [
         Camera(
             settings=c,

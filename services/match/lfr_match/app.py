@@ -96,7 +96,8 @@ class ControlPlane:
         finally:
             await self.server.stop()
             try:  # bounded, as the stage's clients: a stop never hangs the process
-                await asyncio.wait_for(producer.stop(), 5)
+                async with asyncio.timeout(5):
+                    await producer.stop()
             except TimeoutError:
                 log.warning("match producer took over 5 s to stop; left behind")
 
@@ -136,7 +137,7 @@ def build(
     policy = threshold_policy(settings, embedder.model_id)
     log.info("thresholds for %s: default %.3f, floor %.3f", policy.model_id, policy.default, policy.floor)
     index = index or build_index(settings)
-    redis = redis or aioredis.from_url(platform.redis_url)
+    redis = redis or platform.redis_client()
     keys = RedisKeys(platform.redis_prefix)
     key_wrap = platform.key_wrap()
     store = DeploymentStore(redis, keys, key_wrap)

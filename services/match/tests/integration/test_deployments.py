@@ -208,7 +208,10 @@ async def test_a_deployment_whose_state_redis_lost_is_recorded_audited_and_delet
             break
         assert time.monotonic() < deadline, "the loss was not detected"
         await asyncio.sleep(0.2)
-    got = await api("get", deployment_id)
+    # Recorded lost first, then deleted: the deletion's report follows within the same sweep.
+    while not (got := await api("get", deployment_id)).HasField("deletion"):
+        assert time.monotonic() < deadline, "the lost deployment's watchlist was not deleted"
+        await asyncio.sleep(0.2)
     assert deployment_id not in match.control.service.index.collections()
     assert got.deletion.collection_dropped and got.deletion.watchlist_points_deleted == 1
     assert REGISTRY.get_sample_value("lfr_deployments_lost_total") == lost_before + 1

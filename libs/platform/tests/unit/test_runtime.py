@@ -1,0 +1,44 @@
+import asyncio
+
+from lfr_platform.runtime import until_stopped
+
+
+async def test_a_task_that_swallows_one_cancellation_is_still_stopped():
+    """As a task does when a library's asyncio.wait_for finishes in the same loop iteration as the
+    cancellation (Python 3.11): the first CancelledError is lost, the loop goes on."""
+    swallowed = 0
+
+    async def janitor() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed == 0:
+                    swallowed += 1
+                    asyncio.current_task().uncancel()
+                    continue
+                raise
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(janitor())
+    stopping = asyncio.create_task(until_stopped(stop, task))
+    await asyncio.sleep(0.05)
+    stop.set()
+    async with asyncio.timeout(10):
+        await stopping
+    assert swallowed == 1 and task.cancelled()
+
+
+async def test_a_crash_of_one_task_stops_the_others_and_is_raised():
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    forever = asyncio.create_task(asyncio.sleep(3600))
+    try:
+        await until_stopped(asyncio.Event(), asyncio.create_task(crash()), forever)
+    except RuntimeError as exc:
+        assert str(exc) == "boom"
+    else:
+        raise AssertionError("the crash was not raised")
+    assert forever.cancelled()
