@@ -3,10 +3,12 @@
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 
 from lfr_alert.app import build
 from lfr_alert.settings import AlertSettings
 from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, dead_letter_topic
+from lfr_platform.registry import RedisKeys
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.messages import match_record
 from lfr_testing.services import running, seed_deployment
@@ -91,7 +93,13 @@ async def test_one_alert_per_pass_later_shots_of_the_pass_fold_in(platform):
 async def test_forged_replayed_and_unknown_subject_matches_raise_no_alert(platform):
     deployment_id, key = await seed_deployment(platform)
     other_id, other_key = await seed_deployment(platform)
+    closed_id, closed_key = await seed_deployment(platform)
+    client = aioredis.from_url(platform.redis_url)
+    await client.hset(RedisKeys(platform.redis_prefix).deployment(closed_id), "status", "closed")
+    await client.aclose()
+    skipped_before = _skipped(platform, "deployment_closed")
     forged = [
+        _match(closed_id, "cam-1", "S1", 0, 0.99, key=closed_key),  # authentic, but its deployment is closed
         _match(deployment_id, "cam-1", "S1", 1, 0.99),  # produced by someone without the key
         _match(deployment_id, "cam-1", "S1", 2, 0.99, key=other_key),  # another deployment's match, replayed
         _match(deployment_id, "cam-1", "NOT-ENROLLED", 3, 0.99, key=key),  # authentic, not on the watchlist
@@ -103,3 +111,16 @@ async def test_forged_replayed_and_unknown_subject_matches_raise_no_alert(platfo
         alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1, settle_s=1.0))
     assert [d.reason for d in letters] == ["unauthenticated_match", "unauthenticated_match", "subject_not_enrolled"]
     assert [(a.subject_id, a.match_count) for a in alerts] == [("S1", 1)] and other_id != deployment_id
+    assert alerts[0].camera.deployment_id == deployment_id
+    assert (
+        _skipped(platform, "deployment_closed") == skipped_before + 1
+    )  # a normal end: skipped and counted, not alerted
+
+
+def _skipped(platform, reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "lfr_messages_skipped_total", {"topic": MATCHES_FOUND.name(platform.topic_prefix), "reason": reason}
+    )
+    return value or 0.0

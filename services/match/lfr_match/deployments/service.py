@@ -24,6 +24,7 @@ from lfr_platform import metrics, sealing
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import READ_DEPLOYMENTS, WRITE_DEPLOYMENTS, Authenticator, Principal
 from lfr_platform.registry import CLOSED, OPEN
+from lfr_platform.stage import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,16 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             )
         except LookupError:
             raise DeploymentClosedDuringEnrolment(deployment_id) from None
+        except asyncio.CancelledError:  # the client went away mid-call: undone in a worker thread
+            loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
+            raise
+        except Exception:
+            # Redis did not record it (unreachable, restarting): the entry leaves the index too, so
+            # the watchlist never holds a face whose subject and file Redis does not know (it would
+            # match, and alert would refuse the match as not enrolled). The client is told the call
+            # failed (UNAVAILABLE) and can send the image again.
+            await loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
+            raise
         metrics.ENROLMENTS.labels("enrolled", "").inc()
         return pb.EnrolWatchlistResponse(
             client_ref=image.client_ref,
@@ -265,9 +276,19 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             entry_id=entry.entry_id,
         )
 
+    def _forget(self, deployment_id: str, entry_id: str) -> None:
+        try:
+            self.index.delete(deployment_id, [entry_id])
+        except CollectionMissing:
+            pass  # the deployment was closed meanwhile: its whole watchlist is gone
+        log.warning("enrolment undone: Redis could not record it", extra={"deployment_id": deployment_id})
+
     async def _finish_enrolment(self, deployment_id: str, who: Principal, outcomes: Counter[str], count: int) -> None:
         rejected = sum(n for k, n in outcomes.items() if k != "enrolled")
-        await self.store.record_rejected(deployment_id, rejected)
+        try:
+            await self.store.record_rejected(deployment_id, rejected)
+        except TRANSIENT_ERRORS as exc:  # Redis is away: what was enrolled is still audited below
+            log.warning("count of rejected images not updated: %s", exc, extra={"deployment_id": deployment_id})
         if outcomes:
             await asyncio.get_running_loop().run_in_executor(None, self.index.optimize, deployment_id)
         await self.audit.record(

@@ -148,7 +148,10 @@ class DeploymentStore:
         self, deployment_id: str, subject_id: str, image_sha256: str, count: int, entry_id: str, thumbnail: bytes
     ) -> int:
         """Returns the number of distinct subjects now enrolled. The reference thumbnail is sealed with
-        the deployment's data key and kept under the deployment, so closing deletes it."""
+        the deployment's data key and kept under the deployment, so closing deletes it.
+
+        One transaction: when it raises, nothing of the image is recorded (the caller then removes
+        its entry from the index). Only the count of subjects, derived, is written after it."""
         wrapped = await self.client.get(self.keys.data_key(deployment_id))
         if wrapped is None:
             raise LookupError(f"deployment {deployment_id} has no data key (closed)")
@@ -157,9 +160,14 @@ class DeploymentStore:
             pipe.sadd(self.keys.subjects(deployment_id), subject_id)
             pipe.sadd(self.keys.image_hashes(deployment_id), image_sha256)
             pipe.set(self.keys.reference_image(deployment_id, entry_id), seal(data_key, thumbnail, deployment_id))
+            pipe.hset(self.keys.deployment(deployment_id), "enrolled_images", str(count))
             pipe.scard(self.keys.subjects(deployment_id))
             *_, subjects = await pipe.execute()
-        await self.set_field(deployment_id, enrolled_images=str(count), enrolled_subjects=str(subjects))
+        try:
+            await self.set_field(deployment_id, enrolled_subjects=str(subjects))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # The image is recorded; the next enrolment writes the count again.
+            log.warning("count of enrolled subjects not updated: %s", exc, extra={"deployment_id": deployment_id})
         return subjects
 
     async def count_reference_images(self, deployment_id: str) -> int:

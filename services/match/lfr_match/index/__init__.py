@@ -61,6 +61,10 @@ class WatchlistIndex(Protocol):
 
     def upsert(self, deployment_id: str, entries: list[Entry]) -> None: ...
 
+    def delete(self, deployment_id: str, entry_ids: list[str]) -> None:
+        """Remove entries (an enrolment undone: Redis could not record it)."""
+        ...
+
     def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
         """Up to k entries by descending cosine similarity; `exact` scans every entry instead of the index."""
         ...

@@ -93,6 +93,12 @@ class EdgeIndex:
             shard.update(UpdateOperation.upsert_points(points))
             shard.flush()
 
+    def delete(self, deployment_id: str, entry_ids: list[str]) -> None:
+        shard, lock = self._shard(deployment_id)
+        with lock:
+            shard.update(UpdateOperation.delete_points(entry_ids))
+            shard.flush()
+
     def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
         shard, lock = self._shard(deployment_id)
         params = self.exact_params if exact else self.search_params

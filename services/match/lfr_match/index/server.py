@@ -61,6 +61,10 @@ class ServerIndex:
             wait=True,
         )
 
+    def delete(self, deployment_id: str, entry_ids: list[str]) -> None:
+        self._require(deployment_id)
+        self.client.delete(self._name(deployment_id), points_selector=models.PointIdsList(points=entry_ids), wait=True)
+
     def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
         self._require(deployment_id)
         result = self.client.query_points(

@@ -37,8 +37,10 @@ def test_collections_are_created_searched_counted_and_dropped(index):
     assert hits[0].subject_id == "s7" and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert hits[0].score >= hits[1].score >= hits[2].score
     assert [h.entry_id for h in index.search("dep-a", vectors[7], 3, exact=True)] == [h.entry_id for h in hits]
+    index.delete("dep-a", [hits[0].entry_id])  # an enrolment undone
+    assert index.count("dep-a") == 49 and index.search("dep-a", vectors[7], 1)[0].subject_id != "s7"
     assert index.collections() == ["dep-a", "dep-b"]
-    assert index.drop("dep-a") == 50
+    assert index.drop("dep-a") == 49
     assert index.collections() == ["dep-b"] and not index.exists("dep-a")
     with pytest.raises(CollectionMissing):
         index.search("dep-a", vectors[0], 1)

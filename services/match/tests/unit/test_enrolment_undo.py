@@ -1,0 +1,75 @@
+"""An enrolment Redis could not record leaves nothing in the watchlist index (a fake store; the
+real EdgeIndex). The end-to-end test restarts a real Redis mid-enrolment (tests/e2e/test_faults.py)."""
+
+import asyncio
+
+import numpy as np
+import pytest
+import redis.exceptions
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_match.deployments.enrolment import Analysed
+from lfr_match.deployments.service import DeploymentService
+from lfr_match.index.edge import EdgeIndex
+
+
+class AnalysesAnything:
+    def analyse(self, image: bytes) -> Analysed:
+        vector = np.random.default_rng(len(image)).standard_normal(128).astype(np.float32)
+        return Analysed(vector / np.linalg.norm(vector), f"sha-{len(image)}", b"thumbnail")
+
+
+class RedisGoesAway:
+    """Answers until record_enrolled, which meets a Redis that is gone."""
+
+    def __init__(self, fail_with: BaseException) -> None:
+        self.fail_with = fail_with
+
+    async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
+        return False
+
+    async def record_enrolled(self, *args) -> int:
+        raise self.fail_with
+
+
+def _service(index: EdgeIndex, store) -> DeploymentService:
+    return DeploymentService(
+        store=store,
+        index=index,
+        enroller=AnalysesAnything(),
+        closer=None,
+        audit=None,
+        auth=None,
+        policy=None,
+        default_size_limit=10,
+        max_size_limit=10,
+        duplicate_similarity=0.95,
+    )
+
+
+def _image() -> pb.WatchlistImage:
+    return pb.WatchlistImage(image=b"jpeg", subject_id="S1", category="wanted", source_reference="ref", approved_by="B")
+
+
+async def test_an_enrolment_redis_did_not_record_is_removed_from_the_index(tmp_path):
+    index = EdgeIndex(tmp_path)
+    index.create("dep-a", 128)
+    service = _service(index, RedisGoesAway(redis.exceptions.ConnectionError("Connection refused")))
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await service._enrol_one("dep-a", _image(), who=None)
+    assert index.count("dep-a") == 0
+    index.close()
+
+
+async def test_a_cancelled_enrolment_is_removed_from_the_index_too(tmp_path):
+    index = EdgeIndex(tmp_path)
+    index.create("dep-a", 128)
+    service = _service(index, RedisGoesAway(asyncio.CancelledError()))
+    with pytest.raises(asyncio.CancelledError):
+        await service._enrol_one("dep-a", _image(), who=None)
+    for _ in range(100):  # undone in a worker thread
+        if index.count("dep-a") == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert index.count("dep-a") == 0
+    index.close()
