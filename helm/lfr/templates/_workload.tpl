@@ -13,6 +13,18 @@ per-service files only name it: {{ include "lfr.workload" (dict "root" . "name" 
 {{- $tokens := or $api (eq $name "console") -}}
 {{- /* ...and those that read deployments' data keys: every stage and the APIs, not the console. */ -}}
 {{- $kek := ne $name "console" -}}
+{{- /* The stream stages: consumers of a topic, scaled on their consumer lag. */ -}}
+{{- $inputs := dict "detect" "frames.captured.v1" "embed" "faces.detected.v1" "match" "faces.embedded.v1" "alert" "matches.found.v1" -}}
+{{- $stream := hasKey $inputs $name -}}
+{{- $scaled := and $stream $root.Values.autoscaling.enabled -}}
+{{- $gpu := and (hasKey $svc "gpu") $svc.gpu -}}
+{{- $partitions := int $root.Values.topics.partitions -}}
+{{- if and $svc.enabled $stream (gt (int $svc.replicas) $partitions) }}
+{{- fail (printf "services.%s.replicas (%d) is over topics.partitions (%d): a replica beyond the partitions would get none and idle" $name (int $svc.replicas) $partitions) }}
+{{- end }}
+{{- if and $svc.enabled $scaled (gt (int $root.Values.autoscaling.maxReplicas) $partitions) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) is over topics.partitions (%d): replicas beyond the partitions would idle" (int $root.Values.autoscaling.maxReplicas) $partitions) }}
+{{- end }}
 {{- if $svc.enabled }}
 apiVersion: apps/v1
 kind: Deployment
@@ -20,7 +32,9 @@ metadata:
   name: {{ include "lfr.fullname" $root }}-{{ $name }}
   labels: {{- include "lfr.labels" . | nindent 4 }}
 spec:
+  {{- if not $scaled }}
   replicas: {{ $svc.replicas }}
+  {{- end }}
   selector:
     matchLabels: {{- include "lfr.selector" . | nindent 6 }}
   template:
@@ -119,7 +133,7 @@ spec:
             httpGet: {path: /readyz, port: http}
             periodSeconds: 5
           {{- $resources := deepCopy $svc.resources }}
-          {{- if and (eq $name "embed") $svc.gpu }}
+          {{- if $gpu }}
           {{- $_ := set $resources "limits" (merge (dict "nvidia.com/gpu" 1) ($resources.limits | default dict)) }}
           {{- end }}
           resources: {{- toYaml $resources | nindent 12 }}
@@ -164,11 +178,18 @@ spec:
             secretName: {{ required "keyEncryptionKey.existingSecret: the Secret with the key-encryption key (32 random bytes)" $root.Values.keyEncryptionKey.existingSecret }}
             defaultMode: 0400
         {{- end }}
-      {{- if and (eq $name "embed") $svc.gpu }}
-      tolerations:
-        - key: nvidia.com/gpu
-          operator: Exists
-          effect: NoSchedule
+      {{- with $svc.nodeSelector }}
+      nodeSelector: {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.affinity }}
+      affinity: {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- $tolerations := $svc.tolerations | default list }}
+      {{- if $gpu }}
+      {{- $tolerations = append $tolerations (dict "key" "nvidia.com/gpu" "operator" "Exists" "effect" "NoSchedule") }}
+      {{- end }}
+      {{- with $tolerations }}
+      tolerations: {{- toYaml . | nindent 8 }}
       {{- end }}
 ---
 apiVersion: v1
@@ -192,5 +213,104 @@ spec:
       port: {{ $svc.webPort }}
       targetPort: web
     {{- end }}
+{{- if and $root.Values.podDisruptionBudget.enabled (or $scaled (gt (int $svc.replicas) 1)) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  labels: {{- include "lfr.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ $root.Values.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels: {{- include "lfr.selector" . | nindent 6 }}
+{{- end }}
+{{- $net := $root.Values.networkPolicy }}
+{{- if $net.enabled }}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  labels: {{- include "lfr.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels: {{- include "lfr.selector" . | nindent 6 }}
+  policyTypes: [Ingress{{ if $net.egress }}, Egress{{ end }}]
+  {{- /* Rules with no peers would admit everyone: an empty list of peers adds no rule. */}}
+  ingress:
+    {{- if $net.metricsFrom }}
+    - from: {{- toYaml $net.metricsFrom | nindent 8 }}
+      ports: [{port: http}]
+    {{- end }}
+    {{- if $api }}
+    - from:
+        - podSelector:
+            matchLabels: {{- include "lfr.selector" (dict "root" $root "name" "console") | nindent 14 }}
+        {{- with $net.apiFrom }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports: [{port: grpc}]
+    {{- end }}
+    {{- if and (eq $name "console") $net.consoleFrom }}
+    - from: {{- toYaml $net.consoleFrom | nindent 8 }}
+      ports: [{port: web}]
+    {{- end }}
+  {{- if $net.egress }}
+  egress:
+    - ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
+    - to:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/instance: {{ $root.Release.Name }}
+    {{- toYaml $net.egress | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- if $scaled }}
+---
+{{- if $root.Values.autoscaling.keda }}
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  labels: {{- include "lfr.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  minReplicaCount: {{ $svc.replicas }}
+  maxReplicaCount: {{ $root.Values.autoscaling.maxReplicas }}
+  triggers:
+    - type: kafka
+      metadata:
+        bootstrapServers: {{ $root.Values.kafka.bootstrapServers | quote }}
+        consumerGroup: {{ printf "%s%s" $root.Values.topics.prefix $name | quote }}
+        topic: {{ printf "%s%s" $root.Values.topics.prefix (index $inputs $name) | quote }}
+        lagThreshold: {{ $root.Values.autoscaling.lagThreshold | quote }}
+      {{- with $root.Values.autoscaling.kafkaAuthentication }}
+      authenticationRef:
+        name: {{ . }}
+      {{- end }}
+{{- else }}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  labels: {{- include "lfr.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "lfr.fullname" $root }}-{{ $name }}
+  minReplicas: {{ $svc.replicas }}
+  maxReplicas: {{ $root.Values.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $root.Values.autoscaling.cpuUtilization }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end -}}

@@ -109,15 +109,21 @@ class StageRunner(Generic[M]):
     def input_name(self) -> str:
         return self.handler.input.name(self.settings.topic_prefix)
 
+    @property
+    def consumer_group(self) -> str:
+        """The stage's consumer group: its replicas share it. Prefixed like the topics, so that two
+        installations on one Kafka cluster (the chart's `topics.prefix`) never join each other's."""
+        return self.group_id or f"{self.settings.topic_prefix}{self.stage}"
+
     async def run(self) -> None:
         """Process records until cancelled."""
         self._producer = await start_with_retry(lambda: new_producer(self.settings), f"{self.stage} producer")
         self._consumer = await start_with_retry(
-            lambda: new_consumer(self.settings, self.group_id or self.stage, self.input_name),
+            lambda: new_consumer(self.settings, self.consumer_group, self.input_name),
             f"{self.stage} consumer",
         )
         self.health.set("kafka", True)
-        log.info("consuming %s as group %s", self.input_name, self.group_id or self.stage)
+        log.info("consuming %s as group %s", self.input_name, self.consumer_group)
         try:
             while True:
                 batches = await self._consumer.getmany(
