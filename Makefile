@@ -135,9 +135,10 @@ dashboards: $(INSTALLED) ## regenerate deploy/grafana/dashboards/*.json from dep
 	$(BIN)/python deploy/grafana/dashboards.py
 
 .PHONY: lint
-lint: $(INSTALLED) ## check style (changes nothing)
+lint: $(INSTALLED) ## check style and the layering (changes nothing; contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: $(INSTALLED) ## format and fix what ruff can

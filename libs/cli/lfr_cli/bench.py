@@ -235,9 +235,9 @@ def real_embeddings() -> np.ndarray:
 
 def bench_search(queries: int = 1000) -> dict:
     from lfr_faces.calibration import load
-    from lfr_match.index import Entry, search_for_decision
-    from lfr_match.index.edge import EdgeIndex
     from lfr_match.settings import MatchSettings
+    from lfr_watchlist import Entry, search_for_decision
+    from lfr_watchlist.edge import EdgeIndex
 
     threshold = load("sface-2021dec").default_threshold
     margin = MatchSettings.model_construct().exact_recheck_margin
@@ -308,8 +308,8 @@ def _client_local_mode(watchlist: np.ndarray, probes: np.ndarray) -> float:
     """qdrant-client's local mode on the same entries: the alternative decision 0001 compares."""
     import warnings
 
-    from lfr_match.index import Entry
-    from lfr_match.index.server import ServerIndex
+    from lfr_watchlist import Entry
+    from lfr_watchlist.server import ServerIndex
 
     index = ServerIndex.connect(":memory:")
     index.create("bench", 128)

@@ -102,8 +102,8 @@ def _init_worker(models: Models) -> None:
     from lfr_detect.settings import DetectSettings
     from lfr_faces.detectors import build_detector
     from lfr_faces.embedders import build_embedder
+    from lfr_faces.enrolment import Enroller, EnrolmentPolicy
     from lfr_faces.quality import QualityPolicy
-    from lfr_match.deployments.enrolment import Enroller, EnrolmentPolicy
     from lfr_match.settings import MatchSettings
 
     detect = DetectSettings.model_construct()
@@ -144,7 +144,7 @@ def analyse_probe(data: bytes) -> Analysed:
 
 
 def analyse_enrol(data: bytes) -> Analysed:
-    from lfr_match.deployments.enrolment import EnrolRejected
+    from lfr_faces.enrolment import EnrolRejected
 
     try:
         return Analysed("ok", _worker["enroller"].analyse(data).vector)

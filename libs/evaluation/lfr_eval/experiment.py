@@ -1,5 +1,5 @@
 """The identification experiment: a watchlist in the live index, every probe searched and decided
-by match's own code (lfr_match.index, lfr_match.matching.decide)."""
+by match's own code (lfr_watchlist, lfr_watchlist.decision.decide)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lfr_match.index import Entry, Hit
-from lfr_match.index.edge import EdgeIndex
-from lfr_match.matching import decide
+from lfr_watchlist import Entry, Hit
+from lfr_watchlist.decision import decide
+from lfr_watchlist.edge import EdgeIndex
 
 TOP_K = 5
 _DEPLOYMENT = "evaluation"

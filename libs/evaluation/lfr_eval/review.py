@@ -19,7 +19,7 @@ import numpy as np
 
 from lfr_eval.experiment import Enrolled, Search
 from lfr_faces import alignment, images
-from lfr_match.index import Hit
+from lfr_watchlist import Hit
 
 _TILE = 112
 _TEXT = 420

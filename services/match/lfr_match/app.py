@@ -14,16 +14,13 @@ from lfr.v1 import deployments_pb2, deployments_pb2_grpc
 from lfr_faces import calibration
 from lfr_faces.detectors import Detector, build_detector
 from lfr_faces.embedders import Embedder, build_embedder
+from lfr_faces.enrolment import Enroller, EnrolmentPolicy
 from lfr_faces.models import SFACE, YUNET, model_path
 from lfr_match.deployments.closing import Closer
-from lfr_match.deployments.enrolment import Enroller, EnrolmentPolicy
 from lfr_match.deployments.janitor import Janitor
 from lfr_match.deployments.lifecycle import ThresholdPolicy
 from lfr_match.deployments.service import DeploymentService
 from lfr_match.deployments.store import DeploymentStore
-from lfr_match.index import WatchlistIndex
-from lfr_match.index.edge import EdgeIndex
-from lfr_match.index.server import ServerIndex
 from lfr_match.settings import MatchSettings
 from lfr_match.stage import MatchHandler
 from lfr_match.tracks import TrackTemplates
@@ -38,6 +35,9 @@ from lfr_platform.rpc import GrpcServer
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.stage import StageRunner
+from lfr_watchlist import WatchlistIndex
+from lfr_watchlist.edge import EdgeIndex
+from lfr_watchlist.server import ServerIndex
 
 log = logging.getLogger(__name__)
 

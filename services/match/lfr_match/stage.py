@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from lfr.v1 import embeddings_pb2
 from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key
 from lfr_match import wire
-from lfr_match.index import CollectionMissing, WatchlistIndex, search_for_decision
-from lfr_match.matching import decide
 from lfr_match.tracks import TrackTemplates
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import DeploymentRegistry, DeploymentStats, admit
 from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
+from lfr_watchlist import CollectionMissing, WatchlistIndex, search_for_decision
+from lfr_watchlist.decision import decide
 
 
 class MatchHandler:

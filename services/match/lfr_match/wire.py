@@ -6,7 +6,7 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import embeddings_pb2, matches_pb2
-from lfr_match.matching import Decision
+from lfr_watchlist.decision import Decision
 
 
 def vector(data: bytes, dimension: int) -> np.ndarray:

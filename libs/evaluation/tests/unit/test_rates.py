@@ -9,7 +9,7 @@ import pytest
 from lfr_eval.experiment import Search
 from lfr_eval.rates import difference_test, fpir_at_size, rates_over_thresholds, rescale_fpir, wilson
 from lfr_eval.results import Attribute, compute, recommend
-from lfr_match.index import Hit
+from lfr_watchlist import Hit
 
 
 def test_wilson_intervals_match_published_values():

@@ -14,10 +14,10 @@ import time
 
 from lfr_match.deployments.report import build_report
 from lfr_match.deployments.store import DeploymentStore
-from lfr_match.index import WatchlistIndex
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
 from lfr_platform.registry import CLOSED, EXPIRED
+from lfr_watchlist import WatchlistIndex
 
 log = logging.getLogger(__name__)
 

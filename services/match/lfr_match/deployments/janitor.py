@@ -20,12 +20,12 @@ import time
 
 from lfr_match.deployments.closing import Closer
 from lfr_match.deployments.store import DeploymentStore
-from lfr_match.index import WatchlistIndex
 from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
 from lfr_platform.outbox import Outbox
 from lfr_platform.registry import CLOSED, EXPIRED, LOST
 from lfr_platform.stage import TRANSIENT_ERRORS
+from lfr_watchlist import WatchlistIndex
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,18 @@ import grpc
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import deployments_pb2_grpc
+from lfr_faces.enrolment import Enroller, EnrolRejected
 from lfr_match.deployments import wire
 from lfr_match.deployments.closing import Closer, DeploymentNotFound
-from lfr_match.deployments.enrolment import Enroller, EnrolRejected
 from lfr_match.deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
 from lfr_match.deployments.report import build_report
 from lfr_match.deployments.store import DeploymentStore
-from lfr_match.index import CollectionMissing, Entry, WatchlistIndex
 from lfr_platform import metrics, sealing
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import READ_DEPLOYMENTS, WRITE_DEPLOYMENTS, Authenticator, Principal
 from lfr_platform.registry import CLOSED, OPEN
 from lfr_platform.stage import TRANSIENT_ERRORS
+from lfr_watchlist import CollectionMissing, Entry, WatchlistIndex
 
 log = logging.getLogger(__name__)
 

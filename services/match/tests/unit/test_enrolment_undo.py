@@ -8,9 +8,9 @@ import pytest
 import redis.exceptions
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_match.deployments.enrolment import Analysed
+from lfr_faces.enrolment import Analysed
 from lfr_match.deployments.service import DeploymentService
-from lfr_match.index.edge import EdgeIndex
+from lfr_watchlist.edge import EdgeIndex
 
 
 class AnalysesAnything:

@@ -5,9 +5,9 @@ import uuid
 import numpy as np
 import pytest
 
-from lfr_match.index import CollectionMissing, Entry
-from lfr_match.index.edge import EdgeIndex
-from lfr_match.index.server import ServerIndex
+from lfr_watchlist import CollectionMissing, Entry
+from lfr_watchlist.edge import EdgeIndex
+from lfr_watchlist.server import ServerIndex
 
 pytestmark = pytest.mark.integration
 

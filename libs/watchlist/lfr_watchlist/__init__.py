@@ -1,5 +1,8 @@
 """The watchlist index: one collection per deployment, created with it and dropped with it.
 
+A library, not match's own: match searches it live, and the evaluation harness and `make bench`
+measure the very same code (with the decision rule, lfr_watchlist.decision).
+
 Two adapters behind one Protocol, chosen by configuration: qdrant-edge runs the Qdrant engine in
 this process (the default: no server to run, HNSW search under a millisecond at 200k entries), and
 qdrant-client talks to a Qdrant server when a URL is set (docker-compose, Helm, several match

@@ -1,6 +1,6 @@
 import numpy as np
 
-from lfr_match.index import Hit, search_for_decision
+from lfr_watchlist import Hit, search_for_decision
 
 
 class RecordingIndex:

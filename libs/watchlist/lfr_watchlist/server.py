@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from lfr_match.index import CollectionMissing, Entry, Hit
+from lfr_watchlist import CollectionMissing, Entry, Hit
 
 
 class ServerIndex:

@@ -26,7 +26,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from lfr_match.index import CollectionMissing, Entry, Hit
+from lfr_watchlist import CollectionMissing, Entry, Hit
 
 log = logging.getLogger(__name__)
 

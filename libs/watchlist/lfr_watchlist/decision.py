@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lfr_match.index import Hit
+from lfr_watchlist import Hit
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-from lfr_match.index import Hit
-from lfr_match.matching import decide
+from lfr_watchlist import Hit
+from lfr_watchlist.decision import decide
 
 
 def _hit(subject: str, score: float) -> Hit:
