@@ -44,6 +44,36 @@ def test_real_video_in_alert_out_for_the_enrolled_person_and_none_for_strangers(
     assert "deployment closed" in result.stderr  # and its watchlist deleted
 
 
+def test_a_person_of_the_crowd_enrolled_from_one_frame_alerts_once_for_their_pass(tmp_path, data_dir, models_dir):
+    """Another real clip of people walking: one of them, enrolled from a frame as a custody photo
+    would be, alerts once for their pass (their track splits when they turn their head), and
+    nobody else in the crowd alerts."""
+    import cv2
+
+    from lfr_faces.detectors import build_detector
+    from lfr_faces.models import YUNET, model_path
+
+    crowd = data_dir / "video" / "facenet_pytorch_video.mp4"
+    capture = cv2.VideoCapture(str(crowd))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 64)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    faces = build_detector("yunet", model_path(models_dir, YUNET), input_width=0).detect(frame, 0.6)
+    x, y, w, h = (int(v) for v in min(faces, key=lambda f: abs(f.box[0] - 916)).box)  # frontal, 80 px wide
+    margin = int(0.6 * max(w, h))
+    (tmp_path / "watchlist" / "crowd-person").mkdir(parents=True)
+    photo = frame[max(0, y - margin) : y + h + margin, max(0, x - margin) : x + w + margin]
+    cv2.imwrite(str(tmp_path / "watchlist" / "crowd-person" / "custody.jpg"), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+    result = _demo(tmp_path, data_dir, models_dir, "--watchlist", str(tmp_path / "watchlist"), "--video", str(crowd))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    alerts, summary = lines[:-1], lines[-1]["summary"]
+    assert [a["subject_id"] for a in alerts] == ["crowd-person"], result.stderr[-3000:]
+    assert summary["alerts"] == 1 and summary["matches"] >= 1
+
+
 @pytest.mark.parametrize(
     "make_args, message",
     [

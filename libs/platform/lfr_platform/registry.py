@@ -91,11 +91,10 @@ class RedisKeys:
     def enrol_lock(self, deployment_id: str) -> str:
         return f"{self.prefix}:dep:{deployment_id}:enrol-lock"
 
-    def alert_window(self, deployment_id: str, camera: str, subject_id: str, track_id: str = "") -> str:
-        """The id of the alert a match of this subject on this camera (in this track: this pass) folds
-        into, while its window lasts."""
-        track = f"{track_id}:" if track_id else ""
-        return f"{self.prefix}:dep:{deployment_id}:alert:{camera}:{track}{subject_id}"
+    def alert_window(self, deployment_id: str, camera: str, subject_id: str) -> str:
+        """The id of the alert a match of this subject on this camera folds into: the subject's pass,
+        which lasts while its matches come within the window of each other."""
+        return f"{self.prefix}:dep:{deployment_id}:alert:{camera}:{subject_id}"
 
     def alert_seen(self, deployment_id: str, alert_id: str) -> str:
         """Match ids folded into the alert (a re-delivered match changes nothing)."""

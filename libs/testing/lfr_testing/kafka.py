@@ -34,22 +34,25 @@ async def read(
 
     Fails when fewer than `count` arrive in time.
     """
-    await ensure_topics(platform, [topic])
+    deadline = time.monotonic() + timeout_s  # every step is bounded: a test fails, it never hangs
+    async with asyncio.timeout(timeout_s):
+        await ensure_topics(platform, [topic])
     name = topic.name(platform.topic_prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=platform.kafka_bootstrap_servers,
         enable_auto_commit=False,
         max_partition_fetch_bytes=platform.kafka_max_message_bytes,
     )
-    await consumer.start()
+    async with asyncio.timeout(timeout_s):
+        await consumer.start()
     try:
         while name not in await consumer.topics():
+            assert time.monotonic() < deadline, f"{name} is not in the broker's metadata after {timeout_s}s"
             await asyncio.sleep(0.1)
         partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         records: list[ConsumerRecord] = []
-        deadline = time.monotonic() + timeout_s
         settle_until = None
         while True:
             batches = await consumer.getmany(timeout_ms=200)

@@ -29,7 +29,7 @@ class MatchToFold:
     model_id: str
     captured_at: float
     sealed_crop: bytes  # the probe face, sealed with the deployment's key
-    track_id: str = ""  # the person's pass: one alert per (track, subject)
+    track_id: str = ""  # the track of the alert's first match (a pass may span several tracks)
 
     @property
     def camera(self) -> str:

@@ -1,5 +1,5 @@
--- Fold one match into the alert of its (deployment, camera, track, subject), atomically.
--- KEYS: 1 the window (the alert id, for window_ms after the first match), 2 the alert's record,
+-- Fold one match into the alert of its (deployment, camera, subject) pass, atomically.
+-- KEYS: 1 the window (the alert id, for window_ms after the latest match), 2 the alert's record,
 --       3 the match ids folded into it, 4 its best probe crop (sealed), 5 the deployment's alert ids,
 --       6 the deployment's record (its stats)
 -- ARGV: 1 the alert id the caller read from the window ("" if none), 2 a new alert id,
@@ -8,9 +8,10 @@
 --       16 model_id, 17 entry_id, 18 track_id
 -- Returns {"retry", id} when the window changed since the caller read it; else
 -- {"ok", created, changed, the sealed best crop, HGETALL of the record...}.
--- The window is fixed: it starts at the alert's first match and is not extended by later ones. A
--- match id seen before changes nothing (re-delivery after a crash). Every key is refreshed to live
--- the operational retention after the last change, except the window.
+-- The window slides: each new match extends it, so one pass is one alert however long the person
+-- stays in view and however often the tracker split their track; a match after a longer gap raises
+-- a new alert. A match id seen before changes nothing (re-delivery after a crash). Every other key
+-- is refreshed to live the operational retention after the last change.
 local window, record, seen, crop, index, deployment = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local expected, new_id = ARGV[1], ARGV[2]
 local match_id, score, captured = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -35,6 +36,7 @@ end
 local changed = 0
 if redis.call("SADD", seen, match_id) == 1 then
   changed = 1
+  redis.call("PEXPIRE", window, window_ms)
   redis.call("HINCRBY", record, "revision", 1)
   redis.call("HINCRBY", record, "match_count", 1)
   redis.call("HSET", record, "updated_at", now)

@@ -20,8 +20,9 @@ class AlertSettings(BaseSettings):
     window_s: float = Field(
         60.0,
         gt=0,
-        description="Matches of one subject on one camera within this many seconds of the "
-        "first form one alert; the next match after it raises a new one",
+        description="Matches of one subject on one camera form one alert (one pass, even when "
+        "the tracker split it) while each comes within this many seconds of the previous; after a "
+        "longer gap the next match raises a new alert",
     )
     false_alert_limit_one_in: int = Field(
         6000,

@@ -109,9 +109,9 @@ class RedisAlertStore:
         self._fold = client.register_script(_FOLD)
 
     async def fold(self, match: MatchToFold, now: float, window_s: float) -> Folded:
-        window = self.keys.alert_window(
-            match.deployment_id, match.camera.replace("/", ":"), match.subject_id, match.track_id
-        )
+        # Keyed by subject and camera, not by track: a tracker that loses a person mid-pass (a turned
+        # head, someone walking in front) starts a new track, and the officer must still get one alert.
+        window = self.keys.alert_window(match.deployment_id, match.camera.replace("/", ":"), match.subject_id)
         while True:
             current = await self.client.get(window)
             alert_id = current.decode() if current else uuid.uuid4().hex
