@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -142,7 +143,10 @@ def test_a_dead_stack_is_not_reported_up_and_a_new_one_starts(lfr):
         os.kill(pid, 9)
     restarted = lfr("stack", "up")
     assert restarted.returncode == 0 and "not running any more" in restarted.stderr
-    assert lfr("stack", "status").returncode == 0
+    status = lfr("stack", "status")
+    assert status.returncode == 0
+    password = urlsplit(lfr.state().redis_url).password
+    assert password and password not in status.stdout and ":***@" in status.stdout  # never on a screen
     assert set(lfr.state().pids.values()).isdisjoint(state.pids.values())
 
 

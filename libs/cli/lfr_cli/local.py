@@ -7,6 +7,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 
@@ -86,7 +87,7 @@ def status(args, root: Path) -> int:
         "alert_grpc_address": state.alert_grpc_address,
         "console_url": state.console_url,
         "kafka": state.kafka_bootstrap_servers,
-        "redis": state.redis_url,
+        "redis": _without_password(state.redis_url),  # the password is in stack.json (0600), not on screens
         "services": {},
     }
     # Every process by name (replicas as detect-1, detect-2, ...), with its pid, readiness and partitions.
@@ -102,3 +103,11 @@ def status(args, root: Path) -> int:
         report["services"][name] = entry
     print(json.dumps(report, indent=2))  # noqa: T201 - the command's output
     return 0 if all(s.get("ready") for s in report["services"].values()) else 1
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
