@@ -12,9 +12,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def _demo(tmp_path: Path, data_dir: Path, models_dir: Path, *args: str, timeout: float = 600):
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
-    env.update(LFR_DATA_DIR=str(data_dir), LFR_MODELS_DIR=str(models_dir))
+def _demo(tmp_path: Path, data_dir: Path, models_dir: Path, *args: str, timeout: float = 600, **extra_env: str):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LFR_KAFKA_", "LFR_REDIS_", "KAFKA_", "REDIS_"))}
+    env.update(LFR_DATA_DIR=str(data_dir), LFR_MODELS_DIR=str(models_dir), **extra_env)
     return subprocess.run(
         [sys.executable, "-m", "lfr_cli.main", "demo", "--root", str(tmp_path / "run"), *args],
         capture_output=True,
@@ -114,3 +114,8 @@ def test_a_live_stream_is_streamed_for_the_given_time_then_closed(tmp_path, data
     assert summary["frames"] > 0 and summary["faces_scanned"] > 0
     assert summary["wall_seconds"] >= 6  # it streamed for the given time, then stopped and closed
     assert "live source: streaming for 6 s" in result.stderr and "deployment closed" in result.stderr
+
+
+def test_the_broker_address_has_one_name_for_the_cli_and_the_services(tmp_path, data_dir, models_dir):
+    result = _demo(tmp_path, data_dir, models_dir, timeout=60, KAFKA_BOOTSTRAP_SERVERS="kafka:9092")
+    assert result.returncode == 2 and "set LFR_KAFKA_BOOTSTRAP_SERVERS" in result.stderr and result.stdout == ""

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.e2e
 class Lfr:
     def __init__(self, root: Path, data_dir: Path, models_dir: Path) -> None:
         self.root = root
-        self.env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("LFR_KAFKA_", "LFR_REDIS_", "KAFKA_", "REDIS_"))
+        }
         self.env.update(LFR_DATA_DIR=str(data_dir), LFR_MODELS_DIR=str(models_dir), LFR_CLI_STACK_DIR=str(root))
 
     def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

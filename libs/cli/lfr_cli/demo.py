@@ -21,7 +21,7 @@ from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
 from lfr_cli.alerts import AlertCollector
 from lfr_cli.client import DeploymentClient
-from lfr_cli.stack import Stack, StackError
+from lfr_cli.stack import Stack, StackError, external_infrastructure
 from lfr_cli.watchlist import WatchlistFolderError, iter_messages, scan
 from lfr_contracts import FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCHES_FOUND
 from lfr_contracts.views import alert_json
@@ -66,7 +66,12 @@ def run_demo(args) -> int:
         except (BadArguments, WatchlistFolderError, demo_data.DemoDataMissing) as exc:
             err.print(f"[red]error:[/] {exc}")
             return 2
-        stack = Stack(args.root, kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), redis_url=os.environ.get("REDIS_URL"))
+        try:
+            kafka, redis_url = external_infrastructure()
+        except StackError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 2
+        stack = Stack(args.root, kafka=kafka, redis_url=redis_url)
         try:
             return _run(stack, items, videos, args, started)
         except StackError as exc:

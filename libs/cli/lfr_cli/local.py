@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 
-from lfr_cli.stack import SERVICES, Stack, StackError, StackState, stack_alive, stop_process
+from lfr_cli.stack import SERVICES, Stack, StackError, StackState, external_infrastructure, stack_alive, stop_process
 from lfr_cli.stack import down as stack_down
 
 err = Console(stderr=True, soft_wrap=True)
@@ -50,7 +49,8 @@ def up(args, root: Path) -> int:
             stack.wait_ready(("ingest",), 60)
             err.print(f"ingest restarted with {len(cameras)} camera(s)")
             return 0
-        stack = Stack(root, kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), redis_url=os.environ.get("REDIS_URL"))
+        kafka, redis_url = external_infrastructure()
+        stack = Stack(root, kafka=kafka, redis_url=redis_url)
         try:
             state = stack.start(services=SERVICES, cameras=cameras, replicas=args.replicas)
         except BaseException:

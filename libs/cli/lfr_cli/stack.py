@@ -148,6 +148,15 @@ def start_broker(
     return process, f"127.0.0.1:{port}"
 
 
+def external_infrastructure() -> tuple[str | None, str | None]:
+    """The broker and Redis the stack uses instead of starting its own: the services' own settings,
+    LFR_KAFKA_BOOTSTRAP_SERVERS and LFR_REDIS_URL (one name each, for the CLI and the services)."""
+    for old, new in (("KAFKA_BOOTSTRAP_SERVERS", "LFR_KAFKA_BOOTSTRAP_SERVERS"), ("REDIS_URL", "LFR_REDIS_URL")):
+        if os.environ.get(old) and not os.environ.get(new):
+            raise StackError(f"{old} is not read any more: set {new} (the name the services read)")
+    return os.environ.get("LFR_KAFKA_BOOTSTRAP_SERVERS") or None, os.environ.get("LFR_REDIS_URL") or None
+
+
 def start_redis(
     log_dir: Path, *, data_dir: Path | None = None, password: str | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen, str]:
@@ -156,7 +165,7 @@ def start_redis(
     deployments and their keys survive a restart; with `password` it refuses clients without it."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise StackError("redis-server is not installed (apt-get install redis-server), and REDIS_URL is unset")
+        raise StackError("redis-server is not installed (apt-get install redis-server), and LFR_REDIS_URL is unset")
     port = port or free_port()
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--logfile", str(log_dir / "redis.log")]
     if data_dir is not None:
