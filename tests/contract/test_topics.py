@@ -59,3 +59,14 @@ def test_malformed_bytes_are_refused_with_the_type_expected():
 
 def test_prefix_namespaces_names():
     assert FRAMES_CAPTURED.name("t1.") == "t1.frames.captured.v1"
+
+
+def test_metric_constants_never_share_a_name_with_topic_constants():
+    """`FACES_EMBEDDED` is the topic; the counter of faces embedded is `FACES_EMBEDDED_TOTAL`."""
+    import lfr_contracts
+    from lfr_platform import metrics
+
+    def constants(module) -> set[str]:
+        return {name for name in dir(module) if name.isupper()}
+
+    assert not constants(lfr_contracts) & constants(metrics)

@@ -41,7 +41,7 @@ CONSUMER_LAG = Gauge(
 )
 
 # --- ingest ------------------------------------------------------------------------------------
-FRAMES_CAPTURED = Counter("lfr_frames_captured_total", "Frames sampled from a camera and queued", CAMERA)
+FRAMES_CAPTURED_TOTAL = Counter("lfr_frames_captured_total", "Frames sampled from a camera and queued", CAMERA)
 FRAMES_PUBLISHED = Counter("lfr_frames_published_total", "Frames the broker acknowledged", CAMERA)
 FRAMES_DROPPED = Counter(
     "lfr_frames_dropped_total",
@@ -58,11 +58,11 @@ CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a failed sourc
 
 # --- detect / embed ----------------------------------------------------------------------------
 FRAMES_PROCESSED = Counter("lfr_frames_processed_total", "Frames that went through face detection", CAMERA)
-FACES_DETECTED = Counter("lfr_faces_detected_total", "Faces the detector found", CAMERA)
+FACES_DETECTED_TOTAL = Counter("lfr_faces_detected_total", "Faces the detector found", CAMERA)
 FACES_REJECTED = Counter(
     "lfr_faces_rejected_total", "Faces found but too small or too blurred to identify", [*CAMERA, "reason"]
 )
-FACES_EMBEDDED = Counter("lfr_faces_embedded_total", "Faces turned into vectors", [*CAMERA, "model"])
+FACES_EMBEDDED_TOTAL = Counter("lfr_faces_embedded_total", "Faces turned into vectors", [*CAMERA, "model"])
 TRACKS_STARTED = Counter("lfr_tracks_started_total", "Tracks started: a face seen for the first time", CAMERA)
 TRACK_SHOTS = Histogram(
     "lfr_track_shots",
@@ -124,7 +124,7 @@ CAPTURE_TO_ALERT_SECONDS = Histogram(
 # --- adjudication (alert's AlertService) -------------------------------------------------------
 # An officer decides within seconds to minutes; an alert left for an hour is a problem.
 _DECISION_SECONDS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-ALERTS_ADJUDICATED = Counter(
+ALERTS_ADJUDICATED_TOTAL = Counter(
     "lfr_alerts_adjudicated_total",
     "Alerts adjudicated, by outcome (true, false, undetermined); a supervisor's correction counts the new "
     "outcome here and the old one in lfr_alert_adjudications_withdrawn_total",

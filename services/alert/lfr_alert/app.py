@@ -95,7 +95,7 @@ class Sweep:
         self.series = metrics.CameraSeries(
             (metrics.ALERTS, ((),)),
             (metrics.ALERT_REVISIONS, ((),)),
-            (metrics.ALERTS_ADJUDICATED, tuple((o,) for o in OUTCOMES)),
+            (metrics.ALERTS_ADJUDICATED_TOTAL, tuple((o,) for o in OUTCOMES)),
             (metrics.ADJUDICATIONS_WITHDRAWN, tuple((o,) for o in OUTCOMES)),
             (metrics.ALERT_ENGAGEMENTS, (("true",), ("false",))),
             (metrics.ALERT_FINAL_OUTCOMES, tuple((o,) for o in FINAL_OUTCOMES)),

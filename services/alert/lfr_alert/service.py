@@ -209,7 +209,7 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
         alert = change.alert
         labels = {"deployment_id": alert.deployment_id, "van_id": alert.van_id, "camera_id": alert.camera_id}
         if step == ADJUDICATION:
-            metrics.ALERTS_ADJUDICATED.labels(**labels, outcome=value).inc()
+            metrics.ALERTS_ADJUDICATED_TOTAL.labels(**labels, outcome=value).inc()
             if change.previous:
                 metrics.ADJUDICATIONS_WITHDRAWN.labels(**labels, outcome=change.previous).inc()
             else:

@@ -54,7 +54,7 @@ class DetectHandler:
         except images.ImageRejected as exc:
             return Rejected(f"{exc.reason}_frame", exc.detail)
         metrics.FRAMES_PROCESSED.labels(**labels).inc()
-        metrics.FACES_DETECTED.labels(**labels).inc(faces.found)
+        metrics.FACES_DETECTED_TOTAL.labels(**labels).inc(faces.found)
         for reason, count in faces.rejected.items():
             metrics.FACES_REJECTED.labels(**labels, reason=reason).inc(count)
         chosen = self._best_shots(frame, faces, labels)

@@ -63,7 +63,7 @@ class EmbedHandler:
             for (i, deployment, _), frame_vectors in zip(todo, vectors, strict=True):
                 message = batch[i].message
                 labels = metrics.camera_labels(message.camera)
-                metrics.FACES_EMBEDDED.labels(**labels, model=self.embedder.model_id).inc(len(frame_vectors))
+                metrics.FACES_EMBEDDED_TOTAL.labels(**labels, model=self.embedder.model_id).inc(len(frame_vectors))
                 seal = _sealer(deployment, message.camera.deployment_id)
                 out = faces_embedded(message, self.embedder.model_id, frame_vectors, seal)
                 outcomes[i] = [Output(FACES_EMBEDDED, camera_key(message.camera), out)]

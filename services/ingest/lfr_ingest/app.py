@@ -94,7 +94,7 @@ class Publisher:
         labels = camera.labels
 
         def on_frame(dropped: bool) -> None:
-            metrics.FRAMES_CAPTURED.labels(**labels).inc()
+            metrics.FRAMES_CAPTURED_TOTAL.labels(**labels).inc()
             if dropped:
                 metrics.FRAMES_DROPPED.labels(**labels, reason="queue_full").inc()
             loop.call_soon_threadsafe(self._wake.set)

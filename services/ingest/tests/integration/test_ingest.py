@@ -82,7 +82,7 @@ async def test_a_stalled_broker_never_blocks_capture_the_oldest_frames_are_dropp
         clip = data_dir / "video" / "talking_liveportrait_d0.mp4"
         settings = _settings(deployment_id, str(clip), fps=10, loop=True)
         settings = settings.model_copy(update={"max_in_flight": 2, "queue_frames": 2})
-        captured = lambda: _value(metrics.FRAMES_CAPTURED, deployment_id)  # noqa: E731
+        captured = lambda: _value(metrics.FRAMES_CAPTURED_TOTAL, deployment_id)  # noqa: E731
         published = lambda: _value(metrics.FRAMES_PUBLISHED, deployment_id)  # noqa: E731
         dropped = lambda: _value(metrics.FRAMES_DROPPED, deployment_id, reason="queue_full")  # noqa: E731
         async with running(build(own, settings)):
@@ -112,6 +112,6 @@ async def test_a_closed_deployment_stops_its_cameras(platform, data_dir, eventua
         await client.aclose()
         await eventually(lambda: _value(metrics.CAMERA_FINISHED, deployment_id) == 1)
         assert _value(metrics.FRAMES_DROPPED, deployment_id, reason="deployment_closed") >= 1
-        stopped_at = _value(metrics.FRAMES_CAPTURED, deployment_id)
+        stopped_at = _value(metrics.FRAMES_CAPTURED_TOTAL, deployment_id)
         await asyncio.sleep(1)
-        assert _value(metrics.FRAMES_CAPTURED, deployment_id) == stopped_at
+        assert _value(metrics.FRAMES_CAPTURED_TOTAL, deployment_id) == stopped_at
