@@ -31,7 +31,7 @@ _CACHE_FORMAT = 2  # 2: probes carry their shot quality
 
 @dataclass(frozen=True)
 class Analysed:
-    status: str  # "ok" or why no vector: no_face, too_small, too_blurred, undecodable, ...
+    status: str  # "ok" or why no vector: no_face, face_too_small, too_blurred, undecodable, ...
     vector: np.ndarray | None
     # A probe's shot quality (lfr_faces.quality.shot_quality), as detect rates a track's shots.
     quality: float | None = None

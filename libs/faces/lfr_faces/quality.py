@@ -29,13 +29,14 @@ class QualityPolicy:
     max_yaw: float = 1.0
 
     def reason(self, quality: Quality) -> str | None:
-        """None when the face passes; else the reason: too_small, too_blurred or not_frontal."""
+        """None when the face passes; else the reason (lfr_contracts.reasons.FACE_DROPPED):
+        face_too_small, too_blurred or pose_not_frontal."""
         if quality.size_px < self.min_size_px:
-            return "too_small"
+            return "face_too_small"
         if quality.sharpness < self.min_sharpness:
             return "too_blurred"
         if quality.yaw > self.max_yaw:
-            return "not_frontal"
+            return "pose_not_frontal"
         return None
 
 

@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import deadletter_pb2
-from lfr_contracts import Topic, dead_letter_topic
+from lfr_contracts import Topic, dead_letter_topic, reasons
 from lfr_contracts.topics import MalformedMessage
 from lfr_platform import metrics
 from lfr_platform.http import Health
@@ -56,15 +56,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 class Rejected:
     """The record is bad (poison): dead-letter it with a machine reason and a human detail."""
 
-    reason: str
+    reason: str  # one of lfr_contracts.reasons.DEAD_LETTER
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reason not in reasons.DEAD_LETTER:
+            raise ValueError(f"{self.reason!r} is not a dead-letter reason of lfr_contracts.reasons")
 
 
 @dataclass(frozen=True)
 class Skipped:
     """The record is fine but deliberately not processed (e.g. its deployment was closed)."""
 
-    reason: str
+    reason: str  # one of lfr_contracts.reasons.SKIPPED
+
+    def __post_init__(self) -> None:
+        if self.reason not in reasons.SKIPPED:
+            raise ValueError(f"{self.reason!r} is not a skip reason of lfr_contracts.reasons")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from lfr_faces.quality import QualityPolicy
 @dataclass(frozen=True)
 class FrameFaces:
     accepted: list[FaceCrop]
-    # How many faces were found but dropped, by reason (too_small, too_blurred).
+    # How many faces were found but dropped, by reason (face_too_small, too_blurred).
     rejected: Counter[str]
 
     @property

@@ -17,7 +17,7 @@ class DetectSettings(BaseSettings):
     detector_model: Path | None = Field(None, description="ONNX file; default: the models folder's YuNet")
     input_width: int = Field(640, ge=0, description="Frames are scaled to this width for detection; 0 = native")
     min_score: float = Field(0.6, gt=0, lt=1, description="Detector confidence below which a face is ignored")
-    min_face_px: float = Field(40, ge=0, description="Faces whose shorter side is smaller are dropped (too_small)")
+    min_face_px: float = Field(40, ge=0, description="Faces whose shorter side is smaller are dropped (face_too_small)")
     min_sharpness: float = Field(
         10, ge=0, description="Laplacian variance at 64x64 below which a face is dropped (too_blurred)"
     )

@@ -14,6 +14,6 @@ def test_frontal_landmarks_have_no_yaw_and_a_turned_head_has_some():
 def test_policy_names_the_first_reason_a_face_fails():
     policy = QualityPolicy(min_size_px=40, min_sharpness=10, max_yaw=0.6)
     assert policy.reason(Quality(80, 50, 0.1)) is None
-    assert policy.reason(Quality(30, 50, 0.1)) == "too_small"
+    assert policy.reason(Quality(30, 50, 0.1)) == "face_too_small"
     assert policy.reason(Quality(80, 5, 0.1)) == "too_blurred"
-    assert policy.reason(Quality(80, 50, 0.9)) == "not_frontal"
+    assert policy.reason(Quality(80, 50, 0.9)) == "pose_not_frontal"

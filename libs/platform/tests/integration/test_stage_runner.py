@@ -46,7 +46,7 @@ class Echo:
             if sequence == 66:
                 raise ValueError("a bug in the handler")
             if sequence == 13:
-                outcomes.append(Rejected("unlucky", "thirteen"))
+                outcomes.append(Rejected("undecodable_frame", "thirteen"))
             else:
                 outcomes.append([Output(OUT, item.record.key, item.message)])
         return outcomes
@@ -96,7 +96,7 @@ async def test_bad_records_go_to_the_dead_letter_topic_with_reason_and_origin(pl
         letters = decoded(dead_letter_topic("detect"), await read(platform, dead_letter_topic("detect"), count=2))
         assert [(d.reason, d.offset, d.stage) for d in letters] == [
             ("malformed_message", 0, "detect"),
-            ("unlucky", 1, "detect"),
+            ("undecodable_frame", 1, "detect"),
         ]
         assert letters[0].value == b"\xff\x00garbage" and letters[0].topic == FRAMES_CAPTURED.name(
             platform.topic_prefix

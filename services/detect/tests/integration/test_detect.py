@@ -27,7 +27,7 @@ def _frame(deployment_id: str, key: bytes, image_jpeg: bytes, sequence: int = 0,
 async def test_faces_of_a_crowd_frame_are_detected_filtered_cropped_and_sealed(platform, data_dir):
     deployment_id, key = await seed_deployment(platform)
     crowd = video_frame(data_dir, "facenet_pytorch_video.mp4", 80)
-    rejected = metrics.FACES_REJECTED.labels(deployment_id, "van-1", "cam-1", "too_small")
+    rejected = metrics.FACES_REJECTED.labels(deployment_id, "van-1", "cam-1", "face_too_small")
     await produce(platform, FRAMES_CAPTURED, [_frame(deployment_id, key, jpeg(crowd), sequence=9)])
     async with running(build(platform, DetectSettings(http_port=0))):
         out = decoded(FACES_DETECTED, await read(platform, FACES_DETECTED, count=1))[0]

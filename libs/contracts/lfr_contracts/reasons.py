@@ -1,0 +1,56 @@
+"""Why something was not processed: one vocabulary for every service.
+
+These names are the `reason` of dead letters and the `reason` label of lfr_messages_dead_lettered_total,
+lfr_messages_skipped_total, lfr_frames_dropped_total, lfr_faces_rejected_total and
+lfr_faces_not_embedded_total; enrolment refusals use the same words for the same things
+(`face_too_small` is a face too small, in a camera frame or in a custody photo). docs/metrics.md
+lists them; tests/contract/test_reasons.py checks that the code uses no other.
+"""
+
+from __future__ import annotations
+
+# A record that is bad input: sent to the stage's dead-letter topic with this reason and a detail.
+DEAD_LETTER: dict[str, str] = {
+    "malformed_message": "not the topic's message (protobuf that does not parse)",
+    "unknown_deployment": "its deployment id was never a deployment",
+    "deployment_state_lost": "its deployment's state was lost (Redis lost its data): nothing of it is processed",
+    "camera_not_in_deployment": "its camera is not one its deployment covers",
+    "unsealable": "its biometric payload does not open with its deployment's key (tampered, or another's)",
+    "not_an_image_frame": "its frame is not an image file",
+    "undecodable_frame": "its frame does not decode",
+    "too_large_frame": "its frame declares more pixels than allowed (a decompression bomb)",
+    "undecodable_crop": "its face crop is not a decodable image",
+    "invalid_face": "its face cannot be aligned (landmarks or crop out of range)",
+    "invalid_vector": "its vector has the wrong size or is not finite",
+    "model_mismatch": "its vectors come from another model than the watchlist's",
+    "invalid_match": "a match without a match id or a subject",
+    "unauthenticated_match": "a match not signed with its deployment's key (forged or replayed)",
+    "subject_not_enrolled": "a match for a subject not on its deployment's watchlist",
+    "output_too_large": "what the stage would publish for it is over the broker's message size",
+    "handler_error": "the stage failed on it with an unexpected error (a bug: see the detail)",
+}
+
+# A record that is fine but deliberately not processed: counted, not dead-lettered.
+SKIPPED: dict[str, str] = {
+    "deployment_closed": "its deployment is closed or expired",
+    "deployment_not_active": "its deployment has not started yet",
+    "registry_unavailable": "Redis could not be reached to check its deployment (fail-closed)",
+}
+
+# A frame ingest sampled but did not publish (besides the admission reasons above).
+FRAME_DROPPED: dict[str, str] = {
+    "queue_full": "the camera's queue to the broker was full (the broker is slower than the camera)",
+    "publish_failed": "the broker did not take it",
+    "too_large": "it is over the broker's message size",
+}
+
+# A face found but not sent on, or not embedded: by quality (detect, and enrolment too) or by budget.
+FACE_DROPPED: dict[str, str] = {
+    "face_too_small": "its shorter side is under the minimum (LFR_DETECT_MIN_FACE_PX, LFR_MATCH_ENROL_MIN_FACE_PX)",
+    "too_blurred": "its sharpness is under the minimum",
+    "pose_not_frontal": "the head is turned further than the maximum yaw",
+    "not_better": "its track already had a better shot (still decided, on its track's template)",
+    "budget_spent": "its track had its embeddings for this pass (still decided, on its track's template)",
+}
+
+REASONS: dict[str, str] = {**DEAD_LETTER, **SKIPPED, **FRAME_DROPPED, **FACE_DROPPED}
