@@ -70,6 +70,7 @@ def new_consumer(settings: PlatformSettings, group_id: str | None, *topics: str,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
         "max_partition_fetch_bytes": settings.kafka_max_message_bytes,
         "fetch_max_bytes": max(settings.kafka_max_message_bytes, 50 * 1024 * 1024),
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
     }
     if group_id and settings.kafka_group_instance_id:
         options["group_instance_id"] = settings.kafka_group_instance_id

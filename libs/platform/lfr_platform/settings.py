@@ -42,6 +42,13 @@ class PlatformSettings(BaseSettings):
         ge=1024,
         description="Largest record a producer may send (a 1080p JPEG is up to ~2 MB)",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=5_000,
+        description="Longest a fetch waits at the broker for new records: on tansu it is the latency each "
+        "stage adds (it answers when the wait expires); 500, the client's default, doubled capture-to-alert",
+    )
     kafka_batch_max_records: int = Field(16, ge=1, description="Most records a stage takes in one batch")
     topic_prefix: str = Field("", description="Prefix of every topic name (one namespace per installation)")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the topics the system creates")
