@@ -1,6 +1,7 @@
 """`make bench`: the figures behind the README's performance section. It prints; it asserts nothing.
 
-    python -m lfr_cli.bench [--only stages,tracks,sealing,search,pipeline,fusion,enrolment,brokers] [--seconds 40]
+    python -m lfr_cli.bench [--only stages,tracks,sealing,search,pipeline,replicas,fusion,enrolment,brokers]
+                            [--seconds 40]
 
 - stages: per-stage time on 720p frames (detect per frame, embed per face), in process, with the
   services' own functions and default settings;
@@ -14,6 +15,8 @@
   frame, twice: as before tracks (one process per stage, every face embedded) and as now (a detect
   and an embed per core, best shots): faces/s sustained, its efficiency against the raw model rate
   on the same cores, cameras sustained at 5 fps, and capture-to-match/alert latency at 80% load;
+- replicas: the pipeline with best shots and 1, then 2 replicas of detect and embed: faces/s
+  sustained by each (what scaling out a stage buys on these cores);
 - fusion: single shot against fused templates, from `lfr eval --multi-shot 3` (make eval-multishot);
 - enrolment: match's peak memory while six 7000x7000 photos are enrolled over three streams at once,
   with the decode limits and the concurrency cap and without them (lfr_cli.enrol_bench);
@@ -355,6 +358,18 @@ def bench_pipeline(seconds: float, raw_faces_per_s: float | None) -> dict:
     return out
 
 
+def bench_replicas(seconds: float) -> dict:
+    """The same pipeline (best shots) with 1 and with 2 replicas of detect and embed: what a second
+    replica per stage buys on this machine's cores."""
+    from lfr_cli.pipeline_bench import run
+
+    out = {n: run(crowd_720p_5fps(), DATA, seconds, replicas=n, latency=False)["capacity"] for n in (1, 2)}
+    one, two = out[1]["sustained_faces_per_s"], out[2]["sustained_faces_per_s"]
+    out["faces_per_s"] = {"1_replica": one, "2_replicas": two, "ratio": round(two / one, 2) if one else None}
+    print(f"faces/s sustained with 1 and 2 replicas per stage: {out['faces_per_s']}")
+    return out
+
+
 def bench_brokers() -> dict:
     from lfr_cli.broker_bench import run
 
@@ -369,7 +384,7 @@ def bench_enrolment() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="stages,tracks,sealing,search,pipeline,fusion,enrolment,brokers")
+    parser.add_argument("--only", default="stages,tracks,sealing,search,pipeline,replicas,fusion,enrolment,brokers")
     parser.add_argument("--seconds", type=float, default=40.0, help="pipeline measurement window")
     args = parser.parse_args(argv)
     wanted = set(args.only.split(","))
@@ -388,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "sealing": bench_sealing,
         "search": bench_search,
         "pipeline": lambda: bench_pipeline(args.seconds, raw()),
+        "replicas": lambda: bench_replicas(args.seconds),
         "fusion": bench_fusion,
         "enrolment": bench_enrolment,
         "brokers": bench_brokers,
