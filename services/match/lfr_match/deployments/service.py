@@ -252,15 +252,20 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         except CollectionMissing:
             raise DeploymentClosedDuringEnrolment(deployment_id) from None
         count = await loop.run_in_executor(None, self.index.count, deployment_id)
-        try:
-            await self.store.record_enrolled(
+        recording = asyncio.ensure_future(
+            self.store.record_enrolled(
                 deployment_id, image.subject_id, analysed.image_sha256, count, entry.entry_id, analysed.thumbnail
             )
+        )
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            # The client went away: the record is written all the same (a transaction half-sent is
+            # never second-guessed), and the entry leaves the index only if that write fails.
+            recording.add_done_callback(lambda done: self._forget_unless_recorded(done, deployment_id, entry.entry_id))
+            raise
         except LookupError:
             raise DeploymentClosedDuringEnrolment(deployment_id) from None
-        except asyncio.CancelledError:  # the client went away mid-call: undone in a worker thread
-            loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
-            raise
         except Exception:
             # Redis did not record it (unreachable, restarting): the entry leaves the index too, so
             # the watchlist never holds a face whose subject and file Redis does not know (it would
@@ -275,6 +280,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             status=pb.ENROL_STATUS_ENROLLED,
             entry_id=entry.entry_id,
         )
+
+    def _forget_unless_recorded(self, recording: asyncio.Future, deployment_id: str, entry_id: str) -> None:
+        if recording.cancelled() or recording.exception() is not None:
+            asyncio.get_running_loop().run_in_executor(None, self._forget, deployment_id, entry_id)
 
     def _forget(self, deployment_id: str, entry_id: str) -> None:
         try:

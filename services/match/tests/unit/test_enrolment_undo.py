@@ -19,6 +19,22 @@ class AnalysesAnything:
         return Analysed(vector / np.linalg.norm(vector), f"sha-{len(image)}", b"thumbnail")
 
 
+class SlowRedis:
+    """Records, slowly: the client goes away meanwhile."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.recorded = False
+
+    async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
+        return False
+
+    async def record_enrolled(self, *args) -> int:
+        await self.release.wait()
+        self.recorded = True
+        return 1
+
+
 class RedisGoesAway:
     """Answers until record_enrolled, which meets a Redis that is gone."""
 
@@ -72,4 +88,22 @@ async def test_a_cancelled_enrolment_is_removed_from_the_index_too(tmp_path):
             break
         await asyncio.sleep(0.05)
     assert index.count("dep-a") == 0
+    index.close()
+
+
+async def test_a_client_going_away_mid_record_leaves_the_record_and_the_entry_in_step(tmp_path):
+    index = EdgeIndex(tmp_path)
+    index.create("dep-a", 128)
+    store = SlowRedis()
+    service = _service(index, store)
+    call = asyncio.create_task(service._enrol_one("dep-a", _image(), who=None))
+    while index.count("dep-a") == 0:  # in the index; its record being written
+        await asyncio.sleep(0.01)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    store.release.set()  # the write completes after the client went away
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+    assert store.recorded and index.count("dep-a") == 1  # recorded, so kept: Redis and the index agree
     index.close()
