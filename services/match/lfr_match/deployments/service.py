@@ -247,32 +247,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             enrolled_at=time.time(),
             image_sha256=analysed.image_sha256,
         )
-        try:
-            await loop.run_in_executor(None, self.index.upsert, deployment_id, [entry])
-        except CollectionMissing:
-            raise DeploymentClosedDuringEnrolment(deployment_id) from None
-        count = await loop.run_in_executor(None, self.index.count, deployment_id)
-        recording = asyncio.ensure_future(
-            self.store.record_enrolled(
-                deployment_id, image.subject_id, analysed.image_sha256, count, entry.entry_id, analysed.thumbnail
-            )
-        )
-        try:
-            await asyncio.shield(recording)
-        except asyncio.CancelledError:
-            # The client went away: the record is written all the same (a transaction half-sent is
-            # never second-guessed), and the entry leaves the index only if that write fails.
-            recording.add_done_callback(lambda done: self._forget_unless_recorded(done, deployment_id, entry.entry_id))
-            raise
-        except LookupError:
-            raise DeploymentClosedDuringEnrolment(deployment_id) from None
-        except Exception:
-            # Redis did not record it (unreachable, restarting): the entry leaves the index too, so
-            # the watchlist never holds a face whose subject and file Redis does not know (it would
-            # match, and alert would refuse the match as not enrolled). The client is told the call
-            # failed (UNAVAILABLE) and can send the image again.
-            await loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
-            raise
+        # One unit, shielded from the client: a client that goes away mid-way does not interrupt it
+        # (a Redis transaction half-sent is never second-guessed); it ends recorded, or undone.
+        await asyncio.shield(asyncio.ensure_future(self._add_entry(deployment_id, entry, analysed.thumbnail)))
         metrics.ENROLMENTS.labels("enrolled", "").inc()
         return pb.EnrolWatchlistResponse(
             client_ref=image.client_ref,
@@ -281,9 +258,30 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             entry_id=entry.entry_id,
         )
 
-    def _forget_unless_recorded(self, recording: asyncio.Future, deployment_id: str, entry_id: str) -> None:
-        if recording.cancelled() or recording.exception() is not None:
-            asyncio.get_running_loop().run_in_executor(None, self._forget, deployment_id, entry_id)
+    async def _add_entry(self, deployment_id: str, entry: Entry, thumbnail: bytes) -> None:
+        """The entry into the index, then its record into Redis; if the record cannot be written, the
+        entry leaves the index again: the watchlist never holds a face whose subject and file Redis
+        does not know (it would match, and alert would refuse the match as not enrolled)."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self.index.upsert, deployment_id, [entry])
+        except CollectionMissing:
+            raise DeploymentClosedDuringEnrolment(deployment_id) from None
+        try:
+            count = await loop.run_in_executor(None, self.index.count, deployment_id)
+            await self.store.record_enrolled(
+                deployment_id, entry.subject_id, entry.image_sha256, count, entry.entry_id, thumbnail
+            )
+        except asyncio.CancelledError:  # the process is stopping: undone in a worker thread
+            loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
+            raise
+        except LookupError:
+            raise DeploymentClosedDuringEnrolment(deployment_id) from None
+        except Exception:
+            # Redis did not record it (unreachable, restarting): the client is told the call failed
+            # (UNAVAILABLE) and can send the image again.
+            await loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
+            raise
 
     def _forget(self, deployment_id: str, entry_id: str) -> None:
         try:

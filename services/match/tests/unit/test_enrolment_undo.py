@@ -97,13 +97,16 @@ async def test_a_client_going_away_mid_record_leaves_the_record_and_the_entry_in
     store = SlowRedis()
     service = _service(index, store)
     call = asyncio.create_task(service._enrol_one("dep-a", _image(), who=None))
-    while index.count("dep-a") == 0:  # in the index; its record being written
+    while index.count("dep-a") == 0:  # in the index; its record about to be written, or being written
         await asyncio.sleep(0.01)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
     store.release.set()  # the write completes after the client went away
-    for _ in range(20):
+    for _ in range(200):
+        if store.recorded:
+            break
         await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # an undo, were there one, would have run by now
     assert store.recorded and index.count("dep-a") == 1  # recorded, so kept: Redis and the index agree
     index.close()
