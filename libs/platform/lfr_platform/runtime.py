@@ -31,16 +31,22 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     return 0
 
 
-async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task) -> None:
-    """Wait for `stop` or for any task to end (a crash), then cancel the rest and re-raise a crash."""
+async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task, grace_s: float = 15.0) -> None:
+    """Wait for `stop` or for any task to end (a crash), then cancel the rest and re-raise a crash.
+
+    A cancelled task gets `grace_s` to clean up (stop its servers and clients, each bounded well
+    under it); one still running then has swallowed its cancellation without meaning to (a library's
+    asyncio.wait_for whose awaitable finished at the same moment: Python 3.11, cpython gh-86296) and
+    is cancelled again, every second, until it ends (docs/decisions/0010)."""
     stopper = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
-    pending = set(tasks)
+    for task in tasks:
+        task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
     while pending:
-        # Cancelled again until they end: a task can swallow one cancellation without meaning to (a
-        # library's asyncio.wait_for whose awaitable finishes at the same moment, Python 3.11,
-        # cpython gh-86296), and would then run on forever (docs/decisions/0010).
+        names = sorted(t.get_name() for t in pending)
+        log.warning("%s still running %.0f s after its cancellation: cancelled again", names, grace_s)
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=1.0)

@@ -22,7 +22,7 @@ async def test_a_task_that_swallows_one_cancellation_is_still_stopped():
 
     stop = asyncio.Event()
     task = asyncio.create_task(janitor())
-    stopping = asyncio.create_task(until_stopped(stop, task))
+    stopping = asyncio.create_task(until_stopped(stop, task, grace_s=0.2))
     await asyncio.sleep(0.05)
     stop.set()
     async with asyncio.timeout(10):
@@ -42,3 +42,25 @@ async def test_a_crash_of_one_task_stops_the_others_and_is_raised():
     else:
         raise AssertionError("the crash was not raised")
     assert forever.cancelled()
+
+
+async def test_a_task_cleaning_up_after_its_cancellation_is_not_interrupted():
+    """Stopping a gRPC server and flushing a producer take a while: a second cancellation in the
+    middle would leave the server running."""
+    cleaned = asyncio.Event()
+
+    async def control_plane() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(1.5)  # server.stop(grace), producer.stop(): over a second
+            cleaned.set()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(control_plane())
+    stopping = asyncio.create_task(until_stopped(stop, task, grace_s=5.0))
+    await asyncio.sleep(0.05)
+    stop.set()
+    async with asyncio.timeout(10):
+        await stopping
+    assert cleaned.is_set()
