@@ -43,8 +43,9 @@ def eventually(check, timeout_s: float, interval_s: float = 0.5):
             time.sleep(interval_s)
 
 
-def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[DeploymentClient, str]:
-    client = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60)
+def _created(state, cameras=("cam-1",), timeout_s: float = 60) -> tuple[DeploymentClient, str]:
+    """A client of the stack's DeploymentService and a new deployment, open for an hour."""
+    client = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=timeout_s)
     request = pb.CreateDeploymentRequest(
         name="Op Faults",
         purpose="wanted persons",
@@ -52,11 +53,35 @@ def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[Deployme
         cameras=[pb.CameraCoverage(van_id="van-1", camera_id=c) for c in cameras],
     )
     request.planned_end.FromSeconds(int(time.time() + 3600))
-    deployment_id = client.create(request).deployment_id
+    return client, client.create(request).deployment_id
+
+
+def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[DeploymentClient, str]:
+    """A new deployment with the demo's watchlist enrolled."""
+    client, deployment_id = _created(state, cameras)
     items = scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="Insp. B")
     results = list(client.enrol(deployment_id, iter_messages(items)))
     assert sum(r.status == pb.ENROL_STATUS_ENROLLED for r in results) >= 15
     return client, deployment_id
+
+
+def _restart_redis(stack: Stack, state) -> None:
+    """Redis started again on its port, from its folder, with its password (as a supervisor such as
+    systemd or Kubernetes restarts it), and waited for until it answers (LOADING is an error until
+    its append-only file is read)."""
+    url = urlparse(state.redis_url)
+    process, _ = start_redis(stack.log_dir, data_dir=stack.root / "redis", password=url.password, port=url.port)
+    stack.processes["redis"] = process
+    client = redis.Redis.from_url(state.redis_url)
+
+    def answers():
+        try:
+            assert client.ping()
+        except redis.exceptions.ConnectionError as exc:  # BusyLoadingError is one
+            raise AssertionError(exc) from exc
+
+    eventually(answers, timeout_s=30)
+    client.close()
 
 
 def _kill(stack: Stack, name: str) -> None:
@@ -99,27 +124,12 @@ def test_redis_killed_and_restarted_loses_no_deployment(stack, tmp_path, data_di
     before = client.get(deployment_id)
     time.sleep(1.5)  # appendfsync everysec: what was written a second ago is on disk
 
-    url = urlparse(state.redis_url)
     _kill(stack, "redis")
     # While Redis is down the API says so, with a code a client retries on.
     with pytest.raises(grpc.RpcError) as down:
         client.get(deployment_id)
     assert down.value.code() == grpc.StatusCode.UNAVAILABLE and "Redis" in down.value.details()
-    # Restarted on its port, from its folder, with its password: as a supervisor (systemd,
-    # Kubernetes) restarts it.
-    process, _ = start_redis(stack.log_dir, data_dir=stack.root / "redis", password=url.password, port=url.port)
-    stack.processes["redis"] = process
-
-    redis_up = redis.Redis.from_url(state.redis_url)
-
-    def redis_answers():  # the AOF loaded: Redis itself answers (LOADING is an error until then)
-        try:
-            assert redis_up.ping()
-        except redis.exceptions.ConnectionError as exc:  # BusyLoadingError is one
-            raise AssertionError(exc) from exc
-
-    eventually(redis_answers, timeout_s=30)
-    redis_up.close()
+    _restart_redis(stack, state)
     # match's next calls work at once: its pooled connections to the old process are broken, and
     # its client retries a command on a new connection (lfr_platform.settings.redis_client).
     after = client.get(deployment_id)
@@ -162,17 +172,8 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
     would match, and alert would refuse the match); the interrupted enrolment is audited; sending
     the batch again enrols the rest and refuses the rest as duplicates."""
     state = stack.start(services=("match",))
-    client = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=120)
-    request = pb.CreateDeploymentRequest(
-        name="Op Redis mid-enrolment",
-        purpose="wanted persons",
-        authorising_officer="Supt. Example",
-        cameras=[pb.CameraCoverage(van_id="van-1", camera_id="cam-1")],
-    )
-    request.planned_end.FromSeconds(int(time.time() + 3600))
-    deployment_id = client.create(request).deployment_id
+    client, deployment_id = _created(state, timeout_s=120)
     items = list(scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="B"))
-    url = urlparse(state.redis_url)
 
     def photos_with_redis_going_away():
         for i, message in enumerate(iter_messages(items)):
@@ -187,19 +188,7 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
         first.extend(client.enrol(deployment_id, photos_with_redis_going_away()))
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value.details()
     acknowledged = {r.client_ref for r in first if r.status == pb.ENROL_STATUS_ENROLLED}
-    process, _ = start_redis(stack.log_dir, data_dir=stack.root / "redis", password=url.password, port=url.port)
-    stack.processes["redis"] = process
-    redis_client = redis.Redis.from_url(state.redis_url)
-
-    def redis_answers():  # the append-only file loaded
-        try:
-            assert redis_client.ping()
-        except redis.exceptions.ConnectionError as exc:  # BusyLoadingError is one
-            raise AssertionError(exc) from exc
-
-    eventually(redis_answers, timeout_s=30)
-    redis_client.close()
-
+    _restart_redis(stack, state)
     assert client.get(deployment_id).enrolled_images == len(acknowledged)
 
     def index_agrees():  # what the janitor counts in the index, every second

@@ -3,6 +3,18 @@ import asyncio
 from lfr_platform.runtime import until_stopped
 
 
+async def _stop_while_running(coroutine, grace_s: float) -> asyncio.Task:
+    """Run `coroutine` as a service task, set the stop event, and wait (at most 10 s) for the stop."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(coroutine)
+    stopping = asyncio.create_task(until_stopped(stop, task, grace_s=grace_s))
+    await asyncio.sleep(0.05)
+    stop.set()
+    async with asyncio.timeout(10):
+        await stopping
+    return task
+
+
 async def test_a_task_that_swallows_one_cancellation_is_still_stopped():
     """As a task does when a library's asyncio.wait_for finishes in the same loop iteration as the
     cancellation (Python 3.11): the first CancelledError is lost, the loop goes on."""
@@ -20,13 +32,7 @@ async def test_a_task_that_swallows_one_cancellation_is_still_stopped():
                     continue
                 raise
 
-    stop = asyncio.Event()
-    task = asyncio.create_task(janitor())
-    stopping = asyncio.create_task(until_stopped(stop, task, grace_s=0.2))
-    await asyncio.sleep(0.05)
-    stop.set()
-    async with asyncio.timeout(10):
-        await stopping
+    task = await _stop_while_running(janitor(), grace_s=0.2)
     assert swallowed == 1 and task.cancelled()
 
 
@@ -56,11 +62,5 @@ async def test_a_task_cleaning_up_after_its_cancellation_is_not_interrupted():
             await asyncio.sleep(1.5)  # server.stop(grace), producer.stop(): over a second
             cleaned.set()
 
-    stop = asyncio.Event()
-    task = asyncio.create_task(control_plane())
-    stopping = asyncio.create_task(until_stopped(stop, task, grace_s=5.0))
-    await asyncio.sleep(0.05)
-    stop.set()
-    async with asyncio.timeout(10):
-        await stopping
+    await _stop_while_running(control_plane(), grace_s=5.0)
     assert cleaned.is_set()
