@@ -35,7 +35,7 @@ def test_the_code_uses_only_the_catalogued_reasons():
 
 
 def _enrolment_reasons():
-    from lfr_match.deployments import wire  # the enrolment refusals, mapped onto the API's enum
+    from lfr_deployments import wire  # the enrolment refusals, mapped onto the API's enum
 
     return wire.REASONS
 

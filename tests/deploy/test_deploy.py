@@ -54,7 +54,8 @@ def test_the_chart_lints_and_renders_valid_kubernetes_objects(helm, tmp_path):
     assert validate.returncode == 0, validate.stdout + validate.stderr
     objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
     deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
-    assert set(deployments) == {f"lfr-{s}" for s in ("ingest", "detect", "embed", "match", "alert", "console")}
+    services = ("ingest", "detect", "embed", "match", "alert", "deployments", "console")
+    assert set(deployments) == {f"lfr-{s}" for s in services}
     for name, deployment in deployments.items():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == [f"lfr_{name.removeprefix('lfr-')}"]
@@ -62,17 +63,27 @@ def test_the_chart_lints_and_renders_valid_kubernetes_objects(helm, tmp_path):
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
     embed = deployments["lfr-embed"]["spec"]["template"]["spec"]["containers"][0]
     assert embed["resources"]["limits"]["nvidia.com/gpu"] == 1
-    match_env = {
-        e["name"]: e["value"] for e in deployments["lfr-match"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+
+    def env_of(name):
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    match_env, control_env = env_of("lfr-match"), env_of("lfr-deployments")
     # The key-encryption key: in every service that reads data keys, from its Secret, never in the console.
     for name, deployment in deployments.items():
         spec = deployment["spec"]["template"]["spec"]
         env = {e["name"] for e in spec["containers"][0]["env"]}
         secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
         assert ("lfr-kek" in secrets and "LFR_KEY_ENCRYPTION_KEY_FILE" in env) == (name != "lfr-console"), name
-    assert match_env["LFR_MATCH_QDRANT_URL"] == "http://qdrant:6333"
-    assert match_env["LFR_MATCH_COLLECTION_PREFIX"] == "lfr-"  # the release's name: releases never share
+    # match replicas search the collections the deployments service writes: the same server and prefix.
+    assert match_env["LFR_MATCH_QDRANT_URL"] == control_env["LFR_DEPLOYMENTS_QDRANT_URL"] == "http://qdrant:6333"
+    # the release's name: releases never share
+    assert match_env["LFR_MATCH_COLLECTION_PREFIX"] == control_env["LFR_DEPLOYMENTS_COLLECTION_PREFIX"] == "lfr-"
+    # a stage knows how many replicas it may run (it refuses fewer partitions), and its own name
+    assert match_env["LFR_STAGE_REPLICAS"] == "2" and "LFR_REPLICA_NAME" in match_env
+    assert "LFR_STAGE_REPLICAS" not in control_env and deployments["lfr-deployments"]["spec"]["replicas"] == 1
+    console_env = env_of("lfr-console")
+    assert console_env["LFR_CONSOLE_DEPLOYMENT_ADDRESS"] == "lfr-deployments:50051"
 
 
 @pytest.mark.parametrize(
@@ -251,6 +262,8 @@ def test_a_crd_schema_refuses_a_misspelt_field(tmp_path):
         ("monitoring.serviceMonitor.interval=often", "/monitoring/serviceMonitor/interval"),
         ("services.detect.replicas=8", "services.detect.replicas (8) is over topics.partitions (6)"),
         ("autoscaling.enabled=true,autoscaling.maxReplicas=12", "autoscaling.maxReplicas (12) is over"),
+        ("services.deployments.replicas=2", "/services/deployments/replicas"),  # one control plane
+        ("services.match.grpcPort=50051", "grpcPort"),  # the DeploymentService moved to `deployments`
     ],
 )
 def test_a_values_file_with_a_mistake_is_refused_with_the_key_named(helm, value, named):
@@ -300,14 +313,14 @@ def test_network_policies_admit_only_the_flows_that_must_exist(helm):
     control_room = "networkPolicy.apiFrom[0].namespaceSelector.matchLabels.team=control-room"
     objects = _objects(_render(helm, *VALUES, control_room))
     policies = {o["metadata"]["name"].removeprefix("lfr-"): o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
-    assert set(policies) == {"ingest", "detect", "embed", "match", "alert", "console"}
+    assert set(policies) == {"ingest", "detect", "embed", "match", "alert", "deployments", "console"}
 
     def ports(spec):
         return sorted(p["port"] for rule in spec["ingress"] for p in rule["ports"])
 
-    for name in ("ingest", "detect", "embed"):  # nothing calls them: metrics only
+    for name in ("ingest", "detect", "embed", "match"):  # nothing calls them: metrics only
         assert ports(policies[name]) == ["http"] and policies[name]["policyTypes"] == ["Ingress"]
-    for name in ("match", "alert"):
+    for name in ("deployments", "alert"):
         [grpc_rule] = [r for r in policies[name]["ingress"] if r["ports"] == [{"port": "grpc"}]]
         peers = grpc_rule["from"]
         assert peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "console"

@@ -57,7 +57,7 @@ def _sign_in(page, url: str, token: str, officer: str) -> None:
 
 
 def test_officers_see_a_live_alert_beside_its_watchlist_image_and_decide_it(chromium, stack, tmp_path, data_dir):
-    state = stack.start(services=("detect", "embed", "match", "alert", "console"))
+    state = stack.start(services=("deployments", "detect", "embed", "match", "alert", "console"))
     url = state.console_url
     deployments = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60)
     request = pb.CreateDeploymentRequest(

@@ -49,7 +49,7 @@ def eventually(check, timeout_s: float, interval_s: float = 1.0):
 
 
 def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stack, tmp_path, data_dir):
-    state = stack.start(services=("detect", "embed", "match", "alert"))
+    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
     tokens = state.tokens
     deployments = DeploymentClient(state.grpc_address, tokens["manager"], timeout_s=60)
     officer = AlertClient(state.alert_grpc_address, tokens["officer"])

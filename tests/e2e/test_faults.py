@@ -91,7 +91,7 @@ def _kill(stack: Stack, name: str) -> None:
 
 
 def test_every_stage_killed_mid_stream_the_alert_still_comes_once_per_revision(stack, tmp_path, data_dir):
-    state = stack.start(services=("detect", "embed", "match", "alert"))
+    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
     platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
     client, deployment_id = _deployment(state, data_dir, tmp_path)
     video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
@@ -238,7 +238,7 @@ def test_on_noida_db_kcat_reads_alerts_a_broker_restart_loses_none_and_frames_go
     # Frames, faces and vectors of passers-by are kept 10 s here (60 s by default); alerts 7 days.
     stack = Stack(tmp_path / "stack", models_dir=models_dir, extra_env={"LFR_BIOMETRIC_RETENTION_S": "10"})
     try:
-        state = stack.start(services=("detect", "embed", "match", "alert"))
+        state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
         assert state.broker == "noida-db"
         bootstrap = state.kafka_bootstrap_servers
         client, deployment_id = _deployment(state, data_dir, tmp_path)

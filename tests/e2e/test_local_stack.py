@@ -58,11 +58,12 @@ def lfr(tmp_path, data_dir, models_dir):
 def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, data_dir):
     lfr.ok("stack", "up")
     first = lfr.state()
-    # The inference stages run one replica per core by default (detect-1, detect-2, ... on 2 cores).
+    # The stages run one replica per core by default (detect-1, detect-2, ... on 2 cores).
     assert {service_of(name) for name in first.pids} == {
-        "broker", "redis", "detect", "embed", "match", "alert", "console", "ingest"
+        "broker", "redis", "deployments", "detect", "embed", "match", "alert", "console", "ingest"
     }  # fmt: skip
-    assert sorted(n for n in first.pids if service_of(n) == "detect") == replica_names("detect", default_replicas())
+    for stage in ("detect", "embed", "match", "alert"):
+        assert sorted(n for n in first.pids if service_of(n) == stage) == replica_names(stage, default_replicas())
     again = lfr("stack", "up")  # a running stack is checked, and left as it is
     assert again.returncode == 0 and "already up" in again.stderr and lfr.state().pids == first.pids
 
@@ -122,7 +123,7 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     # What the stack writes is its user's alone: the folder 0700, the logs and the watchlist 0600.
     assert stat.S_IMODE((lfr.root).stat().st_mode) == 0o700
     assert stat.S_IMODE((lfr.root / "kek").stat().st_mode) == 0o600
-    assert stat.S_IMODE((lfr.root / "logs" / "match.log").stat().st_mode) == 0o600
+    assert stat.S_IMODE((lfr.root / "logs" / "deployments.log").stat().st_mode) == 0o600
     # A deployment left open when the stack stops is closed through the DeploymentService (audited),
     # and nothing of any deployment stays on disk: Redis's file, the watchlists, the key-encryption key.
     left_open = lfr.ok(
@@ -130,12 +131,15 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
         "--hours", "2", "--camera", "van-1/cam-1",
     ).strip()  # fmt: skip
     lfr.ok("watchlist", "enrol", left_open, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
-    assert (lfr.root / "match-data" / left_open).exists()
+    # Every copy of its watchlist: the deployments service's, and each match replica's.
+    assert (lfr.root / "deployments-data" / left_open).exists()
+    for replica in (n for n in first.pids if service_of(n) == "match"):
+        assert (lfr.root / "match-data" / replica / left_open).exists()
     stopped = lfr("stack", "down")
     assert stopped.returncode == 0 and f"closed and erased 1 open deployment(s): {left_open}" in stopped.stderr
     assert not (lfr.root / "stack.json").exists()
     assert not any(pid_alive(pid) for pid in repointed.pids.values())
-    assert not any((lfr.root / name).exists() for name in ("redis", "match-data", "kek"))
+    assert not any((lfr.root / name).exists() for name in ("redis", "deployments-data", "match-data", "kek"))
 
 
 def test_a_dead_stack_is_not_reported_up_and_a_new_one_starts(lfr):
@@ -155,6 +159,6 @@ def test_a_dead_stack_is_not_reported_up_and_a_new_one_starts(lfr):
 def test_a_stack_that_cannot_start_leaves_nothing_behind(lfr, tmp_path):
     lfr.env["LFR_MATCH_TOP_K"] = "0"  # out of range: match refuses to start
     failed = lfr("stack", "up")
-    assert failed.returncode == 1 and "match exited" in failed.stderr
+    assert failed.returncode == 1 and any(f"{n} exited" in failed.stderr for n in ("match", "match-1")), failed.stderr
     assert not (lfr.root / "stack.json").exists()
     assert lfr("stack", "status").returncode == 1

@@ -25,6 +25,9 @@ per-service files only name it: {{ include "lfr.workload" (dict "root" . "name" 
 {{- if and $svc.enabled $scaled (gt (int $root.Values.autoscaling.maxReplicas) $partitions) }}
 {{- fail (printf "autoscaling.maxReplicas (%d) is over topics.partitions (%d): replicas beyond the partitions would idle" (int $root.Values.autoscaling.maxReplicas) $partitions) }}
 {{- end }}
+{{- if and $svc.enabled (eq $name "deployments") (gt (int $svc.replicas) 1) }}
+{{- fail "services.deployments.replicas is over 1: the control plane runs as one replica (its janitor and enrolment locks are per process); scale the stages instead" }}
+{{- end }}
 {{- if $svc.enabled }}
 apiVersion: apps/v1
 kind: Deployment
@@ -88,7 +91,7 @@ spec:
             - name: LFR_CONSOLE_ALERT_ADDRESS
               value: {{ printf "%s-alert:%v" (include "lfr.fullname" $root) $root.Values.services.alert.grpcPort | quote }}
             - name: LFR_CONSOLE_DEPLOYMENT_ADDRESS
-              value: {{ printf "%s-match:%v" (include "lfr.fullname" $root) $root.Values.services.match.grpcPort | quote }}
+              value: {{ printf "%s-deployments:%v" (include "lfr.fullname" $root) $root.Values.services.deployments.grpcPort | quote }}
             - name: LFR_CONSOLE_BEHIND_TLS_PROXY
               value: {{ and $svc.ingress.enabled (not (empty $svc.ingress.tlsSecret)) | quote }}
             {{- if $svc.sessionKey.existingSecret }}
@@ -98,12 +101,20 @@ spec:
             {{- fail "services.console.replicas > 1 needs services.console.sessionKey.existingSecret (replicas must share the session key)" }}
             {{- end }}
             {{- end }}
-            {{- if eq $name "match" }}
-            - name: LFR_MATCH_QDRANT_URL
-              value: {{ required "qdrant.url: the Qdrant server (watchlists must outlive match pods)" $root.Values.qdrant.url | quote }}
+            {{- if or (eq $name "match") (eq $name "deployments") }}
+            - name: {{ $prefix }}QDRANT_URL
+              value: {{ required "qdrant.url: the Qdrant server (watchlists must outlive pods; match replicas share them)" $root.Values.qdrant.url | quote }}
             {{- /* The janitor drops collections of no open deployment: releases sharing a server need their own prefix. */}}
-            - name: LFR_MATCH_COLLECTION_PREFIX
+            - name: {{ $prefix }}COLLECTION_PREFIX
               value: {{ printf "%s-" (include "lfr.fullname" $root) | quote }}
+            {{- end }}
+            {{- if $stream }}
+            {{- /* The most replicas this stage runs: it refuses to start on an input with fewer partitions. */}}
+            - name: LFR_STAGE_REPLICAS
+              value: {{ (ternary $root.Values.autoscaling.maxReplicas $svc.replicas $scaled) | quote }}
+            - name: LFR_REPLICA_NAME
+              valueFrom:
+                fieldRef: {fieldPath: metadata.name}
             {{- end }}
             {{- if eq $name "ingest" }}
             - name: LFR_INGEST_VAN_ID

@@ -1,6 +1,6 @@
 """`make bench`: the figures behind the README's performance section. It prints; it asserts nothing.
 
-    python -m lfr_cli.bench [--only stages,tracks,sealing,search,pipeline,replicas,fusion,enrolment,brokers]
+    python -m lfr_cli.bench [--only stages,tracks,sealing,search,pipeline,replicas,catchup,fusion,enrolment,brokers]
                             [--seconds 40]
 
 - stages: per-stage time on 720p frames (detect per frame, embed per face), in process, with the
@@ -17,8 +17,10 @@
   on the same cores, cameras sustained at 5 fps, and capture-to-match/alert latency at 80% load;
 - replicas: the pipeline with best shots and 1, then 2 replicas of detect and embed: faces/s
   sustained by each (what scaling out a stage buys on these cores);
+- catchup: a new match replica rebuilding its copy of a watchlist from the watchlist log at 10,000
+  and 200,000 entries, and a close's reach to every copy (lfr_cli.catchup_bench, docs/decisions/0011);
 - fusion: single shot against fused templates, from `lfr eval --multi-shot 3` (make eval-multishot);
-- enrolment: match's peak memory while six 7000x7000 photos are enrolled over three streams at once,
+- enrolment: the deployments service's peak memory while six 7000x7000 photos are enrolled over three streams at once,
   with the decode limits and the concurrency cap and without them (lfr_cli.enrol_bench);
 - brokers: tansu and noida-db side by side (lfr_cli.broker_bench, docs/decisions/0009).
 Medians of repeated runs; machines are shared and noisy, so compare ratios, not single figures.
@@ -370,6 +372,12 @@ def bench_replicas(seconds: float) -> dict:
     return out
 
 
+def bench_catchup() -> dict:
+    from lfr_cli.catchup_bench import run
+
+    return run()
+
+
 def bench_brokers() -> dict:
     from lfr_cli.broker_bench import run
 
@@ -384,7 +392,9 @@ def bench_enrolment() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="stages,tracks,sealing,search,pipeline,replicas,fusion,enrolment,brokers")
+    parser.add_argument(
+        "--only", default="stages,tracks,sealing,search,pipeline,replicas,catchup,fusion,enrolment,brokers"
+    )
     parser.add_argument("--seconds", type=float, default=40.0, help="pipeline measurement window")
     args = parser.parse_args(argv)
     wanted = set(args.only.split(","))
@@ -404,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "search": bench_search,
         "pipeline": lambda: bench_pipeline(args.seconds, raw()),
         "replicas": lambda: bench_replicas(args.seconds),
+        "catchup": bench_catchup,
         "fusion": bench_fusion,
         "enrolment": bench_enrolment,
         "brokers": bench_brokers,

@@ -83,9 +83,10 @@ def run_demo(args) -> int:
 
 def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
     err.print(
-        f"starting broker, Redis and services, {args.replicas} replica(s) of detect and embed (logs in {stack.log_dir})"
+        f"starting broker, Redis and services, {args.replicas} replica(s) of each stage (logs in {stack.log_dir})"
     )
-    state = stack.start(services=("detect", "embed", "match", "alert", "console"), replicas=args.replicas)
+    services = ("deployments", "detect", "embed", "match", "alert", "console")
+    state = stack.start(services=services, replicas=args.replicas)
     err.print(f"control room: {state.console_url} (tokens by role in {stack.root / 'stack.json'})")
     cameras = [f"cam-{i}" for i in range(1, len(videos) + 1)]
     with DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60) as client:

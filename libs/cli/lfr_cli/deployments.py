@@ -75,6 +75,12 @@ def print_deployment(deployment: pb.Deployment, as_json: bool) -> None:
             f"{d.watchlist_points_deleted} watchlist entries, {d.redis_keys_deleted} keys, "
             f"data key destroyed: {d.data_key_destroyed}",
         )
+        if d.replica_copies_deleted or d.replica_copies_pending:
+            table.add_row(
+                "replica copies",
+                ", ".join(f"{c.replica}: {max(c.entries, 0)} deleted" for c in d.replica_copies_deleted)
+                + "".join(f", {r}: not reported" for r in d.replica_copies_pending),
+            )
     Console().print(table)
 
 

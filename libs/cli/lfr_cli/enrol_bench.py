@@ -1,11 +1,12 @@
-"""`make bench` (enrolment): match's peak memory while several worst-case photos are enrolled at once.
+"""`make bench` (enrolment): the deployments service's peak memory while several worst-case photos are
+enrolled at once.
 
-match runs as a process on the local stack. Six 7000x7000 JPEGs (49 Mpixel, under the 50 Mpixel
-limit; real LFW faces scaled up) are enrolled over three concurrent streams, twice: with the limits
-as configured (photos reduced while decoded, LFR_MATCH_ENROL_MAX_CONCURRENT at a time) and without
-them (decoded at full size, all at once), as before. Meanwhile match's resident memory is sampled
-every 20 ms, and its HTTP health endpoint, served by the event loop that also runs the match stage,
-is timed: a proxy for whether live matching is kept waiting.
+The deployments service runs as a process on the local stack. Six 7000x7000 JPEGs (49 Mpixel, under
+the 50 Mpixel limit; real LFW faces scaled up) are enrolled over three concurrent streams, twice: with
+the limits as configured (photos reduced while decoded, LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT at a
+time) and without them (decoded at full size, all at once), as before. Meanwhile its resident memory
+is sampled every 20 ms, and its HTTP health endpoint, served by the event loop that also serves the
+DeploymentService and its janitor, is timed: a proxy for whether the control plane is kept waiting.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ def _item(name: str, data: bytes) -> pb.WatchlistImage:
 def _run(root: Path, data_dir: Path, photos, env: dict[str, str]) -> dict:
     stack = Stack(root, extra_env=env)
     try:
-        state = stack.start(services=("match",))
-        pid = state.pids["match"]
-        health = f"http://127.0.0.1:{state.http_ports['match']}/healthz"
+        state = stack.start(services=("deployments",))
+        pid = state.pids["deployments"]
+        health = f"http://127.0.0.1:{state.http_ports['deployments']}/healthz"
         with DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=600) as client:
             request = pb.CreateDeploymentRequest(name="bench", purpose="bench", authorising_officer="bench")
             request.planned_end.FromSeconds(int(time.time() + 3600))
@@ -126,7 +127,7 @@ def run(out: Path, data_dir: Path) -> dict:
         out / "enrol-unbounded",
         data_dir,
         photos,
-        {"LFR_MATCH_ENROL_DECODE_MAX_SIDE": str(SIDE * 2), "LFR_MATCH_ENROL_MAX_CONCURRENT": "64"},
+        {"LFR_DEPLOYMENTS_ENROL_DECODE_MAX_SIDE": str(SIDE * 2), "LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT": "64"},
     )
     print(f"  unbounded (full-size decode, no cap): {unbounded}")
     return {"photo": f"{SIDE}x{SIDE} JPEG", "bounded": bounded, "unbounded": unbounded}

@@ -62,7 +62,9 @@ def _client(args):
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", help="host:port of the DeploymentService (match), or the AlertService (alert)")
+    parser.add_argument(
+        "--address", help="host:port of the DeploymentService (deployments), or the AlertService (alert)"
+    )
     parser.add_argument("--token", help="bearer token (prefer LFR_CLI_TOKEN: arguments show in `ps`)")
     parser.add_argument("--tls-ca", help="CA certificate file: connect over TLS")
     parser.add_argument(
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--replicas",
         type=int,
         default=default_replicas(),
-        help="processes of detect and of embed (default: this machine's cores, at most the 3 partitions)",
+        help="processes of each stage: detect, embed, match, alert (default: this machine's cores, at most 3, "
+        "the topics' partitions)",
     )
 
     stack = commands.add_parser("stack", help="the local stack in the background (make up / make down)")
@@ -100,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--replicas",
         type=int,
         default=default_replicas(),
-        help="processes of detect and of embed (default: this machine's cores, at most the 3 partitions)",
+        help="processes of each stage: detect, embed, match, alert (default: this machine's cores, at most 3, "
+        "the topics' partitions)",
     )
     stack_commands.add_parser("down", help="stop what `lfr stack up` started")
     stack_commands.add_parser("status", help="print the running stack's addresses and health")

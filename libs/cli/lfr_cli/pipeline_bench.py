@@ -89,7 +89,7 @@ def _start(data_dir: Path, tmp: Path, replicas: int, every_face: bool) -> tuple[
     # Every face embedded: the pipeline as it was before tracks.
     env = {"LFR_DETECT_BEST_SHOTS": "false"} if every_face else {}
     stack = Stack(OUT / "stack", extra_env=env)
-    state = stack.start(services=("detect", "embed", "match", "alert"), replicas=replicas)
+    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"), replicas=replicas)
     with DeploymentClient(state.grpc_address, state.tokens["manager"]) as client:
         request = pb.CreateDeploymentRequest(
             name="bench",

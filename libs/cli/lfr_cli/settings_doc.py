@@ -20,6 +20,7 @@ def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
     """(file, block name, settings class): the top-level README holds every table, each service's its own."""
     from lfr_alert.settings import AlertSettings
     from lfr_console.settings import ConsoleSettings
+    from lfr_deployments.settings import DeploymentsSettings
     from lfr_detect.settings import DetectSettings
     from lfr_embed.settings import EmbedSettings
     from lfr_ingest.settings import IngestSettings
@@ -32,6 +33,7 @@ def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
         "embed": EmbedSettings,
         "match": MatchSettings,
         "alert": AlertSettings,
+        "deployments": DeploymentsSettings,
         "console": ConsoleSettings,
     }
     docs = [(ROOT / "README.md", "platform", PlatformSettings)]

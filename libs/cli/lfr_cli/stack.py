@@ -27,10 +27,11 @@ from lfr_platform.auth import ROLES
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("detect", "embed", "match", "alert", "console", "ingest")
+SERVICES = ("deployments", "detect", "embed", "match", "alert", "console", "ingest")
 # Stages that run as several processes on the local stack (one consumer group, partitions shared).
-# match and alert serve a gRPC API on a fixed port and match holds the embedded index: one each here.
-SCALABLE = ("detect", "embed")
+# Each match replica holds its own copy of the watchlists (docs/decisions/0011); the first alert
+# replica serves the AlertService on the stack's address, the others on ports of their own.
+SCALABLE = ("detect", "embed", "match", "alert")
 
 
 def replica_names(service: str, replicas: int) -> list[str]:
@@ -189,7 +190,7 @@ class StackState:
     redis_url: str
     topic_prefix: str
     redis_prefix: str
-    grpc_address: str  # the DeploymentService (match)
+    grpc_address: str  # the DeploymentService (deployments)
     broker: str = ""  # the local broker started (noida-db or tansu); "" when an external one is used
     alert_grpc_address: str = ""  # the AlertService (alert)
     console_url: str = ""  # the control room's web page (console)
@@ -232,11 +233,12 @@ class Stack:
         self.extra_env = extra_env or {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.state: StackState | None = None
+        self.planned_replicas = 1  # of each scalable stage, as `start` was asked
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(
         self,
-        services: tuple[str, ...] = ("detect", "embed", "match", "alert"),
+        services: tuple[str, ...] = ("deployments", "detect", "embed", "match", "alert"),
         cameras: list[dict] | None = None,
         van_id: str = "van-1",
         timeout_s: float = 120,
@@ -286,6 +288,7 @@ class Stack:
             pids={name: process.pid for name, process in self.processes.items()},  # broker, Redis
         )
         self.state.save()
+        self.planned_replicas = replicas
         names = []
         for service in services:
             for name in replica_names(service, replicas if service in SCALABLE else 1):
@@ -297,6 +300,8 @@ class Stack:
     def start_service(self, name: str, *, cameras: list[dict] | None = None, van_id: str = "van-1") -> None:
         """Start one process: a service (`detect`) or one replica of it (`detect-2`)."""
         assert self.state is not None
+        if service_of(name) not in SERVICES:
+            raise StackError(f"no service {name!r}: one of {', '.join(SERVICES)} (replicas as match-1, match-2, ...)")
         port = free_port()
         env = self._env(name, port, cameras or [], van_id)
         with private_files():
@@ -387,16 +392,28 @@ class Stack:
                 f"{svc}HTTP_PORT": str(port),
             }
         )
-        if name == "match":
+        replicas = self.replicas(name) if name in SCALABLE else [name_of_process]
+        env["LFR_REPLICA_NAME"] = name_of_process
+        env["LFR_STAGE_REPLICAS"] = str(max(len(set(replicas) | {name_of_process}), self.planned_replicas))
+        if name == "deployments":
             env.update(
                 {
                     f"{svc}GRPC_PORT": self.state.grpc_address.rsplit(":", 1)[1],
-                    f"{svc}DATA_DIR": str(self.root / "match-data"),
+                    f"{svc}DATA_DIR": str(self.root / "deployments-data"),
                     f"{svc}JANITOR_INTERVAL_S": "1",
                 }
             )
+        if name == "match":
+            env.update(
+                {
+                    # each replica's own copy of the watchlists
+                    f"{svc}DATA_DIR": str(self.root / "match-data" / name_of_process),
+                    f"{svc}HEARTBEAT_INTERVAL_S": "1",
+                }
+            )
         if name == "alert":
-            env[f"{svc}GRPC_PORT"] = self.state.alert_grpc_address.rsplit(":", 1)[1]
+            first = name_of_process in ("alert", "alert-1")
+            env[f"{svc}GRPC_PORT"] = self.state.alert_grpc_address.rsplit(":", 1)[1] if first else str(free_port())
             env[f"{svc}SWEEP_INTERVAL_S"] = "1"
         if name == "console":
             env.update(
@@ -444,14 +461,15 @@ def stack_alive(state: StackState) -> bool:
 
 
 # What a stack writes under its folder that holds deployments: Redis's append-only file (records,
-# wrapped data keys, alert state), match's watchlist shards, the key-encryption key, the broker's
-# topics (sealed frames, alerts with their crops). Logs stay (0600).
-STACK_DATA = ("redis", "match-data", "kek", "broker")
+# wrapped data keys, alert state), the watchlist shards (the deployments service's and each match
+# replica's copy), the key-encryption key, the broker's topics (sealed frames, alerts with their
+# crops). Logs stay (0600).
+STACK_DATA = ("redis", "deployments-data", "match-data", "kek", "broker")
 
 
 def close_open_deployments(state: StackState, actor_note: str = "the local stack was stopped") -> list[str]:
     """Close every open deployment through the DeploymentService (each close audited and its data
-    erased as in production). Returns the ids closed; raises StackError if match does not answer."""
+    erased as in production). Returns the ids closed; raises StackError if the service does not answer."""
     from lfr.v1 import deployments_pb2 as pb
     from lfr_cli.client import DeploymentClient
 
@@ -488,8 +506,8 @@ def down(root: Path, *, report=None) -> bool:
     """Stop a stack started in the background by `make up`; False if none was running.
 
     Open deployments are closed first, through the DeploymentService, so that each close and deletion
-    is audited; then every process stops, and what the stack wrote (STACK_DATA) is removed. If match
-    no longer answers, the data is removed all the same (a stack that is down keeps nothing), and
+    is audited; then every process stops, and what the stack wrote (STACK_DATA) is removed. If the
+    deployments service no longer answers, the data is removed all the same (a stack that is down keeps nothing), and
     `report` is told which deployments went without a close."""
     report = report or (lambda line: None)
     state = StackState.load(root)
@@ -498,7 +516,7 @@ def down(root: Path, *, report=None) -> bool:
         if removed:
             report(f"removed {', '.join(removed)} left by an earlier stack")
         return False
-    if "match" in state.pids and pid_alive(state.pids["match"]):
+    if "deployments" in state.pids and pid_alive(state.pids["deployments"]):
         try:
             closed = close_open_deployments(state)
             if closed:

@@ -14,10 +14,12 @@ from lfr_contracts.topics import (
     FRAMES_CAPTURED,
     MATCHES_FOUND,
     PIPELINE_TOPICS,
+    WATCHLIST_CHANGED,
     Retention,
     Topic,
     camera_key,
     dead_letter_topic,
+    deployment_key,
 )
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "PIPELINE_TOPICS",
     "Retention",
     "Topic",
+    "WATCHLIST_CHANGED",
     "camera_key",
     "dead_letter_topic",
+    "deployment_key",
 ]

@@ -46,7 +46,9 @@ FRAME_DROPPED: dict[str, str] = {
 
 # A face found but not sent on, or not embedded: by quality (detect, and enrolment too) or by budget.
 FACE_DROPPED: dict[str, str] = {
-    "face_too_small": "its shorter side is under the minimum (LFR_DETECT_MIN_FACE_PX, LFR_MATCH_ENROL_MIN_FACE_PX)",
+    "face_too_small": (
+        "its shorter side is under the minimum (LFR_DETECT_MIN_FACE_PX, LFR_DEPLOYMENTS_ENROL_MIN_FACE_PX)"
+    ),
     "too_blurred": "its sharpness is under the minimum",
     "pose_not_frontal": "the head is turned further than the maximum yaw",
     "not_better": "its track already had a better shot (still decided, on its track's template)",

@@ -21,6 +21,7 @@ from lfr.v1 import (
     faces_pb2,
     frames_pb2,
     matches_pb2,
+    watchlist_pb2,
 )
 
 M = TypeVar("M", bound=Message)
@@ -35,6 +36,9 @@ class Retention(enum.Enum):
     OPERATIONAL = "operational"
     # The audit trail (default: never deleted by the broker).
     AUDIT = "audit"
+    # The watchlists as a log (sealed entries): kept longer than the longest deployment, so that a
+    # match replica started at any time can rebuild every open watchlist from it.
+    WATCHLIST = "watchlist"
 
 
 class MalformedMessage(ValueError):
@@ -115,6 +119,20 @@ AUDIT_RECORDED = Topic(
     "deployment lifecycle events with the acting identity",
 )
 
+WATCHLIST_CHANGED = Topic(
+    "watchlist.changed.v1",
+    watchlist_pb2.WatchlistChanged,
+    Retention.WATCHLIST,
+    "every change to a watchlist (created, sealed entries added or removed, dropped at close), read whole by "
+    "every match replica",
+)
+
+
+def deployment_key(deployment_id: str) -> bytes:
+    """The record key of the watchlist log: one deployment's changes stay in one partition, in order."""
+    return deployment_id.encode()
+
+
 # What each stage consumes; its dead-letter topic inherits the input's retention because it
 # holds the input's records as they were.
 STAGE_INPUTS: dict[str, Topic] = {
@@ -142,5 +160,6 @@ PIPELINE_TOPICS: tuple[Topic, ...] = (
     ALERTS_RAISED,
     ALERTS_ADJUDICATED,
     AUDIT_RECORDED,
+    WATCHLIST_CHANGED,
     *(dead_letter_topic(stage) for stage in STAGE_INPUTS),
 )

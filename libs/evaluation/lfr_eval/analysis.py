@@ -43,15 +43,15 @@ class Models:
     embedder_path: Path
 
     def fingerprint(self) -> str:
+        from lfr_deployments.settings import DeploymentsSettings
         from lfr_detect.settings import DetectSettings
-        from lfr_match.settings import MatchSettings
 
         digest = hashlib.sha256(str(_CACHE_FORMAT).encode())
         for path in (self.detector_path, self.embedder_path):
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         # Policies change which faces get a vector: they are part of the key.
         digest.update(json.dumps(_probe_policy(DetectSettings.model_construct()), sort_keys=True).encode())
-        digest.update(json.dumps(_enrol_policy(MatchSettings.model_construct()), sort_keys=True).encode())
+        digest.update(json.dumps(_enrol_policy(DeploymentsSettings.model_construct()), sort_keys=True).encode())
         return digest.hexdigest()[:16]
 
 
@@ -99,15 +99,15 @@ _worker: dict = {}
 
 
 def _init_worker(models: Models) -> None:
+    from lfr_deployments.settings import DeploymentsSettings
     from lfr_detect.settings import DetectSettings
     from lfr_faces.detectors import build_detector
     from lfr_faces.embedders import build_embedder
     from lfr_faces.enrolment import Enroller, EnrolmentPolicy
     from lfr_faces.quality import QualityPolicy
-    from lfr_match.settings import MatchSettings
 
     detect = DetectSettings.model_construct()
-    match = MatchSettings.model_construct()
+    enrol = DeploymentsSettings.model_construct()
     embedder = build_embedder("sface", models.embedder_path)
     _worker["probe_detector"] = build_detector("yunet", models.detector_path, input_width=detect.input_width)
     _worker["embedder"] = embedder
@@ -117,9 +117,9 @@ def _init_worker(models: Models) -> None:
         build_detector("yunet", models.detector_path, input_width=0),
         embedder,
         EnrolmentPolicy(
-            max_bytes=match.enrol_max_bytes,
-            max_pixels=match.enrol_max_pixels,
-            **{k: v for k, v in _enrol_policy(match).items()},
+            max_bytes=enrol.enrol_max_bytes,
+            max_pixels=enrol.enrol_max_pixels,
+            **{k: v for k, v in _enrol_policy(enrol).items()},
         ),
     )
 

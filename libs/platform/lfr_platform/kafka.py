@@ -27,6 +27,7 @@ def retention_ms(settings: PlatformSettings, retention: Retention) -> int:
         Retention.BIOMETRIC: settings.biometric_retention_s,
         Retention.OPERATIONAL: settings.operational_retention_s,
         Retention.AUDIT: settings.audit_retention_s,
+        Retention.WATCHLIST: settings.watchlist_retention_s,
     }[retention]
     return -1 if seconds < 0 else seconds * 1000
 

@@ -131,6 +131,16 @@ class RedisKeys:
     def all_deployments(self) -> str:
         return f"{self.prefix}:deployments"
 
+    def index_copies(self, deployment_id: str) -> str:
+        """Each match replica's deletion of its copy of the watchlist (replica -> JSON), read by the
+        close for the deletion report; outlives the deployment's keys (no biometric data in it)."""
+        return f"{self.prefix}:copies:{deployment_id}"
+
+    def replicas(self, stage: str) -> str:
+        """The live replicas of a stage (name -> JSON: heartbeat time, model id), each refreshed while
+        it runs: whose copies a close waits for, and which model id the stage's replicas use."""
+        return f"{self.prefix}:replicas:{stage}"
+
     def planned_ends(self) -> str:
         return f"{self.prefix}:deployments:ends"
 

@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+class Unavailable(Exception):
+    """A dependency other than the store is away (the broker, say): answered UNAVAILABLE with this
+    message, which says what to retry."""
+
+
 def _answer_unavailable(method):
     """Wrap a servicer method: a store that is down answers UNAVAILABLE with a reason, not UNKNOWN."""
 
@@ -36,6 +41,9 @@ def _answer_unavailable(method):
                     yield response
             except STORE_DOWN as exc:
                 await abort(context, exc)
+            except Unavailable as exc:
+                log.warning("answered UNAVAILABLE: %s", exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
         return streamed
 
@@ -44,6 +52,9 @@ def _answer_unavailable(method):
             return await method(request, context)
         except STORE_DOWN as exc:
             await abort(context, exc)
+        except Unavailable as exc:
+            log.warning("answered UNAVAILABLE: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     return unary
 

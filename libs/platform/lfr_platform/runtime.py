@@ -25,6 +25,9 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
     try:
         asyncio.run(_runner())
+    except StartRefused as exc:  # found once running (it needed the broker or Redis to know)
+        log.error("refused to start: %s", exc)
+        return 2
     except Exception:
         log.exception("service failed")
         return 1
@@ -57,6 +60,11 @@ async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task, grace_s: floa
     log.info("stopped")
 
 
+class StartRefused(RuntimeError):
+    """A service refuses to start, and says why (settings that contradict each other, a replica that
+    disagrees with its peers): the process ends with status 2 and this message."""
+
+
 def main(service: str, build: Callable, *settings_classes: type) -> int:
     """A service's whole __main__: settings -> logging -> run(build(settings)).
 
@@ -76,6 +84,9 @@ def main(service: str, build: Callable, *settings_classes: type) -> int:
     logs.configure(platform.log_level, platform.log_format, service=service)
     try:
         shell = build(platform, *settings)
+    except StartRefused as exc:
+        log.error("%s refused to start: %s", service, exc)
+        return 2
     except Exception:
         log.exception("%s could not start", service)
         return 1

@@ -39,18 +39,31 @@ class ServiceShell:
         http_host: str,
         http_port: int,
         closers: list[Callable[[], Awaitable[None]]],
+        replicas=None,
     ) -> ServiceShell:
-        """The shell of a service that is one stage runner and nothing else (detect, embed, alert)."""
+        """The shell of a service that is one stage runner and nothing else (detect, embed, alert).
+        With `replicas` (lfr_platform.replicas.Replicas), the stage starts only once this replica
+        has joined its peers (it refuses to start if it disagrees with them)."""
+        from lfr_platform.replicas import announced
         from lfr_platform.stage import StageRunner
 
         health = Health("kafka", "topics")
         runner = StageRunner(stage, handler, platform, health)
+        tasks: list[Callable[[], Awaitable[None]]] = [runner.run]
+        if replicas is not None:
+            joined = asyncio.Event()
+
+            async def stage_after_join() -> None:
+                await joined.wait()
+                await runner.run()
+
+            tasks = [lambda: announced(replicas, joined), stage_after_join]
         return cls(
             name=stage,
             platform=platform,
             health=health,
             http=HttpServer(health, http_host, http_port),
-            tasks=[runner.run],
+            tasks=tasks,
             closers=closers,
         )
 

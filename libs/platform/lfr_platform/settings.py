@@ -53,11 +53,26 @@ class PlatformSettings(BaseSettings):
     topic_prefix: str = Field("", description="Prefix of every topic name (one namespace per installation)")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the topics the system creates")
     topic_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")
+    stage_replicas: int = Field(
+        1,
+        ge=1,
+        description="Replicas of this stage the installation runs (at most, when autoscaled): a stage refuses to "
+        "start when its input topic has fewer partitions, as the replicas beyond them would sit idle",
+    )
+    replica_name: str = Field(
+        "", description="This process's name among its stage's replicas; unset: the host name (a pod's name)"
+    )
     biometric_retention_s: int = Field(
         60, ge=1, description="Retention of frames, faces and embeddings of people not matched"
     )
     operational_retention_s: int = Field(7 * 24 * 3600, ge=60, description="Retention of matches and alerts")
     audit_retention_s: int = Field(-1, description="Retention of the audit trail; -1 keeps it forever")
+    watchlist_retention_s: int = Field(
+        8 * 24 * 3600,
+        ge=3600,
+        description="Retention of the watchlist log (sealed entries, unreadable once their deployment is closed); "
+        "the deployments service refuses to start unless it exceeds the longest deployment it accepts",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for short-lived state")
     redis_prefix: str = Field("lfr", description="Prefix of every Redis key (one namespace per installation)")
     log_level: str = Field("INFO", description="Python log level")

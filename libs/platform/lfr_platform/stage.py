@@ -130,6 +130,7 @@ class StageRunner(Generic[M]):
             lambda: new_consumer(self.settings, self.consumer_group, self.input_name),
             f"{self.stage} consumer",
         )
+        await self._refuse_idle_replicas()
         self.health.set("kafka", True)
         log.info("consuming %s as group %s", self.input_name, self.consumer_group)
         try:
@@ -150,6 +151,23 @@ class StageRunner(Generic[M]):
                         await client.stop()
                 except TimeoutError:
                     log.warning("%s: a Kafka client took over 5 s to stop; left behind", self.stage)
+
+    async def _refuse_idle_replicas(self) -> None:
+        """More replicas than the input has partitions: the ones beyond would never get a record."""
+        if self.settings.stage_replicas <= 1:
+            return
+        await self._consumer.topics()  # refreshes the metadata
+        partitions = self._consumer.partitions_for_topic(self.input_name) or set()
+        if len(partitions) < self.settings.stage_replicas:
+            from lfr_platform.runtime import StartRefused
+
+            idle = self.settings.stage_replicas - len(partitions)
+            raise StartRefused(
+                f"{self.stage} runs {self.settings.stage_replicas} replicas (LFR_STAGE_REPLICAS) but its input "
+                f"{self.input_name} has {len(partitions)} partition(s): {idle} replica(s) would sit idle; "
+                "give the topic as many partitions as replicas (LFR_TOPIC_PARTITIONS "
+                "before it is created; kafka-topics --alter on a cluster), or run fewer replicas"
+            )
 
     async def _report_lag(self, every_s: float = 1.0) -> None:
         """Records of each assigned partition not processed yet, from the fetch's high-water mark

@@ -6,6 +6,7 @@ import time
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli.client import DeploymentClient
+from lfr_deployments.settings import DeploymentsSettings
 from lfr_match.settings import MatchSettings
 
 MANAGER_TOKEN = "manager-token-for-tests-0123456789"
@@ -21,13 +22,20 @@ TEST_GRANTS = [
 ]
 
 
-def match_settings(tmp_path, **overrides) -> MatchSettings:
+def deployments_settings(tmp_path, **overrides) -> DeploymentsSettings:
     fields = dict(
         http_port=0,
         grpc_port=0,
         data_dir=tmp_path / "watchlists",
         janitor_interval_s=0.2,
+        copy_wait_s=5.0,
     )
+    fields.update(overrides)
+    return DeploymentsSettings(**fields)
+
+
+def match_settings(tmp_path, name: str = "match", **overrides) -> MatchSettings:
+    fields = dict(http_port=0, data_dir=tmp_path / f"{name}-copy", heartbeat_interval_s=0.2)
     fields.update(overrides)
     return MatchSettings(**fields)
 

@@ -11,8 +11,8 @@ import traceback
 
 import redis.asyncio as aioredis
 
-from lfr_match.deployments.lifecycle import Coverage, NewDeployment
-from lfr_match.deployments.store import DeploymentStore
+from lfr_deployments.lifecycle import Coverage, NewDeployment
+from lfr_deployments.store import DeploymentStore
 from lfr_platform import sealing
 from lfr_platform.registry import DeploymentRegistry, RedisKeys
 from lfr_platform.service import ServiceShell

@@ -22,7 +22,9 @@ class ConsoleSettings(BaseSettings):
         description="An HTTPS proxy (an Ingress) terminates TLS in front: cookies are marked Secure",
     )
     alert_address: str = Field("127.0.0.1:50052", description="host:port of the AlertService (alert)")
-    deployment_address: str = Field("127.0.0.1:50051", description="host:port of the DeploymentService (match)")
+    deployment_address: str = Field(
+        "127.0.0.1:50051", description="host:port of the DeploymentService (the deployments service)"
+    )
     grpc_tls_ca_file: Path | None = Field(None, description="CA certificate: reach both services over TLS")
     session_ttl_s: int = Field(8 * 3600, ge=60, description="A sign-in lasts at most this long (a shift)")
     session_idle_s: int = Field(30 * 60, ge=30, description="A session unused this long ends")

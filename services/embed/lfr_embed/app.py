@@ -19,6 +19,7 @@ from lfr_faces.embedders import Embedder, build_embedder
 from lfr_faces.models import SFACE, model_path
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import DeploymentRegistry, DeploymentView, RedisKeys, admit
+from lfr_platform.replicas import Replicas, replica_name
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
@@ -102,6 +103,11 @@ def build(
         )
     metrics.MODEL_INFO.labels("embedder", embedder.model_id, embedder.provider).set(1)
     redis = redis or platform.redis_client()
-    registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix), platform.key_wrap())
+    keys = RedisKeys(platform.redis_prefix)
+    registry = DeploymentRegistry(redis, keys, platform.key_wrap())
     handler = EmbedHandler(embedder, registry)
-    return ServiceShell.for_stage("embed", handler, platform, settings.http_host, settings.http_port, [redis.aclose])
+    # Every replica must write vectors of one model: a replica of another is refused at start.
+    replicas = Replicas(redis, keys, "embed", replica_name(platform.replica_name), model_id=embedder.model_id)
+    return ServiceShell.for_stage(
+        "embed", handler, platform, settings.http_host, settings.http_port, [redis.aclose], replicas=replicas
+    )

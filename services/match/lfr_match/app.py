@@ -1,37 +1,19 @@
-"""Wires match: the match stage, the DeploymentService (gRPC) and the janitor, over one watchlist
-index and one Redis."""
+"""Wires match: the match stage over this replica's copy of the watchlists (or the shared Qdrant
+server), and one Redis. The deployments themselves are the deployments service's."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from lfr.v1 import deployments_pb2, deployments_pb2_grpc
-from lfr_faces import calibration
-from lfr_faces.detectors import Detector, build_detector
-from lfr_faces.embedders import Embedder, build_embedder
-from lfr_faces.enrolment import Enroller, EnrolmentPolicy
-from lfr_faces.models import SFACE, YUNET, model_path
-from lfr_match.deployments.closing import Closer
-from lfr_match.deployments.janitor import Janitor
-from lfr_match.deployments.lifecycle import ThresholdPolicy
-from lfr_match.deployments.service import DeploymentService
-from lfr_match.deployments.store import DeploymentStore
 from lfr_match.settings import MatchSettings
 from lfr_match.stage import MatchHandler
 from lfr_match.tracks import TrackTemplates
-from lfr_platform import metrics
-from lfr_platform.audit import AuditLog
-from lfr_platform.auth import Authenticator
+from lfr_match.watchlists import WatchlistCopy, empty
 from lfr_platform.http import Health, HttpServer
-from lfr_platform.kafka import new_producer, start_with_retry
-from lfr_platform.outbox import Outbox
 from lfr_platform.registry import DeploymentRegistry, RedisKeys
-from lfr_platform.rpc import GrpcServer
+from lfr_platform.replicas import Replicas, replica_name
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.stage import StageRunner
@@ -39,163 +21,62 @@ from lfr_watchlist import WatchlistIndex
 from lfr_watchlist.edge import EdgeIndex
 from lfr_watchlist.server import ServerIndex
 
-log = logging.getLogger(__name__)
-
-SERVICE_NAME = deployments_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name
-
-
-def threshold_policy(settings: MatchSettings, model_id: str) -> ThresholdPolicy:
-    if settings.default_threshold is not None and settings.threshold_floor is not None:
-        return ThresholdPolicy(model_id, settings.default_threshold, settings.threshold_floor)
-    calib = calibration.load(model_id)
-    return ThresholdPolicy(
-        model_id,
-        settings.default_threshold if settings.default_threshold is not None else calib.default_threshold,
-        settings.threshold_floor if settings.threshold_floor is not None else calib.threshold_floor,
-    )
-
-
-def build_index(settings: MatchSettings) -> WatchlistIndex:
-    if settings.qdrant_url:
-        return ServerIndex.connect(
-            settings.qdrant_url,
-            settings.qdrant_api_key,
-            collection_prefix=settings.collection_prefix,
-            hnsw_ef=settings.hnsw_ef,
-        )
-    return EdgeIndex(settings.data_dir, hnsw_ef=settings.hnsw_ef)
-
-
-class ControlPlane:
-    """The gRPC server, the janitor and the outbox, started once the producer is up."""
-
-    def __init__(
-        self,
-        platform: PlatformSettings,
-        server: GrpcServer,
-        service: DeploymentService,
-        outbox: Outbox,
-        janitor: Janitor,
-    ) -> None:
-        self.platform = platform
-        self.server = server
-        self.service = service
-        self.outbox = outbox
-        self.janitor = janitor
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    async def run(self) -> None:
-        producer = await start_with_retry(lambda: new_producer(self.platform), "match producer")
-        self.outbox.producer = producer
-        await self.server.start()
-        try:
-            await self.janitor.run()
-        finally:
-            await self.server.stop()
-            try:  # bounded, as the stage's clients: a stop never hangs the process
-                async with asyncio.timeout(5):
-                    await producer.stop()
-            except TimeoutError:
-                log.warning("match producer took over 5 s to stop; left behind")
-
 
 @dataclass
 class MatchShell(ServiceShell):
-    """match's shell, with its control plane reachable (its gRPC port, its service and index)."""
+    """match's shell, with its copy of the watchlists reachable (None on a Qdrant server)."""
 
-    control: ControlPlane | None = None
+    copy: WatchlistCopy | None = None
+    handler: MatchHandler | None = None
 
 
 def build(
     platform: PlatformSettings,
     settings: MatchSettings,
     *,
-    detector: Detector | None = None,
-    embedder: Embedder | None = None,
     index: WatchlistIndex | None = None,
     redis: aioredis.Redis | None = None,
 ) -> MatchShell:
-    if detector is None:
-        detector = build_detector(
-            settings.detector,
-            Path(settings.detector_model or model_path(platform.models_dir, YUNET)),
-            # Photos up to 1280 px wide are searched at their own size (small faces are found);
-            # wider ones are scaled to 1280 first: YuNet's anchors miss faces over ~600 px, which a
-            # custody photo of several megapixels has.
-            input_width=1280,
-        )
-    if embedder is None:
-        embedder = build_embedder(
-            settings.embedder,
-            Path(settings.embedder_model or model_path(platform.models_dir, SFACE)),
-            model_id=settings.model_id,
-        )
-    metrics.MODEL_INFO.labels("enrolment-embedder", embedder.model_id, embedder.provider).set(1)
-    policy = threshold_policy(settings, embedder.model_id)
-    log.info("thresholds for %s: default %.3f, floor %.3f", policy.model_id, policy.default, policy.floor)
-    index = index or build_index(settings)
     redis = redis or platform.redis_client()
     keys = RedisKeys(platform.redis_prefix)
-    key_wrap = platform.key_wrap()
-    store = DeploymentStore(redis, keys, key_wrap)
-    outbox = Outbox(redis, keys.outbox())
-    audit = AuditLog(outbox, platform.topic_prefix)
-    closer = Closer(store, index, audit)
-    enroller = Enroller(
-        detector,
-        embedder,
-        EnrolmentPolicy(
-            max_bytes=settings.enrol_max_bytes,
-            max_pixels=settings.enrol_max_pixels,
-            decode_max_side=settings.enrol_decode_max_side,
-            min_face_px=settings.enrol_min_face_px,
-            min_sharpness=settings.enrol_min_sharpness,
-            max_yaw=settings.enrol_max_yaw,
-            min_score=settings.enrol_min_score,
-        ),
-    )
-    service = DeploymentService(
-        store=store,
-        index=index,
-        enroller=enroller,
-        closer=closer,
-        audit=audit,
-        auth=Authenticator(platform.token_book(), audit),
-        policy=policy,
-        default_size_limit=settings.watchlist_size_limit,
-        max_size_limit=settings.watchlist_size_max,
-        duplicate_similarity=settings.enrol_duplicate_similarity,
-        max_duration_h=settings.max_duration_h,
-        max_concurrent_enrolments=settings.enrol_max_concurrent,
-    )
-    health_state = Health("kafka", "topics", "grpc")
-    server = GrpcServer(
-        settings.grpc_host,
-        settings.grpc_port,
-        health_state=health_state,
-        tls_cert_file=settings.grpc_tls_cert_file,
-        tls_key_file=settings.grpc_tls_key_file,
-        max_receive_bytes=settings.enrol_max_bytes + 65536,
-    )
-    server.add(service, deployments_pb2_grpc.add_DeploymentServiceServicer_to_server, SERVICE_NAME)
-    control = ControlPlane(
-        platform, server, service, outbox, Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s)
-    )
-    runner = StageRunner(
-        "match",
-        MatchHandler(
+    registry = DeploymentRegistry(redis, keys, platform.key_wrap())
+    copy: WatchlistCopy | None = None
+    handler: MatchHandler | None = None
+    if index is None and settings.qdrant_url:
+        # The deployments service's collections, shared by every replica: nothing to copy.
+        index = ServerIndex.connect(
+            settings.qdrant_url,
+            settings.qdrant_api_key,
+            collection_prefix=settings.collection_prefix,
+            hnsw_ef=settings.hnsw_ef,
+        )
+        health = Health("kafka", "topics")
+    else:
+        left = empty(settings.data_dir) if index is None else []
+        index = index or EdgeIndex(settings.data_dir, hnsw_ef=settings.hnsw_ef)
+        health = Health("kafka", "topics", "watchlists")
+        copy = WatchlistCopy(
+            platform,
             index,
-            DeploymentRegistry(redis, keys, key_wrap),
-            settings.top_k,
-            settings.exact_recheck_margin,
-            TrackTemplates(settings.fusion, idle_s=settings.track_idle_s),
-        ),
-        platform,
-        health_state,
+            registry,
+            Replicas(redis, keys, "match", replica_name(platform.replica_name)),
+            health,
+            sweep_interval_s=settings.heartbeat_interval_s,
+            left_by_earlier_run=left,
+        )
+    handler = MatchHandler(
+        index,
+        registry,
+        settings.top_k,
+        settings.exact_recheck_margin,
+        TrackTemplates(settings.fusion, idle_s=settings.track_idle_s),
     )
+    runner = StageRunner("match", handler, platform, health)
+
+    async def stage() -> None:
+        if copy is not None:  # faces are matched only against a copy that has read the whole log
+            await copy.caught_up.wait()
+        await runner.run()
 
     async def close_index() -> None:
         index.close()
@@ -203,9 +84,10 @@ def build(
     return MatchShell(
         name="match",
         platform=platform,
-        health=health_state,
-        http=HttpServer(health_state, settings.http_host, settings.http_port),
-        tasks=[control.run, runner.run],
+        health=health,
+        http=HttpServer(health, settings.http_host, settings.http_port),
+        tasks=[copy.run, stage] if copy is not None else [stage],
         closers=[redis.aclose, close_index],
-        control=control,
+        copy=copy,
+        handler=handler,
     )

@@ -76,7 +76,9 @@ class MatchHandler:
                 None, self._search, deployment_id, probes, deployment.threshold
             )
         except CollectionMissing:
-            return Skipped("deployment_closed")
+            # Open (admitted above) but not in this replica's copy: nothing enrolled yet, or its first
+            # change not read yet (the copy follows the log within milliseconds). Nothing to match.
+            searches = [[] for _ in probes]
         labels = metrics.camera_labels(message.camera)
         metrics.FACES_SCANNED.labels(**labels).inc(len(probes))
         await self.stats.add(deployment_id, message.camera.van_id, faces_scanned=len(probes))

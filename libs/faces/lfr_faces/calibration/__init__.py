@@ -44,6 +44,6 @@ def load(model_id: str) -> Calibration:
     if not path.is_file():
         raise CalibrationMissing(
             f"no calibration for model {model_id!r}: run `lfr eval --write-calibration` on it, "
-            f"or set both LFR_MATCH_DEFAULT_THRESHOLD and LFR_MATCH_THRESHOLD_FLOOR"
+            f"or set both LFR_DEPLOYMENTS_DEFAULT_THRESHOLD and LFR_DEPLOYMENTS_THRESHOLD_FLOOR"
         )
     return Calibration.from_dict(json.loads(path.read_text()))

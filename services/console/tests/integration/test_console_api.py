@@ -1,4 +1,4 @@
-"""The console over real HTTP, in front of a real AlertService and DeploymentService (match and alert
+"""The console over real HTTP, in front of a real AlertService and DeploymentService (deployments and alert
 in this loop, on the real broker and Redis): sessions, CSRF, headers, images, and bad requests."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lfr_alert.settings import AlertSettings
 from lfr_console.app import build as build_console
 from lfr_console.settings import ConsoleSettings
 from lfr_contracts import MATCHES_FOUND
-from lfr_match.app import build as build_match
+from lfr_deployments.app import build as build_deployments
 from lfr_testing.deployments import (
     MANAGER_TOKEN,
     OFFICER_TOKEN,
@@ -24,7 +24,7 @@ from lfr_testing.deployments import (
     VIEWER_TOKEN,
     Api,
     create_request,
-    match_settings,
+    deployments_settings,
 )
 from lfr_testing.kafka import produce
 from lfr_testing.media import lfw
@@ -71,28 +71,28 @@ SCOPED_TOKEN = "scoped-token-for-tests-0123456789"
 
 @pytest.fixture
 async def stack(platform, tmp_path):
-    """match, alert and console, each as it runs in production, in this loop, sharing a token file
+    """deployments, alert and console, each as it runs in production, in this loop, sharing a token file
     that also grants an officer of another deployment only."""
     tokens = tmp_path / "tokens.json"
     scoped = {"token": SCOPED_TOKEN, "identity": "officer-elsewhere", "role": "officer", "deployments": ["dep-none*"]}
     tokens.write_text(json.dumps([*TEST_GRANTS, scoped]))
     platform = platform.model_copy(update={"auth_tokens": "[]", "auth_tokens_file": tokens})
-    match = build_match(platform, match_settings(tmp_path))
+    deployments = build_deployments(platform, deployments_settings(tmp_path))
     alert = build_alert(platform, AlertSettings(http_port=0, grpc_port=0, sweep_interval_s=0.2))
-    async with running(match), running(alert):
+    async with running(deployments), running(alert):
         console = build_console(
             platform,
             ConsoleSettings(
                 http_port=0,
                 web_port=0,
                 alert_address=f"127.0.0.1:{alert.control.port}",
-                deployment_address=f"127.0.0.1:{match.control.port}",
+                deployment_address=f"127.0.0.1:{deployments.control.port}",
                 refresh_s=0.2,
                 session_idle_s=60,
             ),
         )
         async with running(console):
-            yield match, alert, console
+            yield deployments, alert, console
 
 
 @pytest.fixture
@@ -105,8 +105,8 @@ async def browser(stack):
 
 async def _alert(platform, stack, data_dir):
     """A deployment with one enrolled person, and an alert for them (from a produced match)."""
-    match, _, _ = stack
-    api = Api(match.control.port, MANAGER_TOKEN)
+    deployments, _, _ = stack
+    api = Api(deployments.control.port, MANAGER_TOKEN)
     deployment = await api("create", create_request())
     image = pb.WatchlistImage(
         client_ref="1",
@@ -245,7 +245,7 @@ async def test_images_only_to_a_signed_in_user_never_cached_and_gone_after_close
 
 
 async def test_an_ended_session_and_an_unreachable_service_get_a_clear_answer(platform, stack, browser, data_dir):
-    match, alert, console = stack
+    deployments, alert, console = stack
     deployment_id, _ = await _alert(platform, stack, data_dir)
     await browser.sign_in(OFFICER_TOKEN)
     [first] = await _alerts(browser, deployment_id)

@@ -32,8 +32,10 @@ def _probe(models_dir, photo):
     return crops[0], vector
 
 
-async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(platform, match, data_dir, models_dir):
-    api = Api(match.control.port)
+async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
+    platform, deployments, match, data_dir, models_dir
+):
+    api = Api(deployments.control.port)
     deployment = await api("create", create_request())
     deployment_id = deployment.deployment_id
     from lfr.v1 import deployments_pb2 as pb
@@ -89,12 +91,12 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(platfor
 
 
 async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_deployment_closes(
-    platform, match, data_dir, models_dir
+    platform, deployments, match, data_dir, models_dir
 ):
     """Three shots of one pass: each decision uses the template of the shots so far, with their count."""
     from lfr.v1 import deployments_pb2 as pb
 
-    api = Api(match.control.port)
+    api = Api(deployments.control.port)
     deployment_id = (await api("create", create_request())).deployment_id
     await api.enrol(
         deployment_id,
@@ -135,8 +137,7 @@ async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_depl
     enrolled = _probe(models_dir, lfw(data_dir, "Colin_Powell", 1))[1]
     fused = fuse(np.stack(vectors), [0.5, 0.5, 0.5])
     assert matches[-1].score == pytest.approx(float(fused @ enrolled), abs=0.02)
-    templates = match.tasks  # the stage's templates are in memory only; closing forgets them
-    handler = next(t.__self__.handler for t in templates if hasattr(t, "__self__") and hasattr(t.__self__, "handler"))
+    handler = match.handler  # the stage's templates are in memory only; closing forgets them
     assert len(handler.templates) == 1
     await api("close", deployment_id)
     await produce(platform, FACES_EMBEDDED, records[:1])  # a late record of the closed deployment

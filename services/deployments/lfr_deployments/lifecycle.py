@@ -125,7 +125,7 @@ def validate_new(
     if hours > max_duration_h:
         raise InvalidRequest(
             f"planned_end is {hours:,.1f} hours after planned_start; a deployment lasts at most {max_duration_h:g} "
-            "hours (LFR_MATCH_MAX_DURATION_H): plan a new deployment for the next period"
+            "hours (LFR_DEPLOYMENTS_MAX_DURATION_H): plan a new deployment for the next period"
         )
     if start > now + MAX_LEAD_DAYS * 86400:
         raise InvalidRequest(f"planned_start is more than {MAX_LEAD_DAYS} days ahead")

@@ -1,6 +1,9 @@
 """Closing a deployment: refuse its records, drop its watchlist, erase its keys, audit what went.
 
 Used by CloseDeployment and by the janitor (expiry, and deletions a crash left unfinished).
+Every copy of the watchlist goes: this service's own, and each match replica's (told by the
+watchlist log, and by its own sweep of closed deployments); the report lists each replica's deletion,
+and any live replica that did not report one within `copy_wait_s`.
 The order makes a crash harmless: the record is marked closed first (the pipeline refuses the
 deployment from then on), and a close without a deletion report is finished by the janitor.
 """
@@ -12,12 +15,15 @@ import json
 import logging
 import time
 
-from lfr_match.deployments.report import build_report
-from lfr_match.deployments.store import DeploymentStore
+from lfr_deployments.publishing import WatchlistLog
+from lfr_deployments.report import build_report
+from lfr_deployments.store import DeploymentStore
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
 from lfr_platform.registry import CLOSED, EXPIRED
+from lfr_platform.rpc import Unavailable
 from lfr_watchlist import WatchlistIndex
+from lfr_watchlist import log as changes
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +33,19 @@ class DeploymentNotFound(LookupError):
 
 
 class Closer:
-    def __init__(self, store: DeploymentStore, index: WatchlistIndex, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        store: DeploymentStore,
+        index: WatchlistIndex,
+        audit: AuditLog,
+        watchlist_log: WatchlistLog,
+        copy_wait_s: float = 10.0,
+    ) -> None:
         self.store = store
         self.index = index
         self.audit = audit
+        self.watchlist_log = watchlist_log
+        self.copy_wait_s = copy_wait_s
         self._lock = asyncio.Lock()
 
     async def close(self, deployment_id: str, *, status: str, actor: str, role: str, reason: str) -> dict[str, str]:
@@ -46,13 +61,20 @@ class Closer:
                 await self.store.mark_closed(deployment_id, status, actor, reason, time.time())
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)
+            replicas = await self.watchlist_log.live_replicas()
             points = await asyncio.get_running_loop().run_in_executor(None, self.index.drop, deployment_id)
+            copies, pending = await self.drop_copies(deployment_id, replicas, reason)
             references = await self.store.count_reference_images(deployment_id)
             keys = await self.store.erase(deployment_id)
             rewritten = await self.store.rewrite_history()
             report = {
                 "watchlist_points_deleted": points,
                 "collection_dropped": not self.index.exists(deployment_id),
+                # Each match replica's copy (docs/decisions/0011): entries it deleted, and when.
+                "replica_copies_deleted": copies,
+                # Live replicas that had not reported their deletion within copy_wait_s (each drops
+                # its copy when it sees the deployment closed, and at its own start).
+                "replica_copies_pending": pending,
                 "redis_keys_deleted": keys,
                 "data_key_destroyed": True,
                 "reference_images_deleted": references,
@@ -75,6 +97,15 @@ class Closer:
                 pass  # no series yet: the janitor had not counted it
             log.info("deployment closed and erased", extra={"deployment_id": deployment_id, **report})
             return record
+
+    async def drop_copies(self, deployment_id: str, replicas: list[str], reason: str) -> tuple[dict, list[str]]:
+        """Tell every match replica to drop its copy (best effort: each also drops copies of closed
+        deployments on its own sweep), then wait for the live ones to report it."""
+        try:
+            await self.watchlist_log.publish(changes.dropped(deployment_id, reason))
+        except Unavailable as exc:
+            log.warning("watchlist drop not logged (replicas drop it on their sweep): %s", exc)
+        return await self.watchlist_log.copies_deleted(deployment_id, replicas, self.copy_wait_s)
 
 
 def deletion_report(record: dict[str, str]) -> dict:

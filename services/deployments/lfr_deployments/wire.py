@@ -8,7 +8,7 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_match.deployments.report import Outcomes, Report
+from lfr_deployments.report import Outcomes, Report
 from lfr_platform.rates import Rate
 
 STATES = {
@@ -79,6 +79,16 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
                 data_key_destroyed=bool(report["data_key_destroyed"]),
                 deleted_at=timestamp(report["deleted_at"]),
                 reference_images_deleted=int(report.get("reference_images_deleted", 0)),
+                replica_copies_deleted=[
+                    pb.ReplicaCopyDeleted(
+                        replica=replica,
+                        entries=int(copy["entries"]),
+                        deleted_at=timestamp(copy["deleted_at"]),
+                        reason=copy.get("reason", ""),
+                    )
+                    for replica, copy in sorted(report.get("replica_copies_deleted", {}).items())
+                ],
+                replica_copies_pending=report.get("replica_copies_pending", []),
             )
         )
     return message

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lfr_match.deployments.report import build_report
+from lfr_deployments.report import build_report
 
 RECORD = {
     "deployment_id": "dep-1",

@@ -1,5 +1,6 @@
-"""An enrolment Redis could not record leaves nothing in the watchlist index (a fake store; the
-real EdgeIndex). The end-to-end test restarts a real Redis mid-enrolment (tests/e2e/test_faults.py)."""
+"""An enrolment Redis or the watchlist log could not record leaves nothing in the watchlist index, and
+what reached the log is taken back on it (a fake store and log; the real EdgeIndex). The end-to-end
+test restarts a real Redis mid-enrolment (tests/e2e/test_faults.py)."""
 
 import asyncio
 
@@ -8,8 +9,9 @@ import pytest
 import redis.exceptions
 
 from lfr.v1 import deployments_pb2 as pb
+from lfr_deployments.service import DeploymentService
 from lfr_faces.enrolment import Analysed
-from lfr_match.deployments.service import DeploymentService
+from lfr_platform.rpc import Unavailable
 from lfr_watchlist.edge import EdgeIndex
 
 
@@ -19,15 +21,33 @@ class AnalysesAnything:
         return Analysed(vector / np.linalg.norm(vector), f"sha-{len(image)}", b"thumbnail")
 
 
-class SlowRedis:
+class Log:
+    """The watchlist log: keeps what it is given, or refuses it (the broker away)."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.changes = []
+
+    async def publish(self, change) -> None:
+        if self.refuse:
+            raise Unavailable("the watchlist log (Kafka) did not take the change; retry")
+        self.changes.append(change.WhichOneof("change"))
+
+
+class Store:
+    async def data_key(self, deployment_id: str) -> bytes:
+        return bytes(32)
+
+    async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
+        return False
+
+
+class SlowRedis(Store):
     """Records, slowly: the client goes away meanwhile."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.recorded = False
-
-    async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
-        return False
 
     async def record_enrolled(self, *args) -> int:
         await self.release.wait()
@@ -35,23 +55,21 @@ class SlowRedis:
         return 1
 
 
-class RedisGoesAway:
+class RedisGoesAway(Store):
     """Answers until record_enrolled, which meets a Redis that is gone."""
 
     def __init__(self, fail_with: BaseException) -> None:
         self.fail_with = fail_with
 
-    async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
-        return False
-
     async def record_enrolled(self, *args) -> int:
         raise self.fail_with
 
 
-def _service(index: EdgeIndex, store) -> DeploymentService:
+def _service(index: EdgeIndex, store, log: Log | None = None) -> DeploymentService:
     return DeploymentService(
         store=store,
         index=index,
+        watchlist_log=log or Log(),
         enroller=AnalysesAnything(),
         closer=None,
         audit=None,
@@ -67,13 +85,27 @@ def _image() -> pb.WatchlistImage:
     return pb.WatchlistImage(image=b"jpeg", subject_id="S1", category="wanted", source_reference="ref", approved_by="B")
 
 
-async def test_an_enrolment_redis_did_not_record_is_removed_from_the_index(tmp_path):
+async def test_an_enrolment_redis_did_not_record_is_removed_from_the_index_and_the_log(tmp_path):
     index = EdgeIndex(tmp_path)
     index.create("dep-a", 128)
-    service = _service(index, RedisGoesAway(redis.exceptions.ConnectionError("Connection refused")))
+    log = Log()
+    service = _service(index, RedisGoesAway(redis.exceptions.ConnectionError("Connection refused")), log)
     with pytest.raises(redis.exceptions.ConnectionError):
         await service._enrol_one("dep-a", _image(), who=None)
     assert index.count("dep-a") == 0
+    assert log.changes == ["upserted", "deleted"]  # the match replicas' copies take it back too
+    index.close()
+
+
+async def test_an_enrolment_the_log_did_not_take_is_removed_from_the_index_and_never_recorded(tmp_path):
+    index = EdgeIndex(tmp_path)
+    index.create("dep-a", 128)
+    store = SlowRedis()
+    store.release.set()
+    service = _service(index, store, Log(refuse=True))
+    with pytest.raises(Unavailable, match="watchlist log"):
+        await service._enrol_one("dep-a", _image(), who=None)
+    assert index.count("dep-a") == 0 and not store.recorded
     index.close()
 
 

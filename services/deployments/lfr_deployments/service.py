@@ -13,18 +13,21 @@ import grpc
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import deployments_pb2_grpc
+from lfr_deployments import wire
+from lfr_deployments.closing import Closer, DeploymentNotFound
+from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
+from lfr_deployments.publishing import WatchlistLog
+from lfr_deployments.report import build_report
+from lfr_deployments.store import DeploymentStore
 from lfr_faces.enrolment import Enroller, EnrolRejected
-from lfr_match.deployments import wire
-from lfr_match.deployments.closing import Closer, DeploymentNotFound
-from lfr_match.deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
-from lfr_match.deployments.report import build_report
-from lfr_match.deployments.store import DeploymentStore
 from lfr_platform import metrics, sealing
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import READ_DEPLOYMENTS, WRITE_DEPLOYMENTS, Authenticator, Principal
 from lfr_platform.registry import CLOSED, OPEN
+from lfr_platform.rpc import Unavailable
 from lfr_platform.stage import TRANSIENT_ERRORS
 from lfr_watchlist import CollectionMissing, Entry, WatchlistIndex
+from lfr_watchlist import log as changes
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         *,
         store: DeploymentStore,
         index: WatchlistIndex,
+        watchlist_log: WatchlistLog,
         enroller: Enroller,
         closer: Closer,
         audit: AuditLog,
@@ -52,6 +56,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
     ) -> None:
         self.store = store
         self.index = index
+        self.watchlist_log = watchlist_log
         self.enroller = enroller
         self.closer = closer
         self.audit = audit
@@ -91,9 +96,12 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         now = time.time()
         # The record first: the janitor drops any collection that has no open record.
         await self.store.create(deployment_id, new, sealing.new_data_key(), who.identity, now)
-        await asyncio.get_running_loop().run_in_executor(
-            None, self.index.create, deployment_id, self.enroller.embedder.dimension
-        )
+        dimension = self.enroller.embedder.dimension
+        await asyncio.get_running_loop().run_in_executor(None, self.index.create, deployment_id, dimension)
+        try:  # the match replicas' copies: made at the first entry if this does not reach them
+            await self.watchlist_log.publish(changes.created(deployment_id, dimension, new.model_id))
+        except Unavailable as exc:
+            log.warning("watchlist creation not logged: %s", exc, extra={"deployment_id": deployment_id})
         await self.audit.record(
             "deployment.created",
             deployment_id,
@@ -259,36 +267,57 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         )
 
     async def _add_entry(self, deployment_id: str, entry: Entry, thumbnail: bytes) -> None:
-        """The entry into the index, then its record into Redis; if the record cannot be written, the
-        entry leaves the index again: the watchlist never holds a face whose subject and file Redis
-        does not know (it would match, and alert would refuse the match as not enrolled)."""
+        """The entry into this service's index, onto the watchlist log (the match replicas' copies),
+        then its record into Redis. If the log or Redis does not take it, the entry is taken back out
+        of both: the watchlist never holds a face whose subject and file Redis does not know (it would
+        match, and alert would refuse the match as not enrolled)."""
         loop = asyncio.get_running_loop()
+        data_key = await self.store.data_key(deployment_id)
+        if data_key is None:
+            raise DeploymentClosedDuringEnrolment(deployment_id)
         try:
             await loop.run_in_executor(None, self.index.upsert, deployment_id, [entry])
         except CollectionMissing:
             raise DeploymentClosedDuringEnrolment(deployment_id) from None
+        logged = False
         try:
+            await self.watchlist_log.publish(changes.upserted(deployment_id, data_key, [entry]))
+            logged = True
             count = await loop.run_in_executor(None, self.index.count, deployment_id)
             await self.store.record_enrolled(
                 deployment_id, entry.subject_id, entry.image_sha256, count, entry.entry_id, thumbnail
             )
         except asyncio.CancelledError:  # the process is stopping: undone in a worker thread
             loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
+            if logged:
+                asyncio.ensure_future(self._unlog(deployment_id, entry.entry_id))
             raise
         except LookupError:
             raise DeploymentClosedDuringEnrolment(deployment_id) from None
         except Exception:
-            # Redis did not record it (unreachable, restarting): the client is told the call failed
-            # (UNAVAILABLE) and can send the image again.
+            # The log or Redis did not take it (unreachable, restarting): the client is told the call
+            # failed (UNAVAILABLE) and can send the image again.
             await loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
+            if logged:
+                await self._unlog(deployment_id, entry.entry_id)
             raise
+
+    async def _unlog(self, deployment_id: str, entry_id: str) -> None:
+        try:
+            await self.watchlist_log.publish(changes.deleted(deployment_id, [entry_id]))
+        except Unavailable as exc:
+            # The replicas keep the entry until the deployment closes; Redis has no record of its
+            # subject, so alert refuses its matches (subject_not_enrolled), as before the log.
+            log.error(
+                "an undone entry stays in the match replicas' copies: %s", exc, extra={"deployment_id": deployment_id}
+            )
 
     def _forget(self, deployment_id: str, entry_id: str) -> None:
         try:
             self.index.delete(deployment_id, [entry_id])
         except CollectionMissing:
             pass  # the deployment was closed meanwhile: its whole watchlist is gone
-        log.warning("enrolment undone: Redis could not record it", extra={"deployment_id": deployment_id})
+        log.warning("enrolment undone: it could not be recorded", extra={"deployment_id": deployment_id})
 
     async def _finish_enrolment(self, deployment_id: str, who: Principal, outcomes: Counter[str], count: int) -> None:
         rejected = sum(n for k, n in outcomes.items() if k != "enrolled")

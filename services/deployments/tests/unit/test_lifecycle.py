@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from lfr_match.deployments.lifecycle import InvalidRequest, ThresholdPolicy, validate_new
+from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, validate_new
 
 POLICY = ThresholdPolicy("sface-2021dec", default=0.6, floor=0.55)
 

@@ -13,8 +13,8 @@ from lfr_testing.media import lfw
 pytestmark = pytest.mark.integration
 
 
-async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(match, data_dir, tmp_path, capsys):
-    address = ["--address", f"127.0.0.1:{match.control.port}"]
+async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(deployments, data_dir, tmp_path, capsys):
+    address = ["--address", f"127.0.0.1:{deployments.control.port}"]
 
     async def lfr(*args, token=MANAGER_TOKEN):
         code = await asyncio.to_thread(main, [*args, *address, "--token", token])

@@ -1,4 +1,4 @@
-"""Deployment records in Redis, written only by match. Key layout: lfr_platform.registry.RedisKeys."""
+"""Deployment records in Redis, written only by the deployments service. Key layout: lfr_platform.registry.RedisKeys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from lfr_match.deployments.lifecycle import NewDeployment
+from lfr_deployments.lifecycle import NewDeployment
 from lfr_platform.registry import CLOSED, EXPIRED, LOST, OPEN, RedisKeys, derived_state, kept_in_tombstone
 from lfr_platform.sealing import KeyWrap, seal
 
@@ -143,6 +143,11 @@ class DeploymentStore:
             pipe.hset(self.keys.deployment(deployment_id), "deletion", json.dumps(report))
             pipe.zrem(self.keys.planned_ends(), deployment_id)
             await pipe.execute()
+
+    async def data_key(self, deployment_id: str) -> bytes | None:
+        """The deployment's data key, None once it is closed (the key destroyed)."""
+        wrapped = await self.client.get(self.keys.data_key(deployment_id))
+        return None if wrapped is None else self.key_wrap.unwrap(wrapped, deployment_id)
 
     async def record_enrolled(
         self, deployment_id: str, subject_id: str, image_sha256: str, count: int, entry_id: str, thumbnail: bytes

@@ -38,8 +38,8 @@ def _bomb() -> bytes:
     return buffer.getvalue()
 
 
-async def test_every_image_gets_its_own_result_and_a_bad_one_never_ends_the_stream(match, data_dir):
-    api = Api(match.control.port)
+async def test_every_image_gets_its_own_result_and_a_bad_one_never_ends_the_stream(deployments, data_dir):
+    api = Api(deployments.control.port)
     deployment = await api("create", create_request())
     powell = lfw(data_dir, "Colin_Powell", 1).read_bytes()
     photo = cv2.imread(str(lfw(data_dir, "Colin_Powell", 3)))
@@ -80,8 +80,8 @@ async def test_every_image_gets_its_own_result_and_a_bad_one_never_ends_the_stre
     assert (got.enrolled_images, got.enrolled_subjects, got.rejected_images) == (2, 1, 11)
 
 
-async def test_a_batch_over_the_size_limit_is_refused_whole_before_anything_is_written(match, data_dir):
-    api = Api(match.control.port)
+async def test_a_batch_over_the_size_limit_is_refused_whole_before_anything_is_written(deployments, data_dir):
+    api = Api(deployments.control.port)
     deployment = await api("create", create_request(watchlist_size_limit=2))
     images = [
         _item(f"{n}.jpg", lfw(data_dir, n).read_bytes(), n) for n in ("Colin_Powell", "Ariel_Sharon", "George_W_Bush")
@@ -97,8 +97,8 @@ async def test_a_batch_over_the_size_limit_is_refused_whole_before_anything_is_w
     assert (await api("get", deployment.deployment_id)).enrolled_images == 2
 
 
-async def test_a_stream_cut_midway_keeps_what_was_acknowledged(match, data_dir):
-    api = Api(match.control.port)
+async def test_a_stream_cut_midway_keeps_what_was_acknowledged(deployments, data_dir):
+    api = Api(deployments.control.port)
     deployment = await api("create", create_request())
     release = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -126,11 +126,11 @@ async def test_a_stream_cut_midway_keeps_what_was_acknowledged(match, data_dir):
     assert _reason(more[0]) == "enrolled"
 
 
-async def test_concurrent_enrolments_of_very_large_photos_are_reduced_while_decoded_and_enrolled(match, data_dir):
+async def test_concurrent_enrolments_of_very_large_photos_are_reduced_while_decoded_and_enrolled(deployments, data_dir):
     """Three 7000x7000 custody-style photos (under the 50 Mpixel limit) enrolled at once: each is
-    decoded at a reduced size (docs/deployments.md), at most LFR_MATCH_ENROL_MAX_CONCURRENT at a time,
-    and each is enrolled. (`make bench` measures match's peak memory doing this.)"""
-    api = Api(match.control.port)
+    decoded at a reduced size (docs/deployments.md), at most LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT at a time,
+    and each is enrolled. (`make bench` measures the deployments service's peak memory doing this.)"""
+    api = Api(deployments.control.port)
     created = await api("create", create_request())
 
     def huge(identity: str) -> bytes:

@@ -11,10 +11,10 @@ import redis.asyncio as aioredis
 from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import frames_pb2
 from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
-from lfr_match.app import build
+from lfr_deployments.app import build
 from lfr_platform import sealing
 from lfr_platform.registry import RedisKeys, kept_in_tombstone
-from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, match_settings
+from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
 from lfr_testing.services import deployment_key, running
@@ -37,8 +37,8 @@ async def _audit(platform, count):
     return decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=count, settle_s=0.5))
 
 
-async def test_create_get_list_close_with_the_calibrated_threshold(platform, match, data_dir):
-    api = Api(match.control.port)
+async def test_create_get_list_close_with_the_calibrated_threshold(platform, deployments, data_dir):
+    api = Api(deployments.control.port)
     created = await api("create", create_request())
     assert created.deployment_id.startswith("dep-") and created.state == pb.DEPLOYMENT_STATE_ACTIVE
     assert (created.threshold, created.threshold_floor, created.model_id) == (
@@ -67,8 +67,8 @@ async def test_create_get_list_close_with_the_calibrated_threshold(platform, mat
     ]
 
 
-async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, match):
-    api = Api(match.control.port)
+async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, deployments):
+    api = Api(deployments.control.port)
     with pytest.raises(grpc.RpcError) as refused:
         await api("create", create_request(threshold=0.5))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "below the floor" in refused.value.details()
@@ -80,10 +80,10 @@ async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, match
     assert override.details["threshold_floor"] == pytest.approx(0.69)
 
 
-async def test_roles_and_tokens_are_enforced_and_refusals_audited(platform, match):
-    viewer = Api(match.control.port, VIEWER_TOKEN)
-    stranger = Api(match.control.port, "not-a-token-of-this-installation")
-    created = await Api(match.control.port)("create", create_request())
+async def test_roles_and_tokens_are_enforced_and_refusals_audited(platform, deployments):
+    viewer = Api(deployments.control.port, VIEWER_TOKEN)
+    stranger = Api(deployments.control.port, "not-a-token-of-this-installation")
+    created = await Api(deployments.control.port)("create", create_request())
     assert (await viewer("get", created.deployment_id)).deployment_id == created.deployment_id
     assert len(await viewer("list")) == 1
     for call, args in (("create", (create_request(),)), ("close", (created.deployment_id,))):
@@ -101,8 +101,8 @@ async def test_roles_and_tokens_are_enforced_and_refusals_audited(platform, matc
     ]
 
 
-async def test_unknown_ids_and_closed_deployments_are_refused(platform, match, data_dir):
-    api = Api(match.control.port)
+async def test_unknown_ids_and_closed_deployments_are_refused(platform, deployments, data_dir):
+    api = Api(deployments.control.port)
     for call in ("get", "close"):
         with pytest.raises(grpc.RpcError) as missing:
             await api(call, "dep-does-not-exist")
@@ -117,8 +117,8 @@ async def test_unknown_ids_and_closed_deployments_are_refused(platform, match, d
     assert closed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
-async def test_after_close_nothing_biometric_remains(platform, match, data_dir):
-    api = Api(match.control.port)
+async def test_after_close_nothing_biometric_remains(platform, deployments, data_dir):
+    api = Api(deployments.control.port)
     keys = RedisKeys(platform.redis_prefix)
     created = await api("create", create_request())
     deployment_id = created.deployment_id
@@ -130,12 +130,12 @@ async def test_after_close_nothing_biometric_remains(platform, match, data_dir):
     await client.set(keys.alert_crop(deployment_id, "alert-1"), sealing.seal(data_key, b"jpeg", deployment_id))
     frame = frames_pb2.FrameCaptured(image=sealing.seal(data_key, b"\xff\xd8 a face \xff\xd9", deployment_id))
     await produce(platform, FRAMES_CAPTURED, [(b"k", frame.SerializeToString())])
-    assert deployment_id in match.control.service.index.collections()
+    assert deployment_id in deployments.control.service.index.collections()
 
     await api("close", deployment_id)
 
-    assert deployment_id not in match.control.service.index.collections()
-    assert not (match.control.service.index.data_dir / deployment_id).exists()
+    assert deployment_id not in deployments.control.service.index.collections()
+    assert not (deployments.control.service.index.data_dir / deployment_id).exists()
     left = {k.decode() async for k in client.scan_iter(match=f"{platform.redis_prefix}:*")}
     # The tombstone, the index of deployments and the (empty) outbox of records for the broker.
     # (and the janitor's marker of this Redis, whose loss would say that Redis lost data).
@@ -155,14 +155,14 @@ async def test_after_close_nothing_biometric_remains(platform, match, data_dir):
 
 
 async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tmp_path, data_dir):
-    settings = match_settings(tmp_path)
+    settings = deployments_settings(tmp_path)
     first = build(platform, settings)
     async with running(first):
         request = create_request()
         request.planned_end.FromNanoseconds(int((time.time() + 1.5) * 1e9))
         created = await Api(first.control.port)("create", request)
         await Api(first.control.port).enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")])
-    await asyncio.sleep(2.0)  # it ends while match is down
+    await asyncio.sleep(2.0)  # it ends while the deployments service is down
     second = build(platform, settings)
     async with running(second):
         api = Api(second.control.port)
@@ -177,16 +177,16 @@ async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tm
 
 
 async def test_a_deployment_whose_state_redis_lost_is_recorded_audited_and_deleted_never_silently(
-    platform, match, data_dir
+    platform, deployments, data_dir
 ):
-    """Redis restarted without its data: the watchlist left in match cannot be used any more (its key
+    """Redis restarted without its data: the watchlist left in the deployments service cannot be used any more (its key
     went with the record). It is recorded as lost, audited and alerted on before it is deleted."""
     from prometheus_client import REGISTRY
 
     from lfr.v1 import common_pb2
     from lfr_platform.registry import DeploymentRegistry, admit
 
-    api = Api(match.control.port)
+    api = Api(deployments.control.port)
     created = await api("create", create_request())
     deployment_id = created.deployment_id
     await api.enrol(deployment_id, [_image(data_dir, "Colin_Powell")])
@@ -212,7 +212,7 @@ async def test_a_deployment_whose_state_redis_lost_is_recorded_audited_and_delet
     while not (got := await api("get", deployment_id)).HasField("deletion"):
         assert time.monotonic() < deadline, "the lost deployment's watchlist was not deleted"
         await asyncio.sleep(0.2)
-    assert deployment_id not in match.control.service.index.collections()
+    assert deployment_id not in deployments.control.service.index.collections()
     assert got.deletion.collection_dropped and got.deletion.watchlist_points_deleted == 1
     assert REGISTRY.get_sample_value("lfr_deployments_lost_total") == lost_before + 1
     events = {(a.event, a.deployment_id) for a in await _audit(platform, 6)}
@@ -225,10 +225,10 @@ async def test_a_deployment_whose_state_redis_lost_is_recorded_audited_and_delet
     await client.aclose()
 
 
-async def test_grpc_health_and_reflection_are_served(match):
+async def test_grpc_health_and_reflection_are_served(deployments):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{match.control.port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{deployments.control.port}")
     response = await health_pb2_grpc.HealthStub(channel).Check(
         health_pb2.HealthCheckRequest(service="lfr.v1.DeploymentService")
     )

@@ -8,7 +8,7 @@ deployment, audited (`deployment.state_lost`), counted (`lfr_deployments_lost_to
 deleted, with its deletion audited (`deployment.data_deleted`) like any other. Nothing is deleted
 without an audit event.
 
-Its state is the deployment records in Redis, so it carries on across restarts of match.
+Its state is the deployment records in Redis, so it carries on across restarts of the deployments service.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import json
 import logging
 import time
 
-from lfr_match.deployments.closing import Closer
-from lfr_match.deployments.store import DeploymentStore
+from lfr_deployments.closing import Closer
+from lfr_deployments.store import DeploymentStore
 from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
 from lfr_platform.outbox import Outbox
@@ -137,11 +137,15 @@ class Janitor:
             reason="its record and data key were gone from Redis while its watchlist remained",
             watchlist_entries=entries,
         )
+        replicas = await self.closer.watchlist_log.live_replicas()
         points = await loop.run_in_executor(None, self.index.drop, deployment_id)
+        copies, pending = await self.closer.drop_copies(deployment_id, replicas, "deployment state lost")
         keys = await self.store.erase(deployment_id)
         report = {
             "watchlist_points_deleted": points,
             "collection_dropped": not self.index.exists(deployment_id),
+            "replica_copies_deleted": copies,
+            "replica_copies_pending": pending,
             "redis_keys_deleted": keys,
             "data_key_destroyed": True,  # it was already gone with the record
             "reference_images_deleted": 0,

@@ -1,0 +1,218 @@
+"""Wires the deployments service: the DeploymentService (gRPC), the janitor and the watchlist log's
+writer, over this service's copy of the watchlists and one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from lfr.v1 import deployments_pb2, deployments_pb2_grpc
+from lfr_deployments.closing import Closer
+from lfr_deployments.janitor import Janitor
+from lfr_deployments.lifecycle import ThresholdPolicy
+from lfr_deployments.publishing import WatchlistLog
+from lfr_deployments.service import DeploymentService
+from lfr_deployments.settings import DeploymentsSettings
+from lfr_deployments.store import DeploymentStore
+from lfr_faces import calibration
+from lfr_faces.detectors import Detector, build_detector
+from lfr_faces.embedders import Embedder, build_embedder
+from lfr_faces.enrolment import Enroller, EnrolmentPolicy
+from lfr_faces.models import SFACE, YUNET, model_path
+from lfr_platform import metrics
+from lfr_platform.audit import AuditLog
+from lfr_platform.auth import Authenticator
+from lfr_platform.http import Health, HttpServer
+from lfr_platform.kafka import new_producer, start_with_retry
+from lfr_platform.outbox import Outbox
+from lfr_platform.registry import RedisKeys
+from lfr_platform.rpc import GrpcServer
+from lfr_platform.runtime import StartRefused
+from lfr_platform.service import ServiceShell
+from lfr_platform.settings import PlatformSettings
+from lfr_watchlist import WatchlistIndex
+from lfr_watchlist.edge import EdgeIndex
+from lfr_watchlist.server import ServerIndex
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = deployments_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name
+
+
+def threshold_policy(settings: DeploymentsSettings, model_id: str) -> ThresholdPolicy:
+    if settings.default_threshold is not None and settings.threshold_floor is not None:
+        return ThresholdPolicy(model_id, settings.default_threshold, settings.threshold_floor)
+    calib = calibration.load(model_id)
+    return ThresholdPolicy(
+        model_id,
+        settings.default_threshold if settings.default_threshold is not None else calib.default_threshold,
+        settings.threshold_floor if settings.threshold_floor is not None else calib.threshold_floor,
+    )
+
+
+def build_index(settings: DeploymentsSettings) -> WatchlistIndex:
+    if settings.qdrant_url:
+        return ServerIndex.connect(
+            settings.qdrant_url,
+            settings.qdrant_api_key,
+            collection_prefix=settings.collection_prefix,
+            hnsw_ef=settings.hnsw_ef,
+        )
+    return EdgeIndex(settings.data_dir, hnsw_ef=settings.hnsw_ef)
+
+
+class ControlPlane:
+    """The gRPC server, the janitor, the outbox and the watchlist log, started once the producer is up."""
+
+    def __init__(
+        self,
+        platform: PlatformSettings,
+        server: GrpcServer,
+        service: DeploymentService,
+        outbox: Outbox,
+        watchlist_log: WatchlistLog,
+        janitor: Janitor,
+        health: Health,
+    ) -> None:
+        self.platform = platform
+        self.health = health
+        self.server = server
+        self.service = service
+        self.outbox = outbox
+        self.watchlist_log = watchlist_log
+        self.janitor = janitor
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def run(self) -> None:
+        producer = await start_with_retry(lambda: new_producer(self.platform), "deployments producer")
+        self.outbox.producer = producer
+        self.watchlist_log.producer = producer
+        await self.server.start()
+        self.health.set("kafka", True)
+        try:
+            await self.janitor.run()
+        finally:
+            await self.server.stop()
+            try:  # bounded, as the stage's clients: a stop never hangs the process
+                async with asyncio.timeout(5):
+                    await producer.stop()
+            except TimeoutError:
+                log.warning("deployments producer took over 5 s to stop; left behind")
+
+
+@dataclass
+class DeploymentsShell(ServiceShell):
+    """The deployments service's shell, with its control plane reachable (gRPC port, service, index)."""
+
+    control: ControlPlane | None = None
+
+
+def build(
+    platform: PlatformSettings,
+    settings: DeploymentsSettings,
+    *,
+    detector: Detector | None = None,
+    embedder: Embedder | None = None,
+    index: WatchlistIndex | None = None,
+    redis: aioredis.Redis | None = None,
+) -> DeploymentsShell:
+    if settings.max_duration_h * 3600 >= platform.watchlist_retention_s:
+        raise StartRefused(
+            f"LFR_DEPLOYMENTS_MAX_DURATION_H={settings.max_duration_h:g} h is not shorter than the watchlist log's "
+            f"retention, LFR_WATCHLIST_RETENTION_S={platform.watchlist_retention_s} s: a match replica started late in "
+            "a long deployment could not rebuild its watchlist (raise the retention or lower the longest deployment)"
+        )
+    if detector is None:
+        detector = build_detector(
+            settings.detector,
+            Path(settings.detector_model or model_path(platform.models_dir, YUNET)),
+            # Photos up to 1280 px wide are searched at their own size (small faces are found);
+            # wider ones are scaled to 1280 first: YuNet's anchors miss faces over ~600 px, which a
+            # custody photo of several megapixels has.
+            input_width=1280,
+        )
+    if embedder is None:
+        embedder = build_embedder(
+            settings.embedder,
+            Path(settings.embedder_model or model_path(platform.models_dir, SFACE)),
+            model_id=settings.model_id,
+        )
+    metrics.MODEL_INFO.labels("enrolment-embedder", embedder.model_id, embedder.provider).set(1)
+    policy = threshold_policy(settings, embedder.model_id)
+    log.info("thresholds for %s: default %.3f, floor %.3f", policy.model_id, policy.default, policy.floor)
+    index = index or build_index(settings)
+    redis = redis or platform.redis_client()
+    keys = RedisKeys(platform.redis_prefix)
+    key_wrap = platform.key_wrap()
+    store = DeploymentStore(redis, keys, key_wrap)
+    outbox = Outbox(redis, keys.outbox())
+    audit = AuditLog(outbox, platform.topic_prefix)
+    watchlist_log = WatchlistLog(redis, keys, platform.topic_prefix)
+    closer = Closer(store, index, audit, watchlist_log, settings.copy_wait_s)
+    enroller = Enroller(
+        detector,
+        embedder,
+        EnrolmentPolicy(
+            max_bytes=settings.enrol_max_bytes,
+            max_pixels=settings.enrol_max_pixels,
+            decode_max_side=settings.enrol_decode_max_side,
+            min_face_px=settings.enrol_min_face_px,
+            min_sharpness=settings.enrol_min_sharpness,
+            max_yaw=settings.enrol_max_yaw,
+            min_score=settings.enrol_min_score,
+        ),
+    )
+    service = DeploymentService(
+        store=store,
+        index=index,
+        watchlist_log=watchlist_log,
+        enroller=enroller,
+        closer=closer,
+        audit=audit,
+        auth=Authenticator(platform.token_book(), audit),
+        policy=policy,
+        default_size_limit=settings.watchlist_size_limit,
+        max_size_limit=settings.watchlist_size_max,
+        duplicate_similarity=settings.enrol_duplicate_similarity,
+        max_duration_h=settings.max_duration_h,
+        max_concurrent_enrolments=settings.enrol_max_concurrent,
+    )
+    health_state = Health("kafka", "topics", "grpc")
+    server = GrpcServer(
+        settings.grpc_host,
+        settings.grpc_port,
+        health_state=health_state,
+        tls_cert_file=settings.grpc_tls_cert_file,
+        tls_key_file=settings.grpc_tls_key_file,
+        max_receive_bytes=settings.enrol_max_bytes + 65536,
+    )
+    server.add(service, deployments_pb2_grpc.add_DeploymentServiceServicer_to_server, SERVICE_NAME)
+    control = ControlPlane(
+        platform,
+        server,
+        service,
+        outbox,
+        watchlist_log,
+        Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s),
+        health_state,
+    )
+
+    async def close_index() -> None:
+        index.close()
+
+    return DeploymentsShell(
+        name="deployments",
+        platform=platform,
+        health=health_state,
+        http=HttpServer(health_state, settings.http_host, settings.http_port),
+        tasks=[control.run],
+        closers=[redis.aclose, close_index],
+        control=control,
+    )

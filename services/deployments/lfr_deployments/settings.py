@@ -1,0 +1,81 @@
+"""The deployments service's settings, read from LFR_DEPLOYMENTS_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DeploymentsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LFR_DEPLOYMENTS_", extra="ignore")
+
+    http_host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz")
+    http_port: int = Field(9107, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz")
+    grpc_host: str = Field("127.0.0.1", description="Address of the DeploymentService (gRPC)")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="Port of the DeploymentService (gRPC)")
+    grpc_tls_cert_file: Path | None = Field(None, description="PEM certificate: serve gRPC over TLS")
+    grpc_tls_key_file: Path | None = Field(None, description="PEM private key of the certificate")
+    # --- watchlist index
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server URL; unset: the embedded engine (qdrant-edge) under data_dir"
+    )
+    qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server, if it needs one")
+    collection_prefix: str = Field(
+        "lfr-",
+        description="Qdrant server collections are named <prefix><deployment>; installations sharing a server "
+        "need different prefixes (the janitor drops collections of no open deployment under its prefix)",
+    )
+    data_dir: Path = Field(
+        Path("var/deployments"),
+        description="Embedded engine: this service's copy of each watchlist (duplicate checks, counts), a shard "
+        "folder per deployment",
+    )
+    hnsw_ef: int = Field(
+        256, ge=8, description="HNSW search breadth; 256 made every match decision equal exact search at 200k"
+    )
+    # --- thresholds (see docs/evaluation.md)
+    default_threshold: float | None = Field(
+        None, gt=0, lt=1, description="Default face-match threshold; unset: the model's calibration file"
+    )
+    threshold_floor: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Lowest threshold accepted without an override reason; unset: calibration",
+    )
+    # --- deployments
+    watchlist_size_limit: int = Field(10_000, ge=1, description="Default limit of images per watchlist")
+    watchlist_size_max: int = Field(200_000, ge=1, description="Largest limit a deployment may ask for")
+    max_duration_h: float = Field(
+        24.0, gt=0, le=24 * 31, description="Longest deployment accepted, in hours (planned start to planned end)"
+    )
+    janitor_interval_s: float = Field(5.0, gt=0, description="How often expiry and unfinished deletions are checked")
+    copy_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="How long a close waits for each live match replica to report the deletion of its copy of the "
+        "watchlist (the deletion report lists any that did not)",
+    )
+    # --- enrolment: the models and the quality an enrolment photo must have
+    detector: str = Field("yunet", description="Detector plugin used on enrolment photos")
+    detector_model: Path | None = Field(None, description="ONNX file; default: the models folder's YuNet")
+    embedder: str = Field("sface", description="Embedder preset; must be the model the embed service runs")
+    embedder_model: Path | None = Field(None, description="ONNX file; default: the models folder's SFace")
+    model_id: str | None = Field(None, description="Model id; default: the embedder file's stem")
+    enrol_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Larger enrolment files are rejected")
+    enrol_max_pixels: int = Field(50_000_000, ge=4096, description="Images declaring more pixels are rejected")
+    enrol_decode_max_side: int = Field(
+        2000, ge=256, description="Photos with a longer side are reduced while decoded (bounds memory per photo)"
+    )
+    enrol_max_concurrent: int = Field(
+        2, ge=1, description="Photos analysed at once by this process; more wait (bounds memory beside live matching)"
+    )
+    enrol_min_face_px: float = Field(64, ge=16, description="Smallest face side accepted for enrolment")
+    enrol_min_sharpness: float = Field(40, ge=0, description="Least sharpness accepted for enrolment")
+    enrol_max_yaw: float = Field(0.6, gt=0, le=1, description="Largest head turn accepted (0 frontal, 1 profile)")
+    enrol_min_score: float = Field(0.7, gt=0, lt=1, description="Detector confidence needed to count a face")
+    enrol_duplicate_similarity: float = Field(
+        0.95, gt=0, le=1, description="An image this similar to an enrolled one is a duplicate"
+    )

@@ -1,0 +1,131 @@
+"""Scale-out proved on the real broker: two replicas of every stage share the work, a match replica
+SIGKILLed mid-stream costs no alert, a replica started later rebuilds its copy of the watchlists from
+the watchlist log, and a close leaves no replica able to match the deployment (docs/decisions/0011)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_cli import demo_data
+from lfr_cli.client import DeploymentClient
+from lfr_cli.watchlist import iter_messages, scan
+from lfr_contracts import ALERTS_RAISED
+from lfr_platform.settings import PlatformSettings
+from lfr_testing.kafka import decoded, read
+
+pytestmark = pytest.mark.e2e
+
+ENROLLED = "liveportrait-d0"
+STAGES = ("detect", "embed", "match", "alert")
+
+
+def eventually(check, timeout_s: float, interval_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval_s)
+
+
+def _status(stack) -> dict:
+    env = {**os.environ, "LFR_CLI_STACK_DIR": str(stack.root)}
+    result = subprocess.run(
+        [sys.executable, "-m", "lfr_cli.main", "stack", "status"], capture_output=True, text=True, env=env, timeout=60
+    )
+    return json.loads(result.stdout)["services"]
+
+
+def _matches_total(port: int, deployment_id: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        families = text_string_to_metric_families(r.read().decode())
+    return sum(
+        s.value
+        for f in families
+        if f.name == "lfr_matches"
+        for s in f.samples
+        if s.name == "lfr_matches_total" and s.labels.get("deployment_id") == deployment_id
+    )
+
+
+def test_two_replicas_of_every_stage_lose_no_alert_to_a_killed_match_replica_and_a_close_reaches_every_copy(
+    stack, tmp_path, data_dir
+):
+    state = stack.start(services=("deployments", *STAGES), replicas=2)
+    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
+
+    # Every replica by name, ready, with input partitions of its own (3 partitions, 2 replicas).
+    def shared():
+        services = _status(stack)
+        for stage in STAGES:
+            partitions = [services[f"{stage}-{i}"].get("partitions", []) for i in (1, 2)]
+            assert all(services[f"{stage}-{i}"]["ready"] for i in (1, 2)), services
+            assert all(partitions) and not set(partitions[0]) & set(partitions[1]), (stage, partitions)
+
+    eventually(shared, timeout_s=60)
+
+    # Enrolled once, through the deployments service: every match replica gets its copy from the log.
+    client = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60)
+    request = pb.CreateDeploymentRequest(
+        name="Op Scale", purpose="wanted persons", authorising_officer="Supt. Example",
+        cameras=[pb.CameraCoverage(van_id="van-1", camera_id="cam-1")],
+    )  # fmt: skip
+    request.planned_end.FromSeconds(int(time.time() + 3600))
+    deployment_id = client.create(request).deployment_id
+    items = scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="Insp. B")
+    enrolled = sum(r.status == pb.ENROL_STATUS_ENROLLED for r in client.enrol(deployment_id, iter_messages(items)))
+    assert enrolled >= 15
+    copies = [stack.root / "match-data" / f"match-{i}" / deployment_id for i in (1, 2)]
+    eventually(lambda: [c for c in copies if not c.is_dir()] == [] or None, timeout_s=30)
+
+    # The enrolled person's clip, looped; one match replica SIGKILLed while its frames are in flight.
+    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+    camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5, "loop": True}
+    stack.start_service("ingest", cameras=[camera])
+    stack.wait_ready(("ingest",), 60)
+    time.sleep(3)  # mid-stream
+    killed = stack.processes["match-1"]
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(10)
+
+    def alerted():
+        raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
+        assert any(a.subject_id == ENROLLED and a.camera.deployment_id == deployment_id for a in raised)
+
+    eventually(alerted, timeout_s=240)
+
+    # Restarted (as Kubernetes restarts a pod): it empties its folder and rebuilds its copy from the log.
+    stack.start_service("match-1")
+    stack.wait_ready(("match-1",), 120)
+    assert copies[0].is_dir()
+
+    # Closed: every copy is deleted and reported; no replica matches the deployment any more, though
+    # its camera still streams.
+    client.close(deployment_id, reason="operation over")
+    deletion = client.get(deployment_id).deletion
+    assert deletion.watchlist_points_deleted == enrolled
+    assert {(c.replica, c.entries) for c in deletion.replica_copies_deleted} == {
+        ("match-1", enrolled),
+        ("match-2", enrolled),
+    }, deletion
+    assert list(deletion.replica_copies_pending) == []
+    assert not any(c.exists() for c in copies)
+    ports = [state.http_ports[f"match-{i}"] for i in (1, 2)]
+    time.sleep(3)  # what was in flight at the close
+    before = [_matches_total(p, deployment_id) for p in ports]
+    time.sleep(5)
+    assert [_matches_total(p, deployment_id) for p in ports] == before
+    client.close_channel()
