@@ -119,7 +119,7 @@ def test_every_stage_killed_mid_stream_the_alert_still_comes_once_per_revision(s
 
 
 def test_redis_killed_and_restarted_loses_no_deployment(stack, tmp_path, data_dir):
-    state = stack.start(services=("match",))
+    state = stack.start(services=("deployments",))
     client, deployment_id = _deployment(state, data_dir, tmp_path)
     before = client.get(deployment_id)
     time.sleep(1.5)  # appendfsync everysec: what was written a second ago is on disk
@@ -130,7 +130,7 @@ def test_redis_killed_and_restarted_loses_no_deployment(stack, tmp_path, data_di
         client.get(deployment_id)
     assert down.value.code() == grpc.StatusCode.UNAVAILABLE and "Redis" in down.value.details()
     _restart_redis(stack, state)
-    # match's next calls work at once: its pooled connections to the old process are broken, and
+    # The service's next calls work at once: its pooled connections to the old process are broken, and
     # its client retries a command on a new connection (lfr_platform.settings.redis_client).
     after = client.get(deployment_id)
     assert after.state == pb.DEPLOYMENT_STATE_ACTIVE
@@ -171,7 +171,7 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
     acknowledged as enrolled is recorded and searchable; none is searchable without its record (it
     would match, and alert would refuse the match); the interrupted enrolment is audited; sending
     the batch again enrols the rest and refuses the rest as duplicates."""
-    state = stack.start(services=("match",))
+    state = stack.start(services=("deployments", "match"))
     client, deployment_id = _created(state, timeout_s=120)
     items = list(scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="B"))
 
@@ -191,8 +191,10 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
     _restart_redis(stack, state)
     assert client.get(deployment_id).enrolled_images == len(acknowledged)
 
-    def index_agrees():  # what the janitor counts in the index, every second
-        assert _gauge(state, "match", "lfr_watchlist_entries", deployment_id=deployment_id) == len(acknowledged)
+    def index_agrees():  # what the janitor counts in the index, and match in its copy, every second
+        for service in ("deployments", "match"):
+            entries = _gauge(state, service, "lfr_watchlist_entries", deployment_id=deployment_id)
+            assert entries == len(acknowledged), (service, entries, len(acknowledged))
 
     eventually(index_agrees, timeout_s=30)
     again = list(client.enrol(deployment_id, iter_messages(items)))

@@ -14,13 +14,14 @@ import time
 import urllib.request
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
 from lfr_cli.client import DeploymentClient
 from lfr_cli.watchlist import iter_messages, scan
-from lfr_contracts import ALERTS_RAISED
+from lfr_contracts import ALERTS_RAISED, FACES_EMBEDDED
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, read
 
@@ -64,6 +65,9 @@ def _matches_total(port: int, deployment_id: str) -> float:
 def test_two_replicas_of_every_stage_lose_no_alert_to_a_killed_match_replica_and_a_close_reaches_every_copy(
     stack, tmp_path, data_dir
 ):
+    # A session timeout as real Kafka's defaults allow: a replica that stops answering keeps its
+    # partitions for 10 s (the test freezes one, then kills it, inside that time).
+    stack.extra_env.update({"LFR_KAFKA_SESSION_TIMEOUT_MS": "10000", "LFR_KAFKA_HEARTBEAT_INTERVAL_MS": "1000"})
     state = stack.start(services=("deployments", *STAGES), replicas=2)
     platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
 
@@ -89,28 +93,51 @@ def test_two_replicas_of_every_stage_lose_no_alert_to_a_killed_match_replica_and
     enrolled = sum(r.status == pb.ENROL_STATUS_ENROLLED for r in client.enrol(deployment_id, iter_messages(items)))
     assert enrolled >= 15
     copies = [stack.root / "match-data" / f"match-{i}" / deployment_id for i in (1, 2)]
-    eventually(lambda: [c for c in copies if not c.is_dir()] == [] or None, timeout_s=30)
 
-    # The enrolled person's clip, looped; one match replica SIGKILLed while its frames are in flight.
+    def copied():
+        assert all(c.is_dir() for c in copies), [c for c in copies if not c.is_dir()]
+
+    eventually(copied, timeout_s=30)
+
+    # The match replica that owns the camera's partition of faces.embedded.v1 (records are keyed by
+    # camera) is SIGKILLed while the clip's faces wait for it on that partition: the other must take
+    # the partition over and match the person. (Frozen first, so that it cannot match the first faces
+    # before the kill: detect sends a pass's best shots only, and the alert must come from the other.)
+    partition = DefaultPartitioner()(f"{deployment_id}/van-1/cam-1".encode(), [0, 1, 2], [0, 1, 2])
+    owned = {n: _status(stack)[n]["partitions"] for n in ("match-1", "match-2")}
+    [owner] = [n for n, parts in owned.items() if f"faces.embedded.v1[{partition}]" in parts]
+    survivor = "match-2" if owner == "match-1" else "match-1"
+    killed = stack.processes[owner]
+    os.kill(killed.pid, signal.SIGSTOP)
     video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
     camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5, "loop": True}
     stack.start_service("ingest", cameras=[camera])
-    stack.wait_ready(("ingest",), 60)
-    time.sleep(3)  # mid-stream
-    killed = stack.processes["match-1"]
-    os.kill(killed.pid, signal.SIGKILL)
+
+    def faces_waiting():
+        assert asyncio.run(read(platform, FACES_EMBEDDED, count=1, timeout_s=2)), "no face embedded yet"
+
+    eventually(faces_waiting, timeout_s=60, interval_s=0.1)
+    os.kill(killed.pid, signal.SIGKILL)  # mid-stream, its faces in flight
     killed.wait(10)
+    assert _matches_total(state.http_ports[survivor], deployment_id) == 0  # not its partition until now
 
     def alerted():
         raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
         assert any(a.subject_id == ENROLLED and a.camera.deployment_id == deployment_id for a in raised)
 
     eventually(alerted, timeout_s=240)
+    survivor_port = state.http_ports[survivor]
+
+    def survivor_matched():
+        assert _matches_total(survivor_port, deployment_id) > 0, f"{survivor} matched nothing of the camera"
+
+    eventually(survivor_matched, timeout_s=60)
 
     # Restarted (as Kubernetes restarts a pod): it empties its folder and rebuilds its copy from the log.
-    stack.start_service("match-1")
-    stack.wait_ready(("match-1",), 120)
-    assert copies[0].is_dir()
+    stack.wait_ready(("ingest",), 60)
+    stack.start_service(owner)
+    stack.wait_ready((owner,), 120)
+    assert all(c.is_dir() for c in copies)
 
     # Closed: every copy is deleted and reported; no replica matches the deployment any more, though
     # its camera still streams.

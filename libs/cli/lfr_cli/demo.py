@@ -148,7 +148,9 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
         d = closed.deletion
         err.print(
             f"deployment closed: {d.watchlist_points_deleted} watchlist entries and {d.redis_keys_deleted} "
-            f"keys deleted, data key destroyed"
+            f"keys deleted, data key destroyed; copies deleted by "
+            + (", ".join(c.replica for c in d.replica_copies_deleted) or "no match replica")
+            + (f" (not reported by {', '.join(d.replica_copies_pending)})" if d.replica_copies_pending else "")
         )
     summary = {**totals, "alerts": len(alerts), "wall_seconds": round(time.monotonic() - started, 1)}
     print(json.dumps({"summary": summary}), flush=True)  # noqa: T201 - the demo's output

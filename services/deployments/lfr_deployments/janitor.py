@@ -14,7 +14,6 @@ Its state is the deployment records in Redis, so it carries on across restarts o
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -46,7 +45,6 @@ class Janitor:
         self.audit = audit
         self.outbox = outbox
         self.interval_s = interval_s
-        self.series = metrics.CameraSeries((metrics.FACES_SCANNED, ((),)), (metrics.MATCHES, ((),)))
         self.epoch: str | None = None  # Redis's epoch marker as this process first saw it
 
     async def run(self) -> None:
@@ -74,7 +72,6 @@ class Janitor:
             )
         records = await self.store.list()
         open_ids = set()
-        cameras: set[tuple[str, str, str]] = set()
         states: dict[str, int] = {"planned": 0, "active": 0, CLOSED: 0, EXPIRED: 0, LOST: 0}
         for record in records:
             deployment_id = record["deployment_id"]
@@ -92,9 +89,6 @@ class Janitor:
                     )
                 continue
             open_ids.add(deployment_id)
-            cameras.update(
-                (deployment_id, c["van_id"], c["camera_id"]) for c in json.loads(record.get("cameras") or "[]")
-            )
             if record["state"] == "active" and not record.get("started_at"):
                 await self.store.set_field(deployment_id, started_at=repr(now))
                 await self.audit.record("deployment.started", deployment_id, SYSTEM, SYSTEM)
@@ -103,7 +97,6 @@ class Janitor:
                 metrics.WATCHLIST_ENTRIES.labels(deployment_id).set(count)
         for state, n in states.items():
             metrics.DEPLOYMENTS.labels(state).set(n)
-        self.series.keep(cameras)
         for orphan in set(self.index.collections()) - open_ids:
             record = await self.store.get(orphan)  # created since the list was read?
             if record is not None and record["status"] not in (CLOSED, EXPIRED, LOST):

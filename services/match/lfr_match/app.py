@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from lfr_match.series import keep_camera_series
 from lfr_match.settings import MatchSettings
 from lfr_match.stage import MatchHandler
 from lfr_match.tracks import TrackTemplates
@@ -78,6 +79,9 @@ def build(
             await copy.caught_up.wait()
         await runner.run()
 
+    async def series() -> None:
+        await keep_camera_series(redis, keys, registry, settings.heartbeat_interval_s)
+
     async def close_index() -> None:
         index.close()
 
@@ -86,7 +90,7 @@ def build(
         platform=platform,
         health=health,
         http=HttpServer(health, settings.http_host, settings.http_port),
-        tasks=[copy.run, stage] if copy is not None else [stage],
+        tasks=[copy.run, stage, series] if copy is not None else [stage, series],
         closers=[redis.aclose, close_index],
         copy=copy,
         handler=handler,
