@@ -159,7 +159,8 @@ def _decide_and_check(stack, state, prometheus, deployments, officer, supervisor
 
     eventually(counted, timeout_s=60)
     _metric_names_pass_promtool(state.http_ports)
-    assert prometheus.targets_up() == dict.fromkeys(("deployments", "detect", "embed", "match", "alert", "ingest"), True)
+    jobs = ("deployments", "detect", "embed", "match", "alert", "ingest")
+    assert prometheus.targets_up() == dict.fromkeys(jobs, True)
     _every_dashboard_query_runs(prometheus, deployment_id)
 
     # The report outlives the watchlist, and closing audits it.

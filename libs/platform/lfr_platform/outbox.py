@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from lfr_platform import metrics
+from lfr_platform.runtime import pause
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class Outbox:
                 await self.drain()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("outbox not drained: %s", exc)
-            await asyncio.sleep(interval_s)
+            await pause(interval_s)
 
 
 class _StopDrain(Exception):

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from lfr_platform.registry import RedisKeys
-from lfr_platform.runtime import StartRefused
+from lfr_platform.runtime import StartRefused, pause
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ async def announced(replicas: Replicas, joined: asyncio.Event, interval_s: float
     joined.set()
     try:
         while True:
-            await asyncio.sleep(interval_s)
+            await pause(interval_s)
             try:
                 await replicas.beat()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:

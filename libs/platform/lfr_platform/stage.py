@@ -31,6 +31,7 @@ from lfr_contracts.topics import MalformedMessage
 from lfr_platform import metrics
 from lfr_platform.http import Health
 from lfr_platform.kafka import new_consumer, new_producer, start_with_retry
+from lfr_platform.runtime import honour_cancellation
 from lfr_platform.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class StageRunner(Generic[M]):
         log.info("consuming %s as group %s", self.input_name, self.consumer_group)
         try:
             while True:
+                honour_cancellation()
                 batches = await self._consumer.getmany(
                     timeout_ms=500, max_records=self.settings.kafka_batch_max_records
                 )

@@ -128,9 +128,12 @@ class EdgeIndex:
             shard.optimize()
 
     def close(self) -> None:
+        """Close every shard, each once the call on it in a worker thread (an upsert, an optimize
+        after an enrolment) has finished: a shard closed under it loses what it was writing."""
         with self._guard:
-            for shard in self._shards.values():
-                shard.close()
+            for deployment_id, shard in self._shards.items():
+                with self._locks[deployment_id]:
+                    shard.close()
             self._shards.clear()
 
     def _shard(self, deployment_id: str) -> tuple[EdgeShard, threading.Lock]:

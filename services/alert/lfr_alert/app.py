@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -20,24 +19,26 @@ from lfr_alert.settings import AlertSettings
 from lfr_alert.store import RedisAlertStore
 from lfr_alert.wire import alert_raised, match_to_fold
 from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, camera_key
-from lfr_platform import metrics, sealing
+from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import Authenticator
 from lfr_platform.http import Health, HttpServer
 from lfr_platform.kafka import new_producer, start_with_retry
 from lfr_platform.outbox import Outbox
-from lfr_platform.registry import CLOSED, EXPIRED, DeploymentRegistry, RedisKeys, admit
+from lfr_platform.registry import CLOSED, EXPIRED, DeploymentRegistry, RedisKeys
 from lfr_platform.rpc import GrpcServer
+from lfr_platform.runtime import pause
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_platform.stage import TRANSIENT_ERRORS, Incoming, Outcome, Output, Rejected, Skipped, StageRunner
+from lfr_platform.skeleton import Admitted, DeploymentStage
+from lfr_platform.stage import TRANSIENT_ERRORS, Outcome, Output, Rejected, StageRunner
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
 
 
-class AlertHandler:
+class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
     input = MATCHES_FOUND
 
     def __init__(self, store: RedisAlertStore, registry: DeploymentRegistry, settings: AlertSettings) -> None:
@@ -45,31 +46,25 @@ class AlertHandler:
         self.registry = registry
         self.settings = settings
 
-    async def handle(self, batch: Sequence[Incoming[matches_pb2.MatchFound]]) -> list[Outcome]:
-        return [await self._one(item.message) for item in batch]
-
-    async def _one(self, match: matches_pb2.MatchFound) -> Outcome:
-        deployment = await admit(self.registry, match.camera)
-        if isinstance(deployment, Rejected | Skipped):
-            return deployment
+    async def one(self, record: Admitted[matches_pb2.MatchFound]) -> Outcome:
+        match = record.message
         if not match.match_id or not match.subject_id:
             return Rejected("invalid_match", "match_id and subject_id are required")
         # Only match can sign with the deployment's key: a record produced onto the topic by anyone
         # else, or replayed from another deployment, raises no alert.
-        if not sealing.verify_message(deployment.data_key, match, "match"):
+        if not record.verify(match, "match"):
             return Rejected("unauthenticated_match", "the match is not signed with its deployment's key")
         if not await self.registry.enrolled(match.camera.deployment_id, match.subject_id):
             return Rejected("subject_not_enrolled", f"{match.subject_id!r} is not on the deployment's watchlist")
         now = time.time()
-        deployment_id = match.camera.deployment_id
-        sealed = sealing.seal(deployment.data_key, match.probe_crop, deployment_id)
+        sealed = record.seal(match.probe_crop)
         folded = await self.store.fold(match_to_fold(match, sealed), now, self.settings.window_s)
         labels = metrics.camera_labels(match.camera)
         metrics.ALERT_REVISIONS.labels(**labels).inc()
         if folded.created:
             metrics.ALERTS.labels(**labels).inc()
             metrics.CAPTURE_TO_ALERT_SECONDS.observe(max(0.0, now - folded.alert.first_captured_at))
-        crop = sealing.unseal(deployment.data_key, folded.sealed_crop, deployment_id) if folded.sealed_crop else b""
+        crop = record.open(folded.sealed_crop) if folded.sealed_crop else b""
         return [Output(ALERTS_RAISED, camera_key(match.camera), alert_raised(folded.alert, crop))]
 
 
@@ -107,7 +102,7 @@ class Sweep:
                 await self.sweep()
             except TRANSIENT_ERRORS as exc:
                 log.warning("alert sweep postponed: %s", exc)
-            await asyncio.sleep(self.interval_s)
+            await pause(self.interval_s)
 
     async def sweep(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

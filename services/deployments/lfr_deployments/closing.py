@@ -62,7 +62,14 @@ class Closer:
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)
             replicas = await self.watchlist_log.live_replicas()
-            points = await asyncio.get_running_loop().run_in_executor(None, self.index.drop, deployment_id)
+            loop = asyncio.get_running_loop()
+            # Counted and kept before the drop: a close interrupted during the drop (which goes on in
+            # its thread) is finished by the janitor, and still reports what was deleted.
+            points = int(record.get("watchlist_points_deleted") or 0)
+            if self.index.exists(deployment_id):
+                points = max(points, await loop.run_in_executor(None, self.index.count, deployment_id))
+                await self.store.set_field(deployment_id, watchlist_points_deleted=str(points))
+            points = max(points, await loop.run_in_executor(None, self.index.drop, deployment_id))
             copies, pending = await self.drop_copies(deployment_id, replicas, reason)
             references = await self.store.count_reference_images(deployment_id)
             keys = await self.store.erase(deployment_id)

@@ -23,6 +23,7 @@ from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
 from lfr_platform.outbox import Outbox
 from lfr_platform.registry import CLOSED, EXPIRED, LOST
+from lfr_platform.runtime import pause
 from lfr_platform.stage import TRANSIENT_ERRORS
 from lfr_watchlist import WatchlistIndex
 
@@ -53,7 +54,7 @@ class Janitor:
                 await self.sweep()
             except TRANSIENT_ERRORS as exc:
                 log.warning("janitor sweep postponed: %s", exc)
-            await asyncio.sleep(self.interval_s)
+            await pause(self.interval_s)
 
     async def sweep(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -19,14 +18,15 @@ from lfr_faces import images
 from lfr_faces.detectors import Detector, build_detector
 from lfr_faces.models import YUNET, model_path
 from lfr_faces.quality import QualityPolicy, shot_quality
-from lfr_platform import metrics, sealing
-from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
+from lfr_platform import metrics
+from lfr_platform.registry import DeploymentRegistry, RedisKeys
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
+from lfr_platform.skeleton import Admitted, DeploymentStage
+from lfr_platform.stage import Outcome, Output, Rejected
 
 
-class DetectHandler:
+class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
     input = FRAMES_CAPTURED
 
     def __init__(self, detector: Detector, registry: DeploymentRegistry, settings: DetectSettings) -> None:
@@ -37,18 +37,10 @@ class DetectHandler:
         self.tracker = Tracker(settings.track_max_age_s, settings.track_max_per_camera)
         self.shots = ShotPolicy(settings.shot_budget, settings.shot_min_gain)
 
-    async def handle(self, batch: Sequence[Incoming[frames_pb2.FrameCaptured]]) -> list[Outcome]:
-        return [await self._one(item.message) for item in batch]
-
-    async def _one(self, frame: frames_pb2.FrameCaptured) -> Outcome:
-        deployment = await admit(self.registry, frame.camera)
-        if isinstance(deployment, Rejected | Skipped):
-            return deployment
+    async def one(self, record: Admitted[frames_pb2.FrameCaptured]) -> Outcome:
+        frame = record.message
         labels = metrics.camera_labels(frame.camera)
-        try:
-            jpeg = sealing.unseal(deployment.data_key, frame.image, frame.camera.deployment_id)
-        except sealing.SealError as exc:
-            return Rejected("unsealable", str(exc))
+        jpeg = record.open(frame.image)
         try:
             faces = await asyncio.get_running_loop().run_in_executor(None, self._detect, jpeg)
         except images.ImageRejected as exc:
@@ -60,11 +52,7 @@ class DetectHandler:
         chosen = self._best_shots(frame, faces, labels)
         if not chosen:
             return []
-
-        def seal(data: bytes) -> bytes:
-            return sealing.seal(deployment.data_key, data, frame.camera.deployment_id)
-
-        message = faces_detected(frame, self.detector.model_id, chosen, seal)
+        message = faces_detected(frame, self.detector.model_id, chosen, record.seal)
         return [Output(FACES_DETECTED, camera_key(frame.camera), message)]
 
     def _best_shots(self, frame: frames_pb2.FrameCaptured, faces: FrameFaces, labels: dict):

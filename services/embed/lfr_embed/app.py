@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -18,56 +17,47 @@ from lfr_faces import images
 from lfr_faces.embedders import Embedder, build_embedder
 from lfr_faces.models import SFACE, model_path
 from lfr_platform import metrics, sealing
-from lfr_platform.registry import DeploymentRegistry, DeploymentView, RedisKeys, admit
+from lfr_platform.registry import DeploymentRegistry, RedisKeys
 from lfr_platform.replicas import Replicas, replica_name
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
+from lfr_platform.skeleton import Admitted, DeploymentStage
+from lfr_platform.stage import Outcome, Output, Rejected
 
 
-class EmbedHandler:
+class EmbedHandler(DeploymentStage[faces_pb2.FacesDetected]):
     input = FACES_DETECTED
 
     def __init__(self, embedder: Embedder, registry: DeploymentRegistry) -> None:
         self.embedder = embedder
         self.registry = registry
 
-    async def handle(self, batch: Sequence[Incoming[faces_pb2.FacesDetected]]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(batch)
-        todo: list[tuple[int, DeploymentView, list[FaceToEmbed]]] = []
-        for i, item in enumerate(batch):
-            message = item.message
-            deployment = await admit(self.registry, message.camera)
-            if isinstance(deployment, Rejected | Skipped):
-                outcomes[i] = deployment
-                continue
+    async def process(self, records: list[Admitted[faces_pb2.FacesDetected]]) -> list[Outcome]:
+        """The faces of the whole batch through the model at once."""
+        outcomes: list[Outcome | None] = [None] * len(records)
+        todo: list[tuple[int, list[FaceToEmbed]]] = []
+        for i, record in enumerate(records):
             try:
-                faces = faces_to_embed(message, _unsealer(deployment, message.camera.deployment_id))
+                todo.append((i, faces_to_embed(record.message, record.open)))
             except sealing.SealError as exc:
                 outcomes[i] = Rejected("unsealable", str(exc))
-                continue
             except ValueError as exc:
                 outcomes[i] = Rejected("invalid_face", str(exc))
-                continue
-            todo.append((i, deployment, faces))
-        if todo:
-            try:
-                vectors = await asyncio.get_running_loop().run_in_executor(
-                    None, self._embed, [faces for _, _, faces in todo]
-                )
-            except images.ImageRejected:
-                if len(todo) > 1:
-                    raise  # the runner retries record by record to find the bad crop
-                i, _, _ = todo[0]
-                outcomes[i] = Rejected("undecodable_crop", "a face crop could not be decoded")
-                return outcomes  # type: ignore[return-value]
-            for (i, deployment, _), frame_vectors in zip(todo, vectors, strict=True):
-                message = batch[i].message
-                labels = metrics.camera_labels(message.camera)
-                metrics.FACES_EMBEDDED_TOTAL.labels(**labels, model=self.embedder.model_id).inc(len(frame_vectors))
-                seal = _sealer(deployment, message.camera.deployment_id)
-                out = faces_embedded(message, self.embedder.model_id, frame_vectors, seal)
-                outcomes[i] = [Output(FACES_EMBEDDED, camera_key(message.camera), out)]
+        if not todo:
+            return outcomes  # type: ignore[return-value]
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(None, self._embed, [f for _, f in todo])
+        except images.ImageRejected:
+            if len(todo) > 1:
+                raise  # the runner retries record by record to find the bad crop
+            outcomes[todo[0][0]] = Rejected("undecodable_crop", "a face crop could not be decoded")
+            return outcomes  # type: ignore[return-value]
+        for (i, _), frame_vectors in zip(todo, vectors, strict=True):
+            message = records[i].message
+            labels = metrics.camera_labels(message.camera)
+            metrics.FACES_EMBEDDED_TOTAL.labels(**labels, model=self.embedder.model_id).inc(len(frame_vectors))
+            out = faces_embedded(message, self.embedder.model_id, frame_vectors, records[i].seal)
+            outcomes[i] = [Output(FACES_EMBEDDED, camera_key(message.camera), out)]
         return outcomes  # type: ignore[return-value]
 
     def _embed(self, frames: list[list[FaceToEmbed]]):
@@ -75,14 +65,6 @@ class EmbedHandler:
         vectors = embed_frames(self.embedder, frames)
         metrics.INFERENCE_SECONDS.labels(self.embedder.model_id).observe(time.perf_counter() - started)
         return vectors
-
-
-def _unsealer(deployment: DeploymentView, deployment_id: str):
-    return lambda data: sealing.unseal(deployment.data_key, data, deployment_id)
-
-
-def _sealer(deployment: DeploymentView, deployment_id: str):
-    return lambda data: sealing.seal(deployment.data_key, data, deployment_id)
 
 
 def build(

@@ -16,12 +16,14 @@ from lfr_ingest.capture import CapturedFrame, DropOldestQueue
 from lfr_ingest.settings import CameraSettings, IngestSettings
 from lfr_ingest.sources import CameraWorker
 from lfr_ingest.wire import frame_captured
-from lfr_platform import metrics, sealing
+from lfr_platform import metrics
 from lfr_platform.http import Health, HttpServer
 from lfr_platform.kafka import new_producer, start_with_retry
-from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
+from lfr_platform.registry import DeploymentRegistry, RedisKeys
+from lfr_platform.runtime import honour_cancellation
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
+from lfr_platform.skeleton import admitted
 from lfr_platform.stage import TRANSIENT_ERRORS, Rejected, Skipped
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Publisher:
                 camera.worker.start()
             log.info("streaming %d camera(s) for van %s", len(self.cameras), self.settings.van_id)
             while True:
+                honour_cancellation()
                 try:
                     async with asyncio.timeout(0.5):
                         await self._wake.wait()
@@ -118,18 +121,18 @@ class Publisher:
     async def _publish(
         self, producer: AIOKafkaProducer, limit: asyncio.Semaphore, camera: Camera, frame: CapturedFrame
     ) -> None:
+        # The stages' skeleton (lfr_platform.skeleton), as a source: admit, seal, publish.
         try:
-            deployment = await admit(self.registry, camera.ref)
+            record = await admitted(self.registry, frame, camera=camera.ref)
         except TRANSIENT_ERRORS as exc:
             # Frames are perishable: while the registry is unreachable they are dropped, counted.
-            deployment = Skipped("registry_unavailable")
+            record = Skipped("registry_unavailable")
             log.warning("deployment registry unavailable: %s", exc)
-        if isinstance(deployment, Rejected | Skipped):
-            self._refuse(camera, deployment)
+        if isinstance(record, Rejected | Skipped):
+            self._refuse(camera, record)
             return
         camera.last_refusal = None
-        sealed = sealing.seal(deployment.data_key, frame.jpeg, camera.ref.deployment_id)
-        message = frame_captured(camera.ref, frame, sealed)
+        message = frame_captured(camera.ref, frame, record.seal(frame.jpeg))
         await limit.acquire()
         try:
             future = await producer.send(

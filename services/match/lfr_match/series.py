@@ -4,13 +4,13 @@ value from Prometheus's increase(), and with it faces from the false-alert rate 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import redis.asyncio as aioredis
 
 from lfr_platform import metrics
 from lfr_platform.registry import CLOSED, EXPIRED, LOST, DeploymentRegistry, RedisKeys
+from lfr_platform.runtime import pause
 from lfr_platform.stage import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -28,4 +28,4 @@ async def keep_camera_series(redis: aioredis.Redis, keys: RedisKeys, registry: D
             series.keep(cameras)
         except TRANSIENT_ERRORS as exc:
             log.warning("per-camera series not refreshed: %s", exc)
-        await asyncio.sleep(interval_s)
+        await pause(interval_s)

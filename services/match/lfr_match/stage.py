@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 from lfr.v1 import embeddings_pb2
 from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key
 from lfr_match import wire
 from lfr_match.tracks import TrackTemplates
 from lfr_platform import metrics, sealing
-from lfr_platform.registry import DeploymentRegistry, DeploymentStats, admit
-from lfr_platform.stage import Incoming, Outcome, Output, Rejected, Skipped
+from lfr_platform.registry import DeploymentRegistry, DeploymentStats
+from lfr_platform.skeleton import Admitted, DeploymentStage
+from lfr_platform.stage import Outcome, Output, Rejected, Skipped
 from lfr_watchlist import CollectionMissing, WatchlistIndex, search_for_decision
 from lfr_watchlist.decision import decide
 
 
-class MatchHandler:
+class MatchHandler(DeploymentStage[embeddings_pb2.FacesEmbedded]):
     input = FACES_EMBEDDED
 
     def __init__(
@@ -39,15 +39,12 @@ class MatchHandler:
         self.top_k = top_k
         self.recheck_margin = recheck_margin
 
-    async def handle(self, batch: Sequence[Incoming[embeddings_pb2.FacesEmbedded]]) -> list[Outcome]:
-        return [await self._one(item.message) for item in batch]
-
-    async def _one(self, message: embeddings_pb2.FacesEmbedded) -> Outcome:
-        deployment = await admit(self.registry, message.camera)
-        if isinstance(deployment, Skipped) and deployment.reason == "deployment_closed":
+    def refused(self, message: embeddings_pb2.FacesEmbedded, outcome: Rejected | Skipped) -> None:
+        if isinstance(outcome, Skipped) and outcome.reason == "deployment_closed":
             self.templates.drop(message.camera.deployment_id)  # nothing of its faces stays in memory
-        if isinstance(deployment, Rejected | Skipped):
-            return deployment
+
+    async def one(self, record: Admitted[embeddings_pb2.FacesEmbedded]) -> Outcome:
+        message, deployment = record.message, record.deployment
         if message.model_id != deployment.model_id:
             return Rejected(
                 "model_mismatch",
@@ -55,12 +52,9 @@ class MatchHandler:
             )
         deployment_id = message.camera.deployment_id
         try:
-            probes = [
-                wire.vector(sealing.unseal(deployment.data_key, face.embedding, deployment_id), message.dimension)
-                for face in message.faces
-            ]
-        except sealing.SealError as exc:
-            return Rejected("unsealable", str(exc))
+            probes = [wire.vector(record.open(face.embedding), message.dimension) for face in message.faces]
+        except sealing.SealError:
+            raise  # the skeleton's: unsealable
         except ValueError as exc:
             return Rejected("invalid_vector", str(exc))
         # A face of a track is decided on its track's template: the shots so far, fused.
@@ -87,9 +81,9 @@ class MatchHandler:
             decision = decide(hits, deployment.threshold)
             if not decision.matched:
                 continue
-            crop = sealing.unseal(deployment.data_key, face.crop, deployment_id)
+            crop = record.open(face.crop)
             match = wire.match_found(message, face, decision, deployment.threshold, crop, fused)
-            sealing.sign_message(deployment.data_key, match, "match")
+            record.sign(match, "match")
             outputs.append(Output(MATCHES_FOUND, camera_key(message.camera), match))
         metrics.MATCHES.labels(**labels).inc(len(outputs))
         captured = message.captured_at.ToNanoseconds() / 1e9

@@ -31,6 +31,7 @@ from lfr_platform.http import Health
 from lfr_platform.kafka import new_consumer, start_with_retry
 from lfr_platform.registry import CLOSED, EXPIRED, LOST, DeploymentRegistry, DeploymentView, RedisKeys
 from lfr_platform.replicas import Replicas
+from lfr_platform.runtime import honour_cancellation
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.stage import TRANSIENT_ERRORS
 from lfr_watchlist import CollectionMissing, Entry, WatchlistIndex
@@ -89,6 +90,7 @@ class WatchlistCopy:
         try:
             partitions = await self._assign(consumer)
             while True:
+                honour_cancellation()
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
                 for records in batches.values():
                     await self._apply_all([r.value for r in records])

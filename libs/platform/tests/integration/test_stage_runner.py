@@ -183,3 +183,24 @@ async def test_offsets_are_committed_only_after_the_output_is_acknowledged(platf
         await eventually(committed)
     finally:
         await _stop(task)
+
+
+async def test_more_replicas_than_the_input_has_partitions_are_refused_at_start(platform, namespace):
+    from lfr_platform.kafka import ensure_topics
+    from lfr_platform.runtime import StartRefused
+
+    await ensure_topics(platform, [FRAMES_CAPTURED])  # with the platform's partitions
+    too_many = platform.model_copy(update={"stage_replicas": platform.topic_partitions + 1})
+    runner = StageRunner("detect", Echo(), too_many, Health("kafka"), group_id=namespace)
+    idle = rf"{platform.topic_partitions} partition\(s\): 1 replica\(s\) would sit idle"
+    with pytest.raises(StartRefused, match=idle):
+        async with asyncio.timeout(60):
+            await runner.run()
+    enough = platform.model_copy(update={"stage_replicas": platform.topic_partitions})
+    health = Health("kafka")
+    task = await _run(StageRunner("detect", Echo(), enough, health, group_id=namespace))
+    async with asyncio.timeout(60):
+        while not health.ready:  # past the check: consuming
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.05)
+    await _stop(task)

@@ -64,3 +64,21 @@ async def test_a_task_cleaning_up_after_its_cancellation_is_not_interrupted():
 
     await _stop_while_running(control_plane(), grace_s=5.0)
     assert cleaned.is_set()
+
+
+async def test_a_loop_ends_at_its_next_pause_when_a_library_swallowed_its_cancellation():
+    from lfr_platform.runtime import pause
+
+    async def loop() -> None:
+        while True:
+            try:
+                await asyncio.sleep(1.0)  # a library call that swallows a cancellation (gh-86296)
+            except asyncio.CancelledError:
+                pass
+            await pause(0.01)
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0.1)  # inside the swallowing call
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=3)
+    assert task in done and task.cancelled()  # with asyncio.sleep instead of pause it would run on

@@ -161,7 +161,8 @@ async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tm
         request = create_request()
         request.planned_end.FromNanoseconds(int((time.time() + 1.5) * 1e9))
         created = await Api(first.control.port)("create", request)
-        await Api(first.control.port).enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")])
+        results = await Api(first.control.port).enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")])
+        assert [r.status for r in results] == [pb.ENROL_STATUS_ENROLLED], results
     await asyncio.sleep(2.0)  # it ends while the deployments service is down
     second = build(platform, settings)
     async with running(second):

@@ -76,3 +76,20 @@ async def test_faces_with_bad_landmarks_or_crops_are_dead_lettered(platform, dat
         out = decoded(FACES_EMBEDDED, await read(platform, FACES_EMBEDDED, count=1))
     assert sorted(d.reason for d in letters) == ["invalid_face", "undecodable_crop"]
     assert len(out) == 1
+
+
+async def test_a_replica_of_another_model_than_the_running_ones_is_refused_at_start(platform):
+    from lfr_platform.runtime import StartRefused
+
+    first = build(platform.model_copy(update={"replica_name": "embed-1"}), EmbedSettings(http_port=0))
+    async with running(first):
+        other = build(
+            platform.model_copy(update={"replica_name": "embed-2"}),
+            EmbedSettings(http_port=0, model_id="arcface-r100"),
+        )
+        with pytest.raises(StartRefused, match="'arcface-r100', but the running replica 'embed-1' has 'sface-2021dec'"):
+            async with running(other):
+                pass
+        same = build(platform.model_copy(update={"replica_name": "embed-2"}), EmbedSettings(http_port=0))
+        async with running(same):  # the same model: it joins
+            pass
