@@ -23,6 +23,7 @@ from lfr_platform.runtime import StartRefused, pause
 log = logging.getLogger(__name__)
 
 STALE_S = 30.0
+FORGOTTEN_S = 24 * 3600.0
 
 
 def replica_name(configured: str) -> str:
@@ -54,8 +55,19 @@ class Replicas:
         return out
 
     async def join(self) -> None:
-        """Refuse to start if a live replica of the stage announced other facts; else announce."""
-        for name, entry in (await self.live()).items():
+        """Refuse to start if a live replica of the stage announced other facts; else announce.
+        Replicas gone for a day are forgotten (pod names change with every restart)."""
+        now = time.time()
+        gone = []
+        for name, value in (await self.redis.hgetall(self.key)).items():
+            try:
+                if now - float(json.loads(value)["heartbeat"]) > FORGOTTEN_S:
+                    gone.append(name)
+            except (ValueError, KeyError, TypeError):
+                gone.append(name)
+        if gone:
+            await self.redis.hdel(self.key, *gone)
+        for name, entry in (await self.live(now)).items():
             if name == self.name:
                 continue
             for fact, value in self.facts.items():
