@@ -6,6 +6,7 @@ folder. Calls come from worker threads, so each shard has a lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -87,25 +88,22 @@ class EdgeIndex:
         return sorted(on_disk | set(self._shards))
 
     def upsert(self, deployment_id: str, entries: list[Entry]) -> None:
-        shard, lock = self._shard(deployment_id)
         points = [Point(e.entry_id, e.vector.astype(np.float32).tolist(), e.payload()) for e in entries]
-        with lock:
+        with self._using(deployment_id) as shard:
             shard.update(UpdateOperation.upsert_points(points))
             shard.flush()
 
     def delete(self, deployment_id: str, entry_ids: list[str]) -> None:
-        shard, lock = self._shard(deployment_id)
-        with lock:
+        with self._using(deployment_id) as shard:
             shard.update(UpdateOperation.delete_points(entry_ids))
             shard.flush()
 
     def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
-        shard, lock = self._shard(deployment_id)
         params = self.exact_params if exact else self.search_params
         request = QueryRequest(
             limit=k, query=Query.Nearest(vector.astype(np.float32).tolist()), with_payload=True, params=params
         )
-        with lock:
+        with self._using(deployment_id) as shard:
             points = shard.query(request)
         return [
             Hit(
@@ -118,26 +116,33 @@ class EdgeIndex:
         ]
 
     def count(self, deployment_id: str) -> int:
-        shard, lock = self._shard(deployment_id)
-        with lock:
+        with self._using(deployment_id) as shard:
             return shard.count(CountRequest(exact=True))
 
     def optimize(self, deployment_id: str) -> None:
-        shard, lock = self._shard(deployment_id)
-        with lock:
+        with self._using(deployment_id) as shard:
             shard.optimize()
 
     def close(self) -> None:
         """Close every shard, each once the call on it in a worker thread (an upsert, an optimize
-        after an enrolment) has finished: a shard closed under it loses what it was writing."""
+        after an enrolment) has finished; a call that was waiting for it then finds it gone."""
         with self._guard:
-            for deployment_id, shard in self._shards.items():
-                with self._locks[deployment_id]:
-                    shard.close()
+            shards = list(self._shards.items())
             self._shards.clear()
+        for deployment_id, shard in shards:
+            with self._locks[deployment_id]:
+                shard.close()
 
-    def _shard(self, deployment_id: str) -> tuple[EdgeShard, threading.Lock]:
+    @contextlib.contextmanager
+    def _using(self, deployment_id: str):
+        """The shard, with its lock held, if it is still open once the lock is had: a call that
+        waited while the shard was dropped or closed must not touch it (an optimize run on a closed
+        shard left it empty on disk)."""
         try:
-            return self._shards[deployment_id], self._locks[deployment_id]
+            shard, lock = self._shards[deployment_id], self._locks[deployment_id]
         except KeyError:
             raise CollectionMissing(deployment_id) from None
+        with lock:
+            if self._shards.get(deployment_id) is not shard:
+                raise CollectionMissing(deployment_id)
+            yield shard

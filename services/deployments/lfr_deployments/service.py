@@ -326,7 +326,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         except TRANSIENT_ERRORS as exc:  # Redis is away: what was enrolled is still audited below
             log.warning("count of rejected images not updated: %s", exc, extra={"deployment_id": deployment_id})
         if outcomes:
-            await asyncio.get_running_loop().run_in_executor(None, self.index.optimize, deployment_id)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.index.optimize, deployment_id)
+            except CollectionMissing:
+                pass  # closed meanwhile, or this service is stopping: nothing left to index
         await self.audit.record(
             "watchlist.enrolled",
             deployment_id,

@@ -168,9 +168,11 @@ async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tm
     async with running(second):
         api = Api(second.control.port)
         deadline = time.monotonic() + 20
-        while (got := await api("get", created.deployment_id)).state != pb.DEPLOYMENT_STATE_EXPIRED:
-            assert time.monotonic() < deadline, "not expired by the janitor"
+        # Expired (marked first), then erased: the deletion report is written last.
+        while not (got := await api("get", created.deployment_id)).HasField("deletion"):
+            assert time.monotonic() < deadline, "not expired and erased by the janitor"
             await asyncio.sleep(0.2)
+        assert got.state == pb.DEPLOYMENT_STATE_EXPIRED
         assert got.closed_by == "system" and got.deletion.watchlist_points_deleted == 1
         assert created.deployment_id not in second.control.service.index.collections()
     events = [a.event for a in await _audit(platform, 5)]
