@@ -15,7 +15,7 @@
   frame, twice: as before tracks (one process per stage, every face embedded) and as now (a detect
   and an embed per core, best shots): faces/s sustained, its efficiency against the raw model rate
   on the same cores, cameras sustained at 5 fps, and capture-to-match/alert latency at 80% load;
-- replicas: the pipeline with best shots and 1, then 2 replicas of detect and embed: faces/s
+- replicas: the pipeline with best shots and 1, then 2 replicas of every stage: faces/s
   sustained by each (what scaling out a stage buys on these cores);
 - catchup: a new match replica rebuilding its copy of a watchlist from the watchlist log at 10,000
   and 200,000 entries, and a close's reach to every copy (lfr_cli.catchup_bench, docs/decisions/0011);
@@ -361,7 +361,7 @@ def bench_pipeline(seconds: float, raw_faces_per_s: float | None) -> dict:
 
 
 def bench_replicas(seconds: float) -> dict:
-    """The same pipeline (best shots) with 1 and with 2 replicas of detect and embed: what a second
+    """The same pipeline (best shots) with 1 and with 2 replicas of every stage: what a second
     replica per stage buys on this machine's cores."""
     from lfr_cli.pipeline_bench import run
 

@@ -11,8 +11,8 @@
    capture-to-alert over those alerts, from the services' histograms (interpolated within their
    buckets, so approximate; the number of alerts is printed beside them).
 
-Run as configured: `replicas` processes of detect and embed, and either best shots (the default) or
-every face embedded (`every_face`, as the pipeline worked before tracks).
+Run as configured: `replicas` processes of each stage (detect, embed, match, alert), and either best
+shots (the default) or every face embedded (`every_face`, as the pipeline worked before tracks).
 """
 
 from __future__ import annotations
