@@ -26,21 +26,11 @@ from lfr_contracts import ALERTS_RAISED, AUDIT_RECORDED, FACES_DETECTED, FACES_E
 from lfr_platform.registry import RedisKeys
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, read
+from lfr_testing.stack import eventually, scraped
 
 pytestmark = pytest.mark.e2e
 
 ENROLLED = "liveportrait-d0"
-
-
-def eventually(check, timeout_s: float, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(interval_s)
 
 
 def _created(state, cameras=("cam-1",), timeout_s: float = 60) -> tuple[DeploymentClient, str]:
@@ -193,7 +183,7 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
 
     def index_agrees():  # what the janitor counts in the index, and match in its copy, every second
         for service in ("deployments", "match"):
-            entries = _gauge(state, service, "lfr_watchlist_entries", deployment_id=deployment_id)
+            entries = scraped(state.http_ports[service], "lfr_watchlist_entries", deployment_id=deployment_id)
             assert entries == len(acknowledged), (service, entries, len(acknowledged))
 
     eventually(index_agrees, timeout_s=30)
@@ -208,16 +198,6 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
     enrolments = [a for a in audits if a.event == "watchlist.enrolled" and a.deployment_id == deployment_id]
     assert len(enrolments) == 2  # the interrupted stream is audited too
     client.close_channel()
-
-
-def _gauge(state, service: str, name: str, **labels: str) -> float | None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{state.http_ports[service]}/metrics", timeout=5) as response:
-        families = text_string_to_metric_families(response.read().decode())
-    for family in families:
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return None
 
 
 def _kcat(bootstrap: str, topic: str) -> list[str]:

@@ -11,11 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from prometheus_client.parser import text_string_to_metric_families
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
@@ -24,22 +22,12 @@ from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import ALERTS_RAISED, FACES_EMBEDDED
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, read
+from lfr_testing.stack import eventually, scraped
 
 pytestmark = pytest.mark.e2e
 
 ENROLLED = "liveportrait-d0"
 STAGES = ("detect", "embed", "match", "alert")
-
-
-def eventually(check, timeout_s: float, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(interval_s)
 
 
 def _status(stack) -> dict:
@@ -51,15 +39,7 @@ def _status(stack) -> dict:
 
 
 def _matches_total(port: int, deployment_id: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        families = text_string_to_metric_families(r.read().decode())
-    return sum(
-        s.value
-        for f in families
-        if f.name == "lfr_matches"
-        for s in f.samples
-        if s.name == "lfr_matches_total" and s.labels.get("deployment_id") == deployment_id
-    )
+    return scraped(port, "lfr_matches_total", deployment_id=deployment_id) or 0.0
 
 
 def test_two_replicas_of_every_stage_lose_no_alert_to_a_killed_match_replica_and_a_close_reaches_every_copy(

@@ -39,35 +39,32 @@ class Replicas:
         self.name = name
         self.facts = facts
 
-    async def live(self, now: float | None = None) -> dict[str, dict]:
-        """name -> what it announced, for the replicas whose heartbeat is recent."""
-        now = time.time() if now is None else now
+    async def _announced(self, now: float) -> dict[str, tuple[float, dict]]:
+        """name -> (seconds since its heartbeat, what it announced); unreadable entries as never seen."""
         out = {}
         for name, value in (await self.redis.hgetall(self.key)).items():
             name = name.decode() if isinstance(name, bytes) else name
             try:
                 entry = json.loads(value)
-                seen = float(entry["heartbeat"])
+                out[name] = (now - float(entry["heartbeat"]), entry)
             except (ValueError, KeyError, TypeError):
-                continue
-            if now - seen <= STALE_S:
-                out[name] = entry
+                out[name] = (float("inf"), {})
         return out
+
+    async def live(self, now: float | None = None) -> dict[str, dict]:
+        """name -> what it announced, for the replicas whose heartbeat is recent."""
+        announced = await self._announced(time.time() if now is None else now)
+        return {name: entry for name, (age, entry) in announced.items() if age <= STALE_S}
 
     async def join(self) -> None:
         """Refuse to start if a live replica of the stage announced other facts; else announce.
         Replicas gone for a day are forgotten (pod names change with every restart)."""
-        now = time.time()
-        gone = []
-        for name, value in (await self.redis.hgetall(self.key)).items():
-            try:
-                if now - float(json.loads(value)["heartbeat"]) > FORGOTTEN_S:
-                    gone.append(name)
-            except (ValueError, KeyError, TypeError):
-                gone.append(name)
+        announced = await self._announced(time.time())
+        gone = [name for name, (age, _) in announced.items() if age > FORGOTTEN_S]
         if gone:
             await self.redis.hdel(self.key, *gone)
-        for name, entry in (await self.live(now)).items():
+        live = {name: entry for name, (age, entry) in announced.items() if age <= STALE_S}
+        for name, entry in live.items():
             if name == self.name:
                 continue
             for fact, value in self.facts.items():

@@ -31,7 +31,7 @@ from lfr_contracts.topics import MalformedMessage
 from lfr_platform import metrics
 from lfr_platform.http import Health
 from lfr_platform.kafka import new_consumer, new_producer, start_with_retry
-from lfr_platform.runtime import honour_cancellation
+from lfr_platform.runtime import StartRefused, honour_cancellation
 from lfr_platform.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,6 @@ class StageRunner(Generic[M]):
         await self._consumer.topics()  # refreshes the metadata
         partitions = self._consumer.partitions_for_topic(self.input_name) or set()
         if len(partitions) < self.settings.stage_replicas:
-            from lfr_platform.runtime import StartRefused
-
             idle = self.settings.stage_replicas - len(partitions)
             raise StartRefused(
                 f"{self.stage} runs {self.settings.stage_replicas} replicas (LFR_STAGE_REPLICAS) but its input "

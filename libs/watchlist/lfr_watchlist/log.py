@@ -15,16 +15,21 @@ from lfr_platform import sealing
 from lfr_watchlist import Entry
 
 
-def created(deployment_id: str, dimension: int, model_id: str) -> pb.WatchlistChanged:
+def _change(deployment_id: str) -> pb.WatchlistChanged:
     change = pb.WatchlistChanged(deployment_id=deployment_id)
-    change.created.dimension = dimension
-    change.created.model_id = model_id
     change.changed_at.GetCurrentTime()
     return change
 
 
+def created(deployment_id: str, dimension: int, model_id: str) -> pb.WatchlistChanged:
+    change = _change(deployment_id)
+    change.created.dimension = dimension
+    change.created.model_id = model_id
+    return change
+
+
 def upserted(deployment_id: str, data_key: bytes, entries: list[Entry]) -> pb.WatchlistChanged:
-    change = pb.WatchlistChanged(deployment_id=deployment_id)
+    change = _change(deployment_id)
     for entry in entries:
         plain = pb.WatchlistEntry(
             entry_id=entry.entry_id,
@@ -37,21 +42,18 @@ def upserted(deployment_id: str, data_key: bytes, entries: list[Entry]) -> pb.Wa
             image_sha256=entry.image_sha256,
         )
         change.upserted.entries.append(sealing.seal(data_key, plain.SerializeToString(), deployment_id))
-    change.changed_at.GetCurrentTime()
     return change
 
 
 def deleted(deployment_id: str, entry_ids: list[str]) -> pb.WatchlistChanged:
-    change = pb.WatchlistChanged(deployment_id=deployment_id)
+    change = _change(deployment_id)
     change.deleted.entry_ids.extend(entry_ids)
-    change.changed_at.GetCurrentTime()
     return change
 
 
 def dropped(deployment_id: str, reason: str) -> pb.WatchlistChanged:
-    change = pb.WatchlistChanged(deployment_id=deployment_id)
+    change = _change(deployment_id)
     change.dropped.reason = reason
-    change.changed_at.GetCurrentTime()
     return change
 
 

@@ -61,27 +61,12 @@ class Closer:
                 await self.store.mark_closed(deployment_id, status, actor, reason, time.time())
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)
-            replicas = await self.watchlist_log.live_replicas()
-            loop = asyncio.get_running_loop()
-            # Counted and kept before the drop: a close interrupted during the drop (which goes on in
-            # its thread) is finished by the janitor, and still reports what was deleted.
-            points = int(record.get("watchlist_points_deleted") or 0)
-            if self.index.exists(deployment_id):
-                points = max(points, await loop.run_in_executor(None, self.index.count, deployment_id))
-                await self.store.set_field(deployment_id, watchlist_points_deleted=str(points))
-            points = max(points, await loop.run_in_executor(None, self.index.drop, deployment_id))
-            copies, pending = await self.drop_copies(deployment_id, replicas, reason)
+            copies = await self.delete_copies(deployment_id, reason, int(record.get("watchlist_points_deleted") or 0))
             references = await self.store.count_reference_images(deployment_id)
             keys = await self.store.erase(deployment_id)
             rewritten = await self.store.rewrite_history()
             report = {
-                "watchlist_points_deleted": points,
-                "collection_dropped": not self.index.exists(deployment_id),
-                # Each match replica's copy (docs/decisions/0011): entries it deleted, and when.
-                "replica_copies_deleted": copies,
-                # Live replicas that had not reported their deletion within copy_wait_s (each drops
-                # its copy when it sees the deployment closed, and at its own start).
-                "replica_copies_pending": pending,
+                **copies,
                 "redis_keys_deleted": keys,
                 "data_key_destroyed": True,
                 "reference_images_deleted": references,
@@ -105,14 +90,33 @@ class Closer:
             log.info("deployment closed and erased", extra={"deployment_id": deployment_id, **report})
             return record
 
-    async def drop_copies(self, deployment_id: str, replicas: list[str], reason: str) -> tuple[dict, list[str]]:
-        """Tell every match replica to drop its copy (best effort: each also drops copies of closed
-        deployments on its own sweep), then wait for the live ones to report it."""
+    async def delete_copies(self, deployment_id: str, reason: str, known_points: int = 0) -> dict:
+        """Every copy of the watchlist: this service's (counted and kept on the record before the
+        drop, so that a close interrupted during the drop, which goes on in its thread, still reports
+        what was deleted when the janitor finishes it), then each match replica's: told to drop it
+        (best effort: each also drops copies of closed deployments on its own sweep), and waited for
+        while it is live. Returns the deletion report's part on the watchlist."""
+        replicas = await self.watchlist_log.live_replicas()
+        loop = asyncio.get_running_loop()
+        points = known_points
+        if self.index.exists(deployment_id):
+            points = max(points, await loop.run_in_executor(None, self.index.count, deployment_id))
+            await self.store.set_field(deployment_id, watchlist_points_deleted=str(points))
+        points = max(points, await loop.run_in_executor(None, self.index.drop, deployment_id))
         try:
             await self.watchlist_log.publish(changes.dropped(deployment_id, reason))
         except Unavailable as exc:
             log.warning("watchlist drop not logged (replicas drop it on their sweep): %s", exc)
-        return await self.watchlist_log.copies_deleted(deployment_id, replicas, self.copy_wait_s)
+        copies, pending = await self.watchlist_log.copies_deleted(deployment_id, replicas, self.copy_wait_s)
+        return {
+            "watchlist_points_deleted": points,
+            "collection_dropped": not self.index.exists(deployment_id),
+            # Each match replica's copy (docs/decisions/0011): entries it deleted, and when.
+            "replica_copies_deleted": copies,
+            # Live replicas that had not reported their deletion within copy_wait_s (each drops its
+            # copy when it sees the deployment closed, and at its own start).
+            "replica_copies_pending": pending,
+        }
 
 
 def deletion_report(record: dict[str, str]) -> dict:

@@ -131,15 +131,10 @@ class Janitor:
             reason="its record and data key were gone from Redis while its watchlist remained",
             watchlist_entries=entries,
         )
-        replicas = await self.closer.watchlist_log.live_replicas()
-        points = await loop.run_in_executor(None, self.index.drop, deployment_id)
-        copies, pending = await self.closer.drop_copies(deployment_id, replicas, "deployment state lost")
+        copies = await self.closer.delete_copies(deployment_id, "deployment state lost")
         keys = await self.store.erase(deployment_id)
         report = {
-            "watchlist_points_deleted": points,
-            "collection_dropped": not self.index.exists(deployment_id),
-            "replica_copies_deleted": copies,
-            "replica_copies_pending": pending,
+            **copies,
             "redis_keys_deleted": keys,
             "data_key_destroyed": True,  # it was already gone with the record
             "reference_images_deleted": 0,
