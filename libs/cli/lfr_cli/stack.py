@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -54,8 +55,30 @@ class StackError(RuntimeError):
     pass
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections (Linux: 32768-60999 by default)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return range(low, high + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port free now, for a process started next to listen on. Taken below the kernel's ephemeral
+    range: a port of that range, free when chosen, can be given to any process's outgoing connection
+    (to the broker, to Redis) before the process meant to listen on it binds it, and that process
+    then fails with 'address already in use' (seen with a dozen processes starting at once)."""
+    ephemeral = _ephemeral_ports()
+    candidates = [p for p in range(20000, 32768) if p not in ephemeral]
+    for port in random.sample(candidates, k=min(200, len(candidates))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # nothing free below the range: let the kernel choose
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
