@@ -314,7 +314,9 @@ def one_deployment() -> dashboard.Dashboard:
         .with_panel(number("True", net["true"]))
         .with_panel(number("False", net["false"]))
         .with_panel(number("Undetermined", net["undetermined"]))
-        .with_panel(number("Waiting for a decision", f"sum(max by (deployment_id, van_id) (lfr_alerts_unadjudicated{{{d}}}))"))
+        .with_panel(
+            number("Waiting for a decision", f"sum(max by (deployment_id, van_id) (lfr_alerts_unadjudicated{{{d}}}))")
+        )
         .with_panel(number("Engaged", f'sum(increase(lfr_alert_engagements_total{{{d},engaged="true"}}[$__range]))'))
         .with_panel(
             number("Arrests", f'sum(increase(lfr_alert_final_outcomes_total{{{d},outcome="arrest"}}[$__range]))')
