@@ -126,6 +126,11 @@ eval: $(MODELS_OK) ## evaluate the default model on the shared data, as reviewed
 eval-multishot: $(MODELS_OK) ## single shot vs templates fused from 3 shots (what match decides tracks on): eval-out/multishot-3.*
 	$(BIN)/lfr eval --dataset "$(LFR_DATA_DIR)/lfw" --out eval-out --multi-shot 3 --exclusions docs/evaluation/exclusions.csv
 
+.PHONY: eval-video
+eval-video: $(MODELS_OK) ## per-pass recall and false alerts on real video, per shot policy (writes eval-out/video.*)
+	$(BIN)/lfr eval --video --dataset "$(LFR_DATA_DIR)/lfw" --xdomain "$(LFR_DATA_DIR)/xdomain" \
+	  --videos "$(LFR_DATA_DIR)/video" --out eval-out
+
 .PHONY: docs
 docs: $(INSTALLED) ## regenerate the settings tables of the services' READMEs from the code
 	$(BIN)/python -m lfr_cli.settings_doc

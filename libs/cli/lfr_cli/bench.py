@@ -138,26 +138,26 @@ def bench_stages() -> dict:
 
 def bench_tracks() -> dict:
     """The crowd clip at 5 fps through detect's code: detections, tracks and embeddings."""
-    from lfr_detect.detection import detect_faces
     from lfr_detect.settings import DetectSettings
-    from lfr_detect.tracking import ShotPolicy, Tracker
+    from lfr_faces.crops import find_faces
     from lfr_faces.detectors import build_detector
     from lfr_faces.quality import QualityPolicy, shot_quality
+    from lfr_faces.tracking import ShotPolicy, Tracker
 
     settings = DetectSettings.model_construct()
     detector = build_detector("yunet", MODELS / "yunet-2023mar.onnx", input_width=settings.input_width)
     policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
-    tracker, shots = Tracker(settings.track_max_age_s), ShotPolicy(settings.shot_budget, settings.shot_min_gain)
+    tracker, shots = Tracker(settings.track_max_age_s), ShotPolicy(settings.shot_interval_s, settings.shot_budget)
     frames = _frames(crowd_720p())
     step = 5  # 25 fps sampled at 5
     faces = embedded = 0
     per_track: dict[str, int] = {}
     for i in range(0, len(frames), step):
-        found = detect_faces(detector, frames[i], policy, settings.min_score).accepted
+        found, _ = find_faces(detector, frames[i], policy, settings.min_score)
         for face, track in zip(found, tracker.assign("crowd", [f.box for f in found], i / 25).tracks, strict=True):
             faces += 1
             per_track.setdefault(track.track_id, 0)
-            if shots.choose(track, shot_quality(face.quality, face.score)) is None:
+            if shots.choose(track, shot_quality(face.quality, face.score), i / 25, face.quality.yaw) is None:
                 embedded += 1
                 per_track[track.track_id] += 1
     seconds = len(frames) / 25

@@ -2,7 +2,7 @@
 
 These names are the `reason` of dead letters and the `reason` label of lfr_messages_dead_lettered_total,
 lfr_messages_skipped_total, lfr_frames_dropped_total, lfr_faces_rejected_total and
-lfr_faces_not_embedded_total; enrolment refusals use the same words for the same things
+lfr_faces_not_embedded_total and lfr_passes_flagged_total; enrolment refusals use the same words for the same things
 (`face_too_small` is a face too small, in a camera frame or in a custody photo). docs/metrics.md
 lists them; tests/contract/test_reasons.py checks that the code uses no other.
 """
@@ -51,8 +51,16 @@ FACE_DROPPED: dict[str, str] = {
     ),
     "too_blurred": "its sharpness is under the minimum",
     "pose_not_frontal": "the head is turned further than the maximum yaw",
-    "not_better": "its track already had a better shot (still decided, on its track's template)",
-    "budget_spent": "its track had its embeddings for this pass (still decided, on its track's template)",
+    "not_due": "its track had a shot embedded less than LFR_DETECT_SHOT_INTERVAL_S before (still decided, on its "
+    "track's template)",
+    "not_better": "well under the quality of its track's best face so far, where a policy waits for a better one",
+    "budget_spent": "its track had its LFR_DETECT_SHOT_BUDGET embeddings (still decided, on its track's template)",
 }
 
-REASONS: dict[str, str] = {**DEAD_LETTER, **SKIPPED, **FRAME_DROPPED, **FACE_DROPPED}
+# What limits the decision on a person's pass, counted when its track ends: it is decided all the same.
+PASS_FLAGGED: dict[str, str] = {
+    "single_face": "the pass was one face only: decided on that one shot",
+    "never_frontal": "no face of the pass was frontal (head turned over about 25 degrees throughout)",
+}
+
+REASONS: dict[str, str] = {**DEAD_LETTER, **SKIPPED, **FRAME_DROPPED, **FACE_DROPPED, **PASS_FLAGGED}

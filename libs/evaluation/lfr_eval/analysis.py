@@ -41,6 +41,8 @@ class Analysed:
 class Models:
     detector_path: Path
     embedder_path: Path
+    # Enrol the mean of each face and its mirror image (lfr_faces.enrolment.MIRRORED is the live choice).
+    mirrored_enrolment: bool = False
 
     def fingerprint(self) -> str:
         from lfr_deployments.settings import DeploymentsSettings
@@ -51,7 +53,10 @@ class Models:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         # Policies change which faces get a vector: they are part of the key.
         digest.update(json.dumps(_probe_policy(DetectSettings.model_construct()), sort_keys=True).encode())
-        digest.update(json.dumps(_enrol_policy(DeploymentsSettings.model_construct()), sort_keys=True).encode())
+        enrolment = _enrol_policy(DeploymentsSettings.model_construct())
+        if self.mirrored_enrolment:
+            enrolment["mirrored"] = True
+        digest.update(json.dumps(enrolment, sort_keys=True).encode())
         return digest.hexdigest()[:16]
 
 
@@ -119,6 +124,7 @@ def _init_worker(models: Models) -> None:
         EnrolmentPolicy(
             max_bytes=enrol.enrol_max_bytes,
             max_pixels=enrol.enrol_max_pixels,
+            mirrored=models.mirrored_enrolment,
             **{k: v for k, v in _enrol_policy(enrol).items()},
         ),
     )

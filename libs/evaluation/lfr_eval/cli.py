@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lfr_faces.enrolment import MIRRORED
+
 
 def _fraction(text: str) -> float:
     if "/" in text:
@@ -65,6 +67,12 @@ def add_parser(commands) -> None:
     )
     p.add_argument("--models-dir", type=Path, default=None, help="default: LFR_MODELS_DIR or models/")
     p.add_argument(
+        "--mirrored-enrolment",
+        action="store_true",
+        default=MIRRORED,
+        help="enrol the mean of each face and its mirror image (measured for SFace: it does not pay; decision 0012)",
+    )
+    p.add_argument(
         "--multi-shot",
         type=int,
         default=0,
@@ -72,9 +80,36 @@ def add_parser(commands) -> None:
         help="compare single shots with templates fused from K shots of a person (what match decides a "
         "track on), each with its own recommended threshold; writes multishot-K.json/.md",
     )
+    video = p.add_argument_group("per-pass evaluation on video (--video; writes video.json/.md)")
+    video.add_argument(
+        "--video",
+        action="store_true",
+        help="decide people's passes in real clips as the live pipeline does, per shot policy and fusion, against "
+        "a watchlist of --dataset identities; reports per-pass TPIR, FPIR, embeddings and the per-pass floor",
+    )
+    video.add_argument(
+        "--xdomain",
+        type=Path,
+        help="mated passes of another occasion: video/<person>.mp4 and watchlist/<person>/<photos>",
+    )
+    video.add_argument("--videos", type=Path, help="clips whose every track is a non-mated pass")
+    video.add_argument(
+        "--same-clip",
+        default="talking_*",
+        help="clips of --videos with one person, also mated when enrolled from their own last second (a glob)",
+    )
+    video.add_argument(
+        "--watchlist-size", type=int, default=0, help="dataset identities enrolled (0: all; at least 1000 advised)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.video:
+        if args.xdomain is None or args.videos is None:
+            raise SystemExit("lfr eval --video needs --xdomain and --videos (see docs/evaluation.md)")
+        from lfr_eval.video import main as video
+
+        return video(args)
     if args.multi_shot:
         from lfr_eval.multishot import main as multishot
 

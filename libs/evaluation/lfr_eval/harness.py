@@ -54,7 +54,7 @@ def main(args) -> int:
     started = time.time()
     models_dir = args.models_dir or Path(os.environ.get("LFR_MODELS_DIR", "models"))
     try:
-        models = Models(model_path(models_dir, YUNET), model_path(models_dir, SFACE))
+        models = Models(model_path(models_dir, YUNET), model_path(models_dir, SFACE), args.mirrored_enrolment)
         mated_ds = load_mated(args.dataset)
         nonmated_ds = [load_nonmated(p) for p in args.nonmated]
         exclusions = review.load_exclusions(args.exclusions)
@@ -250,6 +250,9 @@ def _write_calibration(full: dict, args) -> None:
                     "inputs": full["inputs"],
                     "watchlist_size": view["watchlist_size"],
                     "impostor_pairs": view["impostor_pairs"],
+                    # The single-shot false match rate by threshold, (threshold, k, n): what the per-pass
+                    # floor of `lfr eval --video` scales (lfr_eval.video).
+                    "fmr": [[r["threshold"], r["fmr"]["k"], r["fmr"]["n"]] for r in view["thresholds"]],
                     "exclusions": len(full["exclusions"]),
                     "generated_at": full["generated_at"],
                     "command": "make eval (lfr eval ... --write-calibration); see docs/evaluation.md",

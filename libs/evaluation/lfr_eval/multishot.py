@@ -47,7 +47,7 @@ def main(args) -> int:
     try:
         if k < 2:
             raise ValueError(f"--multi-shot needs K >= 2 shots per person, not {k}")
-        models = Models(model_path(models_dir, YUNET), model_path(models_dir, SFACE))
+        models = Models(model_path(models_dir, YUNET), model_path(models_dir, SFACE), args.mirrored_enrolment)
         dataset = load_mated(args.dataset)
         exclusions = review.load_exclusions(args.exclusions)
     except (FileNotFoundError, ModelMissing, ValueError) as exc:

@@ -1,5 +1,6 @@
 """Following each face across a camera's frames (tracks), and choosing which shots of a track are
-worth embedding (best shots). No I/O here.
+embedded (the shot policy). No I/O here. detect runs it live; `lfr eval --video` and `make bench` run
+the same code on recorded video.
 
 Association: each track's box is predicted at the frame's capture time from its last box and
 velocity; detections are matched to tracks by the Hungarian algorithm (scipy) on IoU with the
@@ -38,7 +39,9 @@ class Track:
     velocity: tuple[float, float] = (0.0, 0.0)  # centre, pixels per second
     hits: int = 1
     shots: int = 0  # faces of this track sent to be embedded
-    best_quality: float = -1.0
+    last_shot_at: float = float("-inf")  # capture time of the last one
+    best_quality: float = -1.0  # the best shot quality seen in the track, embedded or not
+    frontal: bool = False  # some face of the track was frontal (yaw <= FRONTAL_YAW)
 
     def predicted(self, t: float) -> Box:
         dt = max(0.0, t - self.last_seen)
@@ -162,18 +165,56 @@ class Tracker:
         return assignment
 
 
+# Capture times of a paced camera jitter by milliseconds: a face within this of its interval is due,
+# so that a 5 fps camera's faces 0.8 s apart are 4 frames apart, live as in the evaluation.
+_DUE_TOLERANCE_S = 0.05
+# A face turned less than this (lfr_faces.quality.yaw: about 25 degrees) is frontal. A pass with no
+# frontal face is decided all the same, on what it has, and counted (never_frontal).
+FRONTAL_YAW = 0.5
+
+
 @dataclass(frozen=True)
 class ShotPolicy:
-    """Which shots of a track are embedded: the first (a decision at once), then one only when it is
-    materially better (`min_gain` more quality than the best so far), at most `budget` per track."""
+    """Which faces of a track are embedded (docs/decisions/0012-shots-spread-over-the-pass.md):
 
-    budget: int = 5
-    min_gain: float = 0.15
+    - the first at once, so that a pass is decided within a frame;
+    - then one per `interval_s` of capture time, spread over the pass: the budget grows with how
+      long the pass lasts (a 10 s pass gets 13 shots), because a pass's later faces carry evidence
+      its first ones lack (another angle, another expression);
+    - at most `budget` per track (someone standing in view for minutes adds nothing after that).
 
-    def choose(self, track: Track, quality: float) -> str | None:
-        """None: embed this shot (and remember it); else why not: budget_spent or not_better."""
-        if track.shots == 0 or (track.shots < self.budget and quality > track.best_quality * (1 + self.min_gain)):
-            track.shots += 1
-            track.best_quality = max(track.best_quality, quality)
-            return None
-        return "budget_spent" if track.shots >= self.budget else "not_better"
+    Shot quality does not choose among the faces that passed detect's gate: within a pass it barely
+    predicts the score (decision 0012), and waiting for a better face cost recall where it was tried
+    (`min_relative_quality`, off: a face under that fraction of the track's best so far waits).
+    """
+
+    interval_s: float = 0.8
+    budget: int = 20
+    min_relative_quality: float = 0.0
+
+    def choose(self, track: Track, quality: float, t: float, yaw: float = 0.0) -> str | None:
+        """For a face of `track` captured at `t` with this shot quality (lfr_faces.quality.shot_quality)
+        and head turn: None to embed it (remembered), else why not: budget_spent, not_due or not_better."""
+        track.best_quality = max(track.best_quality, quality)
+        track.frontal = track.frontal or yaw <= FRONTAL_YAW
+        if track.shots:
+            if track.shots >= self.budget:
+                return "budget_spent"
+            if t - track.last_shot_at < self.interval_s - _DUE_TOLERANCE_S:
+                return "not_due"
+            if quality < self.min_relative_quality * track.best_quality:
+                return "not_better"
+        track.shots += 1
+        track.last_shot_at = t
+        return None
+
+
+def pass_flags(track: Track) -> list[str]:
+    """What limits an ended track's decision, for lfr_passes_flagged_total: single_face (decided on
+    one shot), never_frontal (no face of it was frontal)."""
+    flags = []
+    if track.hits == 1:
+        flags.append("single_face")
+    if not track.frontal:
+        flags.append("never_frontal")
+    return flags

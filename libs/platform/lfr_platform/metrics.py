@@ -66,14 +66,18 @@ FACES_EMBEDDED_TOTAL = Counter("lfr_faces_embedded_total", "Faces turned into ve
 TRACKS_STARTED = Counter("lfr_tracks_started_total", "Tracks started: a face seen for the first time", CAMERA)
 TRACK_SHOTS = Histogram(
     "lfr_track_shots",
-    "Faces of a track sent to be embedded, observed when the track ends (the best-shot budget bounds it)",
+    "Faces of a track sent to be embedded, observed when the track ends (one per shot interval of the pass)",
     buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30),
 )
 FACES_NOT_EMBEDDED = Counter(
     "lfr_faces_not_embedded_total",
-    "Faces good enough to identify but not embedded: their track had a better shot (not_better) or its "
-    "budget was spent (budget_spent); their track is still decided",
+    "Faces good enough to identify but not embedded (not_due, not_better, budget_spent); their track is still decided",
     [*CAMERA, "reason"],
+)
+PASSES_FLAGGED = Counter(
+    "lfr_passes_flagged_total",
+    "Ended tracks (passes) whose decision rested on less than usual: single_face, never_frontal",
+    ["reason"],
 )
 FRAMES_OUT_OF_ORDER = Counter(
     "lfr_frames_out_of_order_total",

@@ -12,12 +12,12 @@ from lfr.v1 import frames_pb2
 from lfr_contracts import FACES_DETECTED, FRAMES_CAPTURED, camera_key
 from lfr_detect.detection import FrameFaces, detect_faces
 from lfr_detect.settings import DetectSettings
-from lfr_detect.tracking import ShotPolicy, Tracker
 from lfr_detect.wire import faces_detected
 from lfr_faces import images
 from lfr_faces.detectors import Detector, build_detector
 from lfr_faces.models import YUNET, model_path
 from lfr_faces.quality import QualityPolicy, shot_quality
+from lfr_faces.tracking import ShotPolicy, Tracker, pass_flags
 from lfr_platform import metrics
 from lfr_platform.registry import DeploymentRegistry, RedisKeys
 from lfr_platform.service import ServiceShell
@@ -35,7 +35,7 @@ class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
         self.settings = settings
         self.policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
         self.tracker = Tracker(settings.track_max_age_s, settings.track_max_per_camera)
-        self.shots = ShotPolicy(settings.shot_budget, settings.shot_min_gain)
+        self.shots = ShotPolicy(settings.shot_interval_s, settings.shot_budget)
 
     async def one(self, record: Admitted[frames_pb2.FrameCaptured]) -> Outcome:
         frame = record.message
@@ -56,8 +56,8 @@ class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
         return [Output(FACES_DETECTED, camera_key(frame.camera), message)]
 
     def _best_shots(self, frame: frames_pb2.FrameCaptured, faces: FrameFaces, labels: dict):
-        """Each face's track; the faces worth embedding (a track's first shot or a better one), with
-        their track and quality. The others are counted by reason."""
+        """Each face's track; the faces the shot policy embeds, with their track and quality. The others
+        are counted by reason."""
         captured = frame.captured_at.ToNanoseconds() / 1e9
         assignment = self.tracker.assign(camera_key(frame.camera).decode(), [f.box for f in faces.accepted], captured)
         if assignment.out_of_order:
@@ -65,10 +65,14 @@ class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
         metrics.TRACKS_STARTED.labels(**labels).inc(assignment.started)
         for track in assignment.ended:
             metrics.TRACK_SHOTS.observe(track.shots)
+            for flag in pass_flags(track):
+                metrics.PASSES_FLAGGED.labels(flag).inc()
         chosen = []
         for face, track in zip(faces.accepted, assignment.tracks, strict=True):
             quality = shot_quality(face.quality, face.score)
-            reason = self.shots.choose(track, quality) if self.settings.best_shots else None
+            reason = self.shots.choose(track, quality, captured, face.quality.yaw)
+            if not self.settings.best_shots:
+                reason = None  # every face, to compare
             if reason:
                 metrics.FACES_NOT_EMBEDDED.labels(**labels, reason=reason).inc()
             else:

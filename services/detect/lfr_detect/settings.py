@@ -31,9 +31,12 @@ class DetectSettings(BaseSettings):
     )
     track_max_per_camera: int = Field(256, ge=1, description="Most live tracks per camera; the stalest end first")
     best_shots: bool = Field(
-        True, description="Embed only a track's best shots; false embeds every face (as before tracks: to compare)"
+        True, description="Embed a track's shots as the shot policy chooses; false embeds every face (to compare)"
     )
-    shot_budget: int = Field(5, ge=1, description="Most faces of one track sent to be embedded")
-    shot_min_gain: float = Field(
-        0.15, ge=0, description="A later shot is embedded only if its quality beats the track's best by this much"
+    shot_interval_s: float = Field(
+        0.8,
+        gt=0,
+        description="After a track's first face, one face per this many seconds of capture time is embedded: the "
+        "knee of per-pass recall against embeddings (docs/decisions/0012)",
     )
+    shot_budget: int = Field(20, ge=1, description="Most faces of one track embedded (a person standing in view)")

@@ -1,34 +1,11 @@
-"""The ingest domain: which frames to keep (sampling), and a queue that never blocks capture."""
+"""The ingest domain: the frames it captured, and a queue that never blocks capture. Which frames are
+kept (lfr_faces.frames.Sampler) is shared with the evaluation, which samples recorded clips the same way."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
 from dataclasses import dataclass
-
-import numpy as np
-
-
-class Sampler:
-    """Keeps frames at a target rate from a source of a given timeline.
-
-    `keep(t)` is called with each frame's time in seconds (its presentation time for files, the
-    wall clock for streams), in order; it keeps a frame whenever one sample interval has passed.
-    """
-
-    def __init__(self, fps: float) -> None:
-        self.interval = 1.0 / fps
-        self._next: float | None = None
-
-    def keep(self, t: float) -> bool:
-        # A small tolerance so that 25 fps sampled at 5 fps keeps exactly every 5th frame.
-        if self._next is not None and t + 1e-6 < self._next:
-            return False
-        if self._next is None or t - self._next > self.interval:
-            self._next = t + self.interval  # the first frame, or after a stall: restart from now
-        else:
-            self._next += self.interval
-        return True
 
 
 @dataclass(frozen=True)
@@ -64,12 +41,3 @@ class DropOldestQueue:
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
-
-
-def fit_width(image: np.ndarray, max_width: int) -> np.ndarray:
-    import cv2
-
-    height, width = image.shape[:2]
-    if not max_width or width <= max_width:
-        return image
-    return cv2.resize(image, (max_width, round(height * max_width / width)), interpolation=cv2.INTER_AREA)

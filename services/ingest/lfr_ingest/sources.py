@@ -12,8 +12,9 @@ from pathlib import Path
 
 import cv2
 
+from lfr_faces.frames import Sampler, fit_width
 from lfr_faces.images import encode_jpeg
-from lfr_ingest.capture import CapturedFrame, DropOldestQueue, Sampler, fit_width
+from lfr_ingest.capture import CapturedFrame, DropOldestQueue
 from lfr_ingest.settings import CameraSettings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
-"""Tracks and best shots, without I/O: association, its bounds, and the per-track budget."""
+"""Tracks and the shot policy, without I/O: association, its bounds, and which shots are embedded."""
 
-from lfr_detect.tracking import ShotPolicy, Track, Tracker
+from lfr_faces.tracking import ShotPolicy, Track, Tracker, pass_flags
 
 
 def test_a_face_moving_across_frames_keeps_its_track_and_two_faces_never_share_one():
@@ -49,9 +49,37 @@ def test_tracks_of_another_process_never_continue_here():
     )
 
 
-def test_the_first_shot_then_only_materially_better_ones_up_to_the_budget():
-    policy = ShotPolicy(budget=3, min_gain=0.15)
+def test_the_first_shot_at_once_then_one_per_interval_spread_over_the_pass():
+    policy = ShotPolicy(interval_s=1.0, budget=20)
     track = Track("p:1", (0, 0, 50, 50), 0, 0)
-    decisions = [policy.choose(track, q) for q in (0.30, 0.32, 0.40, 0.41, 0.90, 0.99, 0.10)]
-    assert decisions == [None, "not_better", None, "not_better", None, "budget_spent", "budget_spent"]
-    assert (track.shots, track.best_quality) == (3, 0.90)
+    # 5 fps for 3 s, every face of the same quality: shots at 0, 1, 2 and 3 s.
+    decisions = [policy.choose(track, 0.5, i / 5) for i in range(16)]
+    assert [i / 5 for i, d in enumerate(decisions) if d is None] == [0.0, 1.0, 2.0, 3.0]
+    assert set(d for d in decisions if d) == {"not_due"}
+    # The budget grows with the pass: a 10 s pass at 5 fps gets 11 shots.
+    long = Track("p:2", (0, 0, 50, 50), 0, 0)
+    assert sum(policy.choose(long, 0.5, i / 5) is None for i in range(51)) == 11
+
+
+def test_a_poor_face_can_wait_for_a_better_one_and_the_budget_caps_a_long_stay():
+    policy = ShotPolicy(interval_s=1.0, budget=3, min_relative_quality=0.5)
+    track = Track("p:1", (0, 0, 50, 50), 0, 0)
+    assert policy.choose(track, 0.8, 0.0) is None
+    assert policy.choose(track, 0.3, 1.0) == "not_better"  # a blink: under half the best so far
+    assert policy.choose(track, 0.5, 1.2) is None  # due since 1.0 s, and good enough
+    assert policy.choose(track, 0.9, 2.2) is None
+    assert policy.choose(track, 0.9, 60.0) == "budget_spent"
+    assert (track.shots, track.best_quality) == (3, 0.9)
+
+
+def test_a_pass_of_one_face_or_never_frontal_is_flagged():
+    policy = ShotPolicy()
+    one = Track("p:1", (0, 0, 50, 50), 0, 0)
+    policy.choose(one, 0.5, 0.0, yaw=0.1)
+    assert pass_flags(one) == ["single_face"]
+    turned = Track("p:2", (0, 0, 50, 50), 0, 0, hits=8)
+    for i in range(8):
+        policy.choose(turned, 0.5, i / 5, yaw=0.8)
+    assert pass_flags(turned) == ["never_frontal"]
+    turned.frontal = True
+    assert pass_flags(turned) == []
