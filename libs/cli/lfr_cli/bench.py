@@ -1,6 +1,7 @@
 """`make bench`: the figures behind the README's performance section. It prints; it asserts nothing.
 
-    python -m lfr_cli.bench [--only stages,tracks,sealing,search,pipeline,replicas,catchup,fusion,enrolment,brokers]
+    python -m lfr_cli.bench [--only stages,tracks,embed,video,sealing,search,pipeline,replicas,catchup,fusion,
+                                    enrolment,brokers]
                             [--seconds 40]
 
 - stages: per-stage time on 720p frames (detect per frame, embed per face), in process, with the
@@ -10,7 +11,10 @@
   embeddings, with match's own search (the embedded engine's HNSW index, re-checked by exact search
   just below the threshold), and how its results compare with exact search;
 - tracks: the crowd clip at 5 fps through detect's own code: faces, tracks and embeddings per
-  camera-second, and embeddings per person pass (the best-shot budget);
+  camera-second, and embeddings per person pass (the shot policy);
+- embed: the embed stage alone draining a backlog of every face, against its model alone, per CPU
+  second (lfr_cli.embed_bench);
+- video: embeddings per pass and per-pass recall of each shot policy, from `make eval-video`;
 - pipeline: the services as processes on one machine, 720p cameras at 5 fps with 2-5 faces per
   frame, twice: as before tracks (one process per stage, every face embedded) and as now (a detect
   and an embed per core, best shots): faces/s sustained, its efficiency against the raw model rate
@@ -198,6 +202,37 @@ def bench_fusion() -> dict:
         print(
             f"{mode:6s} at {report['calibrated_threshold']}: TPIR {row['tpir']['rate']:.3f}, FPIR "
             f"{row['fpir']['rate']:.4f}; recommended threshold {rec.get('threshold')}"
+        )
+    return out
+
+
+def bench_embed(seconds: float) -> dict:
+    from lfr_cli.embed_bench import run
+
+    return run(crowd_720p_5fps(), seconds=min(seconds, 30.0))
+
+
+def bench_video() -> dict:
+    """Embeddings per pass and per-pass recall, from `lfr eval --video` (make eval-video)."""
+    path = Path("eval-out") / "video.json"
+    if not path.exists():
+        print("no eval-out/video.json: run `make eval-video` first (about 5 min the first time)")
+        return {}
+    report = json.loads(path.read_text())
+    floor = report["floor"]["floor"]
+    out: dict[str, object] = {"per_pass_floor": floor}
+    for s in report["strategies"]:
+        row = min(s["thresholds"], key=lambda r: abs(r["threshold"] - floor))
+        out[s["name"]] = {
+            "embeddings_per_pass": round(s["embeddings_per_pass"], 2),
+            "share_of_every_face": round(s["share_of_every_face"], 3),
+            "tpir": row["tpir"]["rate"],
+            "fpir": row["fpir"]["rate"],
+        }
+        print(
+            f"{s['name']:36s} {s['embeddings_per_pass']:5.1f} embeddings per pass "
+            f"({s['share_of_every_face']:4.0%} of every face); per-pass recall at {floor:.2f}: "
+            f"{row['tpir']['k']}/{row['tpir']['n']}, strangers alerting {row['fpir']['k']}/{row['fpir']['n']}"
         )
     return out
 
@@ -393,7 +428,8 @@ def bench_enrolment() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", default="stages,tracks,sealing,search,pipeline,replicas,catchup,fusion,enrolment,brokers"
+        "--only",
+        default="stages,tracks,embed,video,sealing,search,pipeline,replicas,catchup,fusion,enrolment,brokers",
     )
     parser.add_argument("--seconds", type=float, default=40.0, help="pipeline measurement window")
     args = parser.parse_args(argv)
@@ -410,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = {
         "stages": bench_stages,
         "tracks": bench_tracks,
+        "embed": lambda: bench_embed(args.seconds),
+        "video": bench_video,
         "sealing": bench_sealing,
         "search": bench_search,
         "pipeline": lambda: bench_pipeline(args.seconds, raw()),

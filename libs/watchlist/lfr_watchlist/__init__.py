@@ -47,6 +47,7 @@ class Hit:
     subject_id: str
     category: str
     score: float
+    source_reference: str = ""  # where the enrolled image came from (names it to a person)
 
 
 class WatchlistIndex(Protocol):
@@ -68,8 +69,11 @@ class WatchlistIndex(Protocol):
         """Remove entries (an enrolment undone: Redis could not record it)."""
         ...
 
-    def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
-        """Up to k entries by descending cosine similarity; `exact` scans every entry instead of the index."""
+    def search(
+        self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False, subject_id: str | None = None
+    ) -> list[Hit]:
+        """Up to k entries by descending cosine similarity; `exact` scans every entry instead of the
+        index; `subject_id` searches only that subject's entries."""
         ...
 
     def count(self, deployment_id: str) -> int: ...

@@ -19,7 +19,10 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeShard,
     EdgeVectorParams,
+    FieldCondition,
+    Filter,
     HnswIndexConfig,
+    MatchValue,
     Point,
     Query,
     QueryRequest,
@@ -98,10 +101,17 @@ class EdgeIndex:
             shard.update(UpdateOperation.delete_points(entry_ids))
             shard.flush()
 
-    def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
+    def search(
+        self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False, subject_id: str | None = None
+    ) -> list[Hit]:
         params = self.exact_params if exact else self.search_params
+        only = Filter(must=[FieldCondition("subject_id", match=MatchValue(subject_id))]) if subject_id else None
         request = QueryRequest(
-            limit=k, query=Query.Nearest(vector.astype(np.float32).tolist()), with_payload=True, params=params
+            limit=k,
+            query=Query.Nearest(vector.astype(np.float32).tolist()),
+            with_payload=True,
+            params=params,
+            filter=only,
         )
         with self._using(deployment_id) as shard:
             points = shard.query(request)
@@ -111,6 +121,7 @@ class EdgeIndex:
                 str(p.payload.get("subject_id", "")),
                 str(p.payload.get("category", "")),
                 float(p.score),
+                str(p.payload.get("source_reference", "")),
             )
             for p in points
         ]

@@ -65,13 +65,21 @@ class ServerIndex:
         self._require(deployment_id)
         self.client.delete(self._name(deployment_id), points_selector=models.PointIdsList(points=entry_ids), wait=True)
 
-    def search(self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
+    def search(
+        self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False, subject_id: str | None = None
+    ) -> list[Hit]:
         self._require(deployment_id)
+        only = None
+        if subject_id:
+            only = models.Filter(
+                must=[models.FieldCondition(key="subject_id", match=models.MatchValue(value=subject_id))]
+            )
         result = self.client.query_points(
             self._name(deployment_id),
             query=vector.astype(np.float32).tolist(),
             limit=k,
             with_payload=True,
+            query_filter=only,
             search_params=models.SearchParams(exact=True) if exact else self.search_params,
         )
         return [
@@ -80,6 +88,7 @@ class ServerIndex:
                 str((p.payload or {}).get("subject_id", "")),
                 str((p.payload or {}).get("category", "")),
                 float(p.score),
+                str((p.payload or {}).get("source_reference", "")),
             )
             for p in result.points
         ]

@@ -43,14 +43,25 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = deployments_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name
 
 
+# Photos of one subject scoring below the threshold at which 1 in 100 pairs of different people score
+# are refused as two people (subject_mismatch): on LFW, 98.7% of photos of one person taken on other
+# occasions score above it (0.30 for SFace; docs/evaluation.md).
+SUBJECT_MISMATCH_FMR = 0.01
+
+
 def threshold_policy(settings: DeploymentsSettings, model_id: str) -> ThresholdPolicy:
-    if settings.default_threshold is not None and settings.threshold_floor is not None:
+    try:
+        calib = calibration.load(model_id)
+    except calibration.CalibrationMissing:
+        if settings.default_threshold is None or settings.threshold_floor is None:
+            raise
+        log.warning("%s has no calibration: photos of one subject are not checked for two people", model_id)
         return ThresholdPolicy(model_id, settings.default_threshold, settings.threshold_floor)
-    calib = calibration.load(model_id)
     return ThresholdPolicy(
         model_id,
         settings.default_threshold if settings.default_threshold is not None else calib.default_threshold,
         settings.threshold_floor if settings.threshold_floor is not None else calib.threshold_floor,
+        calib.lowest_threshold_at_fmr(SUBJECT_MISMATCH_FMR),
     )
 
 

@@ -39,6 +39,9 @@ class ThresholdPolicy:
     model_id: str
     default: float
     floor: float
+    # Two enrolment photos of one subject that score below this are taken for two people (at most 1 in
+    # 100 pairs of different people score above it, by the model's calibration); None: not checked.
+    same_subject_min: float | None = None
 
     def resolve(self, requested: float | None, override_reason: str) -> tuple[float, bool]:
         """(threshold, overridden). Refuses below the floor without a reason."""

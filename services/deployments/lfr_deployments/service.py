@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -245,6 +246,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 f"near-identical (similarity {nearest[0].score:.3f}) to an image already enrolled "
                 f"for subject {nearest[0].subject_id}",
             )
+        mismatch = await self._other_person(deployment_id, image, analysed.vector)
+        if mismatch:
+            return rejected("subject_mismatch", mismatch)
         entry = Entry(
             entry_id=str(uuid.uuid4()),
             vector=analysed.vector,
@@ -264,6 +268,22 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             subject_id=image.subject_id,
             status=pb.ENROL_STATUS_ENROLLED,
             entry_id=entry.entry_id,
+        )
+
+    async def _other_person(self, deployment_id: str, image: pb.WatchlistImage, vector) -> str | None:
+        """Why this photo seems to show someone else than the subject's photos enrolled so far, or None."""
+        least = self.policy.same_subject_min
+        if least is None:
+            return None
+        search = functools.partial(self.index.search, exact=True, subject_id=image.subject_id)
+        own = await asyncio.get_running_loop().run_in_executor(None, search, deployment_id, vector, 1)
+        if not own or own[0].score >= least:
+            return None
+        return (
+            f"{image.client_ref or 'this photo'} and {own[0].source_reference or 'a photo enrolled before'}, both of "
+            f"subject {image.subject_id}, score {own[0].score:.2f} together, under the {least:.2f} that two photos "
+            "of one person reach 99 times in 100: two different people (a photo in the wrong folder?), or a photo "
+            "too old or too poor to match the other; nothing of this photo was enrolled"
         )
 
     async def _add_entry(self, deployment_id: str, entry: Entry, thumbnail: bytes) -> None:

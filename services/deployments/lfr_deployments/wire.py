@@ -30,6 +30,7 @@ REASONS = {
     "too_blurred": pb.REJECTION_REASON_TOO_BLURRED,
     "pose_not_frontal": pb.REJECTION_REASON_POSE_NOT_FRONTAL,
     "duplicate": pb.REJECTION_REASON_DUPLICATE,
+    "subject_mismatch": pb.REJECTION_REASON_SUBJECT_MISMATCH,
 }
 
 

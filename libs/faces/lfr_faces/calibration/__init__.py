@@ -21,6 +21,12 @@ class Calibration:
     # How the figures were obtained: dataset, target, watchlist size, report path, date.
     basis: dict
 
+    def lowest_threshold_at_fmr(self, fmr: float) -> float | None:
+        """The lowest threshold of the calibration's grid at which two photos of different people
+        score at or above it with at most this false match rate; None without an FMR curve."""
+        meeting = [t for t, k, n in self.basis.get("fmr", []) if n and k / n <= fmr]
+        return min(meeting) if meeting else None
+
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
         return cls(

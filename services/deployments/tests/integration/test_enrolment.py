@@ -57,6 +57,7 @@ async def test_every_image_gets_its_own_result_and_a_bad_one_never_ends_the_stre
         _item("good-again.jpg", powell),  # the same file twice
         _item("re-encoded.jpg", jpeg(cv2.imread(str(lfw(data_dir, "Colin_Powell", 1))), 97)),
         _item("second-photo.jpg", lfw(data_dir, "Colin_Powell", 2).read_bytes()),
+        _item("wrong-folder.jpg", lfw(data_dir, "Ariel_Sharon", 1).read_bytes()),  # another man, same subject
         _item("no-provenance.jpg", powell, subject=""),
     ]
     results = await api.enrol(deployment.deployment_id, items, expected=len(items))
@@ -73,11 +74,15 @@ async def test_every_image_gets_its_own_result_and_a_bad_one_never_ends_the_stre
         ("good-again.jpg", "duplicate"),
         ("re-encoded.jpg", "duplicate"),
         ("second-photo.jpg", "enrolled"),
+        ("wrong-folder.jpg", "subject_mismatch"),
         ("no-provenance.jpg", "invalid_item"),
     ]
     assert all(r.detail for r in results if r.status == pb.ENROL_STATUS_REJECTED)
+    # A subject of two people is refused with both photos named.
+    mismatch = results[-2].detail
+    assert "wrong-folder.jpg" in mismatch and ("ref/good.jpg" in mismatch or "ref/second-photo.jpg" in mismatch)
     got = await api("get", deployment.deployment_id)
-    assert (got.enrolled_images, got.enrolled_subjects, got.rejected_images) == (2, 1, 11)
+    assert (got.enrolled_images, got.enrolled_subjects, got.rejected_images) == (2, 1, 12)
 
 
 async def test_a_batch_over_the_size_limit_is_refused_whole_before_anything_is_written(deployments, data_dir):
