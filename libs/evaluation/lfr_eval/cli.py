@@ -80,6 +80,14 @@ def add_parser(commands) -> None:
         help="compare single shots with templates fused from K shots of a person (what match decides a "
         "track on), each with its own recommended threshold; writes multishot-K.json/.md",
     )
+    p.add_argument(
+        "--gallery",
+        type=int,
+        default=0,
+        metavar="G",
+        help="compare subjects enrolled from G photos kept as G entries with one template fused from them; "
+        "writes gallery-G.json/.md",
+    )
     video = p.add_argument_group("per-pass evaluation on video (--video; writes video.json/.md)")
     video.add_argument(
         "--video",
@@ -110,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         from lfr_eval.video import main as video
 
         return video(args)
+    if args.gallery:
+        from lfr_eval.gallery import main as gallery
+
+        return gallery(args)
     if args.multi_shot:
         from lfr_eval.multishot import main as multishot
 

@@ -1,10 +1,14 @@
 """Helpers of the end-to-end tests, which drive the local stack's processes from outside: a
-synchronous `eventually`, and a figure read from a process's /metrics."""
+synchronous `eventually`, a figure read from a process's /metrics, and `lfr demo` run as a user runs it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,3 +37,18 @@ def scraped(port: int, name: str, **labels: str) -> float | None:
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     ]
     return sum(values) if values else None
+
+
+def run_demo(
+    tmp_path: Path, data_dir: Path, models_dir: Path, *args: str, timeout: float = 600, **extra_env: str
+) -> subprocess.CompletedProcess:
+    """`lfr demo` in a process of its own, on its own broker and Redis (none of the caller's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LFR_KAFKA_", "LFR_REDIS_", "KAFKA_", "REDIS_"))}
+    env.update(LFR_DATA_DIR=str(data_dir), LFR_MODELS_DIR=str(models_dir), **extra_env)
+    return subprocess.run(
+        [sys.executable, "-m", "lfr_cli.main", "demo", "--root", str(tmp_path / "run"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )

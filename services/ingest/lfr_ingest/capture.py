@@ -11,7 +11,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class CapturedFrame:
     sequence: int
-    captured_at: float  # wall clock, seconds since the epoch
+    captured_at: float  # seconds since the epoch: a stream's wall clock, a file's start plus the frame's time
     jpeg: bytes
     width: int
     height: int

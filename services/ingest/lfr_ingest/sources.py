@@ -101,6 +101,10 @@ class CameraWorker(threading.Thread):
             source_fps = 25.0
         sampler = Sampler(self.camera.fps)
         started = time.monotonic()
+        # A file's frame was captured at its place in the file's timeline, played from now on: its
+        # capture time does not move when this machine reads it late (decisions on capture time, such
+        # as which faces of a track are embedded, are then the same whatever the load).
+        wall_started = time.time()
         index = 0
         delivered = False
         since_rewind = 0
@@ -127,14 +131,14 @@ class CameraWorker(threading.Thread):
                     if wait > 0 and self.stopping.wait(wait):
                         break
             if sampler.keep(t):
-                self._queue(image)
+                self._queue(image, time.time() if stream else wall_started + t)
         return delivered, True
 
-    def _queue(self, image) -> None:
+    def _queue(self, image, captured_at: float) -> None:
         image = fit_width(image, self.max_width)
         frame = CapturedFrame(
             sequence=self._sequence,
-            captured_at=time.time(),
+            captured_at=captured_at,
             jpeg=encode_jpeg(image, self.jpeg_quality),
             width=image.shape[1],
             height=image.shape[0],

@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -41,15 +42,18 @@ def _value(metric, deployment_id, **labels):
 async def test_a_file_is_paced_sampled_sealed_and_published_in_order(platform, data_dir, eventually):
     deployment_id, key = await seed_deployment(platform)
     clip = data_dir / "video" / "talking_liveportrait_d0.mp4"  # 78 frames at 25 fps: 3.1 s
+    started = time.monotonic()
     async with running(build(platform, _settings(deployment_id, str(clip), fps=5))):
         records = await read(platform, FRAMES_CAPTURED, count=16, settle_s=0.5)
         await eventually(lambda: _value(metrics.CAMERA_FINISHED, deployment_id) == 1)
+    assert time.monotonic() - started > 2.5  # played at the file's pace, not at once
     frames = decoded(FRAMES_CAPTURED, records)
     ref = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
     assert len(frames) == 16 and all(r.key == camera_key(ref) for r in records)
     assert [f.sequence for f in frames] == list(range(16))
+    # Captured at their place in the file's timeline, 0.2 s apart at 5 fps, however late they were read.
     times = [f.captured_at.ToNanoseconds() / 1e9 for f in frames]
-    assert times == sorted(times) and times[-1] - times[0] > 2.5  # played at the file's pace, not at once
+    assert [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)] == [0.2] * 15
     image = images.decode_jpeg(sealing.unseal(key, frames[3].image, deployment_id), max_bytes=10**7, max_pixels=10**7)
     assert image.shape == (512, 512, 3) and (frames[3].width, frames[3].height) == (512, 512)
 
