@@ -9,6 +9,7 @@ import pytest
 import redis.exceptions
 
 from lfr.v1 import deployments_pb2 as pb
+from lfr_deployments.lifecycle import ThresholdPolicy
 from lfr_deployments.service import DeploymentService
 from lfr_faces.enrolment import Analysed
 from lfr_platform.rpc import Unavailable
@@ -74,7 +75,7 @@ def _service(index: EdgeIndex, store, log: Log | None = None) -> DeploymentServi
         closer=None,
         audit=None,
         auth=None,
-        policy=None,
+        policy=ThresholdPolicy("model", 0.69, 0.69),
         default_size_limit=10,
         max_size_limit=10,
         duplicate_similarity=0.95,
