@@ -1,5 +1,6 @@
-"""`lfr eval --gallery G`: is a subject enrolled from G photos better kept as G entries (a probe's best entry decides), as one template fused from them (lfr_faces.fusion.fuse, the mean of
-the vectors), or as both (the G entries and their template)?
+"""`lfr eval --gallery G`: is a subject enrolled from G photos better kept as G entries (a probe's
+best entry decides), as one template fused from them (lfr_faces.fusion.fuse, the mean of the
+vectors), or as both (the G entries and their template)?
 
 Design (LFW, or any mated dataset): identities with at least G+1 images are split at random in two.
 Those of the first half are enrolled from their first G enrollable images (the Enroller) and searched
