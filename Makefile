@@ -90,7 +90,8 @@ down: ## stop the local stack started by `make up`
 	@test -x $(BIN)/lfr && $(BIN)/lfr stack down || true
 
 .PHONY: test
-test: $(MODELS_OK) $(HELM) ## every test tier: unit, integration, end-to-end
+test: $(MODELS_OK) $(HELM) ## style and layering (make lint) first, then every test tier: unit, integration, end-to-end
+	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q -ra
 
 .PHONY: test-unit

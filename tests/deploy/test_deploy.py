@@ -75,10 +75,11 @@ def test_the_chart_lints_and_renders_valid_kubernetes_objects(helm, tmp_path):
         env = {e["name"] for e in spec["containers"][0]["env"]}
         secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
         assert ("lfr-kek" in secrets and "LFR_KEY_ENCRYPTION_KEY_FILE" in env) == (name != "lfr-console"), name
-    # match replicas search the collections the deployments service writes: the same server and prefix.
-    assert match_env["LFR_MATCH_QDRANT_URL"] == control_env["LFR_DEPLOYMENTS_QDRANT_URL"] == "http://qdrant:6333"
+    # match replicas search the collections the deployments service writes: the same server and prefix,
+    # from the one block of variables both read.
+    assert match_env["LFR_WATCHLIST_QDRANT_URL"] == control_env["LFR_WATCHLIST_QDRANT_URL"] == "http://qdrant:6333"
     # the release's name: releases never share
-    assert match_env["LFR_MATCH_COLLECTION_PREFIX"] == control_env["LFR_DEPLOYMENTS_COLLECTION_PREFIX"] == "lfr-"
+    assert match_env["LFR_WATCHLIST_COLLECTION_PREFIX"] == control_env["LFR_WATCHLIST_COLLECTION_PREFIX"] == "lfr-"
     # a stage knows how many replicas it may run (it refuses fewer partitions), and its own name
     assert match_env["LFR_STAGE_REPLICAS"] == "2" and "LFR_REPLICA_NAME" in match_env
     assert "LFR_STAGE_REPLICAS" not in control_env and deployments["lfr-deployments"]["spec"]["replicas"] == 1

@@ -1,7 +1,7 @@
 """The control-room console in a real browser (Debian's chromium, driven by Playwright), in front of
 the whole stack as processes, with an alert raised by the pipeline from a real video.
 
-`make screenshots` runs this with LFR_TEST_SCREENSHOT=docs/console.png to refresh the README's picture.
+`make screenshots` runs this with LFR_TEST_SCREENSHOT=docs/console.png to refresh the picture of docs/alerts.md.
 """
 
 from __future__ import annotations

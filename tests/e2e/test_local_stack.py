@@ -157,7 +157,7 @@ def test_a_dead_stack_is_not_reported_up_and_a_new_one_starts(lfr):
 
 
 def test_a_stack_that_cannot_start_leaves_nothing_behind(lfr, tmp_path):
-    lfr.env["LFR_MATCH_TOP_K"] = "0"  # out of range: match refuses to start
+    lfr.env["LFR_MATCH_TOP_K"] = "5"  # a setting match no longer has: it refuses to start, naming it
     failed = lfr("stack", "up")
     assert failed.returncode == 1 and any(f"{n} exited" in failed.stderr for n in ("match", "match-1")), failed.stderr
     assert not (lfr.root / "stack.json").exists()

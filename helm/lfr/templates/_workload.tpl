@@ -102,10 +102,10 @@ spec:
             {{- end }}
             {{- end }}
             {{- if or (eq $name "match") (eq $name "deployments") }}
-            - name: {{ $prefix }}QDRANT_URL
+            - name: LFR_WATCHLIST_QDRANT_URL
               value: {{ required "qdrant.url: the Qdrant server (watchlists must outlive pods; match replicas share them)" $root.Values.qdrant.url | quote }}
             {{- /* The janitor drops collections of no open deployment: releases sharing a server need their own prefix. */}}
-            - name: {{ $prefix }}COLLECTION_PREFIX
+            - name: LFR_WATCHLIST_COLLECTION_PREFIX
               value: {{ printf "%s-" (include "lfr.fullname" $root) | quote }}
             {{- end }}
             {{- if $stream }}

@@ -1,4 +1,4 @@
-"""`make bench`: the figures behind the README's performance section. It prints; it asserts nothing.
+"""`make bench`: the figures behind docs/performance.md. It prints; it asserts nothing.
 
     python -m lfr_cli.bench [--only stages,tracks,embed,video,sealing,search,pipeline,replicas,catchup,fusion,
                                     enrolment,brokers]
@@ -151,7 +151,7 @@ def bench_tracks() -> dict:
     settings = DetectSettings.model_construct()
     detector = build_detector("yunet", MODELS / "yunet-2023mar.onnx", input_width=settings.input_width)
     policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
-    tracker, shots = Tracker(settings.track_max_age_s), ShotPolicy(settings.shot_interval_s, settings.shot_budget)
+    tracker, shots = Tracker(), ShotPolicy(settings.shot_interval_s, settings.shot_budget)
     frames = _frames(crowd_720p())
     step = 5  # 25 fps sampled at 5
     faces = embedded = 0

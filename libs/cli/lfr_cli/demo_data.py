@@ -26,7 +26,7 @@ def default_videos(data_dir: Path) -> list[str]:
     videos = [data_dir / "video" / ENROLLED_CLIPS[0], data_dir / "video" / CROWD_CLIP]
     missing = [str(v) for v in videos if not v.is_file()]
     if missing:
-        raise DemoDataMissing(f"demo videos not found: {', '.join(missing)} (set LFR_DATA_DIR; see README)")
+        raise DemoDataMissing(f"demo videos not found: {', '.join(missing)} (set LFR_DATA_DIR; see docs/data.md)")
     return [str(v) for v in videos]
 
 
@@ -44,7 +44,7 @@ def build_watchlist(data_dir: Path, dest: Path) -> Path:
         cv2.imwrite(str(folder / "enrolment.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
     labels = data_dir / "lfw" / "labels.csv"
     if not labels.is_file():
-        raise DemoDataMissing(f"{labels} not found (set LFR_DATA_DIR; see README)")
+        raise DemoDataMissing(f"{labels} not found (set LFR_DATA_DIR; see docs/data.md)")
     with labels.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["path"].endswith("_0001.jpg")][:FILLER_IDENTITIES]
     for row in rows:
@@ -58,7 +58,7 @@ def _frame_near_end(path: Path):
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
-            raise DemoDataMissing(f"cannot read {path} (set LFR_DATA_DIR; see README)")
+            raise DemoDataMissing(f"cannot read {path} (set LFR_DATA_DIR; see docs/data.md)")
         frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = capture.get(cv2.CAP_PROP_FPS) or 25
         capture.set(cv2.CAP_PROP_POS_FRAMES, max(0, frames - int(fps)))

@@ -1,4 +1,5 @@
-"""Settings tables of the READMEs (top level and each service), generated from the settings classes.
+"""Settings tables of docs/configuration.md (the shared settings) and of each service's README,
+generated from the settings classes.
 
 python -m lfr_cli.settings_doc          # rewrite the tables between the markers
 python -m lfr_cli.settings_doc --check  # exit 1 if a README is out of date (run by the tests)
@@ -16,29 +17,33 @@ BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
-    """(file, block name, settings class): the top-level README holds every table, each service's its own."""
-    from lfr_alert.settings import AlertSettings
-    from lfr_console.settings import ConsoleSettings
-    from lfr_deployments.settings import DeploymentsSettings
-    from lfr_detect.settings import DetectSettings
-    from lfr_embed.settings import EmbedSettings
-    from lfr_ingest.settings import IngestSettings
-    from lfr_match.settings import MatchSettings
-    from lfr_platform.settings import PlatformSettings
+def service_settings() -> dict[str, type[BaseSettings]]:
+    """Each service of lfr_platform.settings.SERVICES and its settings class (lfr_<name>.settings)."""
+    import importlib
 
-    services = {
-        "ingest": IngestSettings,
-        "detect": DetectSettings,
-        "embed": EmbedSettings,
-        "match": MatchSettings,
-        "alert": AlertSettings,
-        "deployments": DeploymentsSettings,
-        "console": ConsoleSettings,
-    }
-    docs = [(ROOT / "README.md", "platform", PlatformSettings)]
-    docs += [(ROOT / "README.md", name, cls) for name, cls in services.items()]
-    docs += [(ROOT / "services" / name / "README.md", "", cls) for name, cls in services.items()]
+    from lfr_platform.settings import SERVICES
+
+    out = {}
+    for name in SERVICES:
+        module = importlib.import_module(f"lfr_{name}.settings")
+        (cls,) = [
+            c
+            for c in vars(module).values()
+            if isinstance(c, type) and issubclass(c, BaseSettings) and c.__module__ == module.__name__
+        ]
+        out[name] = cls
+    return out
+
+
+def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
+    """(file, block name, settings class): docs/configuration.md holds the shared ones, each service's
+    README its own."""
+    from lfr_platform.settings import ModelSettings, PlatformSettings, WatchlistIndexSettings
+
+    configuration = ROOT / "docs" / "configuration.md"
+    docs = [(configuration, "platform", PlatformSettings)]
+    docs += [(configuration, "watchlist", WatchlistIndexSettings), (configuration, "model", ModelSettings)]
+    docs += [(ROOT / "services" / name / "README.md", "", cls) for name, cls in service_settings().items()]
     return docs
 
 
@@ -46,6 +51,8 @@ def table(cls: type[BaseSettings]) -> str:
     prefix = cls.model_config.get("env_prefix", "")
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in cls.model_fields.items():
+        if isinstance(field.default_factory, type) and issubclass(field.default_factory, BaseSettings):
+            continue  # a shared block: a table of its own
         default = field.default_factory() if field.default_factory else field.default
         shown = "" if default is None else f"`{default}`"
         rows.append(f"| `{prefix}{name.upper()}` | {shown} | {field.description or ''} |")

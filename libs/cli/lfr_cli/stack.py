@@ -25,10 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lfr_platform.auth import ROLES
+from lfr_platform.settings import SERVICES as ALL_SERVICES
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("deployments", "detect", "embed", "match", "alert", "console", "ingest")
+# Every service (lfr_platform.settings.SERVICES), in the order the stack starts them: the control
+# plane first, ingest last (its cameras stream into a pipeline that is ready).
+SERVICES = tuple(sorted(ALL_SERVICES, key=lambda s: (s != "deployments", s == "ingest")))
 # Stages that run as several processes on the local stack (one consumer group, partitions shared).
 # Each match replica holds its own copy of the watchlists (docs/decisions/0011); the first alert
 # replica serves the AlertService on the stack's address, the others on ports of their own.

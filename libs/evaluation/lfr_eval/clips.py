@@ -53,20 +53,22 @@ class Faces:
 def live_policies() -> dict:
     """The live defaults that decide which faces a clip yields: part of the cache key."""
     from lfr_detect.settings import DetectSettings
+    from lfr_faces.frames import JPEG_QUALITY
+    from lfr_faces.tracking import TRACK_MAX_AGE_S, TRACKS_PER_CAMERA
     from lfr_ingest.settings import CameraSettings, IngestSettings
 
     detect = DetectSettings.model_construct()
     ingest = IngestSettings.model_construct()
     return {
         "fps": CameraSettings.model_fields["fps"].default,
-        "jpeg_quality": ingest.jpeg_quality,
+        "jpeg_quality": JPEG_QUALITY,
         "max_width": ingest.max_width,
         "min_face_px": detect.min_face_px,
         "min_sharpness": detect.min_sharpness,
         "min_score": detect.min_score,
         "input_width": detect.input_width,
-        "track_max_age_s": detect.track_max_age_s,
-        "track_max_per_camera": detect.track_max_per_camera,
+        "track_max_age_s": TRACK_MAX_AGE_S,
+        "track_max_per_camera": TRACKS_PER_CAMERA,
     }
 
 

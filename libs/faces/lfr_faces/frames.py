@@ -7,6 +7,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# The JPEG quality of a published frame: what the detector, the calibration and the video evaluation saw.
+JPEG_QUALITY = 90
+
 
 class Sampler:
     """Keeps frames at a target rate from a source of a given timeline.

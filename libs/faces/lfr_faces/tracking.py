@@ -139,11 +139,20 @@ class CameraTracks:
         return track
 
 
+# A track not seen for this long (capture time) ends: at 5 fps, 10 frames without the face (a turned
+# head, someone passing in front); the next sighting starts a new track (decision 0007).
+TRACK_MAX_AGE_S = 2.0
+# Live tracks per camera at most (the stalest end first): far more people than a camera sees at once.
+TRACKS_PER_CAMERA = 256
+
+
 class Tracker:
     """Tracks per camera, bounded: at most `max_tracks` per camera, and a camera silent for
     `camera_idle_s` of capture time is forgotten (its tracks end)."""
 
-    def __init__(self, max_age_s: float = 2.0, max_tracks: int = 256, camera_idle_s: float = 60.0) -> None:
+    def __init__(
+        self, max_age_s: float = TRACK_MAX_AGE_S, max_tracks: int = TRACKS_PER_CAMERA, camera_idle_s: float = 60.0
+    ) -> None:
         # Track ids start with this process's own random prefix: a restart or a rebalance starts new
         # tracks and can never continue (merge into) a track of another process.
         self.prefix = uuid.uuid4().hex[:8]

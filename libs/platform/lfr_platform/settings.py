@@ -1,8 +1,11 @@
 """Settings shared by every service, and the check that rejects misspelt LFR_* variables.
 
 Each service has its own settings class with the prefix `LFR_<SERVICE>_`; what all of them need
-(broker, Redis, topic and key namespaces, logging) lives here under the plain `LFR_` prefix. Both
-are loaded once in the service's `__main__` and passed down.
+(broker, Redis, topic and key namespaces, logging) lives here under the plain `LFR_` prefix, and so
+do the blocks of values that several services must agree on, declared once: the watchlist index
+(`LFR_WATCHLIST_*`: deployments writes it, match searches it) and the face model (`LFR_MODEL_*`: embed
+computes vectors with it, deployments enrols with it). All are loaded once in the service's
+`__main__` and passed down.
 """
 
 from __future__ import annotations
@@ -15,10 +18,45 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("ingest", "detect", "embed", "match", "alert", "console")
+# The services, each `services/<name>/` with its package `lfr_<name>`: the one list the settings check,
+# the local stack and the docs generator read.
+SERVICES = ("deployments", "ingest", "detect", "embed", "match", "alert", "console")
 # Variables read by tools around the services (the Makefile, the tests, the CLI), not by them.
 _NON_SERVICE_VARIABLES = frozenset({"LFR_DATA_DIR"})
 _NON_SERVICE_PREFIXES = ("LFR_TEST_", "LFR_CLI_")
+
+
+class WatchlistIndexSettings(BaseSettings):
+    """Where the watchlists are kept: read by the deployments service (which writes them) and match
+    (which searches them), so that both always name the same index."""
+
+    model_config = SettingsConfigDict(env_prefix="LFR_WATCHLIST_", extra="ignore", hide_input_in_errors=True)
+
+    qdrant_url: str | None = Field(
+        None,
+        description="Qdrant server holding every watchlist (match replicas share it); unset: the embedded engine "
+        "(qdrant-edge), the deployments service's copy and each match replica's copy built from the watchlist log",
+    )
+    qdrant_api_key: str | None = Field(None, repr=False, description="API key of the Qdrant server, if it needs one")
+    collection_prefix: str = Field(
+        "lfr-",
+        description="Qdrant server collections are named <prefix><deployment>; installations sharing a server "
+        "need different prefixes (the janitor drops collections of no open deployment under its prefix)",
+    )
+    hnsw_ef: int = Field(
+        256, ge=8, description="HNSW search breadth; 256 made every match decision equal exact search at 200k"
+    )
+
+
+class ModelSettings(BaseSettings):
+    """The face recognition model: read by embed (which computes the vectors searched) and the
+    deployments service (which enrols with it), so that both always run the same one."""
+
+    model_config = SettingsConfigDict(env_prefix="LFR_MODEL_", extra="ignore", protected_namespaces=())
+
+    embedder: str = Field("sface", description="Preprocessing preset of the model (known: sface, arcface)")
+    file: Path | None = Field(None, description="ONNX file; default: the models folder's SFace")
+    id: str | None = Field(None, description="Id written with every vector; default: the file's stem")
 
 
 class PlatformSettings(BaseSettings):
@@ -49,7 +87,6 @@ class PlatformSettings(BaseSettings):
         description="Longest a fetch waits at the broker for new records: on tansu it is the latency each "
         "stage adds (it answers when the wait expires); 500, the client's default, doubled capture-to-alert",
     )
-    kafka_batch_max_records: int = Field(16, ge=1, description="Most records a stage takes in one batch")
     topic_prefix: str = Field("", description="Prefix of every topic name (one namespace per installation)")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the topics the system creates")
     topic_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")
@@ -91,6 +128,9 @@ class PlatformSettings(BaseSettings):
     auth_tokens_file: Path | None = Field(
         None, description="JSON file with the same list (a mounted Kubernetes secret); re-read when it changes"
     )
+    # The shared blocks, each read from its own variables (LFR_WATCHLIST_*, LFR_MODEL_*).
+    watchlist: WatchlistIndexSettings = Field(default_factory=WatchlistIndexSettings, exclude=True)
+    model: ModelSettings = Field(default_factory=ModelSettings, exclude=True)
 
     @field_validator("auth_tokens")
     @classmethod
@@ -142,13 +182,18 @@ def unknown_variables(
     """LFR_* variables that none of `settings_classes` reads and that belong to no other service."""
     environ = os.environ if environ is None else environ
     known: set[str] = set(_NON_SERVICE_VARIABLES)
-    for cls in settings_classes:
+    for cls in (*settings_classes, *SHARED_BLOCKS):
         prefix = cls.model_config.get("env_prefix", "")
         known.update(f"{prefix}{name}".upper() for name in cls.model_fields)
     others = tuple(f"LFR_{s.upper()}_" for s in SERVICES if s != service) + _NON_SERVICE_PREFIXES
     return sorted(
         name for name in environ if name.startswith("LFR_") and name not in known and not name.startswith(others)
     )
+
+
+# Every service knows the shared blocks' variables, used or not: an environment the services share
+# may set them (a misspelt one is still refused, by every service).
+SHARED_BLOCKS: tuple[type[BaseSettings], ...] = (WatchlistIndexSettings, ModelSettings)
 
 
 class UnknownSettingError(ValueError):

@@ -37,6 +37,8 @@ from lfr_platform.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
+# Most records a stage takes in one batch: embed runs its model once per batch (16 faces fill a run).
+BATCH_MAX_RECORDS = 16
 
 
 class TransientError(Exception):
@@ -137,9 +139,7 @@ class StageRunner(Generic[M]):
         try:
             while True:
                 honour_cancellation()
-                batches = await self._consumer.getmany(
-                    timeout_ms=500, max_records=self.settings.kafka_batch_max_records
-                )
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=BATCH_MAX_RECORDS)
                 for tp, records in batches.items():
                     await self._process(tp, records)
                 await self._report_lag()

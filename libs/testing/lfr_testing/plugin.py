@@ -95,7 +95,7 @@ def platform(
 def data_dir() -> Path:
     path = Path(os.environ.get("LFR_DATA_DIR", _repo_root().parent / "shared" / "data"))
     if not (path / "lfw" / "labels.csv").is_file():
-        pytest.fail(f"face data not found at {path}: set LFR_DATA_DIR (see README, 'Test data')")
+        pytest.fail(f"face data not found at {path}: set LFR_DATA_DIR (see docs/data.md)")
     return path
 
 

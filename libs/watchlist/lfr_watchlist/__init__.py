@@ -100,3 +100,20 @@ def search_for_decision(
     if hits and threshold - margin <= hits[0].score < threshold:
         return index.search(deployment_id, vector, k, exact=True)
     return hits
+
+
+def open_index(settings, data_dir) -> WatchlistIndex:
+    """The index `settings` (lfr_platform.settings.WatchlistIndexSettings) name: the Qdrant server at
+    its URL, or the embedded engine with its shards under `data_dir`."""
+    if settings.qdrant_url:
+        from lfr_watchlist.server import ServerIndex
+
+        return ServerIndex.connect(
+            settings.qdrant_url,
+            settings.qdrant_api_key,
+            collection_prefix=settings.collection_prefix,
+            hnsw_ef=settings.hnsw_ef,
+        )
+    from lfr_watchlist.edge import EdgeIndex
+
+    return EdgeIndex(data_dir, hnsw_ef=settings.hnsw_ef)

@@ -24,6 +24,9 @@ from lfr_platform.http import Health, HttpServer
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 
+# Largest request the page accepts (413 beyond): a decision or a sign-in is a few hundred bytes.
+MAX_BODY_BYTES = 16 * 1024
+
 log = logging.getLogger(__name__)
 
 _ALERT_SERVICE = "lfr.v1.AlertService"
@@ -139,7 +142,7 @@ def build(
         feed=feed,
         connect=connect,
         secure_cookies=settings.behind_tls_proxy or settings.web_tls_cert_file is not None,
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=MAX_BODY_BYTES,
     )
     server = WebServer(console, settings, health)
     return ConsoleShell(

@@ -33,5 +33,4 @@ class ConsoleSettings(BaseSettings):
         description="File with 32 random bytes sealing the tokens held in sessions; unset: one per process "
         "(sessions then end when the console restarts and are not shared by replicas)",
     )
-    max_body_bytes: int = Field(16 * 1024, ge=1024, description="Larger requests are refused (413)")
     refresh_s: float = Field(2.0, gt=0, description="How often the page's data sources are checked")

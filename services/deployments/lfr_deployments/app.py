@@ -34,15 +34,16 @@ from lfr_platform.rpc import GrpcServer
 from lfr_platform.runtime import StartRefused
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
-from lfr_watchlist import WatchlistIndex
-from lfr_watchlist.edge import EdgeIndex
-from lfr_watchlist.server import ServerIndex
+from lfr_watchlist import WatchlistIndex, open_index
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = deployments_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name
 
 
+# An enrolment photo this similar to one already enrolled is the same photo (re-encoded, cropped): two
+# photos of one person taken on different occasions score well under it (docs/evaluation.md).
+DUPLICATE_SIMILARITY = 0.95
 # Photos of one subject scoring below the threshold at which 1 in 100 pairs of different people score
 # are refused as two people (subject_mismatch): on LFW, 98.7% of photos of one person taken on other
 # occasions score above it (0.30 for SFace; docs/evaluation.md).
@@ -63,17 +64,6 @@ def threshold_policy(settings: DeploymentsSettings, model_id: str) -> ThresholdP
         settings.threshold_floor if settings.threshold_floor is not None else calib.threshold_floor,
         calib.lowest_threshold_at_fmr(SUBJECT_MISMATCH_FMR),
     )
-
-
-def build_index(settings: DeploymentsSettings) -> WatchlistIndex:
-    if settings.qdrant_url:
-        return ServerIndex.connect(
-            settings.qdrant_url,
-            settings.qdrant_api_key,
-            collection_prefix=settings.collection_prefix,
-            hnsw_ef=settings.hnsw_ef,
-        )
-    return EdgeIndex(settings.data_dir, hnsw_ef=settings.hnsw_ef)
 
 
 class ControlPlane:
@@ -151,14 +141,14 @@ def build(
         )
     if embedder is None:
         embedder = build_embedder(
-            settings.embedder,
-            Path(settings.embedder_model or model_path(platform.models_dir, SFACE)),
-            model_id=settings.model_id,
+            platform.model.embedder,
+            Path(platform.model.file or model_path(platform.models_dir, SFACE)),
+            model_id=platform.model.id,
         )
     metrics.MODEL_INFO.labels("enrolment-embedder", embedder.model_id, embedder.provider).set(1)
     policy = threshold_policy(settings, embedder.model_id)
     log.info("thresholds for %s: default %.3f, floor %.3f", policy.model_id, policy.default, policy.floor)
-    index = index or build_index(settings)
+    index = index or open_index(platform.watchlist, settings.data_dir)
     redis = redis or platform.redis_client()
     keys = RedisKeys(platform.redis_prefix)
     key_wrap = platform.key_wrap()
@@ -191,7 +181,7 @@ def build(
         policy=policy,
         default_size_limit=settings.watchlist_size_limit,
         max_size_limit=settings.watchlist_size_max,
-        duplicate_similarity=settings.enrol_duplicate_similarity,
+        duplicate_similarity=DUPLICATE_SIMILARITY,
         max_duration_h=settings.max_duration_h,
         max_concurrent_enrolments=settings.enrol_max_concurrent,
     )

@@ -17,23 +17,11 @@ class DeploymentsSettings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="Port of the DeploymentService (gRPC)")
     grpc_tls_cert_file: Path | None = Field(None, description="PEM certificate: serve gRPC over TLS")
     grpc_tls_key_file: Path | None = Field(None, description="PEM private key of the certificate")
-    # --- watchlist index
-    qdrant_url: str | None = Field(
-        None, description="Qdrant server URL; unset: the embedded engine (qdrant-edge) under data_dir"
-    )
-    qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server, if it needs one")
-    collection_prefix: str = Field(
-        "lfr-",
-        description="Qdrant server collections are named <prefix><deployment>; installations sharing a server "
-        "need different prefixes (the janitor drops collections of no open deployment under its prefix)",
-    )
+    # --- its copy of the watchlists (the index itself: LFR_WATCHLIST_*, lfr_platform.settings)
     data_dir: Path = Field(
         Path("var/deployments"),
         description="Embedded engine: this service's copy of each watchlist (duplicate checks, counts), a shard "
         "folder per deployment",
-    )
-    hnsw_ef: int = Field(
-        256, ge=8, description="HNSW search breadth; 256 made every match decision equal exact search at 200k"
     )
     # --- thresholds (see docs/evaluation.md)
     default_threshold: float | None = Field(
@@ -58,12 +46,9 @@ class DeploymentsSettings(BaseSettings):
         description="How long a close waits for each live match replica to report the deletion of its copy of the "
         "watchlist (the deletion report lists any that did not)",
     )
-    # --- enrolment: the models and the quality an enrolment photo must have
+    # --- enrolment: the detector and the quality an enrolment photo must have (the model: LFR_MODEL_*)
     detector: str = Field("yunet", description="Detector plugin used on enrolment photos")
     detector_model: Path | None = Field(None, description="ONNX file; default: the models folder's YuNet")
-    embedder: str = Field("sface", description="Embedder preset; must be the model the embed service runs")
-    embedder_model: Path | None = Field(None, description="ONNX file; default: the models folder's SFace")
-    model_id: str | None = Field(None, description="Model id; default: the embedder file's stem")
     enrol_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Larger enrolment files are rejected")
     enrol_max_pixels: int = Field(50_000_000, ge=4096, description="Images declaring more pixels are rejected")
     enrol_decode_max_side: int = Field(
@@ -76,6 +61,3 @@ class DeploymentsSettings(BaseSettings):
     enrol_min_sharpness: float = Field(40, ge=0, description="Least sharpness accepted for enrolment")
     enrol_max_yaw: float = Field(0.6, gt=0, le=1, description="Largest head turn accepted (0 frontal, 1 profile)")
     enrol_min_score: float = Field(0.7, gt=0, lt=1, description="Detector confidence needed to count a face")
-    enrol_duplicate_similarity: float = Field(
-        0.95, gt=0, le=1, description="An image this similar to an enrolled one is a duplicate"
-    )

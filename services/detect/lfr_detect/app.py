@@ -34,7 +34,7 @@ class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
         self.registry = registry
         self.settings = settings
         self.policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
-        self.tracker = Tracker(settings.track_max_age_s, settings.track_max_per_camera)
+        self.tracker = Tracker()
         self.shots = ShotPolicy(settings.shot_interval_s, settings.shot_budget)
 
     async def one(self, record: Admitted[frames_pb2.FrameCaptured]) -> Outcome:

@@ -26,10 +26,6 @@ class DetectSettings(BaseSettings):
         7680 * 4320, ge=64 * 64, description="Frames of more pixels (by their header) are dead-lettered"
     )
     intra_op_threads: int = Field(1, ge=1, description="onnxruntime threads; 1 is fastest on small machines")
-    track_max_age_s: float = Field(
-        2.0, gt=0, description="A track not seen for this long (capture time) ends; the next sighting starts a new one"
-    )
-    track_max_per_camera: int = Field(256, ge=1, description="Most live tracks per camera; the stalest end first")
     best_shots: bool = Field(
         True, description="Embed a track's shots as the shot policy chooses; false embeds every face (to compare)"
     )

@@ -75,11 +75,11 @@ def build(
     redis: aioredis.Redis | None = None,
 ) -> ServiceShell:
     if embedder is None:
-        path = settings.embedder_model or model_path(platform.models_dir, SFACE)
+        path = platform.model.file or model_path(platform.models_dir, SFACE)
         embedder = build_embedder(
-            settings.embedder,
+            platform.model.embedder,
             Path(path),
-            model_id=settings.model_id,
+            model_id=platform.model.id,
             max_batch=settings.max_batch,
             intra_op_threads=settings.intra_op_threads,
         )

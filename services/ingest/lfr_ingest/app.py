@@ -109,7 +109,6 @@ class Publisher:
         return CameraWorker(
             camera.settings,
             camera.queue,
-            jpeg_quality=self.settings.jpeg_quality,
             max_width=self.settings.max_width,
             reconnect_initial_s=self.settings.reconnect_initial_s,
             reconnect_max_s=self.settings.reconnect_max_s,

@@ -39,7 +39,6 @@ class IngestSettings(BaseSettings):
         description="Frames held per camera while the broker is slow; beyond it the oldest is dropped",
     )
     max_in_flight: int = Field(8, ge=1, description="Frames sent to the broker and not yet acknowledged")
-    jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of published frames")
     max_width: int = Field(1920, ge=0, description="Wider frames are scaled down to this width; 0 = never")
     reconnect_initial_s: float = Field(0.5, gt=0, description="First wait before reopening a failed source")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts")

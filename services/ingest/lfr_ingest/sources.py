@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 
-from lfr_faces.frames import Sampler, fit_width
+from lfr_faces.frames import JPEG_QUALITY, Sampler, fit_width
 from lfr_faces.images import encode_jpeg
 from lfr_ingest.capture import CapturedFrame, DropOldestQueue
 from lfr_ingest.settings import CameraSettings
@@ -32,7 +32,6 @@ class CameraWorker(threading.Thread):
         camera: CameraSettings,
         queue: DropOldestQueue,
         *,
-        jpeg_quality: int,
         max_width: int,
         reconnect_initial_s: float,
         reconnect_max_s: float,
@@ -43,7 +42,6 @@ class CameraWorker(threading.Thread):
         super().__init__(name=f"camera-{camera.camera_id}", daemon=True)
         self.camera = camera
         self.queue = queue
-        self.jpeg_quality = jpeg_quality
         self.max_width = max_width
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = reconnect_max_s
@@ -139,7 +137,7 @@ class CameraWorker(threading.Thread):
         frame = CapturedFrame(
             sequence=self._sequence,
             captured_at=captured_at,
-            jpeg=encode_jpeg(image, self.jpeg_quality),
+            jpeg=encode_jpeg(image, JPEG_QUALITY),
             width=image.shape[1],
             height=image.shape[0],
         )

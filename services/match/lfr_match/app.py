@@ -18,9 +18,7 @@ from lfr_platform.replicas import Replicas, replica_name
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.stage import StageRunner
-from lfr_watchlist import WatchlistIndex
-from lfr_watchlist.edge import EdgeIndex
-from lfr_watchlist.server import ServerIndex
+from lfr_watchlist import WatchlistIndex, open_index
 
 
 @dataclass
@@ -29,6 +27,13 @@ class MatchShell(ServiceShell):
 
     copy: WatchlistCopy | None = None
     handler: MatchHandler | None = None
+
+
+# Candidates searched per face: the decision needs the best; a few more show runner-ups.
+TOP_K = 5
+# A best score this close below the threshold is re-checked by exact search: HNSW disagreed with exact
+# search once in 1,000 near the threshold without it, never with it (decision 0001).
+EXACT_RECHECK_MARGIN = 0.05
 
 
 def build(
@@ -43,18 +48,13 @@ def build(
     registry = DeploymentRegistry(redis, keys, platform.key_wrap())
     copy: WatchlistCopy | None = None
     handler: MatchHandler | None = None
-    if index is None and settings.qdrant_url:
+    if index is None and platform.watchlist.qdrant_url:
         # The deployments service's collections, shared by every replica: nothing to copy.
-        index = ServerIndex.connect(
-            settings.qdrant_url,
-            settings.qdrant_api_key,
-            collection_prefix=settings.collection_prefix,
-            hnsw_ef=settings.hnsw_ef,
-        )
+        index = open_index(platform.watchlist, settings.data_dir)
         health = Health("kafka", "topics")
     else:
         left = empty(settings.data_dir) if index is None else []
-        index = index or EdgeIndex(settings.data_dir, hnsw_ef=settings.hnsw_ef)
+        index = index or open_index(platform.watchlist, settings.data_dir)
         health = Health("kafka", "topics", "watchlists")
         copy = WatchlistCopy(
             platform,
@@ -68,9 +68,9 @@ def build(
     handler = MatchHandler(
         index,
         registry,
-        settings.top_k,
-        settings.exact_recheck_margin,
-        TrackTemplates(settings.fusion, idle_s=settings.track_idle_s),
+        TOP_K,
+        EXACT_RECHECK_MARGIN,
+        TrackTemplates(),
     )
     runner = StageRunner("match", handler, platform, health)
 

@@ -80,12 +80,14 @@ async def test_faces_with_bad_landmarks_or_crops_are_dead_lettered(platform, dat
 
 async def test_a_replica_of_another_model_than_the_running_ones_is_refused_at_start(platform):
     from lfr_platform.runtime import StartRefused
+    from lfr_platform.settings import ModelSettings
 
     first = build(platform.model_copy(update={"replica_name": "embed-1"}), EmbedSettings(http_port=0))
     async with running(first):
+        another_model = ModelSettings(id="arcface-r100")
         other = build(
-            platform.model_copy(update={"replica_name": "embed-2"}),
-            EmbedSettings(http_port=0, model_id="arcface-r100"),
+            platform.model_copy(update={"replica_name": "embed-2", "model": another_model}),
+            EmbedSettings(http_port=0),
         )
         with pytest.raises(StartRefused, match="'arcface-r100', but the running replica 'embed-1' has 'sface-2021dec'"):
             async with running(other):
