@@ -81,12 +81,12 @@ demo: $(MODELS_OK) ## run the pipeline end to end: make demo [WATCHLIST=dir] [VI
 	$(BIN)/lfr demo $(if $(WATCHLIST),--watchlist "$(WATCHLIST)") $(if $(VIDEO),--video "$(VIDEO)")
 
 .PHONY: up
-up: $(MODELS_OK) ## start the local stack in the background (logs in var/stack); [VIDEO=... DEPLOYMENT=dep-...] [REPLICAS=n] [BROKER=noida-db]
+up: $(MODELS_OK) ## start the local stack in the background, supervised (logs in var/stack); [VIDEO=... DEPLOYMENT=dep-...] [REPLICAS=n] [BROKER=noida-db]
 	$(if $(BROKER),LFR_CLI_BROKER=$(BROKER)) $(BIN)/lfr stack up $(if $(VIDEO),--video "$(VIDEO)") $(if $(DEPLOYMENT),--deployment "$(DEPLOYMENT)") \
 	  $(if $(REPLICAS),--replicas $(REPLICAS))
 
 .PHONY: down
-down: ## stop the local stack started by `make up`
+down: ## close its open deployments, stop every process of the local stack, remove its data
 	@test -x $(BIN)/lfr && $(BIN)/lfr stack down || true
 
 .PHONY: test
@@ -116,7 +116,7 @@ screenshots: $(MODELS_OK) ## docs/console.png from a real run: the demo video's 
 
 .PHONY: bench
 bench: $(MODELS_OK) ## print throughput and latency figures (pipeline, per stage, watchlist search)
-	$(BIN)/python -m lfr_cli.bench
+	$(BIN)/python -m lfr_bench
 
 .PHONY: eval
 eval: $(MODELS_OK) ## evaluate the default model on the shared data, as reviewed (writes eval-out/; see docs/evaluation.md)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lfr_cli.stack import Stack
+from lfr_stack.stack import Stack
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import pytest
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
-from lfr_cli.client import DeploymentClient
 from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import AUDIT_RECORDED
+from lfr_contracts.clients import DeploymentClient
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, read
 

@@ -20,12 +20,13 @@ import yaml
 from lfr.v1 import alerts_pb2 as apb
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
-from lfr_cli.client import AlertClient, DeploymentClient
 from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
+from lfr_contracts.clients import AlertClient, DeploymentClient
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, produce, read
-from lfr_testing.prometheus import Prometheus, PrometheusError
+from lfr_testing.prometheus import Prometheus
+from lfr_testing.stack import eventually  # a PrometheusError is an AssertionError: retried too
 
 pytestmark = pytest.mark.e2e
 
@@ -35,17 +36,6 @@ DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 # Strangers of the crowd clip score up to 0.25-0.33 against the demo watchlist: at 0.20 about 15 alert,
 # which is what an officer adjudicates false. The enrolled person scores 0.99.
 LOW_THRESHOLD = 0.20
-
-
-def eventually(check, timeout_s: float, interval_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return check()
-        except (AssertionError, PrometheusError) as exc:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not true within {timeout_s}s: {exc}") from exc
-            time.sleep(interval_s)
 
 
 def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stack, tmp_path, data_dir):
@@ -78,7 +68,8 @@ def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stac
     ]
     # Prometheus runs before anything happens, as in production: it sees every counter at 0 first,
     # so that increase() and the recording rules count the first face and the first decision.
-    prometheus = Prometheus(tmp_path / "prometheus", dict(state.http_ports), RULES)
+    ports = {name: stack.http_port(name) for name in state.processes if name not in ("broker", "redis")}
+    prometheus = Prometheus(tmp_path / "prometheus", ports, RULES)
     try:
         d = f'deployment_id="{deployment_id}"'
 
@@ -89,7 +80,7 @@ def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stac
         eventually(scraped, timeout_s=60)
         stack.start_service("ingest", cameras=cameras, van_id="van-1")
         stack.wait_ready(("ingest",), 60)
-        prometheus.scrape("ingest", state.http_ports["ingest"])
+        prometheus.scrape("ingest", stack.http_port("ingest"))
         _decide_and_check(stack, state, prometheus, deployments, officer, supervisor, deployment_id)
     finally:
         prometheus.stop()
@@ -158,7 +149,7 @@ def _decide_and_check(stack, state, prometheus, deployments, officer, supervisor
         assert prometheus.value('sum(lfr_messages_dead_lettered_total{reason="malformed_message"})') >= 1
 
     eventually(counted, timeout_s=60)
-    _metric_names_pass_promtool(state.http_ports)
+    _metric_names_pass_promtool({n: stack.http_port(n) for n in state.processes if n not in ("broker", "redis")})
     jobs = ("deployments", "detect", "embed", "match", "alert", "ingest")
     assert prometheus.targets_up() == dict.fromkeys(jobs, True)
     _every_dashboard_query_runs(prometheus, deployment_id)

@@ -80,7 +80,7 @@ def test_bad_arguments_exit_2_with_a_clear_message_and_start_nothing(
 
 
 def test_a_live_stream_is_streamed_for_the_given_time_then_closed(tmp_path, data_dir, models_dir):
-    from lfr_cli.stack import free_port, stop_process, wait_for_port
+    from lfr_stack.processes import free_port, stop_process, wait_for_port
 
     port = free_port()
     camera = subprocess.Popen(

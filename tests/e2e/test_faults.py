@@ -1,32 +1,29 @@
-"""Faults proved by killing things: every stage SIGKILLed mid-stream and restarted, and the stack's
-Redis killed and restarted. Nothing of a deployment may be lost, and nothing is published twice."""
+"""Faults proved by killing things: every stage SIGKILLed mid-stream (the stack's supervisor starts it
+again), and the stack's Redis killed and started again. Nothing of a deployment may be lost, and
+nothing is published twice."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import time
-import urllib.request
 from collections import Counter
-from urllib.parse import urlparse
+from functools import partial
 
 import grpc
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
-from lfr_cli.client import DeploymentClient
-from lfr_cli.stack import Stack, start_broker, start_redis
 from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import ALERTS_RAISED, AUDIT_RECORDED, FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED
+from lfr_contracts.clients import DeploymentClient
 from lfr_platform.registry import RedisKeys
 from lfr_platform.settings import PlatformSettings
+from lfr_stack.stack import Stack, total
 from lfr_testing.kafka import decoded, read
-from lfr_testing.stack import eventually, scraped
+from lfr_testing.stack import drained, eventually, grown, scraped
 
 pytestmark = pytest.mark.e2e
 
@@ -55,13 +52,10 @@ def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[Deployme
     return client, deployment_id
 
 
-def _restart_redis(stack: Stack, state) -> None:
-    """Redis started again on its port, from its folder, with its password (as a supervisor such as
-    systemd or Kubernetes restarts it), and waited for until it answers (LOADING is an error until
-    its append-only file is read)."""
-    url = urlparse(state.redis_url)
-    process, _ = start_redis(stack.log_dir, data_dir=stack.root / "redis", password=url.password, port=url.port)
-    stack.processes["redis"] = process
+def _redis_back(stack: Stack, state) -> None:
+    """Redis started again by the supervisor, on its port, from its folder, with its password, and
+    waited for until it answers (LOADING is an error until its append-only file is read)."""
+    stack.resume("redis")
     client = redis.Redis.from_url(state.redis_url)
 
     def answers():
@@ -74,10 +68,19 @@ def _restart_redis(stack: Stack, state) -> None:
     client.close()
 
 
-def _kill(stack: Stack, name: str) -> None:
-    process = stack.processes[name]
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(10)
+def _killed_and_back(stack: Stack, name: str) -> None:
+    """SIGKILL, as a crash: the supervisor starts the process again, which must come back ready."""
+    killed = stack.kill(name)
+
+    def back():
+        assert stack.pid(name) not in (None, killed) and stack.ready(name), f"{name} not back yet"
+
+    eventually(back, timeout_s=120)
+
+
+def _in_redis_file(stack: Stack, text: str) -> None:
+    written = b"".join(f.read_bytes() for f in (stack.root / "redis").rglob("*.aof*") if f.is_file())
+    assert text.encode() in written, "not in Redis's append-only file yet"
 
 
 def test_every_stage_killed_mid_stream_the_alert_still_comes_once_per_revision(stack, tmp_path, data_dir):
@@ -90,10 +93,10 @@ def test_every_stage_killed_mid_stream_the_alert_still_comes_once_per_revision(s
     stack.start_service("ingest", cameras=[camera])
     stack.wait_ready(("ingest",), 60)
     for name in ("detect", "embed", "match", "alert"):
-        time.sleep(3)  # mid-stream: records of the clip are on every topic
-        _kill(stack, name)
-        stack.start_service(name)
-        stack.wait_ready((name,), 120)
+        # Mid-stream: the stage is taking records of the clip when it is killed.
+        seen = total(stack.scrape(name), "lfr_messages_consumed_total")
+        eventually(partial(grown, stack, name, "lfr_messages_consumed_total", by=1, since=seen), timeout_s=120)
+        _killed_and_back(stack, name)
 
     def alerted():
         raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
@@ -101,7 +104,7 @@ def test_every_stage_killed_mid_stream_the_alert_still_comes_once_per_revision(s
 
     eventually(alerted, timeout_s=240)
     stack.stop_service("ingest")
-    time.sleep(5)  # what was in flight reaches the topic
+    eventually(lambda: drained(stack), timeout_s=120)  # what was in flight reaches the topic
     raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, settle_s=2)))
     revisions = Counter((a.alert_id, a.revision) for a in raised)
     assert revisions and max(revisions.values()) == 1, [k for k, n in revisions.items() if n > 1]
@@ -112,14 +115,14 @@ def test_redis_killed_and_restarted_loses_no_deployment(stack, tmp_path, data_di
     state = stack.start(services=("deployments",))
     client, deployment_id = _deployment(state, data_dir, tmp_path)
     before = client.get(deployment_id)
-    time.sleep(1.5)  # appendfsync everysec: what was written a second ago is on disk
+    eventually(lambda: _in_redis_file(stack, deployment_id), timeout_s=10)  # appendfsync everysec
 
-    _kill(stack, "redis")
+    stack.halt("redis", abruptly=True)  # SIGKILL, and kept down until resumed
     # While Redis is down the API says so, with a code a client retries on.
     with pytest.raises(grpc.RpcError) as down:
         client.get(deployment_id)
     assert down.value.code() == grpc.StatusCode.UNAVAILABLE and "Redis" in down.value.details()
-    _restart_redis(stack, state)
+    _redis_back(stack, state)
     # The service's next calls work at once: its pooled connections to the old process are broken, and
     # its client retries a command on a new connection (lfr_platform.settings.redis_client).
     after = client.get(deployment_id)
@@ -131,7 +134,8 @@ def test_redis_killed_and_restarted_loses_no_deployment(stack, tmp_path, data_di
     again = list(client.enrol(deployment_id, iter_messages([item])))
     assert again[0].status in (pb.ENROL_STATUS_ENROLLED, pb.ENROL_STATUS_REJECTED)
     assert again[0].status == pb.ENROL_STATUS_ENROLLED or again[0].reason == pb.REJECTION_REASON_DUPLICATE
-    time.sleep(3)  # several janitor sweeps (1 s apart on the local stack)
+    sweeps = total(stack.scrape("deployments"), "lfr_janitor_sweeps_total")
+    eventually(lambda: grown(stack, "deployments", "lfr_janitor_sweeps_total", by=3, since=sweeps), timeout_s=30)
     platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
     events = {
         a.event for a in decoded(AUDIT_RECORDED, asyncio.run(read(platform, AUDIT_RECORDED, count=2, settle_s=1)))
@@ -168,9 +172,7 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
     def photos_with_redis_going_away():
         for i, message in enumerate(iter_messages(items)):
             if i == 6:  # photos 0-5 sent; some are being enrolled now
-                process = stack.processes.pop("redis")
-                process.send_signal(signal.SIGTERM)  # a restart: Redis writes its append-only file and exits
-                process.wait(10)
+                stack.halt("redis")  # a restart: Redis writes its append-only file and exits
             yield message
 
     first: list[pb.EnrolWatchlistResponse] = []
@@ -178,12 +180,12 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
         first.extend(client.enrol(deployment_id, photos_with_redis_going_away()))
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value.details()
     acknowledged = {r.client_ref for r in first if r.status == pb.ENROL_STATUS_ENROLLED}
-    _restart_redis(stack, state)
+    _redis_back(stack, state)
     assert client.get(deployment_id).enrolled_images == len(acknowledged)
 
     def index_agrees():  # what the janitor counts in the index, and match in its copy, every second
         for service in ("deployments", "match"):
-            entries = scraped(state.http_ports[service], "lfr_watchlist_entries", deployment_id=deployment_id)
+            entries = scraped(stack.http_port(service), "lfr_watchlist_entries", deployment_id=deployment_id)
             assert entries == len(acknowledged), (service, entries, len(acknowledged))
 
     eventually(index_agrees, timeout_s=30)
@@ -245,19 +247,15 @@ def test_on_noida_db_kcat_reads_alerts_a_broker_restart_loses_none_and_frames_go
         # The broker restarted on its port and folder: what it acknowledged is there. (Stopped, not
         # SIGKILLed: noida-db writes its snapshot about every second, and a SIGKILL loses what it took
         # in the last second; docs/decisions/0009.)
-        port = int(bootstrap.rsplit(":", 1)[1])
-        stack.stop_service("broker")
-        process, _ = start_broker(stack.log_dir, "noida-db", stack.root / "broker", port=port)
-        stack.processes["broker"] = process
+        stack.halt("broker")
+        stack.resume("broker")
         after = eventually(alerts_by_kcat, timeout_s=60)
         assert len(after) >= len(before)
 
         # ... and the pipeline goes on through it: the clip's frames end up scanned and counted.
         def camera_finished():
-            with urllib.request.urlopen(f"http://127.0.0.1:{state.http_ports['ingest']}/metrics", timeout=5) as r:
-                families = text_string_to_metric_families(r.read().decode())
-            finished = [s.value for f in families if f.name == "lfr_camera_finished" for s in f.samples]
-            assert finished == [1.0], finished
+            finished = scraped(stack.http_port("ingest"), "lfr_camera_finished")
+            assert finished == 1.0, finished
             report = client.report(deployment_id)
             assert report.faces_scanned > 0 and report.outcomes.alerts >= 1
 

@@ -1,7 +1,8 @@
-"""The local stack as the README drives it, through the `lfr` command in processes: `lfr stack up`,
-a deployment with a camera, enrolment, `lfr stack up --video ... --deployment ...`, `lfr alert
-list`, `lfr alert adjudicate`, `lfr deployment close`, `lfr deployment report --json`,
-`lfr stack down`; and the stack's own reliability (every pid kept, a failed or dead stack cleaned)."""
+"""The local stack as a user drives it, through the `lfr` command in processes: `lfr stack up`, a
+deployment with a camera, enrolment, `lfr stack up --video ... --deployment ...`, `lfr alert list`,
+`lfr alert adjudicate`, `lfr deployment close`, `lfr deployment report --json`, `lfr stack down`; and
+the stack's own reliability: supervised (a killed process comes back by itself, the deployment kept),
+never two stacks at once, and `down` leaves no process whatever happened to the state file."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from lfr_cli import demo_data
-from lfr_cli.stack import StackState, default_replicas, pid_alive, replica_names, service_of
+from lfr_stack.processes import marked_processes, pid_alive
+from lfr_stack.state import StackState
+from lfr_stack.supervisor import Supervisor
+from lfr_stack.wiring import default_replicas, replica_names, service_of
+from lfr_testing.stack import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +49,22 @@ class Lfr:
         assert state is not None
         return state
 
+    def pids(self) -> dict[str, int | None]:
+        """Each process of the stack and its pid now (None between a death and its restart)."""
+        supervisor = Supervisor(self.root)
+        return {name: supervisor.pid(name) for name in self.state().processes}
+
+    def alerts(self, deployment_id: str, subject_id: str) -> dict:
+        """The subject's alert, once `lfr alert list` shows it."""
+
+        def listed():
+            out = self.ok("alert", "list", "--deployment", deployment_id, "--json")
+            found = [a for a in map(json.loads, out.splitlines()) if a["subject_id"] == subject_id]
+            assert found, f"no alert for {subject_id} yet"
+            return found[0]
+
+        return eventually(listed, timeout_s=180, interval_s=1)
+
 
 @pytest.fixture
 def lfr(tmp_path, data_dir, models_dir):
@@ -57,15 +77,15 @@ def lfr(tmp_path, data_dir, models_dir):
 
 def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, data_dir):
     lfr.ok("stack", "up")
-    first = lfr.state()
+    first = lfr.pids()
     # The stages run one replica per core by default (detect-1, detect-2, ... on 2 cores).
-    assert {service_of(name) for name in first.pids} == {
+    assert {service_of(name) for name in first} == {
         "broker", "redis", "deployments", "detect", "embed", "match", "alert", "console", "ingest"
     }  # fmt: skip
     for stage in ("detect", "embed", "match", "alert"):
-        assert sorted(n for n in first.pids if service_of(n) == stage) == replica_names(stage, default_replicas())
+        assert sorted(n for n in first if service_of(n) == stage) == replica_names(stage, default_replicas())
     again = lfr("stack", "up")  # a running stack is checked, and left as it is
-    assert again.returncode == 0 and "already up" in again.stderr and lfr.state().pids == first.pids
+    assert again.returncode == 0 and "already up" in again.stderr and lfr.pids() == first
 
     deployment_id = lfr.ok(
         "deployment", "create", "--name", "Op Harbour", "--purpose", "wanted persons", "--officer", "Supt. A",
@@ -75,22 +95,12 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
     video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
     lfr.ok("stack", "up", "--video", str(video), "--deployment", deployment_id)
-    repointed = lfr.state()
+    repointed = lfr.pids()
     # Re-pointing ingest keeps every other process, and `stack down` can still stop them all.
-    assert {k: v for k, v in repointed.pids.items() if k != "ingest"} == {
-        k: v for k, v in first.pids.items() if k != "ingest"
-    }
-    assert repointed.pids["ingest"] != first.pids["ingest"]
+    assert {k: v for k, v in repointed.items() if k != "ingest"} == {k: v for k, v in first.items() if k != "ingest"}
+    assert repointed["ingest"] != first["ingest"]
 
-    deadline = time.monotonic() + 180
-    while True:
-        alerts = [
-            json.loads(line) for line in lfr.ok("alert", "list", "--deployment", deployment_id, "--json").splitlines()
-        ]
-        if any(a["subject_id"] == "liveportrait-d0" for a in alerts) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    alert = next(a for a in alerts if a["subject_id"] == "liveportrait-d0")
+    alert = lfr.alerts(deployment_id, "liveportrait-d0")
     assert alert["state"] == "raised" and alert["camera_id"] == "cam-1" and alert["score"] >= alert["threshold"]
 
     decided = json.loads(
@@ -133,27 +143,103 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     lfr.ok("watchlist", "enrol", left_open, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
     # Every copy of its watchlist: the deployments service's, and each match replica's.
     assert (lfr.root / "deployments-data" / left_open).exists()
-    for replica in (n for n in first.pids if service_of(n) == "match"):
+    for replica in (n for n in first if service_of(n) == "match"):
         assert (lfr.root / "match-data" / replica / left_open).exists()
     stopped = lfr("stack", "down")
     assert stopped.returncode == 0 and f"closed and erased 1 open deployment(s): {left_open}" in stopped.stderr
     assert not (lfr.root / "stack.json").exists()
-    assert not any(pid_alive(pid) for pid in repointed.pids.values())
+    assert not any(pid_alive(pid) for pid in repointed.values() if pid) and marked_processes(lfr.root) == []
     assert not any((lfr.root / name).exists() for name in ("redis", "deployments-data", "match-data", "kek"))
+
+
+def test_a_killed_replica_comes_back_by_itself_and_the_stack_keeps_its_deployment(lfr, tmp_path, data_dir):
+    lfr.ok("stack", "up", "--replicas", "2")
+    deployment_id = lfr.ok(
+        "deployment", "create", "--name", "Op Restart", "--purpose", "wanted persons", "--officer", "Supt. A",
+        "--hours", "2", "--camera", "van-1/cam-1",
+    ).strip()  # fmt: skip
+    watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
+    lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    before = lfr.pids()
+    os.kill(before["match-1"], 9)
+
+    def back():
+        pid = lfr.pids()["match-1"]
+        assert pid is not None and pid != before["match-1"], "match-1 is not back yet"
+        assert json.loads(lfr.ok("stack", "status"))["services"]["match-1"]["ready"]
+
+    eventually(back, timeout_s=60)
+    assert {k: v for k, v in lfr.pids().items() if k != "match-1"} == {
+        k: v for k, v in before.items() if k != "match-1"
+    }
+    assert json.loads(lfr.ok("deployment", "get", deployment_id, "--json"))["state"] == "active"
+    # `make up VIDEO=... DEPLOYMENT=...` streams into the same stack: no second one.
+    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+    lfr.ok("stack", "up", "--video", str(video), "--deployment", deployment_id)
+    assert lfr.pids()["redis"] == before["redis"] and lfr.pids()["deployments"] == before["deployments"]
+    assert lfr.alerts(deployment_id, "liveportrait-d0")["camera_id"] == "cam-1"
+
+
+def test_redis_killed_then_up_with_a_camera_then_down_leaves_no_process(lfr, tmp_path, data_dir):
+    lfr.ok("stack", "up")
+    deployment_id = lfr.ok(
+        "deployment", "create", "--name", "Op Redis", "--purpose", "wanted persons", "--officer", "Supt. A",
+        "--hours", "2", "--camera", "van-1/cam-1",
+    ).strip()  # fmt: skip
+    eventually(lambda: _in_redis_file(lfr.root, deployment_id), timeout_s=10)  # written to its append-only file
+    before = lfr.pids()
+    os.kill(before["redis"], 9)
+    eventually(lambda: _answers(lfr, deployment_id), timeout_s=60)  # restarted, from its file
+    assert lfr.pids()["redis"] != before["redis"]
+    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+    up = lfr("stack", "up", "--video", str(video), "--deployment", deployment_id)
+    assert up.returncode == 0 and "ingest restarted" in up.stderr, up.stderr  # the same stack, re-pointed
+    assert {k: v for k, v in lfr.pids().items() if k not in ("redis", "ingest")} == {
+        k: v for k, v in before.items() if k not in ("redis", "ingest")
+    }
+    lfr.ok("stack", "down")
+    assert marked_processes(lfr.root) == [] and not (lfr.root / "stack.json").exists()
+
+
+def _in_redis_file(root: Path, deployment_id: str) -> None:
+    written = b"".join(f.read_bytes() for f in (root / "redis").rglob("*.aof*") if f.is_file())
+    assert deployment_id.encode() in written, "not in Redis's append-only file yet"
+
+
+def _answers(lfr: Lfr, deployment_id: str) -> None:
+    got = lfr("deployment", "get", deployment_id, "--json")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["deployment_id"] == deployment_id
+
+
+def test_down_finds_every_process_of_the_stack_whatever_happened_to_its_state_file(lfr):
+    lfr.ok("stack", "up", "--replicas", "1")
+    running = marked_processes(lfr.root)
+    assert len(running) >= 9  # the supervisor, broker, Redis and the seven services
+    (lfr.root / "stack.json").unlink()
+    lfr.ok("stack", "down")
+    assert marked_processes(lfr.root) == [] and not any(pid_alive(p) for p in running)
 
 
 def test_a_dead_stack_is_not_reported_up_and_a_new_one_starts(lfr):
     lfr.ok("stack", "up")
     state = lfr.state()
-    for pid in state.pids.values():  # as if the machine had rebooted: the state file outlived the processes
+    old = marked_processes(lfr.root)
+    # As if the machine had rebooted: every process gone, the state file left behind.
+    for pid in old:
         os.kill(pid, 9)
+    eventually(lambda: _none_alive(old), timeout_s=30)
     restarted = lfr("stack", "up")
     assert restarted.returncode == 0 and "not running any more" in restarted.stderr
     status = lfr("stack", "status")
     assert status.returncode == 0
     password = urlsplit(lfr.state().redis_url).password
     assert password and password not in status.stdout and ":***@" in status.stdout  # never on a screen
-    assert set(lfr.state().pids.values()).isdisjoint(state.pids.values())
+    assert set(marked_processes(lfr.root)).isdisjoint(old) and lfr.state().tokens != state.tokens
+
+
+def _none_alive(pids: list[int]) -> None:
+    assert not any(pid_alive(p) for p in pids)
 
 
 def test_a_stack_that_cannot_start_leaves_nothing_behind(lfr, tmp_path):
@@ -162,3 +248,43 @@ def test_a_stack_that_cannot_start_leaves_nothing_behind(lfr, tmp_path):
     assert failed.returncode == 1 and any(f"{n} exited" in failed.stderr for n in ("match", "match-1")), failed.stderr
     assert not (lfr.root / "stack.json").exists()
     assert lfr("stack", "status").returncode == 1
+    assert marked_processes(lfr.root) == []
+
+
+def _bench(cwd: Path, data_dir: Path, models_dir: Path, **env: str) -> subprocess.Popen:
+    """`make bench` (its embed section: a stack of the deployments service and detect), in `cwd`."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("LFR_KAFKA_", "LFR_REDIS_"))}
+    environ.update(LFR_DATA_DIR=str(data_dir), LFR_MODELS_DIR=str(models_dir), **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lfr_bench", "--only", "embed", "--seconds", "5"],
+        cwd=cwd,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_a_benchmark_killed_mid_section_leaves_no_process(tmp_path, data_dir, models_dir):
+    bench = _bench(tmp_path, data_dir, models_dir)
+    root = tmp_path / "var" / "bench" / "embed-stack"
+    try:
+
+        def stack_running():
+            assert len(marked_processes(root)) >= 4, "the benchmark's stack is not up yet"  # supervisor, broker, ...
+
+        eventually(stack_running, timeout_s=180)
+    finally:
+        bench.kill()  # SIGKILL: nothing of the benchmark runs its clean-up
+        bench.wait(30)
+
+    def all_gone():
+        assert marked_processes(root) == [], "processes of the benchmark's stack still run"
+
+    eventually(all_gone, timeout_s=60)
+
+
+def test_a_benchmark_that_fails_in_a_section_leaves_no_process(tmp_path, data_dir, models_dir):
+    bench = _bench(tmp_path, data_dir, models_dir, LFR_DETECT_MIN_SCORE="5")  # out of range: detect refuses
+    output, _ = bench.communicate(timeout=300)
+    assert bench.returncode != 0 and b"detect exited" in output, output[-2000:]
+    assert marked_processes(tmp_path / "var" / "bench" / "embed-stack") == []

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lfr.v1 import alerts_pb2 as pb
-from lfr_cli.client import AlertClient
+from lfr_contracts.clients import AlertClient
 from lfr_contracts.views import alert_json
 
 OUTCOMES = {

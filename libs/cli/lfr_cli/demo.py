@@ -10,22 +10,22 @@ import json
 import os
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
 from lfr_cli.alerts import AlertCollector
-from lfr_cli.client import DeploymentClient
-from lfr_cli.stack import Stack, StackError, external_infrastructure
 from lfr_cli.watchlist import WatchlistFolderError, iter_messages, scan
 from lfr_contracts import FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCHES_FOUND
+from lfr_contracts.clients import DeploymentClient
 from lfr_contracts.views import alert_json
-from lfr_ingest.sources import is_stream
+from lfr_faces.frames import is_stream
+from lfr_stack.infrastructure import external_infrastructure
+from lfr_stack.processes import StackError
+from lfr_stack.stack import Stack, total
 
 err = Console(stderr=True, soft_wrap=True)
 VAN = "van-demo"
@@ -136,7 +136,7 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
                 # A live stream never ends: stream for the given time, then stop the camera.
                 err.print(f"live source: streaming for {args.duration:g} s")
                 time.sleep(args.duration)
-                ingest_final = _scrape(stack, "ingest")
+                ingest_final = stack.scrape("ingest")
                 stack.stop_service("ingest")
             totals = _wait_drained(stack, len(cameras), collector, args.drain_timeout, ingest_final)
         finally:
@@ -157,26 +157,6 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
     return 0
 
 
-def _scrape(stack: Stack, service: str) -> dict[tuple[str, tuple], float]:
-    """A service's metrics, summed over its replicas."""
-    samples: dict[tuple[str, tuple], float] = {}
-    for name in stack.replicas(service):
-        port = stack.state.http_ports[name]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                samples[key] = samples.get(key, 0.0) + sample.value
-    return samples
-
-
-def _total(samples: dict, name: str, **labels: str) -> float:
-    return sum(
-        v for (n, lbl), v in samples.items() if n == name and all(dict(lbl).get(k) == w for k, w in labels.items())
-    )
-
-
 def _wait_drained(
     stack: Stack, cameras: int, collector: AlertCollector, timeout_s: float, ingest_final: dict | None = None
 ) -> dict:
@@ -195,37 +175,37 @@ def _wait_drained(
     deadline = time.monotonic() + timeout_s
     settled, previous = 0, None
     while time.monotonic() < deadline:
-        m = {name: _scrape(stack, name) for name in ("detect", "embed", "match", "alert")}
-        m["ingest"] = ingest_final if ingest_final is not None else _scrape(stack, "ingest")
-        done = ingest_final is not None or _total(m["ingest"], "lfr_camera_finished") >= cameras
+        m = {name: stack.scrape(name) for name in ("detect", "embed", "match", "alert")}
+        m["ingest"] = ingest_final if ingest_final is not None else stack.scrape("ingest")
+        done = ingest_final is not None or total(m["ingest"], "lfr_camera_finished") >= cameras
         counts = []
         for stage, topic, upstream in chain:
             name = topic.name(prefix)
-            consumed = _total(m[stage], "lfr_messages_consumed_total", topic=name)
-            handled = _total(m[stage], "lfr_message_processing_seconds_count", topic=name)
+            consumed = total(m[stage], "lfr_messages_consumed_total", topic=name)
+            handled = total(m[stage], "lfr_message_processing_seconds_count", topic=name)
             produced = (
-                _total(m["ingest"], "lfr_frames_published_total")
+                total(m["ingest"], "lfr_frames_published_total")
                 if upstream is None
-                else _total(m[upstream], "lfr_messages_produced_total", topic=name)
+                else total(m[upstream], "lfr_messages_produced_total", topic=name)
             )
             caught_up = consumed >= produced if upstream is None and ingest_final is not None else consumed == produced
             done = done and caught_up and handled == consumed
             counts.append(consumed)
         done = done and counts == previous
         previous = counts
-        alerts_out = _total(m["alert"], "lfr_messages_produced_total", topic=f"{prefix}alerts.raised.v1")
+        alerts_out = total(m["alert"], "lfr_messages_produced_total", topic=f"{prefix}alerts.raised.v1")
         done = done and collector.records >= alerts_out
         settled = settled + 1 if done else 0
         if settled >= 2:
             return {
-                "frames": int(max(_total(m["ingest"], "lfr_frames_captured_total"), counts[0])),
-                "frames_dropped": int(_total(m["ingest"], "lfr_frames_dropped_total")),
-                "faces": int(_total(m["detect"], "lfr_faces_detected_total")),
-                # Faces followed across frames: people's passes; only their best shots are embedded.
-                "tracks": int(_total(m["detect"], "lfr_tracks_started_total")),
-                "faces_embedded": int(_total(m["embed"], "lfr_faces_embedded_total")),
-                "faces_scanned": int(_total(m["match"], "lfr_faces_scanned_total")),
-                "matches": int(_total(m["match"], "lfr_matches_total")),
+                "frames": int(max(total(m["ingest"], "lfr_frames_captured_total"), counts[0])),
+                "frames_dropped": int(total(m["ingest"], "lfr_frames_dropped_total")),
+                "faces": int(total(m["detect"], "lfr_faces_detected_total")),
+                # Faces followed across frames: people's passes; a pass's shots are embedded, not every face.
+                "tracks": int(total(m["detect"], "lfr_tracks_started_total")),
+                "faces_embedded": int(total(m["embed"], "lfr_faces_embedded_total")),
+                "faces_scanned": int(total(m["match"], "lfr_faces_scanned_total")),
+                "matches": int(total(m["match"], "lfr_matches_total")),
             }
         time.sleep(0.5)
     raise StackError(f"the pipeline did not finish within {timeout_s}s; see {stack.log_dir}")

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_cli.client import DeploymentClient
 from lfr_cli.watchlist import iter_messages, scan
+from lfr_contracts.clients import DeploymentClient
 
 err = Console(stderr=True, soft_wrap=True)
 

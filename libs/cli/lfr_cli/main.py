@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 
 from lfr_cli import control_room, deployments
-from lfr_cli.stack import default_replicas
 from lfr_cli.watchlist import WatchlistFolderError
 from lfr_platform.auth import ROLES
+from lfr_stack.wiring import default_replicas
 
 STACK_DIR = Path(os.environ.get("LFR_CLI_STACK_DIR", "var/stack"))
 
@@ -36,8 +36,8 @@ EXIT_CODES = {
 
 def _client(args):
     """A client of the DeploymentService, or of the AlertService for `lfr alert`."""
-    from lfr_cli.client import AlertClient, DeploymentClient
-    from lfr_cli.stack import StackState
+    from lfr_contracts.clients import AlertClient, DeploymentClient
+    from lfr_stack.state import StackState
 
     alerts = args.command == "alert"
     service = "AlertService" if alerts else "DeploymentService"

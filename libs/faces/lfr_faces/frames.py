@@ -38,3 +38,11 @@ def fit_width(image: np.ndarray, max_width: int) -> np.ndarray:
     if not max_width or width <= max_width:
         return image
     return cv2.resize(image, (max_width, round(height * max_width / width)), interpolation=cv2.INTER_AREA)
+
+
+_STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
+
+
+def is_stream(source: str) -> bool:
+    """A camera URL (read for as long as it delivers), not a file (read once, at its own pace)."""
+    return source.lower().startswith(_STREAM_SCHEMES)

@@ -74,6 +74,9 @@ FACES_NOT_EMBEDDED = Counter(
     "Faces good enough to identify but not embedded (not_due, not_better, budget_spent); their track is still decided",
     [*CAMERA, "reason"],
 )
+JANITOR_SWEEPS = Counter(
+    "lfr_janitor_sweeps_total", "Sweeps of the deployments service's janitor that completed (expiry, deletions, audit)"
+)
 PASSES_FLAGGED = Counter(
     "lfr_passes_flagged_total",
     "Ended tracks (passes) whose decision rested on less than usual: single_face, never_frontal",

@@ -1,8 +1,9 @@
-"""Where deployments live in Redis, and the read view the pipeline stages use.
+"""Where deployments live in Redis: the record a new deployment gets, and the read view the pipeline
+stages use. One module for both, so that the writer and the readers agree on the record's fields.
 
-Match (through its DeploymentService) is the only writer. Every key that belongs to a deployment
-starts with `<prefix>:dep:<id>`, so that closing one can find and delete them all, and a test can
-prove that nothing is left. After close only the record itself remains, reduced to the
+The deployments service (through its DeploymentService) is the only writer in production. Every
+key that belongs to a deployment starts with `<prefix>:dep:<id>`, so that closing one can find and
+delete them all, and a test can prove that nothing is left. After close only the record itself remains, reduced to the
 non-biometric tombstone fields below, so that Get, List and a repeated Close can still answer.
 """
 
@@ -143,6 +144,62 @@ class RedisKeys:
 
     def planned_ends(self) -> str:
         return f"{self.prefix}:deployments:ends"
+
+
+def new_deployment_record(
+    deployment_id: str,
+    *,
+    name: str,
+    purpose: str,
+    authorising_officer: str,
+    location: str,
+    planned_start: float,
+    planned_end: float,
+    cameras: list[tuple[str, str]],
+    threshold: float,
+    threshold_floor: float,
+    threshold_override_reason: str,
+    model_id: str,
+    watchlist_size_limit: int,
+    created_at: float,
+    created_by: str,
+) -> dict[str, str]:
+    """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera)."""
+    return {
+        "deployment_id": deployment_id,
+        "name": name,
+        "purpose": purpose,
+        "authorising_officer": authorising_officer,
+        "location": location,
+        "planned_start": repr(planned_start),
+        "planned_end": repr(planned_end),
+        "cameras": json.dumps([{"van_id": v, "camera_id": c} for v, c in cameras]),
+        "status": OPEN,
+        "threshold": repr(threshold),
+        "threshold_floor": repr(threshold_floor),
+        "threshold_override_reason": threshold_override_reason,
+        "model_id": model_id,
+        "watchlist_size_limit": str(watchlist_size_limit),
+        "enrolled_images": "0",
+        "enrolled_subjects": "0",
+        "rejected_images": "0",
+        "created_at": repr(created_at),
+        "created_by": created_by,
+    }
+
+
+async def write_new_deployment(
+    client: aioredis.Redis, keys: RedisKeys, key_wrap, record: dict[str, str], data_key: bytes
+) -> None:
+    """The record, its data key (wrapped by the key-encryption key) and its place in the indexes, in
+    one transaction: a deployment exists whole or not at all."""
+    deployment_id = record["deployment_id"]
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.deployment(deployment_id), mapping=record)
+        pipe.set(keys.data_key(deployment_id), key_wrap.wrap(data_key, deployment_id))
+        pipe.zadd(keys.all_deployments(), {deployment_id: float(record["created_at"])})
+        pipe.zadd(keys.planned_ends(), {deployment_id: float(record["planned_end"])})
+        await pipe.execute()
 
 
 def derived_state(record: dict[str, str], now: float | None = None) -> str:

@@ -21,9 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The services, each `services/<name>/` with its package `lfr_<name>`: the one list the settings check,
 # the local stack and the docs generator read.
 SERVICES = ("deployments", "ingest", "detect", "embed", "match", "alert", "console")
-# Variables read by tools around the services (the Makefile, the tests, the CLI), not by them.
+# Variables read by tools around the services (the Makefile, the tests, the CLI, the local stack), not by them.
 _NON_SERVICE_VARIABLES = frozenset({"LFR_DATA_DIR"})
-_NON_SERVICE_PREFIXES = ("LFR_TEST_", "LFR_CLI_")
+_NON_SERVICE_PREFIXES = ("LFR_TEST_", "LFR_CLI_", "LFR_STACK_")
 
 
 class WatchlistIndexSettings(BaseSettings):

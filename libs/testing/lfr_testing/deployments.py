@@ -5,7 +5,7 @@ import asyncio
 import time
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_cli.client import DeploymentClient
+from lfr_contracts.clients import DeploymentClient
 from lfr_deployments.settings import DeploymentsSettings
 from lfr_match.settings import MatchSettings
 

@@ -36,15 +36,16 @@ def _given_or_started(variable: str, starter_name: str, what: str):
     if given:
         yield given
         return
-    from lfr_cli import stack
+    from lfr_stack import infrastructure
+    from lfr_stack.processes import StackError, stop_process
 
     log_dir = Path(tempfile.mkdtemp(prefix=f"lfr-test-{starter_name}-"))
     try:
-        process, address = getattr(stack, f"start_{starter_name}")(log_dir)
-    except stack.StackError as exc:
+        process, address = getattr(infrastructure, f"start_{starter_name}")(log_dir)
+    except StackError as exc:
         pytest.fail(f"no {what} for the tests: {exc}")
     yield address
-    stack.stop_process(process.pid)
+    stop_process(process.pid)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from lfr_cli.stack import free_port, stop_process, wait_for_port
+from lfr_stack.processes import free_port, stop_process, wait_for_port
 
 
 class PrometheusError(AssertionError):

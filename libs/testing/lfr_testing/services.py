@@ -11,10 +11,8 @@ import traceback
 
 import redis.asyncio as aioredis
 
-from lfr_deployments.lifecycle import Coverage, NewDeployment
-from lfr_deployments.store import DeploymentStore
 from lfr_platform import sealing
-from lfr_platform.registry import DeploymentRegistry, RedisKeys
+from lfr_platform.registry import DeploymentRegistry, RedisKeys, new_deployment_record, write_new_deployment
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 
@@ -75,30 +73,32 @@ async def seed_deployment(
     start_offset_s: float = -1.0,
     subjects: tuple[str, ...] = ("S1", "S2", "S9"),
 ) -> tuple[str, bytes]:
-    """An open deployment record and its data key, written as match writes them, with `subjects` on
-    its watchlist (as enrolment records them)."""
+    """An open deployment record and its data key, written as the deployments service writes them
+    (lfr_platform.registry), with `subjects` on its watchlist (as enrolment records them)."""
     client = aioredis.from_url(platform.redis_url)
     now = time.time()
     deployment_id = f"dep-test{int(now * 1e6) % 10**12:012d}"
     key = sealing.new_data_key()
-    new = NewDeployment(
+    record = new_deployment_record(
+        deployment_id,
         name="test",
         purpose="test",
         authorising_officer="test",
         location="test",
         planned_start=now + start_offset_s,
         planned_end=now + 3600,
-        cameras=tuple(Coverage(v, c) for v, c in cameras),
+        cameras=list(cameras),
         threshold=threshold,
-        threshold_overridden=False,
-        threshold_override_reason="",
-        watchlist_size_limit=100,
-        model_id=model_id,
         threshold_floor=threshold,
+        threshold_override_reason="",
+        model_id=model_id,
+        watchlist_size_limit=100,
+        created_at=now,
+        created_by="test",
     )
     try:
         keys = RedisKeys(platform.redis_prefix)
-        await DeploymentStore(client, keys, platform.key_wrap()).create(deployment_id, new, key, "test", now)
+        await write_new_deployment(client, keys, platform.key_wrap(), record, key)
         if subjects:
             await client.sadd(keys.subjects(deployment_id), *subjects)
     finally:

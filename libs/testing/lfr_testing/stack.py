@@ -52,3 +52,36 @@ def run_demo(
         env=env,
         timeout=timeout,
     )
+
+
+# Each stage of the pipeline and the topic it consumes.
+_INPUTS = {
+    "detect": "frames.captured.v1",
+    "embed": "faces.detected.v1",
+    "match": "faces.embedded.v1",
+    "alert": "matches.found.v1",
+}
+
+
+def drained(stack, stages: tuple[str, ...] = ("detect", "embed", "match", "alert")) -> None:
+    """Raise AssertionError unless each of `stages` has no record of its input left to process (its
+    consumer lag, which it reports every second, is 0 on every partition it consumes): what was in
+    flight has gone through. Use it in `eventually`, once nothing new is produced."""
+    prefix = stack.state.topic_prefix
+    for stage in stages:
+        topic = f"{prefix}{_INPUTS[stage]}"
+        lags = [
+            value
+            for (name, labels), value in stack.scrape(stage).items()
+            if name == "lfr_consumer_lag_records" and dict(labels).get("topic") == topic
+        ]
+        assert lags and sum(lags) == 0, (stage, topic, lags)
+
+
+def grown(stack, service: str, metric: str, by: float, since: float, **labels: str) -> float:
+    """The metric's total over the service's replicas; AssertionError until it is `by` over `since`."""
+    from lfr_stack.stack import total
+
+    now = total(stack.scrape(service), metric, **labels)
+    assert now >= since + by, f"{service} {metric} {labels}: {now}, waiting for {since + by}"
+    return now

@@ -52,6 +52,7 @@ class Janitor:
         while True:
             try:
                 await self.sweep()
+                metrics.JANITOR_SWEEPS.inc()
             except TRANSIENT_ERRORS as exc:
                 log.warning("janitor sweep postponed: %s", exc)
             await pause(self.interval_s)

@@ -11,7 +11,16 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from lfr_deployments.lifecycle import NewDeployment
-from lfr_platform.registry import CLOSED, EXPIRED, LOST, OPEN, RedisKeys, derived_state, kept_in_tombstone
+from lfr_platform.registry import (
+    CLOSED,
+    EXPIRED,
+    LOST,
+    RedisKeys,
+    derived_state,
+    kept_in_tombstone,
+    new_deployment_record,
+    write_new_deployment,
+)
 from lfr_platform.sealing import KeyWrap, seal
 
 log = logging.getLogger(__name__)
@@ -30,33 +39,24 @@ class DeploymentStore:
         self.key_wrap = key_wrap  # the data key is stored wrapped by the key-encryption key
 
     async def create(self, deployment_id: str, new: NewDeployment, data_key: bytes, actor: str, now: float) -> dict:
-        record = {
-            "deployment_id": deployment_id,
-            "name": new.name,
-            "purpose": new.purpose,
-            "authorising_officer": new.authorising_officer,
-            "location": new.location,
-            "planned_start": repr(new.planned_start),
-            "planned_end": repr(new.planned_end),
-            "cameras": json.dumps([{"van_id": c.van_id, "camera_id": c.camera_id} for c in new.cameras]),
-            "status": OPEN,
-            "threshold": repr(new.threshold),
-            "threshold_floor": repr(new.threshold_floor),
-            "threshold_override_reason": new.threshold_override_reason,
-            "model_id": new.model_id,
-            "watchlist_size_limit": str(new.watchlist_size_limit),
-            "enrolled_images": "0",
-            "enrolled_subjects": "0",
-            "rejected_images": "0",
-            "created_at": repr(now),
-            "created_by": actor,
-        }
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.deployment(deployment_id), mapping=record)
-            pipe.set(self.keys.data_key(deployment_id), self.key_wrap.wrap(data_key, deployment_id))
-            pipe.zadd(self.keys.all_deployments(), {deployment_id: now})
-            pipe.zadd(self.keys.planned_ends(), {deployment_id: new.planned_end})
-            await pipe.execute()
+        record = new_deployment_record(
+            deployment_id,
+            name=new.name,
+            purpose=new.purpose,
+            authorising_officer=new.authorising_officer,
+            location=new.location,
+            planned_start=new.planned_start,
+            planned_end=new.planned_end,
+            cameras=[(c.van_id, c.camera_id) for c in new.cameras],
+            threshold=new.threshold,
+            threshold_floor=new.threshold_floor,
+            threshold_override_reason=new.threshold_override_reason,
+            model_id=new.model_id,
+            watchlist_size_limit=new.watchlist_size_limit,
+            created_at=now,
+            created_by=actor,
+        )
+        await write_new_deployment(self.client, self.keys, self.key_wrap, record, data_key)
         return record
 
     async def get(self, deployment_id: str) -> dict[str, str] | None:

@@ -12,18 +12,12 @@ from pathlib import Path
 
 import cv2
 
-from lfr_faces.frames import JPEG_QUALITY, Sampler, fit_width
+from lfr_faces.frames import JPEG_QUALITY, Sampler, fit_width, is_stream
 from lfr_faces.images import encode_jpeg
 from lfr_ingest.capture import CapturedFrame, DropOldestQueue
 from lfr_ingest.settings import CameraSettings
 
 log = logging.getLogger(__name__)
-
-_STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
-
-
-def is_stream(source: str) -> bool:
-    return source.lower().startswith(_STREAM_SCHEMES)
 
 
 class CameraWorker(threading.Thread):

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from lfr.v1 import alerts_pb2 as pb
 from lfr_alert.app import build
 from lfr_alert.settings import AlertSettings
-from lfr_cli.client import AlertClient
 from lfr_contracts import ALERTS_ADJUDICATED, ALERTS_RAISED, AUDIT_RECORDED, MATCHES_FOUND
+from lfr_contracts.clients import AlertClient
 from lfr_platform import sealing
 from lfr_platform.registry import RedisKeys
 from lfr_testing.deployments import OFFICER_TOKEN, SUPERVISOR_TOKEN, VIEWER_TOKEN, Api

@@ -11,13 +11,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from lfr.v1 import common_pb2
-from lfr_cli.stack import free_port, start_broker, stop_process
 from lfr_contracts import FRAMES_CAPTURED, camera_key
 from lfr_faces import images
 from lfr_ingest.app import build
 from lfr_ingest.settings import IngestSettings
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import RedisKeys
+from lfr_stack.infrastructure import start_broker
+from lfr_stack.processes import free_port, stop_process
 from lfr_testing.kafka import decoded, read
 from lfr_testing.mjpeg import MjpegCamera
 from lfr_testing.services import running, seed_deployment

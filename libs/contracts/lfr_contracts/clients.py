@@ -1,4 +1,5 @@
-"""Small synchronous clients of the DeploymentService and the AlertService, for the CLI and the tests."""
+"""Small synchronous clients of the DeploymentService and the AlertService, for applications (the CLI, the
+local stack, the tests, the benchmarks): a channel, a bearer token and a deadline per call."""
 
 from __future__ import annotations
 

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_cli.client import DeploymentClient
-from lfr_cli.demo import _scrape, _total
-from lfr_cli.stack import Stack
+from lfr_contracts.clients import DeploymentClient
+from lfr_stack.stack import Stack, total
 
 OUT = Path("var/bench")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -49,8 +48,8 @@ def _backlog(stack: Stack, deployment_id: str, video: Path, cameras: int, second
     stack.stop_service("ingest")
     previous = -1.0
     while True:  # detect drained: its count stops moving
-        detect = _scrape(stack, "detect")
-        faces = _total(detect, "lfr_faces_detected_total") - _total(detect, "lfr_faces_rejected_total")
+        detect = stack.scrape("detect")
+        faces = total(detect, "lfr_faces_detected_total") - total(detect, "lfr_faces_rejected_total")
         if faces == previous:
             return faces
         previous = faces
@@ -102,10 +101,10 @@ def run(video: Path, cameras: int = 4, seconds: float = 30.0) -> dict:
             stack.stop_service("detect")  # the stage measured alone
             stack.start_service("embed")
             stack.wait_ready(("embed",), 120)
-            pid = stack.state.pids["embed"]
+            pid = stack.pid("embed")
             started, cpu_started = time.monotonic(), cpu_seconds(pid)
             while True:
-                embedded = _total(_scrape(stack, "embed"), "lfr_faces_embedded_total")
+                embedded = total(stack.scrape("embed"), "lfr_faces_embedded_total")
                 if embedded >= backlog:
                     break
                 time.sleep(0.2)

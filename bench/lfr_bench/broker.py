@@ -14,7 +14,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from lfr_cli.stack import BROKERS, start_broker, stop_process
+from lfr_stack.infrastructure import BROKERS, start_broker
+from lfr_stack.processes import stop_process
 
 RECORDS, SIZE = 600, 150_000
 

@@ -2,10 +2,11 @@
 the watchlist log (docs/decisions/0011), at 10,000 and 200,000 entries, and how long after a close's
 `dropped` change two replicas have deleted their copies and reported it.
 
-On a fresh local broker (tansu) and Redis: one deployment record, then N entries published to
-watchlist.changed.v1 one per record, sealed, as enrolment publishes them (random unit vectors of 128
-dimensions: the cost of reading, unsealing and indexing does not depend on whose faces they are).
-A WatchlistCopy (match's own code) is then started on an empty folder and timed until it is caught
+On a fresh local broker (tansu) and Redis: one deployment record (lfr_platform.registry, as the
+deployments service writes it), then N entries published to watchlist.changed.v1 one per record,
+sealed, as enrolment publishes them (random unit vectors of 128 dimensions: the cost of reading,
+unsealing and indexing does not depend on whose faces they are). A match replica (match's own
+build(), on an empty folder) is then started and timed until its readiness says its copy has caught
 up: read to the log's end, every entry in its embedded index, the HNSW index built.
 """
 
@@ -19,20 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lfr_cli.stack import start_broker, start_redis, stop_process
 from lfr_contracts import PIPELINE_TOPICS, WATCHLIST_CHANGED, deployment_key
-from lfr_deployments.lifecycle import NewDeployment
-from lfr_deployments.store import DeploymentStore
-from lfr_match.watchlists import WatchlistCopy
+from lfr_match.app import build
+from lfr_match.settings import MatchSettings
 from lfr_platform import sealing
-from lfr_platform.http import Health
 from lfr_platform.kafka import ensure_topics, new_producer
-from lfr_platform.registry import DeploymentRegistry, RedisKeys
-from lfr_platform.replicas import Replicas
+from lfr_platform.registry import RedisKeys, new_deployment_record, write_new_deployment
 from lfr_platform.settings import PlatformSettings
+from lfr_stack.infrastructure import start_broker, start_redis
+from lfr_stack.processes import stop_process
 from lfr_watchlist import Entry
 from lfr_watchlist import log as changes
-from lfr_watchlist.edge import EdgeIndex
 
 SIZES = (10_000, 200_000)
 
@@ -68,12 +66,8 @@ async def _publish(platform: PlatformSettings, deployment_id: str, key: bytes, n
     return time.perf_counter() - started
 
 
-def _copy(platform, redis, name: str, folder: Path) -> tuple[WatchlistCopy, EdgeIndex]:
-    keys = RedisKeys(platform.redis_prefix)
-    index = EdgeIndex(folder)
-    registry = DeploymentRegistry(redis, keys, platform.key_wrap())
-    copy = WatchlistCopy(platform, index, registry, Replicas(redis, keys, "match", name), Health("watchlists"))
-    return copy, index
+def _caught_up(shell) -> bool:
+    return shell.health.report()["checks"]["watchlists"]["ok"]
 
 
 async def _measure(root: Path, n: int) -> dict:
@@ -85,28 +79,31 @@ async def _measure(root: Path, n: int) -> dict:
         kafka_bootstrap_servers=bootstrap, redis_url=redis_url, key_encryption_key_file=kek, topic_partitions=3
     )
     redis = platform.redis_client()
-    tasks = []
+    tasks, stop = [], asyncio.Event()
     try:
         await ensure_topics(platform, PIPELINE_TOPICS)
         now = time.time()
         deployment_id, key = "dep-bench000000000001", sealing.new_data_key()
-        new = NewDeployment(
-            name="bench", purpose="bench", authorising_officer="bench", location="bench", planned_start=now - 1,
-            planned_end=now + 3600, cameras=(), threshold=0.6, threshold_overridden=False,
-            threshold_override_reason="", watchlist_size_limit=n, model_id="sface-2021dec", threshold_floor=0.6,
+        record = new_deployment_record(
+            deployment_id, name="bench", purpose="bench", authorising_officer="bench", location="bench",
+            planned_start=now - 1, planned_end=now + 3600, cameras=[], threshold=0.6, threshold_floor=0.6,
+            threshold_override_reason="", model_id="sface-2021dec", watchlist_size_limit=n, created_at=now,
+            created_by="bench",
         )  # fmt: skip
-        await DeploymentStore(redis, RedisKeys(platform.redis_prefix), platform.key_wrap()).create(
-            deployment_id, new, key, "bench", now
-        )
+        await write_new_deployment(redis, RedisKeys(platform.redis_prefix), platform.key_wrap(), record, key)
         publish_s = await _publish(platform, deployment_id, key, n)
-        copies = [_copy(platform, redis, f"match-{i}", root / f"match-{i}") for i in (1, 2)]
         catch_up = []
-        for copy, _ in copies:  # one after the other: each timed alone on the machine's cores
+        for name in ("match-1", "match-2"):  # one after the other: each timed alone on the machine's cores
+            replica = platform.model_copy(update={"replica_name": name})
+            shell = build(replica, MatchSettings(http_port=0, data_dir=root / name, heartbeat_interval_s=1.0))
             started = time.perf_counter()
-            tasks.append(asyncio.create_task(copy.run()))
-            await copy.caught_up.wait()
+            tasks.append(asyncio.create_task(shell.run(stop)))
+            while not _caught_up(shell):
+                if tasks[-1].done():
+                    tasks[-1].result()
+                    raise RuntimeError(f"{name} ended before its copy caught up")
+                await asyncio.sleep(0.01)
             catch_up.append(time.perf_counter() - started)
-        held = [index.count(deployment_id) for _, index in copies]
         # A close: the `dropped` change, then both replicas' reports of their deletion.
         producer = new_producer(platform)
         await producer.start()
@@ -122,12 +119,11 @@ async def _measure(root: Path, n: int) -> dict:
             await asyncio.sleep(0.01)
         dropped_s = time.perf_counter() - started
         return {
-            "entries": n, "entries_held": held, "publish_s": round(publish_s, 1),
+            "entries": n, "publish_s": round(publish_s, 1),
             "catch_up_s": [round(s, 2) for s in catch_up], "close_to_every_copy_deleted_s": round(dropped_s, 3),
         }  # fmt: skip
     finally:
-        for task in tasks:
-            task.cancel()
+        stop.set()  # each replica stops, closing its copy
         await asyncio.gather(*tasks, return_exceptions=True)
         await redis.aclose()
         stop_process(broker.pid)

@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_cli.client import DeploymentClient
-from lfr_cli.stack import Stack
+from lfr_contracts.clients import DeploymentClient
+from lfr_stack.stack import Stack
 
 SIDE = 7000
 
@@ -58,8 +58,8 @@ def _run(root: Path, data_dir: Path, photos, env: dict[str, str]) -> dict:
     stack = Stack(root, extra_env=env)
     try:
         state = stack.start(services=("deployments",))
-        pid = state.pids["deployments"]
-        health = f"http://127.0.0.1:{state.http_ports['deployments']}/healthz"
+        pid = stack.pid("deployments")
+        health = f"http://127.0.0.1:{stack.http_port('deployments')}/healthz"
         with DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=600) as client:
             request = pb.CreateDeploymentRequest(name="bench", purpose="bench", authorising_officer="bench")
             request.planned_end.FromSeconds(int(time.time() + 3600))

@@ -1,6 +1,6 @@
 """`make bench`: the figures behind docs/performance.md. It prints; it asserts nothing.
 
-    python -m lfr_cli.bench [--only stages,tracks,embed,video,sealing,search,pipeline,replicas,catchup,fusion,
+    python -m lfr_bench [--only stages,tracks,embed,video,sealing,search,pipeline,replicas,catchup,fusion,
                                     enrolment,brokers]
                             [--seconds 40]
 
@@ -13,7 +13,7 @@
 - tracks: the crowd clip at 5 fps through detect's own code: faces, tracks and embeddings per
   camera-second, and embeddings per person pass (the shot policy);
 - embed: the embed stage alone draining a backlog of every face, against its model alone, per CPU
-  second (lfr_cli.embed_bench);
+  second (lfr_bench.embed);
 - video: embeddings per pass and per-pass recall of each shot policy, from `make eval-video`;
 - pipeline: the services as processes on one machine, 720p cameras at 5 fps with 2-5 faces per
   frame, twice: as before tracks (one process per stage, every face embedded) and as now (a detect
@@ -22,11 +22,11 @@
 - replicas: the pipeline with best shots and 1, then 2 replicas of every stage: faces/s
   sustained by each (what scaling out a stage buys on these cores);
 - catchup: a new match replica rebuilding its copy of a watchlist from the watchlist log at 10,000
-  and 200,000 entries, and a close's reach to every copy (lfr_cli.catchup_bench, docs/decisions/0011);
+  and 200,000 entries, and a close's reach to every copy (lfr_bench.catchup, docs/decisions/0011);
 - fusion: single shot against fused templates, from `lfr eval --multi-shot 3` (make eval-multishot);
 - enrolment: the deployments service's peak memory while six 7000x7000 photos are enrolled over three streams at once,
-  with the decode limits and the concurrency cap and without them (lfr_cli.enrol_bench);
-- brokers: tansu and noida-db side by side (lfr_cli.broker_bench, docs/decisions/0009).
+  with the decode limits and the concurrency cap and without them (lfr_bench.enrol);
+- brokers: tansu and noida-db side by side (lfr_bench.broker, docs/decisions/0009).
 Medians of repeated runs; machines are shared and noisy, so compare ratios, not single figures.
 """
 
@@ -207,7 +207,7 @@ def bench_fusion() -> dict:
 
 
 def bench_embed(seconds: float) -> dict:
-    from lfr_cli.embed_bench import run
+    from lfr_bench.embed import run
 
     return run(crowd_720p_5fps(), seconds=min(seconds, 30.0))
 
@@ -370,8 +370,8 @@ def _client_local_mode(watchlist: np.ndarray, probes: np.ndarray) -> float:
 
 
 def bench_pipeline(seconds: float, raw_faces_per_s: float | None) -> dict:
-    from lfr_cli.pipeline_bench import run
-    from lfr_cli.stack import default_replicas
+    from lfr_bench.pipeline import run
+    from lfr_stack.wiring import default_replicas
 
     replicas = default_replicas()
     before = run(crowd_720p_5fps(), DATA, seconds, replicas=1, every_face=True)
@@ -398,7 +398,7 @@ def bench_pipeline(seconds: float, raw_faces_per_s: float | None) -> dict:
 def bench_replicas(seconds: float) -> dict:
     """The same pipeline (best shots) with 1 and with 2 replicas of every stage: what a second
     replica per stage buys on this machine's cores."""
-    from lfr_cli.pipeline_bench import run
+    from lfr_bench.pipeline import run
 
     out = {n: run(crowd_720p_5fps(), DATA, seconds, replicas=n, latency=False)["capacity"] for n in (1, 2)}
     one, two = out[1]["sustained_faces_per_s"], out[2]["sustained_faces_per_s"]
@@ -408,19 +408,19 @@ def bench_replicas(seconds: float) -> dict:
 
 
 def bench_catchup() -> dict:
-    from lfr_cli.catchup_bench import run
+    from lfr_bench.catchup import run
 
     return run()
 
 
 def bench_brokers() -> dict:
-    from lfr_cli.broker_bench import run
+    from lfr_bench.broker import run
 
     return run()
 
 
 def bench_enrolment() -> dict:
-    from lfr_cli.enrol_bench import run
+    from lfr_bench.enrol import run
 
     return run(OUT, DATA)
 

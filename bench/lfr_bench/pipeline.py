@@ -22,10 +22,9 @@ from pathlib import Path
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
-from lfr_cli.client import DeploymentClient
-from lfr_cli.demo import _scrape, _total
-from lfr_cli.stack import Stack
 from lfr_cli.watchlist import iter_messages, scan
+from lfr_contracts.clients import DeploymentClient
+from lfr_stack.stack import Stack, total
 
 OUT = Path("var/bench")
 VAN, CAMERA, PERSON = "van-bench", "cam", "cam-person"
@@ -34,10 +33,10 @@ CAPACITY_CAMERAS = 16
 
 def _quantile(samples: dict, name: str, q: float) -> float | None:
     buckets = sorted((float(dict(lbl)["le"]), v) for (n, lbl), v in samples.items() if n == f"{name}_bucket")
-    total = buckets[-1][1] if buckets else 0
-    if not total:
+    observed = buckets[-1][1] if buckets else 0
+    if not observed:
         return None
-    target, previous_edge, previous_count = q * total, 0.0, 0.0
+    target, previous_edge, previous_count = q * observed, 0.0, 0.0
     for edge, count in buckets:
         if count >= target:
             if edge == float("inf"):
@@ -55,12 +54,12 @@ def _delta(before: dict, after: dict) -> dict:
 def _measure(stack: Stack, seconds: float, during=None, times: int = 0) -> dict[str, dict]:
     """Rates over `seconds`; `during(i)` is called `times` times, evenly spread over them."""
     names = ("ingest", "detect", "embed", "match", "alert")
-    before = {n: _scrape(stack, n) for n in names}
+    before = {n: stack.scrape(n) for n in names}
     for i in range(times):
         during(i)
         time.sleep(seconds / times)
     time.sleep(0 if times else seconds)
-    after = {n: _scrape(stack, n) for n in names}
+    after = {n: stack.scrape(n) for n in names}
     return {n: _delta(before[n], after[n]) for n in names}
 
 
@@ -117,23 +116,23 @@ def run(
             _camera(stack, deployment_id, video, 5.0, count=CAPACITY_CAMERAS)
             time.sleep(15)  # warm-up: models loaded, groups joined, queues filled
             m = _measure(stack, seconds)
-            detected = _total(m["detect"], "lfr_messages_produced_total", topic=f"{prefix}faces.detected.v1")
-            embedded = _total(m["embed"], "lfr_messages_produced_total", topic=f"{prefix}faces.embedded.v1")
-            kept_up = min(1.0, _total(m["embed"], "lfr_messages_consumed_total") / max(detected, 1)) * min(
-                1.0, _total(m["match"], "lfr_messages_consumed_total") / max(embedded, 1)
+            detected = total(m["detect"], "lfr_messages_produced_total", topic=f"{prefix}faces.detected.v1")
+            embedded = total(m["embed"], "lfr_messages_produced_total", topic=f"{prefix}faces.embedded.v1")
+            kept_up = min(1.0, total(m["embed"], "lfr_messages_consumed_total") / max(detected, 1)) * min(
+                1.0, total(m["match"], "lfr_messages_consumed_total") / max(embedded, 1)
             )
-            frames = _total(m["detect"], "lfr_frames_processed_total") / seconds
+            frames = total(m["detect"], "lfr_frames_processed_total") / seconds
             # Faces good enough to identify (those found, less those too small or blurred): what the raw
             # model rate counts too.
-            faces = _total(m["detect"], "lfr_faces_detected_total") - _total(m["detect"], "lfr_faces_rejected_total")
+            faces = total(m["detect"], "lfr_faces_detected_total") - total(m["detect"], "lfr_faces_rejected_total")
             capacity = {
                 "offered_fps": 5.0 * CAPACITY_CAMERAS,
-                "ingest_published_fps": round(_total(m["ingest"], "lfr_frames_published_total") / seconds, 2),
+                "ingest_published_fps": round(total(m["ingest"], "lfr_frames_published_total") / seconds, 2),
                 "detect_frames_per_s": round(frames, 2),
                 "detect_faces_per_s": round(faces / seconds, 2),
-                "tracks_per_s": round(_total(m["detect"], "lfr_tracks_started_total") / seconds, 2),
-                "embed_faces_per_s": round(_total(m["embed"], "lfr_faces_embedded_total") / seconds, 2),
-                "match_faces_per_s": round(_total(m["match"], "lfr_faces_scanned_total") / seconds, 2),
+                "tracks_per_s": round(total(m["detect"], "lfr_tracks_started_total") / seconds, 2),
+                "embed_faces_per_s": round(total(m["embed"], "lfr_faces_embedded_total") / seconds, 2),
+                "match_faces_per_s": round(total(m["match"], "lfr_faces_scanned_total") / seconds, 2),
                 "share_kept_up": round(kept_up, 3),
                 "sustained_frames_per_s": round(frames * kept_up, 2),
                 "sustained_faces_per_s": round(faces / seconds * kept_up, 2),
@@ -162,7 +161,7 @@ def run(
             m = _measure(stack, seconds, during=_person_passes(stack, deployment_id, enrolled), times=passes)
             latency = {
                 "cameras_at_5fps": cameras,
-                "detect_frames_per_s": round(_total(m["detect"], "lfr_frames_processed_total") / seconds, 2),
+                "detect_frames_per_s": round(total(m["detect"], "lfr_frames_processed_total") / seconds, 2),
                 **{
                     f"capture_to_{what}_p{int(q * 100)}_s": _round(
                         _quantile(m[what], f"lfr_capture_to_{what}_seconds", q)
@@ -171,7 +170,7 @@ def run(
                     for q in (0.5, 0.95, 0.99)
                 },
                 "person_passes": passes,
-                "alerts": int(_total(m["alert"], "lfr_alerts_total")),
+                "alerts": int(total(m["alert"], "lfr_alerts_total")),
                 "search_p50_ms": _round(1e3 * (_quantile(m["match"], "lfr_watchlist_search_seconds", 0.5) or 0)),
             }
         finally:
