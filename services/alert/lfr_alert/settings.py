@@ -21,8 +21,8 @@ class AlertSettings(BaseSettings):
         60.0,
         gt=0,
         description="Matches of one subject on one camera form one alert (one pass, even when "
-        "the tracker split it) while each comes within this many seconds of the previous; after a "
-        "longer gap the next match raises a new alert",
+        "the tracker split it) while each was captured within this many seconds of the pass's matches "
+        "(capture time, however late it is processed); after a longer gap the next match raises a new alert",
     )
     false_alert_limit_one_in: int = Field(
         6000,

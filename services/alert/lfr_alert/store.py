@@ -113,8 +113,11 @@ class RedisAlertStore:
         # head, someone walking in front) starts a new track, and the officer must still get one alert.
         window = self.keys.alert_window(match.deployment_id, match.camera.replace("/", ":"), match.subject_id)
         while True:
-            current = await self.client.get(window)
-            alert_id = current.decode() if current else uuid.uuid4().hex
+            current, first, last = await self.client.hmget(window, "alert_id", "first", "last")
+            # Decided on capture time: within the window of the pass's first or last match, the match
+            # is of the same pass, whenever it is processed.
+            same_pass = current is not None and float(first) - window_s <= match.captured_at <= float(last) + window_s
+            alert_id = current.decode() if same_pass else uuid.uuid4().hex
             raw = await self._fold(
                 keys=[
                     window,
@@ -131,7 +134,6 @@ class RedisAlertStore:
                     repr(match.score),
                     repr(match.captured_at),
                     repr(now),
-                    int(window_s * 1000),
                     self.retention_ms,
                     match.sealed_crop,
                     match.deployment_id,

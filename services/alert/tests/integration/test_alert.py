@@ -1,6 +1,6 @@
 """alert over the real broker and Redis: one alert per subject per camera per window."""
 
-import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -44,15 +44,33 @@ async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platfor
     assert final.raised_at.ToNanoseconds() >= final.captured_at.ToNanoseconds()
 
 
-async def test_a_match_after_the_window_raises_a_new_alert(platform):
+async def test_a_match_captured_after_the_window_raises_a_new_alert(platform):
     deployment_id, key = await seed_deployment(platform)
+    t = time.time()
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0, window_s=1.0))):
-        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 1, 0.8, key=key)])
+        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 1, 0.8, t, key=key)])
         first = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
-        await asyncio.sleep(1.5)
-        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 2, 0.8, key=key)])
+        # Captured 1.5 s later, processed at once: the window is capture time.
+        await produce(platform, MATCHES_FOUND, [_match(deployment_id, "cam-1", "S1", 2, 0.8, t + 1.5, key=key)])
         both = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=2))
     assert first[0].revision == 1 and both[1].revision == 1 and both[1].alert_id != first[0].alert_id
+
+
+async def test_fold_by_capture_time_two_passes_in_a_backlog_are_two_alerts(platform):
+    """Failure 1 of the bus probe: with alert stopped (a backlog), one person passed twice, 142 s
+    apart in capture time, and resumed alert folded both into one alert. The window is capture time."""
+    deployment_id, key = await seed_deployment(platform)
+    t = time.time() - 300
+    first_pass = [_match(deployment_id, "cam-1", "S1", i, 0.8, t + 0.2 * i, key=key) for i in (1, 2, 3)]
+    second_pass = [_match(deployment_id, "cam-1", "S1", i, 0.8, t + 142 + 0.2 * i, key=key) for i in (4, 5)]
+    await produce(platform, MATCHES_FOUND, first_pass + second_pass)  # before alert runs: a backlog
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):  # a 60 s window
+        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=5))
+    passes = {}
+    for alert in alerts:
+        passes[alert.alert_id] = alert
+    assert len(passes) == 2, [(a.alert_id, a.match_count) for a in alerts]
+    assert sorted(a.match_count for a in passes.values()) == [2, 3]
 
 
 async def test_matches_of_unknown_deployments_and_without_subject_are_dead_lettered(platform):
@@ -75,21 +93,21 @@ async def test_one_alert_per_pass_even_when_the_tracker_split_it(platform):
     the same camera soon after (the tracker lost the person mid-pass: a turned head, someone in
     front), as on the crowd clip. A pass after a longer gap is a new alert."""
     deployment_id, key = await seed_deployment(platform)
+    t = time.time()
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0, window_s=2.0))):
         await produce(
             platform,
             MATCHES_FOUND,
             [
-                match_record(deployment_id, "cam-1", "S1", 1, 0.71, track_id="d:1", key=key),
-                match_record(deployment_id, "cam-1", "S1", 2, 0.80, track_id="d:1", key=key),  # a better shot
-                match_record(deployment_id, "cam-1", "S1", 3, 0.75, track_id="d:7", key=key),  # the track split
+                match_record(deployment_id, "cam-1", "S1", 1, 0.71, t, track_id="d:1", key=key),
+                match_record(deployment_id, "cam-1", "S1", 2, 0.80, t + 0.4, track_id="d:1", key=key),  # better
+                match_record(deployment_id, "cam-1", "S1", 3, 0.75, t + 1.2, track_id="d:7", key=key),  # split
             ],
         )
         one_pass = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=3))
-        await asyncio.sleep(3.0)  # the person has gone; they come back later
-        await produce(
-            platform, MATCHES_FOUND, [match_record(deployment_id, "cam-1", "S1", 9, 0.77, track_id="d:9", key=key)]
-        )
+        # The person has gone; they come back 10 s later (capture time).
+        later = match_record(deployment_id, "cam-1", "S1", 9, 0.77, t + 11, track_id="d:9", key=key)
+        await produce(platform, MATCHES_FOUND, [later])
         both = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=4))
     assert len({a.alert_id for a in one_pass}) == 1
     assert [a.revision for a in one_pass] == [1, 2, 3] and one_pass[-1].match_count == 3
