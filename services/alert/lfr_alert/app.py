@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -22,6 +21,7 @@ from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, camera_key
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import Authenticator
+from lfr_platform.clock import Clock, system
 from lfr_platform.http import Health, HttpServer
 from lfr_platform.kafka import new_producer, start_with_retry
 from lfr_platform.outbox import Outbox
@@ -41,10 +41,13 @@ SERVICE_NAME = alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
 class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
     input = MATCHES_FOUND
 
-    def __init__(self, store: RedisAlertStore, registry: DeploymentRegistry, settings: AlertSettings) -> None:
+    def __init__(
+        self, store: RedisAlertStore, registry: DeploymentRegistry, settings: AlertSettings, clock: Clock = system
+    ) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
+        self.clock = clock
 
     async def one(self, record: Admitted[matches_pb2.MatchFound]) -> Outcome:
         match = record.message
@@ -56,7 +59,7 @@ class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
             return Rejected("unauthenticated_match", "the match is not signed with its deployment's key")
         if not await self.registry.enrolled(match.camera.deployment_id, match.subject_id):
             return Rejected("subject_not_enrolled", f"{match.subject_id!r} is not on the deployment's watchlist")
-        now = time.time()
+        now = self.clock()
         sealed = record.seal(match.probe_crop)
         folded = await self.store.fold(match_to_fold(match, sealed), now, self.settings.window_s)
         labels = metrics.camera_labels(match.camera)
@@ -80,7 +83,9 @@ class Sweep:
         registry: DeploymentRegistry,
         store: RedisAlertStore,
         interval_s: float,
+        clock: Clock = system,
     ) -> None:
+        self.clock = clock
         self.client = client
         self.keys = keys
         self.store = store
@@ -105,7 +110,7 @@ class Sweep:
             await pause(self.interval_s)
 
     async def sweep(self, now: float | None = None) -> None:
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         waiting: dict[tuple[str, str], list[float]] = {}
         cameras: set[tuple[str, str, str]] = set()
         for raw in await self.client.zrange(self.keys.all_deployments(), 0, -1):
@@ -163,7 +168,13 @@ class AlertShell(ServiceShell):
     control: ControlRoom | None = None
 
 
-def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredis.Redis | None = None) -> AlertShell:
+def build(
+    platform: PlatformSettings,
+    settings: AlertSettings,
+    *,
+    redis: aioredis.Redis | None = None,
+    clock: Clock = system,
+) -> AlertShell:
     redis = redis or platform.redis_client()
     keys = RedisKeys(platform.redis_prefix)
     outbox = Outbox(redis, keys.outbox())
@@ -185,11 +196,13 @@ def build(platform: PlatformSettings, settings: AlertSettings, *, redis: aioredi
         audit=audit,
         outbox=outbox,
         topic_prefix=platform.topic_prefix,
+        clock=clock,
     )
     server.add(service, alerts_pb2_grpc.add_AlertServiceServicer_to_server, SERVICE_NAME)
     metrics.FALSE_ALERT_LIMIT.set(1.0 / settings.false_alert_limit_one_in)
-    control = ControlRoom(platform, server, outbox, Sweep(redis, keys, registry, store, settings.sweep_interval_s))
-    runner = StageRunner("alert", AlertHandler(store, registry, settings), platform, health)
+    sweep = Sweep(redis, keys, registry, store, settings.sweep_interval_s, clock)
+    control = ControlRoom(platform, server, outbox, sweep)
+    runner = StageRunner("alert", AlertHandler(store, registry, settings, clock), platform, health)
     return AlertShell(
         name="alert",
         platform=platform,

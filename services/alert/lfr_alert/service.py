@@ -4,7 +4,6 @@ validated, stored atomically with what announces it, and audited. Refusals are a
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import grpc
@@ -28,6 +27,7 @@ from lfr_contracts import ALERTS_ADJUDICATED, ALERTS_RAISED, camera_key
 from lfr_platform import metrics, sealing
 from lfr_platform.audit import AuditLog, audit_event
 from lfr_platform.auth import CORRECT_DECISIONS, DECIDE_ALERTS, READ_ALERTS, Authenticator, Principal
+from lfr_platform.clock import Clock, system
 from lfr_platform.outbox import Outbox, OutboxRecord
 from lfr_platform.registry import DeploymentRegistry
 
@@ -56,7 +56,9 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
         audit: AuditLog,
         outbox: Outbox,
         topic_prefix: str,
+        clock: Clock = system,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.registry = registry
         self.auth = auth
@@ -130,7 +132,7 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             officer=request.officer,
             recorded_by=who.identity,
             role=who.role,
-            at=time.time(),
+            at=self.clock(),
             may_correct=who.role in CORRECT_DECISIONS,
             note=request.note,
             detail=detail,

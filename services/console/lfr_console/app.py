@@ -20,6 +20,7 @@ from lfr_console.feed import Feed
 from lfr_console.sessions import SessionStore
 from lfr_console.settings import ConsoleSettings
 from lfr_console.web import Backends, Console
+from lfr_platform.clock import Clock, system
 from lfr_platform.http import Health, HttpServer
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
@@ -113,7 +114,11 @@ class ConsoleShell(ServiceShell):
 
 
 def build(
-    platform: PlatformSettings, settings: ConsoleSettings, *, redis: aioredis.Redis | None = None
+    platform: PlatformSettings,
+    settings: ConsoleSettings,
+    *,
+    redis: aioredis.Redis | None = None,
+    clock: Clock = system,
 ) -> ConsoleShell:
     redis = redis or platform.redis_client()
     if settings.session_key_file is not None:
@@ -137,7 +142,9 @@ def build(
         )
 
     console = Console(
-        sessions=SessionStore(redis, platform.redis_prefix, key, settings.session_ttl_s, settings.session_idle_s),
+        sessions=SessionStore(
+            redis, platform.redis_prefix, key, settings.session_ttl_s, settings.session_idle_s, clock
+        ),
         book=platform.token_book(),
         feed=feed,
         connect=connect,

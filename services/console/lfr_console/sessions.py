@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from lfr_platform import sealing
 from lfr_platform.auth import Principal
+from lfr_platform.clock import Clock, system
 
 _SEAL_CONTEXT = "console-session"
 
@@ -35,7 +35,10 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, client: aioredis.Redis, prefix: str, key: bytes, ttl_s: int, idle_s: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, key: bytes, ttl_s: int, idle_s: int, clock: Clock = system
+    ) -> None:
+        self.clock = clock
         self.client = client
         self.prefix = prefix
         self.key = key
@@ -52,7 +55,7 @@ class SessionStore:
             officer=officer,
             csrf=secrets.token_urlsafe(32),
             token=token,
-            created_at=time.time(),
+            created_at=self.clock(),
         )
         fields = {
             "identity": principal.identity,
@@ -80,7 +83,7 @@ class SessionStore:
             return None
         f = {k.decode(): v for k, v in raw.items()}
         created = float(f["created_at"].decode())
-        left = created + self.ttl_s - time.time()
+        left = created + self.ttl_s - self.clock()
         try:
             token = sealing.unseal(self.key, f["token"], _SEAL_CONTEXT).decode()
         except sealing.SealError:

@@ -26,6 +26,7 @@ from lfr_faces.models import SFACE, YUNET, model_path
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import Authenticator
+from lfr_platform.clock import Clock, system
 from lfr_platform.http import Health, HttpServer
 from lfr_platform.kafka import new_producer, start_with_retry
 from lfr_platform.outbox import Outbox
@@ -123,6 +124,7 @@ def build(
     embedder: Embedder | None = None,
     index: WatchlistIndex | None = None,
     redis: aioredis.Redis | None = None,
+    clock: Clock = system,
 ) -> DeploymentsShell:
     if settings.max_duration_h * 3600 >= platform.watchlist_retention_s:
         raise StartRefused(
@@ -156,7 +158,7 @@ def build(
     outbox = Outbox(redis, keys.outbox())
     audit = AuditLog(outbox, platform.topic_prefix)
     watchlist_log = WatchlistLog(redis, keys, platform.topic_prefix)
-    closer = Closer(store, index, audit, watchlist_log, settings.copy_wait_s)
+    closer = Closer(store, index, audit, watchlist_log, settings.copy_wait_s, clock)
     enroller = Enroller(
         detector,
         embedder,
@@ -184,6 +186,7 @@ def build(
         duplicate_similarity=DUPLICATE_SIMILARITY,
         max_duration_h=settings.max_duration_h,
         max_concurrent_enrolments=settings.enrol_max_concurrent,
+        clock=clock,
     )
     health_state = Health("kafka", "topics", "grpc")
     server = GrpcServer(
@@ -201,7 +204,7 @@ def build(
         service,
         outbox,
         watchlist_log,
-        Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s),
+        Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s, clock),
         health_state,
     )
 

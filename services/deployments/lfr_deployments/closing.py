@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.report import build_report
 from lfr_deployments.store import DeploymentStore
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
+from lfr_platform.clock import Clock, system
 from lfr_platform.registry import CLOSED, EXPIRED
 from lfr_platform.rpc import Unavailable
 from lfr_watchlist import WatchlistIndex
@@ -40,7 +40,9 @@ class Closer:
         audit: AuditLog,
         watchlist_log: WatchlistLog,
         copy_wait_s: float = 10.0,
+        clock: Clock = system,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.index = index
         self.audit = audit
@@ -58,7 +60,7 @@ class Closer:
             if record["status"] in (CLOSED, EXPIRED):
                 log.warning("finishing an interrupted deletion", extra={"deployment_id": deployment_id})
             else:
-                await self.store.mark_closed(deployment_id, status, actor, reason, time.time())
+                await self.store.mark_closed(deployment_id, status, actor, reason, self.clock())
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)
             copies = await self.delete_copies(deployment_id, reason, int(record.get("watchlist_points_deleted") or 0))
@@ -72,7 +74,7 @@ class Closer:
                 "reference_images_deleted": references,
                 # Redis's append-only file rewritten without the erased keys (when it keeps one).
                 "redis_history_rewritten": rewritten,
-                "deleted_at": time.time(),
+                "deleted_at": self.clock(),
             }
             await self.store.finish_close(deployment_id, report)
             await self.audit.record("deployment.data_deleted", deployment_id, actor, role, **report)
@@ -81,7 +83,7 @@ class Closer:
             # The report, as it stands at close, into the trail that is kept for good (decisions
             # recorded later still update it: `lfr deployment report`).
             await self.audit.record(
-                "deployment.reported", deployment_id, actor, role, report=build_report(record, time.time()).as_dict()
+                "deployment.reported", deployment_id, actor, role, report=build_report(record, self.clock()).as_dict()
             )
             try:
                 metrics.WATCHLIST_ENTRIES.remove(deployment_id)

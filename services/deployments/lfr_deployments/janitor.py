@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from lfr_deployments.closing import Closer
 from lfr_deployments.store import DeploymentStore
 from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
+from lfr_platform.clock import Clock, system
 from lfr_platform.outbox import Outbox
 from lfr_platform.registry import CLOSED, EXPIRED, LOST
 from lfr_platform.runtime import pause
@@ -39,6 +39,7 @@ class Janitor:
         audit: AuditLog,
         outbox: Outbox,
         interval_s: float,
+        clock: Clock = system,
     ) -> None:
         self.store = store
         self.index = index
@@ -46,6 +47,7 @@ class Janitor:
         self.audit = audit
         self.outbox = outbox
         self.interval_s = interval_s
+        self.clock = clock
         self.epoch: str | None = None  # Redis's epoch marker as this process first saw it
 
     async def run(self) -> None:
@@ -58,7 +60,7 @@ class Janitor:
             await pause(self.interval_s)
 
     async def sweep(self, now: float | None = None) -> None:
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         epoch, changed = await self.store.check_epoch(self.epoch)
         if changed:
             metrics.STATE_LOST.inc()
@@ -139,7 +141,7 @@ class Janitor:
             "redis_keys_deleted": keys,
             "data_key_destroyed": True,  # it was already gone with the record
             "reference_images_deleted": 0,
-            "deleted_at": time.time(),
+            "deleted_at": self.clock(),
         }
         await self.store.finish_close(deployment_id, report)
         await self.audit.record("deployment.data_deleted", deployment_id, SYSTEM, SYSTEM, **report)

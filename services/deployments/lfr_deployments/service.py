@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from lfr_faces.enrolment import Enroller, EnrolRejected
 from lfr_platform import metrics, sealing
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import READ_DEPLOYMENTS, WRITE_DEPLOYMENTS, Authenticator, Principal
+from lfr_platform.clock import Clock, system
 from lfr_platform.registry import CLOSED, OPEN
 from lfr_platform.rpc import Unavailable
 from lfr_platform.stage import TRANSIENT_ERRORS
@@ -54,7 +54,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         duplicate_similarity: float,
         max_duration_h: float = 24.0,
         max_concurrent_enrolments: int = 2,
+        clock: Clock = system,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.index = index
         self.watchlist_log = watchlist_log
@@ -90,11 +92,12 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 default_size_limit=self.default_size_limit,
                 max_size_limit=self.max_size_limit,
                 max_duration_h=self.max_duration_h,
+                now=self.clock(),
             )
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         deployment_id = f"dep-{uuid.uuid4().hex[:16]}"
-        now = time.time()
+        now = self.clock()
         # The record first: the janitor drops any collection that has no open record.
         await self.store.create(deployment_id, new, sealing.new_data_key(), who.identity, now)
         dimension = self.enroller.embedder.dimension
@@ -159,7 +162,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
     ) -> pb.GetDeploymentReportResponse:
         await self.auth.require(context, READ_DEPLOYMENTS, "read deployment reports", request.deployment_id)
         record = await self._record(request.deployment_id, context)
-        return pb.GetDeploymentReportResponse(report=wire.report(build_report(record, time.time())))
+        return pb.GetDeploymentReportResponse(report=wire.report(build_report(record, self.clock())))
 
     async def EnrolWatchlist(
         self, requests: AsyncIterator[pb.EnrolWatchlistRequest], context
@@ -256,7 +259,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             category=image.category.strip(),
             source_reference=image.source_reference.strip(),
             approved_by=image.approved_by.strip(),
-            enrolled_at=time.time(),
+            enrolled_at=self.clock(),
             image_sha256=analysed.image_sha256,
         )
         # One unit, shielded from the client: a client that goes away mid-way does not interrupt it

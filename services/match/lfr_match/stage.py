@@ -57,13 +57,15 @@ class MatchHandler(DeploymentStage[embeddings_pb2.FacesEmbedded]):
             raise  # the skeleton's: unsealable
         except ValueError as exc:
             return Rejected("invalid_vector", str(exc))
-        # A face of a track is decided on its track's template: the shots so far, fused.
+        # A face of a track is decided on its track's template: the shots so far, fused. Templates are
+        # forgotten by capture time (as tracks end), never by how late their records are processed.
         camera = camera_key(message.camera).decode()
+        captured = message.captured_at.ToNanoseconds() / 1e9
         shots = [1] * len(probes)
         for i, face in enumerate(message.faces):
             if face.track_id:
                 probes[i], shots[i] = self.templates.add(
-                    deployment_id, camera, face.track_id, probes[i], face.shot_quality
+                    deployment_id, camera, face.track_id, probes[i], face.shot_quality, now=captured
                 )
         try:
             searches = await asyncio.get_running_loop().run_in_executor(
@@ -86,7 +88,6 @@ class MatchHandler(DeploymentStage[embeddings_pb2.FacesEmbedded]):
             record.sign(match, "match")
             outputs.append(Output(MATCHES_FOUND, camera_key(message.camera), match))
         metrics.MATCHES.labels(**labels).inc(len(outputs))
-        captured = message.captured_at.ToNanoseconds() / 1e9
         metrics.CAPTURE_TO_MATCH_SECONDS.observe(max(0.0, time.time() - captured))
         return outputs
 

@@ -44,8 +44,9 @@ class TrackTemplates:
         quality: float,
         now: float | None = None,
     ) -> tuple[np.ndarray, int]:
-        """The track's template with this shot fused in, and how many shots it holds."""
-        now = time.monotonic() if now is None else now
+        """The track's template with this shot fused in, and how many shots it holds. `now`: the shot's
+        capture time (templates idle that long in capture time are forgotten)."""
+        now = time.time() if now is None else now
         self._expire(now)
         key = (deployment_id, camera, track_id)
         shots = self._tracks.pop(key, None) or _Shots()

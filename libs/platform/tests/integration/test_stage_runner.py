@@ -185,7 +185,7 @@ async def test_offsets_are_committed_only_after_the_output_is_acknowledged(platf
         await _stop(task)
 
 
-async def test_more_replicas_than_the_input_has_partitions_are_refused_at_start(platform, namespace):
+async def test_more_replicas_than_the_input_has_partitions_are_refused_at_start(platform, namespace, eventually):
     from lfr_platform.kafka import ensure_topics
     from lfr_platform.runtime import StartRefused
 
@@ -199,8 +199,10 @@ async def test_more_replicas_than_the_input_has_partitions_are_refused_at_start(
     enough = platform.model_copy(update={"stage_replicas": platform.topic_partitions})
     health = Health("kafka")
     task = await _run(StageRunner("detect", Echo(), enough, health, group_id=namespace))
-    async with asyncio.timeout(60):
-        while not health.ready:  # past the check: consuming
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.05)
+
+    def consuming():  # past the check
+        assert not task.done(), task.exception()
+        assert health.ready, health.report()
+
+    await eventually(consuming, timeout_s=60)
     await _stop(task)

@@ -3,7 +3,6 @@ in this loop, on the real broker and Redis): sessions, CSRF, headers, images, an
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -29,6 +28,7 @@ from lfr_testing.deployments import (
 from lfr_testing.kafka import produce
 from lfr_testing.media import lfw
 from lfr_testing.messages import match_record
+from lfr_testing.plugin import Eventually
 from lfr_testing.services import deployment_key, running
 
 pytestmark = pytest.mark.integration
@@ -126,14 +126,14 @@ async def _alert(platform, stack, data_dir):
 
 
 async def _alerts(browser: Browser, deployment_id: str, count: int = 1) -> list[dict]:
-    for _ in range(100):
+    async def listed():
         status, _, body = await browser.call("GET", f"/api/alerts?deployment={deployment_id}")
         assert status == 200, body
         alerts = json.loads(body)
-        if len(alerts) >= count:
-            return alerts
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no alert within 10 s: {alerts}")
+        assert len(alerts) >= count, alerts
+        return alerts
+
+    return await Eventually()(listed, timeout_s=30)
 
 
 async def test_sign_in_gives_a_strict_cookie_and_every_answer_is_locked_down(browser):

@@ -1,6 +1,5 @@
 """The DeploymentService over real gRPC, Redis and the broker: calls, roles, governance, audit."""
 
-import asyncio
 import json
 import time
 
@@ -154,24 +153,26 @@ async def test_after_close_nothing_biometric_remains(platform, deployments, data
     await client.aclose()
 
 
-async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tmp_path, data_dir):
+async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tmp_path, data_dir, eventually):
     settings = deployments_settings(tmp_path)
     first = build(platform, settings)
     async with running(first):
         request = create_request()
-        request.planned_end.FromNanoseconds(int((time.time() + 1.5) * 1e9))
+        request.planned_end.FromNanoseconds(int((time.time() + 3600) * 1e9))
         created = await Api(first.control.port)("create", request)
         results = await Api(first.control.port).enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")])
         assert [r.status for r in results] == [pb.ENROL_STATUS_ENROLLED], results
-    await asyncio.sleep(2.0)  # it ends while the deployments service is down
-    second = build(platform, settings)
+    # It ends while the deployments service is down: the service comes back two hours later.
+    second = build(platform, settings, clock=lambda: time.time() + 7200)
     async with running(second):
         api = Api(second.control.port)
-        deadline = time.monotonic() + 20
-        # Expired (marked first), then erased: the deletion report is written last.
-        while not (got := await api("get", created.deployment_id)).HasField("deletion"):
-            assert time.monotonic() < deadline, "not expired and erased by the janitor"
-            await asyncio.sleep(0.2)
+
+        async def erased():  # expired (marked first), then erased: the deletion report is written last
+            got = await api("get", created.deployment_id)
+            assert got.HasField("deletion"), "not expired and erased by the janitor"
+            return got
+
+        got = await eventually(erased, timeout_s=20)
         assert got.state == pb.DEPLOYMENT_STATE_EXPIRED
         assert got.closed_by == "system" and got.deletion.watchlist_points_deleted == 1
         assert created.deployment_id not in second.control.service.index.collections()
@@ -180,7 +181,7 @@ async def test_a_deployment_expires_at_its_end_even_across_restarts(platform, tm
 
 
 async def test_a_deployment_whose_state_redis_lost_is_recorded_audited_and_deleted_never_silently(
-    platform, deployments, data_dir
+    platform, deployments, data_dir, eventually
 ):
     """Redis restarted without its data: the watchlist left in the deployments service cannot be used any more (its key
     went with the record). It is recorded as lost, audited and alerted on before it is deleted."""
@@ -196,25 +197,27 @@ async def test_a_deployment_whose_state_redis_lost_is_recorded_audited_and_delet
     lost_before = REGISTRY.get_sample_value("lfr_deployments_lost_total") or 0.0
     client = aioredis.from_url(platform.redis_url)
     keys = RedisKeys(platform.redis_prefix)
-    deadline = time.monotonic() + 20
-    while await client.get(keys.epoch()) is None:  # the janitor has seen this Redis once
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+
+    async def epoch_seen():  # the janitor has seen this Redis once
+        assert await client.get(keys.epoch()) is not None, "no epoch marker yet"
+
+    await eventually(epoch_seen, timeout_s=20)
     # Every key of this installation gone, as after a restart of a Redis that kept nothing on disk.
     async for key in client.scan_iter(match=f"{platform.redis_prefix}:*"):
         await client.delete(key)
 
-    deadline = time.monotonic() + 20
-    while True:  # NOT_FOUND until the janitor's next sweep records the loss
+    async def recorded_lost():  # NOT_FOUND until the janitor's next sweep records the loss
         listed = {d.deployment_id: d for d in await api("list")}
-        if deployment_id in listed and listed[deployment_id].state == pb.DEPLOYMENT_STATE_LOST:
-            break
-        assert time.monotonic() < deadline, "the loss was not detected"
-        await asyncio.sleep(0.2)
-    # Recorded lost first, then deleted: the deletion's report follows within the same sweep.
-    while not (got := await api("get", deployment_id)).HasField("deletion"):
-        assert time.monotonic() < deadline, "the lost deployment's watchlist was not deleted"
-        await asyncio.sleep(0.2)
+        assert deployment_id in listed and listed[deployment_id].state == pb.DEPLOYMENT_STATE_LOST, "not detected"
+
+    await eventually(recorded_lost, timeout_s=20)
+
+    async def deleted():  # recorded lost first, then deleted: its report follows within the same sweep
+        got = await api("get", deployment_id)
+        assert got.HasField("deletion"), "the lost deployment's watchlist was not deleted"
+        return got
+
+    got = await eventually(deleted, timeout_s=20)
     assert deployment_id not in deployments.control.service.index.collections()
     assert got.deletion.collection_dropped and got.deletion.watchlist_points_deleted == 1
     assert REGISTRY.get_sample_value("lfr_deployments_lost_total") == lost_before + 1

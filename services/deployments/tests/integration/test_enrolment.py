@@ -32,6 +32,12 @@ def _reason(result: pb.EnrolWatchlistResponse) -> str:
     return pb.RejectionReason.Name(result.reason).removeprefix("REJECTION_REASON_").lower()
 
 
+async def _enrolled(api: Api, deployment_id: str, n: int):
+    got = await api("get", deployment_id)
+    assert got.enrolled_images == n, got.enrolled_images
+    return got
+
+
 def _bomb() -> bytes:
     buffer = io.BytesIO()
     Image.new("1", (40_000, 40_000)).save(buffer, "PNG")  # declares 1.6 Gpixel in a small file
@@ -102,7 +108,7 @@ async def test_a_batch_over_the_size_limit_is_refused_whole_before_anything_is_w
     assert (await api("get", deployment.deployment_id)).enrolled_images == 2
 
 
-async def test_a_stream_cut_midway_keeps_what_was_acknowledged(deployments, data_dir):
+async def test_a_stream_cut_midway_keeps_what_was_acknowledged(deployments, data_dir, eventually):
     api = Api(deployments.control.port)
     deployment = await api("create", create_request())
     release = asyncio.Event()
@@ -121,8 +127,7 @@ async def test_a_stream_cut_midway_keeps_what_was_acknowledged(deployments, data
     first = await asyncio.to_thread(enrol_then_cut)
     release.set()
     assert first.status == pb.ENROL_STATUS_ENROLLED
-    await asyncio.sleep(0.5)
-    got = await api("get", deployment.deployment_id)
+    got = await eventually(lambda: _enrolled(api, deployment.deployment_id, 1))
     assert got.enrolled_images == 1
     # and the deployment still takes new images: nothing was left half-written or locked
     more = await api.enrol(

@@ -110,36 +110,33 @@ async def test_an_enrolment_the_log_did_not_take_is_removed_from_the_index_and_n
     index.close()
 
 
-async def test_a_cancelled_enrolment_is_removed_from_the_index_too(tmp_path):
+async def test_a_cancelled_enrolment_is_removed_from_the_index_too(tmp_path, eventually):
     index = EdgeIndex(tmp_path)
     index.create("dep-a", 128)
     service = _service(index, RedisGoesAway(asyncio.CancelledError()))
     with pytest.raises(asyncio.CancelledError):
         await service._enrol_one("dep-a", _image(), who=None)
-    for _ in range(100):  # undone in a worker thread
-        if index.count("dep-a") == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert index.count("dep-a") == 0
+    await eventually(lambda: index.count("dep-a") == 0)  # undone in a worker thread
     index.close()
 
 
-async def test_a_client_going_away_mid_record_leaves_the_record_and_the_entry_in_step(tmp_path):
+async def test_a_client_going_away_mid_record_leaves_the_record_and_the_entry_in_step(tmp_path, eventually):
     index = EdgeIndex(tmp_path)
     index.create("dep-a", 128)
     store = SlowRedis()
     service = _service(index, store)
     call = asyncio.create_task(service._enrol_one("dep-a", _image(), who=None))
-    while index.count("dep-a") == 0:  # in the index; its record about to be written, or being written
-        await asyncio.sleep(0.01)
+    # In the index; its record about to be written, or being written.
+    await eventually(lambda: index.count("dep-a") == 1, interval_s=0.01)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
     store.release.set()  # the write completes after the client went away
-    for _ in range(200):
-        if store.recorded:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)  # an undo, were there one, would have run by now
+    await eventually(lambda: store.recorded)
+
+    def settled():  # the enrolment's shielded unit has ended: an undo, were there one, has run
+        assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()], "still running"
+
+    await eventually(settled)
     assert store.recorded and index.count("dep-a") == 1  # recorded, so kept: Redis and the index agree
     index.close()

@@ -1,7 +1,5 @@
 """match over the real broker and Redis: real vectors in, matches out, non-matches dropped."""
 
-import asyncio
-
 import numpy as np
 import pytest
 
@@ -91,7 +89,7 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
 
 
 async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_deployment_closes(
-    platform, deployments, match, data_dir, models_dir
+    platform, deployments, match, data_dir, models_dir, eventually
 ):
     """Three shots of one pass: each decision uses the template of the shots so far, with their count."""
     from lfr.v1 import deployments_pb2 as pb
@@ -141,8 +139,4 @@ async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_depl
     assert len(handler.templates) == 1
     await api("close", deployment_id)
     await produce(platform, FACES_EMBEDDED, records[:1])  # a late record of the closed deployment
-    for _ in range(100):
-        if not len(handler.templates):
-            break
-        await asyncio.sleep(0.1)
-    assert len(handler.templates) == 0
+    await eventually(lambda: len(handler.templates) == 0)
