@@ -27,6 +27,7 @@ from lfr_platform import sealing
 from lfr_platform.kafka import ensure_topics, new_producer
 from lfr_platform.registry import RedisKeys, new_deployment_record, write_new_deployment
 from lfr_platform.settings import PlatformSettings
+from lfr_platform.signing import new_alert_key
 from lfr_stack.infrastructure import start_broker, start_redis
 from lfr_stack.processes import stop_process
 from lfr_watchlist import Entry
@@ -88,9 +89,10 @@ async def _measure(root: Path, n: int) -> dict:
             deployment_id, name="bench", purpose="bench", authorising_officer="bench", location="bench",
             planned_start=now - 1, planned_end=now + 3600, cameras=[], threshold=0.6, threshold_floor=0.6,
             threshold_override_reason="", model_id="sface-2021dec", watchlist_size_limit=n, created_at=now,
-            created_by="bench",
+            created_by="bench", alert_public_key=new_alert_key()[1],
         )  # fmt: skip
-        await write_new_deployment(redis, RedisKeys(platform.redis_prefix), platform.key_wrap(), record, key)
+        keys = RedisKeys(platform.redis_prefix)
+        await write_new_deployment(redis, keys, platform.key_wrap(), record, key, new_alert_key()[0], 3600)
         publish_s = await _publish(platform, deployment_id, key, n)
         catch_up = []
         for name in ("match-1", "match-2"):  # one after the other: each timed alone on the machine's cores

@@ -4,13 +4,17 @@ enrolled at once.
 The deployments service runs as a process on the local stack. Six 7000x7000 JPEGs (49 Mpixel, under
 the 50 Mpixel limit; real LFW faces scaled up) are enrolled over three concurrent streams, twice: with
 the limits as configured (photos reduced while decoded, LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT at a
-time) and without them (decoded at full size, all at once), as before. Meanwhile its resident memory
-is sampled every 20 ms, and its HTTP health endpoint, served by the event loop that also serves the
-DeploymentService and its janitor, is timed: a proxy for whether the control plane is kept waiting.
+time, each reserving its decoding's memory from LFR_DEPLOYMENTS_ENROL_MEMORY_MB) and without them
+(decoded at full size, all at once), as before. Then the bus probe's bombs (issue 16): 7000x7000
+baseline, progressive 4:2:0 and progressive 4:4:4 JPEGs and a PNG, over three streams, with the
+limits and without the memory budget. Meanwhile its resident memory is sampled every 20 ms, and its
+HTTP health endpoint, served by the event loop that also serves the DeploymentService and its janitor,
+is timed: a proxy for whether the control plane is kept waiting.
 """
 
 from __future__ import annotations
 
+import io
 import statistics
 import threading
 import time
@@ -19,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+from PIL import Image
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_contracts.clients import DeploymentClient
@@ -45,6 +50,24 @@ def _photos(data_dir: Path) -> list[tuple[str, bytes]]:
         ok, data = cv2.imencode(".jpg", cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC))
         photos.append((person.name, data.tobytes()))
     return photos
+
+
+def _bombs(data_dir: Path) -> list[tuple[str, bytes]]:
+    """The probe's photos: one face at 7000x7000 as a baseline, a progressive (4:2:0), a progressive
+    4:4:4 JPEG and a PNG."""
+    face = cv2.imread(str(data_dir / "lfw" / "images" / "Colin_Powell" / "Colin_Powell_0001.jpg"))
+    big = cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_LINEAR)
+    buffer = io.BytesIO()
+    Image.fromarray(big[:, :, ::-1]).save(buffer, "JPEG", quality=90, progressive=True, subsampling=0)
+    return [
+        ("baseline", cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()),
+        (
+            "progressive",
+            cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
+        ),
+        ("progressive-444", buffer.getvalue()),
+        ("png", cv2.imencode(".png", big, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes()),
+    ]
 
 
 def _item(name: str, data: bytes) -> pb.WatchlistImage:
@@ -97,11 +120,18 @@ def _run(root: Path, data_dir: Path, photos, env: dict[str, str]) -> dict:
             for w in watchers:
                 w.join()
             enrolled = sum(r.status == pb.ENROL_STATUS_ENROLLED for rs in results for r in rs)
+            refused = sorted(
+                f"{r.client_ref}: {pb.RejectionReason.Name(r.reason).removeprefix('REJECTION_REASON_').lower()}"
+                for rs in results
+                for r in rs
+                if r.status != pb.ENROL_STATUS_ENROLLED
+            )
     finally:
         stack.stop()
     return {
         "photos": len(photos),
         "enrolled": enrolled,
+        "refused": refused,
         "seconds": round(elapsed, 1),
         "idle_rss_mb": round(idle_mb),
         "peak_rss_mb": round(max(samples)),
@@ -127,7 +157,24 @@ def run(out: Path, data_dir: Path) -> dict:
         out / "enrol-unbounded",
         data_dir,
         photos,
-        {"LFR_DEPLOYMENTS_ENROL_DECODE_MAX_SIDE": str(SIDE * 2), "LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT": "64"},
+        {
+            "LFR_DEPLOYMENTS_ENROL_DECODE_MAX_SIDE": str(SIDE * 2),
+            "LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT": "64",
+            "LFR_DEPLOYMENTS_ENROL_MEMORY_MB": "100000",
+        },
     )
     print(f"  unbounded (full-size decode, no cap): {unbounded}")
-    return {"photo": f"{SIDE}x{SIDE} JPEG", "bounded": bounded, "unbounded": unbounded}
+    bombs = _bombs(data_dir)
+    probe = _run(out / "enrol-bombs", data_dir, bombs, {})
+    print(f"  the probe's bombs, bounded (defaults): {probe}")
+    probe_unbounded = _run(
+        out / "enrol-bombs-unbounded", data_dir, bombs, {"LFR_DEPLOYMENTS_ENROL_MEMORY_MB": "100000"}
+    )
+    print(f"  the probe's bombs, no memory budget: {probe_unbounded}")
+    return {
+        "photo": f"{SIDE}x{SIDE} JPEG",
+        "bounded": bounded,
+        "unbounded": unbounded,
+        "bombs_bounded": probe,
+        "bombs_no_budget": probe_unbounded,
+    }

@@ -202,6 +202,39 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
     client.close_channel()
 
 
+def test_a_crash_mid_enrolment_loses_no_audit(stack, tmp_path, data_dir):
+    """Bus failure 8: six images of a stream cut by a SIGKILL of deployments were in the watchlist and
+    acknowledged, without their audit (the audit said 25, the watchlist 31). Each image's audit event
+    is written in the Redis transaction that records it, before its acknowledgement."""
+    state = stack.start(services=("deployments",))
+    client, deployment_id = _created(state, timeout_s=120)
+    items = list(scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="B"))
+    acknowledged: list[pb.EnrolWatchlistResponse] = []
+    with pytest.raises(grpc.RpcError):
+        for result in client.enrol(deployment_id, iter_messages(items)):
+            if result.status == pb.ENROL_STATUS_ENROLLED:
+                acknowledged.append(result)
+            if len(acknowledged) == 3:
+                _killed_and_back(stack, "deployments")  # mid-stream: more photos are sent, some analysed
+    assert len(acknowledged) >= 3
+    recorded = client.get(deployment_id).enrolled_images  # in Redis: acknowledged, or not yet when killed
+    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
+
+    def audited() -> set[str]:
+        audits = decoded(AUDIT_RECORDED, asyncio.run(read(platform, AUDIT_RECORDED, count=1, settle_s=1)))
+        entries = {
+            a.details["entry_id"]
+            for a in audits
+            if a.event == "watchlist.image_enrolled" and a.deployment_id == deployment_id
+        }
+        assert len(entries) >= recorded, f"{len(entries)} images audited, {recorded} recorded"
+        return entries
+
+    entries = eventually(audited, timeout_s=60)  # the restarted service drains its outbox
+    assert {r.entry_id for r in acknowledged} <= entries and len(entries) == recorded
+    client.close_channel()
+
+
 def _kcat(bootstrap: str, topic: str) -> list[str]:
     """The keys of every record of a topic, read by Debian's kcat (librdkafka), as a control-room
     system on a non-Java client reads them."""

@@ -6,6 +6,7 @@ never two stacks at once, and `down` leaves no process whatever happened to the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -17,10 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from lfr_cli import demo_data
+from lfr_contracts import ALERTS_RAISED, FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCHES_FOUND
 from lfr_stack.processes import marked_processes, pid_alive
 from lfr_stack.state import StackState
 from lfr_stack.supervisor import Supervisor
 from lfr_stack.wiring import default_replicas, replica_names, service_of
+from lfr_testing.kafka import clear_images
 from lfr_testing.stack import eventually
 
 pytestmark = pytest.mark.e2e
@@ -129,6 +132,13 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     assert "# Deployment report: Op Harbour" in lfr.ok("deployment", "report", deployment_id, "--markdown")
     unknown = lfr("deployment", "report", "dep-0000000000000000")
     assert unknown.returncode == 3
+    # Bus failure 4: after the close no record on any topic yields a face (crops were in clear on the
+    # match and alert topics); frames, faces and crops are sealed under the shredded data key.
+    state = lfr.state()
+    on_the_bus = asyncio.run(clear_images(state.kafka_bootstrap_servers, state.topic_prefix))
+    read = {t.base_name for t in (FRAMES_CAPTURED, FACES_DETECTED, FACES_EMBEDDED, MATCHES_FOUND, ALERTS_RAISED)}
+    assert {t for t in read if on_the_bus.get(state.topic_prefix + t, (0, 0))[0] > 0} == read
+    assert {t: images for t, (_, images) in on_the_bus.items() if images} == {}
 
     # What the stack writes is its user's alone: the folder 0700, the logs and the watchlist 0600.
     assert stat.S_IMODE((lfr.root).stat().st_mode) == 0o700

@@ -9,8 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from lfr.v1 import alerts_pb2 as pb
-from lfr_contracts.clients import AlertClient
+from lfr_contracts.clients import AlertClient, DeploymentClient
 from lfr_contracts.views import alert_json
+from lfr_platform.logs import printable
+from lfr_platform.signing import verify_alert
+
+# Exit status when an alert answered was not genuine (after the others are shown).
+FORGED = 8
 
 OUTCOMES = {
     "true": pb.ADJUDICATION_OUTCOME_TRUE,
@@ -47,6 +52,12 @@ def add_parser(commands, connection_options) -> None:
         parser.add_argument(
             "--correction-reason", default="", help="supervisor only: why a recorded decision is changed (audited)"
         )
+        parser.add_argument(
+            "--revision",
+            type=int,
+            default=0,
+            help="the alert's revision the decision is made on (`lfr alert get`); required to correct one",
+        )
         return parser
 
     decision("adjudicate", "was it the person on the watchlist?").add_argument(
@@ -60,17 +71,52 @@ def add_parser(commands, connection_options) -> None:
     outcome.add_argument("--detail", default="", help="what happened (required for 'other')")
 
 
-def run(client: AlertClient, args) -> int:
+class PublicKeys:
+    """Each deployment's alert key, from the DeploymentService (asked once per deployment)."""
+
+    def __init__(self, deployments: DeploymentClient) -> None:
+        self.deployments = deployments
+        self._keys: dict[str, bytes] = {}
+
+    def __call__(self, deployment_id: str) -> bytes:
+        if deployment_id not in self._keys:
+            self._keys[deployment_id] = self.deployments.get(deployment_id).alert_public_key
+        return self._keys[deployment_id]
+
+
+def genuine(alerts: list[pb.AlertRaised], public_key: PublicKeys) -> list[pb.AlertRaised]:
+    """The alerts signed by their deployment's alert key; each other one is named on stderr."""
+    kept = []
+    for alert in alerts:
+        if verify_alert(public_key(alert.camera.deployment_id), alert):
+            kept.append(alert)
+        else:
+            Console(stderr=True).print(
+                f"[red]dropped[/] alert {printable(alert.alert_id)!r} revision {alert.revision}: "
+                "not signed by its deployment's alert key (forged or altered)"
+            )
+    return kept
+
+
+def run(client: AlertClient, args, public_key: PublicKeys) -> int:
+    """Alerts are shown only when genuine: a forged or altered one is dropped, said on stderr, and
+    the command exits 8 (FORGED)."""
     command = args.alert_command
-    if command == "list":
-        alerts = client.list(args.deployment, [STATES[s] for s in args.state or ()], args.van)
-        _print(alerts, args.json)
-        return 0
-    if command == "get":
-        _print([client.get(args.alert_id)], args.json)
-        return 0
+    if command in ("list", "get"):
+        if command == "list":
+            alerts = client.list(args.deployment, [STATES[s] for s in args.state or ()], args.van)
+        else:
+            alerts = [client.get(args.alert_id)]
+        shown = genuine(alerts, public_key)
+        _print(shown, args.json)
+        return 0 if len(shown) == len(alerts) else FORGED
     common = (args.alert_id,)
-    options = {"officer": args.officer, "note": args.note, "correction_reason": args.correction_reason}
+    options = {
+        "officer": args.officer,
+        "note": args.note,
+        "correction_reason": args.correction_reason,
+        "revision": args.revision,
+    }
     if command == "adjudicate":
         response = client.adjudicate(*common, OUTCOMES[args.outcome], **options)
     elif command == "engage":

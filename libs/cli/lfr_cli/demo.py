@@ -121,7 +121,9 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
                     f"score {alert.score:.3f} (threshold {alert.threshold:.3f})"
                 )
 
-        collector = AlertCollector(state.kafka_bootstrap_servers, state.topic_prefix, on_alert=live)
+        collector = AlertCollector(
+            state.kafka_bootstrap_servers, state.topic_prefix, deployment_id, deployment.alert_public_key, on_alert=live
+        )
         collector.start()
         try:
             sources = [
@@ -142,6 +144,8 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
         finally:
             collector.stop()
         alerts = collector.alerts()
+        if collector.refused:
+            err.print(f"[yellow]warning:[/] alert revisions dropped: {dict(collector.refused)} (not genuine)")
         for alert in alerts:
             print(json.dumps(alert_json(alert)), flush=True)  # noqa: T201 - the demo's output
         closed = client.close(deployment_id, "demo finished")

@@ -34,26 +34,25 @@ EXIT_CODES = {
 }
 
 
-def _client(args):
+def _client(args, service: str | None = None):
     """A client of the DeploymentService, or of the AlertService for `lfr alert`."""
     from lfr_contracts.clients import AlertClient, DeploymentClient
     from lfr_stack.state import StackState
 
-    alerts = args.command == "alert"
+    alerts = (service or args.command) == "alert"
     service = "AlertService" if alerts else "DeploymentService"
     address_variable = "LFR_CLI_ALERT_ADDRESS" if alerts else "LFR_CLI_ADDRESS"
-    address = args.address or os.environ.get(address_variable)
+    address = (args.address if alerts == (args.command == "alert") else None) or os.environ.get(address_variable)
     token = args.token or os.environ.get("LFR_CLI_TOKEN")
     if not address or not token:
         state = StackState.load(STACK_DIR)
         if state is None:
-            raise SystemExit(
-                deployments.fail(
-                    f"no {service} given: use --address and --token (or {address_variable}, LFR_CLI_TOKEN), "
-                    "or start the local stack with `make up`",
-                    2,
-                )
+            how = (
+                f"set {address_variable} (`lfr alert` reads each deployment's alert key from it, to verify alerts)"
+                if not alerts and args.command == "alert"
+                else f"use --address and --token (or {address_variable}, LFR_CLI_TOKEN)"
             )
+            raise SystemExit(deployments.fail(f"no {service} given: {how}, or start the local stack with `make up`", 2))
         address = address or (state.alert_grpc_address if alerts else state.grpc_address)
         # The local stack has a token per role: officers decide alerts, a manager runs deployments.
         role = "viewer" if args.viewer else (args.role or ("officer" if alerts else "manager"))
@@ -198,7 +197,10 @@ def _dispatch(args) -> int:
                 "report": deployments.report,
             }[args.deployment_command]
         elif args.command == "alert":
-            handler = control_room.run
+            # Each alert shown is checked against its deployment's alert key, read from the
+            # DeploymentService (LFR_CLI_ADDRESS), not from the AlertService that serves the alert.
+            with _client(args, "deployment") as keys:
+                return control_room.run(client, args, control_room.PublicKeys(keys))
         else:
             handler = deployments.enrol
         return handler(client, args)

@@ -96,31 +96,42 @@ class AlertClient(_Client):
         return self.stub.GetAlertImages(request, metadata=self.metadata, timeout=self.timeout_s)
 
     @staticmethod
-    def _decision(alert_id: str, officer: str, note: str, correction_reason: str) -> alerts_pb2.DecisionRequest:
+    def _decision(
+        alert_id: str, officer: str, note: str, correction_reason: str, revision: int
+    ) -> alerts_pb2.DecisionRequest:
         return alerts_pb2.DecisionRequest(
-            alert_id=alert_id, officer=officer, note=note, correction_reason=correction_reason
+            alert_id=alert_id, officer=officer, note=note, correction_reason=correction_reason, revision=revision
         )
 
     def adjudicate(
-        self, alert_id: str, outcome: int, officer: str, note: str = "", correction_reason: str = ""
+        self, alert_id: str, outcome: int, officer: str, note: str = "", correction_reason: str = "", revision: int = 0
     ) -> alerts_pb2.AdjudicateAlertResponse:
         request = alerts_pb2.AdjudicateAlertRequest(
-            decision=self._decision(alert_id, officer, note, correction_reason), outcome=outcome
+            decision=self._decision(alert_id, officer, note, correction_reason, revision), outcome=outcome
         )
         return self.stub.AdjudicateAlert(request, metadata=self.metadata, timeout=self.timeout_s)
 
     def engage(
-        self, alert_id: str, engaged: bool, officer: str, note: str = "", correction_reason: str = ""
+        self, alert_id: str, engaged: bool, officer: str, note: str = "", correction_reason: str = "", revision: int = 0
     ) -> alerts_pb2.RecordEngagementResponse:
         request = alerts_pb2.RecordEngagementRequest(
-            decision=self._decision(alert_id, officer, note, correction_reason), engaged=engaged
+            decision=self._decision(alert_id, officer, note, correction_reason, revision), engaged=engaged
         )
         return self.stub.RecordEngagement(request, metadata=self.metadata, timeout=self.timeout_s)
 
     def outcome(
-        self, alert_id: str, outcome: int, officer: str, detail: str = "", note: str = "", correction_reason: str = ""
+        self,
+        alert_id: str,
+        outcome: int,
+        officer: str,
+        detail: str = "",
+        note: str = "",
+        correction_reason: str = "",
+        revision: int = 0,
     ) -> alerts_pb2.RecordOutcomeResponse:
         request = alerts_pb2.RecordOutcomeRequest(
-            decision=self._decision(alert_id, officer, note, correction_reason), outcome=outcome, detail=detail
+            decision=self._decision(alert_id, officer, note, correction_reason, revision),
+            outcome=outcome,
+            detail=detail,
         )
         return self.stub.RecordOutcome(request, metadata=self.metadata, timeout=self.timeout_s)

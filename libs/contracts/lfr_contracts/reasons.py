@@ -1,10 +1,11 @@
 """Why something was not processed: one vocabulary for every service.
 
 These names are the `reason` of dead letters and the `reason` label of lfr_messages_dead_lettered_total,
-lfr_messages_skipped_total, lfr_frames_dropped_total, lfr_faces_rejected_total and
-lfr_faces_not_embedded_total and lfr_passes_flagged_total; enrolment refusals use the same words for the same things
-(`face_too_small` is a face too small, in a camera frame or in a custody photo). docs/metrics.md
-lists them; tests/contract/test_reasons.py checks that the code uses no other.
+lfr_messages_skipped_total, lfr_frames_dropped_total, lfr_faces_rejected_total,
+lfr_faces_not_embedded_total, lfr_passes_flagged_total and lfr_alert_revisions_refused_total;
+enrolment refusals use the same words for the same things (`face_too_small` is a face too small, in
+a camera frame or in a custody photo). docs/metrics.md lists them; tests/contract/test_reasons.py
+checks that the code uses no other.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ DEAD_LETTER: dict[str, str] = {
     "invalid_vector": "its vector has the wrong size or is not finite",
     "model_mismatch": "its vectors come from another model than the watchlist's",
     "invalid_match": "a match without a match id or a subject",
-    "unauthenticated_match": "a match not signed with its deployment's key (forged or replayed)",
+    "unauthenticated_match": "a match not signed with its deployment's key (forged, or altered)",
+    "replayed_match": "a match already announced as an alert revision (produced again, or an offset reset)",
+    "stale_match": "a match captured longer ago than LFR_ALERT_MAX_MATCH_AGE_S (a late or replayed record)",
     "subject_not_enrolled": "a match for a subject not on its deployment's watchlist",
     "output_too_large": "what the stage would publish for it is over the broker's message size",
     "handler_error": "the stage failed on it with an unexpected error (a bug: see the detail)",
@@ -63,4 +66,17 @@ PASS_FLAGGED: dict[str, str] = {
     "never_frontal": "no face of the pass was frontal (head turned over about 25 degrees throughout)",
 }
 
-REASONS: dict[str, str] = {**DEAD_LETTER, **SKIPPED, **FRAME_DROPPED, **FACE_DROPPED, **PASS_FLAGGED}
+# An alert revision a reader (the console, `lfr alert`, the demo) does not show.
+REVISION_REFUSED: dict[str, str] = {
+    "forged": "not signed by its deployment's alert key: forged or altered",
+    "out_of_order": "not newer than the revision of that alert already shown",
+}
+
+REASONS: dict[str, str] = {
+    **DEAD_LETTER,
+    **SKIPPED,
+    **FRAME_DROPPED,
+    **FACE_DROPPED,
+    **PASS_FLAGGED,
+    **REVISION_REFUSED,
+}

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import audit_pb2
 from lfr_contracts import AUDIT_RECORDED
+from lfr_platform.logs import printable
 from lfr_platform.outbox import Outbox, OutboxRecord
 
 log = logging.getLogger(__name__)
@@ -19,17 +20,34 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 
 
+# The longest id (deployment, actor, role) an audit event keeps; a detail keeps logs.FIELD_LIMIT.
+# Beyond, the text is cut with a marker of how much: what a caller sends (a 3 MB deployment id with
+# no token) costs it, not the audit trail that is kept forever.
+ID_LIMIT = 256
+
+
+def _bounded(value):
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list | tuple):
+        return [_bounded(v) for v in value[:100]]
+    if isinstance(value, dict):
+        return {printable(k, ID_LIMIT): _bounded(v) for k, v in list(value.items())[:100]}
+    return value
+
+
 def audit_event(event: str, deployment_id: str, actor: str, role: str, **details) -> audit_pb2.AuditRecorded:
+    """An audit event, every field bounded and printable (control characters escaped)."""
     at = Timestamp()
     at.GetCurrentTime()
     body = Struct()
-    body.update({k: v for k, v in details.items() if v is not None})
+    body.update({k: _bounded(v) for k, v in details.items() if v is not None})
     return audit_pb2.AuditRecorded(
         event_id=uuid.uuid4().hex,
         event=event,
-        deployment_id=deployment_id,
-        actor=actor,
-        role=role,
+        deployment_id=printable(deployment_id, ID_LIMIT),
+        actor=printable(actor, ID_LIMIT),
+        role=printable(role, ID_LIMIT),
         at=at,
         details=body,
     )
@@ -39,6 +57,11 @@ class AuditLog:
     def __init__(self, outbox: Outbox, topic_prefix: str) -> None:
         self.outbox = outbox
         self.topic = AUDIT_RECORDED.name(topic_prefix)
+
+    def add(self, pipe, event: str, deployment_id: str, actor: str, role: str, **details) -> None:
+        """The event into the outbox on the caller's Redis transaction: kept if and only if the change
+        it records commits (sent by the outbox's next drain)."""
+        self.outbox.add(pipe, self.as_record(audit_event(event, deployment_id, actor, role, **details)))
 
     def as_record(self, message: audit_pb2.AuditRecorded) -> OutboxRecord:
         return OutboxRecord(self.topic, message.deployment_id.encode(), AUDIT_RECORDED.encode(message))

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, Field, ValidationError
+
+from lfr_platform import metrics
+from lfr_platform.audit import ID_LIMIT
+from lfr_platform.logs import printable
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +136,20 @@ def bearer(value: str | None) -> str | None:
 
 
 class Authenticator:
-    """The gRPC side: who is calling, may they do this, to this deployment. Refusals are audited."""
+    """The gRPC side: who is calling, may they do this, to this deployment. Refusals are audited.
+
+    A caller without a valid token is audited at most UNAUTHENTICATED_AUDITS_PER_MINUTE times a minute
+    per peer address; beyond, the refusal is answered the same, counted
+    (`lfr_audit_refusals_dropped_total`) and not written, so that an anonymous caller cannot fill the
+    audit trail, which is kept forever."""
+
+    UNAUTHENTICATED_AUDITS_PER_MINUTE = 20
 
     def __init__(self, book: TokenBook, audit) -> None:
         self.book = book
         self.audit = audit
+        self._anonymous = MovingWindowRateLimiter(MemoryStorage())
+        self._per_minute = RateLimitItemPerMinute(self.UNAUTHENTICATED_AUDITS_PER_MINUTE)
 
     def identify(self, metadata) -> Principal | None:
         for key, value in metadata or ():
@@ -145,9 +161,12 @@ class Authenticator:
     async def require(self, context, roles: frozenset[str], action: str, deployment_id: str = "") -> Principal:
         principal = self.identify(context.invocation_metadata())
         if principal is None:
-            await self.audit.record(
-                "access.denied", deployment_id, "unauthenticated", "", action=action, outcome="UNAUTHENTICATED"
-            )
+            if self._anonymous.hit(self._per_minute, _peer_host(context.peer())):
+                await self.audit.record(
+                    "access.denied", deployment_id, "unauthenticated", "", action=action, outcome="UNAUTHENTICATED"
+                )
+            else:
+                metrics.AUDIT_REFUSALS_DROPPED.inc()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
         if principal.role not in roles:
             await self.deny(context, principal, action, deployment_id, f"role {principal.role!r} may not {action}")
@@ -158,10 +177,18 @@ class Authenticator:
     async def require_deployment(self, context, principal: Principal, action: str, deployment_id: str) -> None:
         if not principal.may_see(deployment_id):
             await self.deny(
-                context, principal, action, deployment_id, f"{principal.identity} may not {action} of {deployment_id}"
+                context,
+                principal,
+                action,
+                deployment_id,
+                f"{principal.identity} may not {action} of {printable(deployment_id, ID_LIMIT)}",
             )
 
     async def deny(self, context, principal: Principal, action: str, deployment_id: str, message: str) -> None:
+        await self.audit_denied(principal, action, deployment_id)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    async def audit_denied(self, principal: Principal, action: str, deployment_id: str) -> None:
         await self.audit.record(
             "access.denied",
             deployment_id,
@@ -170,4 +197,10 @@ class Authenticator:
             action=action,
             outcome="PERMISSION_DENIED",
         )
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+
+def _peer_host(peer: str | None) -> str:
+    """The caller's address without its port ("ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7")."""
+    peer = peer or "unknown"
+    host, _, port = peer.rpartition(":")
+    return host if host and port.isdigit() else peer

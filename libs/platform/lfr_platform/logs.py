@@ -1,6 +1,9 @@
 """Logging to stderr as text for people or JSON for shippers, with `extra=` fields kept.
 
-Never pass biometric data, tokens or keys to a logger: fields are written as given.
+Never pass biometric data, tokens or keys to a logger. What a caller sent (an id, a reason) reaches a
+log bounded and printable: every field and the message are cut at FIELD_LIMIT characters (marked) and
+their control characters escaped, so that a request cannot write megabytes into the log nor forge a
+line of its own with a newline.
 """
 
 from __future__ import annotations
@@ -11,10 +14,29 @@ import sys
 import time
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# The longest field (or message) written: beyond it, a marker says how much was cut.
+FIELD_LIMIT = 2000
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def printable(value: object, limit: int = FIELD_LIMIT) -> str:
+    """`value` as text fit for a log line or an audit field: control characters escaped, at most `limit`
+    characters kept (and a marker of what was cut)."""
+    text = str(value)
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    text = text.translate(_CONTROL)
+    return f"{text}…[{cut} more]" if cut > 0 else text
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v if isinstance(v, int | float | bool) or v is None else printable(v)
+        for k, v in record.__dict__.items()
+        if k not in _STANDARD and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": printable(record.getMessage()),
             **_extras(record),
         }
         if record.exc_info:
@@ -34,6 +56,10 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

@@ -74,6 +74,17 @@ FACES_NOT_EMBEDDED = Counter(
     "Faces good enough to identify but not embedded (not_due, not_better, budget_spent); their track is still decided",
     [*CAMERA, "reason"],
 )
+AUDIT_REFUSALS_DROPPED = Counter(
+    "lfr_audit_refusals_dropped_total",
+    "Refusals of callers without a valid token answered but not audited: over "
+    "UNAUTHENTICATED_AUDITS_PER_MINUTE from one address (the audit trail is kept forever)",
+)
+ALERT_REVISIONS_REFUSED = Counter(
+    "lfr_alert_revisions_refused_total",
+    "Alert revisions read from the topic and not shown: forged (not signed by the deployment's alert key) or "
+    "out_of_order (not newer than the one shown)",
+    ["reason"],
+)
 JANITOR_SWEEPS = Counter(
     "lfr_janitor_sweeps_total", "Sweeps of the deployments service's janitor that completed (expiry, deletions, audit)"
 )

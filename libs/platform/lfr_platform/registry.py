@@ -50,6 +50,7 @@ TOMBSTONE_FIELDS = frozenset(
         "deletion",
         "started_at",
         "lost_at",
+        "alert_public_key",
     }
 )
 
@@ -93,9 +94,23 @@ class RedisKeys:
         return f"{self.prefix}:dep:{deployment_id}:enrol-lock"
 
     def alert_window(self, deployment_id: str, camera: str, subject_id: str) -> str:
-        """The id of the alert a match of this subject on this camera folds into: the subject's pass,
-        which lasts while its matches come within the window of each other."""
+        """The alert a match of this subject on this camera folds into, and its pass's first and last
+        capture times: the pass lasts while its matches are captured within the window of each other."""
         return f"{self.prefix}:dep:{deployment_id}:alert:{camera}:{subject_id}"
+
+    def alert_key(self, deployment_id: str) -> str:
+        """The deployment's private alert-signing key, wrapped: outside its `dep:` keys, since it must
+        sign decisions after the close (it opens nothing), and it expires on its own after that."""
+        return f"{self.prefix}:alert-key:{deployment_id}"
+
+    def match_alerts(self, deployment_id: str) -> str:
+        """Every match id folded for the deployment and the alert it went into (a re-delivered match
+        folds into its own alert, never a new one), kept as long as the topic keeps matches."""
+        return f"{self.prefix}:dep:{deployment_id}:match-alerts"
+
+    def matches_announced(self, deployment_id: str) -> str:
+        """The match ids whose alert revision the broker has taken: one that comes again is a replay."""
+        return f"{self.prefix}:dep:{deployment_id}:matches-announced"
 
     def alert_seen(self, deployment_id: str, alert_id: str) -> str:
         """Match ids folded into the alert (a re-delivered match changes nothing)."""
@@ -163,8 +178,10 @@ def new_deployment_record(
     watchlist_size_limit: int,
     created_at: float,
     created_by: str,
+    alert_public_key: bytes,
 ) -> dict[str, str]:
-    """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera)."""
+    """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera),
+    with the public key that verifies its alert revisions (lfr_platform.signing)."""
     return {
         "deployment_id": deployment_id,
         "name": name,
@@ -185,18 +202,31 @@ def new_deployment_record(
         "rejected_images": "0",
         "created_at": repr(created_at),
         "created_by": created_by,
+        "alert_public_key": alert_public_key.hex(),
     }
 
 
 async def write_new_deployment(
-    client: aioredis.Redis, keys: RedisKeys, key_wrap, record: dict[str, str], data_key: bytes
+    client: aioredis.Redis,
+    keys: RedisKeys,
+    key_wrap,
+    record: dict[str, str],
+    data_key: bytes,
+    alert_key: bytes,
+    alert_key_ttl_s: float,
 ) -> None:
-    """The record, its data key (wrapped by the key-encryption key) and its place in the indexes, in
-    one transaction: a deployment exists whole or not at all."""
+    """The record, its data key and its private alert key (both wrapped by the key-encryption key)
+    and its place in the indexes, in one transaction: a deployment exists whole or not at all. The
+    alert key outlives the close by `alert_key_ttl_s` (lfr_platform.signing)."""
     deployment_id = record["deployment_id"]
     async with client.pipeline(transaction=True) as pipe:
         pipe.hset(keys.deployment(deployment_id), mapping=record)
         pipe.set(keys.data_key(deployment_id), key_wrap.wrap(data_key, deployment_id))
+        pipe.set(
+            keys.alert_key(deployment_id),
+            key_wrap.wrap(alert_key, f"alert:{deployment_id}"),
+            px=max(1, int(alert_key_ttl_s * 1000)),
+        )
         pipe.zadd(keys.all_deployments(), {deployment_id: float(record["created_at"])})
         pipe.zadd(keys.planned_ends(), {deployment_id: float(record["planned_end"])})
         await pipe.execute()
@@ -233,6 +263,13 @@ class DeploymentView:
         return not self.cameras or (van_id, camera_id) in self.cameras
 
 
+async def alert_public_key(client: aioredis.Redis, keys: RedisKeys, deployment_id: str) -> bytes | None:
+    """The key that verifies the deployment's alert revisions, from its record (no secret needed: kept
+    after close too); None for a deployment that never was."""
+    raw = await client.hget(keys.deployment(deployment_id), "alert_public_key")
+    return bytes.fromhex(_s(raw)) if raw else None
+
+
 class DeploymentRegistry:
     """Read side of the deployment records, one Redis round trip per lookup.
 
@@ -243,6 +280,11 @@ class DeploymentRegistry:
         self.client = client
         self.keys = keys
         self.key_wrap = key_wrap  # lfr_platform.sealing.KeyWrap: data keys are stored wrapped
+
+    async def alert_key(self, deployment_id: str) -> bytes | None:
+        """The deployment's private alert-signing key (None once it expired)."""
+        wrapped = await self.client.get(self.keys.alert_key(deployment_id))
+        return self.key_wrap.unwrap(wrapped, f"alert:{deployment_id}") if wrapped else None
 
     async def enrolled(self, deployment_id: str, subject_id: str) -> bool:
         """Is the subject on the deployment's watchlist (while it lives)?"""

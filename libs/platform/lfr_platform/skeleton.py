@@ -107,3 +107,7 @@ class DeploymentStage(Generic[M]):
 
     def refused(self, message: M, outcome: Rejected | Skipped) -> None:
         """A record that was not admitted (a hook: match forgets a closed deployment's tracks)."""
+
+    async def published(self, done: list[tuple[M, Outcome]]) -> None:
+        """After the broker took the batch's outputs, before its commit (a hook: alert remembers the
+        match ids it announced, so that a replay of one is refused)."""

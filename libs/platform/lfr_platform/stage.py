@@ -102,6 +102,12 @@ class StageHandler(Protocol[M]):
         """One outcome per input, in order. Raise a TRANSIENT_ERRORS type to have the batch retried."""
         ...
 
+    async def published(self, done: list[tuple[M, Outcome]]) -> None:
+        """After the broker acknowledged the batch's outputs and dead letters, before the commit:
+        what each input led to (e.g. alert remembers the match ids it announced). A transient
+        failure is retried; a record it misses is processed again after a crash, never lost."""
+        ...
+
 
 @dataclass
 class StageRunner(Generic[M]):
@@ -209,7 +215,8 @@ class StageRunner(Generic[M]):
         elapsed = time.perf_counter() - started
         for _ in records:
             metrics.PROCESSING_SECONDS.labels(self.input_name).observe(elapsed / len(records))
-        await self._publish_and_commit(tp, records, outcomes)  # type: ignore[arg-type]
+        done = [(item.message, outcomes[i]) for i, item in batch]
+        await self._publish_and_commit(tp, records, outcomes, done)  # type: ignore[arg-type]
 
     async def _handle(self, batch: list[Incoming[M]]) -> list[Outcome]:
         delay = 0.2
@@ -234,7 +241,7 @@ class StageRunner(Generic[M]):
                 return [outcome for item in batch for outcome in await self._handle([item])]
 
     async def _publish_and_commit(
-        self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Outcome]
+        self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Outcome], done: list[tuple]
     ) -> None:
         delay = 0.2
         while True:
@@ -247,7 +254,24 @@ class StageRunner(Generic[M]):
                 log.warning("publishing failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay_s)
+        await self._after_publish(done)
         await self._commit(tp, records[-1].offset + 1)
+
+    async def _after_publish(self, done: list[tuple]) -> None:
+        hook = getattr(self.handler, "published", None)
+        if hook is None or not done:
+            return
+        delay = 0.2
+        for attempt in range(5):
+            try:
+                await hook(done)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if attempt == 4:
+                    log.error("after publishing, %s's record of it failed: %s", self.stage, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay_s)
 
     async def _commit(self, tp: TopicPartition, offset: int, attempts: int = 5) -> None:
         """Commit after the outputs were acknowledged. If it cannot be done, the records are delivered

@@ -71,3 +71,52 @@ async def read(
 
 def decoded(topic: Topic, records: list[ConsumerRecord]) -> list:
     return [topic.decode(r.value) for r in records]
+
+
+# Where an image can start in a record: JPEG, PNG, and WebP/GIF for completeness.
+_IMAGE_STARTS = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF", b"GIF8")
+
+
+def images_in(value: bytes) -> int:
+    """How many images anywhere in these bytes decode (OpenCV, as anyone holding the bytes would)."""
+    import cv2
+    import numpy as np
+
+    found = 0
+    for start in _IMAGE_STARTS:
+        at = value.find(start)
+        while at >= 0:
+            image = cv2.imdecode(np.frombuffer(value[at:], np.uint8), cv2.IMREAD_UNCHANGED)
+            if image is not None and image.size:
+                found += 1
+            at = value.find(start, at + 1)
+    return found
+
+
+async def clear_images(
+    bootstrap_servers: str, topic_prefix: str, timeout_s: float = 120.0
+) -> dict[str, tuple[int, int]]:
+    """Every topic of the prefix read from its start to its end, as an attacker reading the bus would:
+    {topic: (records, records holding a decodable image)}."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, max_partition_fetch_bytes=64 * 1024 * 1024
+    )
+    found: dict[str, tuple[int, int]] = {}
+    async with asyncio.timeout(timeout_s):
+        await consumer.start()
+        try:
+            topics = sorted(t for t in await consumer.topics() if t.startswith(topic_prefix) and t[:2] != "__")
+            partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            if not partitions:
+                return found
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                    for record in records:
+                        seen, images = found.get(tp.topic, (0, 0))
+                        found[tp.topic] = (seen + 1, images + bool(record.value and images_in(record.value)))
+        finally:
+            await consumer.stop()
+    return found

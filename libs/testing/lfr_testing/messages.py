@@ -22,8 +22,9 @@ def match_record(
     key: bytes | None = None,
 ) -> tuple[bytes, bytes]:
     """(key, value) of a MatchFound as match publishes it, signed with the deployment's data key `key`
-    (unsigned without: alert refuses it); its probe crop is b"crop-<sequence>"."""
+    (unsigned without: alert refuses it); its probe crop is b"crop-<sequence>", sealed with `key`."""
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id=camera_id)
+    crop = f"crop-{sequence}".encode()
     message = matches_pb2.MatchFound(
         match_id=f"{deployment_id}/van-1/{camera_id}/{sequence}/0",
         camera=camera,
@@ -34,7 +35,7 @@ def match_record(
         threshold=0.69,
         model_id="sface-2021dec",
         candidates=[matches_pb2.Candidate(subject_id=subject, category="wanted", score=score, entry_id=entry_id)],
-        probe_crop=f"crop-{sequence}".encode(),
+        probe_crop=crop if key is None else sealing.seal(key, crop, deployment_id),
         track_id=track_id,
         shots=1,
     )

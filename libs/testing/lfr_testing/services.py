@@ -11,10 +11,11 @@ import traceback
 
 import redis.asyncio as aioredis
 
-from lfr_platform import sealing
+from lfr_platform import registry, sealing
 from lfr_platform.registry import DeploymentRegistry, RedisKeys, new_deployment_record, write_new_deployment
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
+from lfr_platform.signing import new_alert_key
 
 
 @contextlib.asynccontextmanager
@@ -79,6 +80,7 @@ async def seed_deployment(
     now = time.time()
     deployment_id = f"dep-test{int(now * 1e6) % 10**12:012d}"
     key = sealing.new_data_key()
+    alert_key, alert_public_key = new_alert_key()
     record = new_deployment_record(
         deployment_id,
         name="test",
@@ -95,10 +97,11 @@ async def seed_deployment(
         watchlist_size_limit=100,
         created_at=now,
         created_by="test",
+        alert_public_key=alert_public_key,
     )
     try:
         keys = RedisKeys(platform.redis_prefix)
-        await write_new_deployment(client, keys, platform.key_wrap(), record, key)
+        await write_new_deployment(client, keys, platform.key_wrap(), record, key, alert_key, 7200)
         if subjects:
             await client.sadd(keys.subjects(deployment_id), *subjects)
     finally:
@@ -117,3 +120,12 @@ async def deployment_key(platform: PlatformSettings, deployment_id: str) -> byte
     finally:
         await client.aclose()
     return view.data_key if view is not None else None
+
+
+async def alert_public_key(platform: PlatformSettings, deployment_id: str) -> bytes | None:
+    """The key that verifies the deployment's alert revisions, as the console reads it."""
+    client = aioredis.from_url(platform.redis_url)
+    try:
+        return await registry.alert_public_key(client, RedisKeys(platform.redis_prefix), deployment_id)
+    finally:
+        await client.aclose()

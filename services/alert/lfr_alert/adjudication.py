@@ -5,7 +5,8 @@ raised -> adjudicated (true, false, undetermined) -> engaged | not_engaged -> re
 
 - A decision is idempotent by alert id: the same decision again is a no-op (`decide` returns None).
 - A different decision for a step already decided is a conflict, refused unless it is a correction:
-  made by a supervisor, with a reason, and audited.
+  made by a supervisor, with a reason, on the revision it corrects (the alert unchanged since the
+  supervisor saw it), and audited. A first decision carries no correction reason.
 - A step out of order is refused with what must come first.
 """
 
@@ -44,6 +45,7 @@ class DecisionInput:
     note: str = ""
     detail: str = ""  # the final outcome's free text
     correction_reason: str = ""
+    revision: int = 0  # the alert's revision the decision was made on (0: not given)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ def validate(d: DecisionInput) -> None:
 def decide(alert: Alert, d: DecisionInput) -> Change | None:
     """The alert after the decision, None for a repeat of what is recorded, or DecisionRefused."""
     validate(d)
+    if d.revision and d.revision != alert.revision:
+        raise DecisionRefused(
+            "conflict",
+            f"alert {alert.alert_id} has changed since revision {d.revision} (now {alert.revision}, "
+            f"{alert.state}{', ' + alert.outcome if alert.outcome else ''}): look at it again before deciding",
+        )
     decision = Decision(
         officer=d.officer.strip(),
         recorded_by=d.recorded_by,
@@ -98,6 +106,7 @@ def decide(alert: Alert, d: DecisionInput) -> Change | None:
         if current == d.value:
             return None
         if not current:
+            _first(alert, d)
             return _changed(alert, "", state=ADJUDICATED, outcome=d.value, adjudication=decision)
         _correctable(alert, d, current)
         return _changed(alert, current, outcome=d.value, adjudication=decision)
@@ -111,6 +120,7 @@ def decide(alert: Alert, d: DecisionInput) -> Change | None:
         if current == d.value:
             return None
         if not current:
+            _first(alert, d)
             return _changed(alert, "", state=ENGAGED if engaged else NOT_ENGAGED, engaged=engaged, engagement=decision)
         if alert.state == RESOLVED:
             raise DecisionRefused(
@@ -132,11 +142,21 @@ def decide(alert: Alert, d: DecisionInput) -> Change | None:
     if current == d.value and alert.final_detail == d.detail.strip():
         return None
     if not current:
+        _first(alert, d)
         return _changed(
             alert, "", state=RESOLVED, final_outcome=d.value, final_detail=d.detail.strip(), resolution=decision
         )
     _correctable(alert, d, current)
     return _changed(alert, current, final_outcome=d.value, final_detail=d.detail.strip(), resolution=decision)
+
+
+def _first(alert: Alert, d: DecisionInput) -> None:
+    if d.correction_reason.strip():
+        raise DecisionRefused(
+            "invalid",
+            f"alert {alert.alert_id} has no {d.step} yet: there is nothing to correct; decide it without a "
+            "correction_reason",
+        )
 
 
 def _correctable(alert: Alert, d: DecisionInput, current: str) -> None:
@@ -153,6 +173,12 @@ def _correctable(alert: Alert, d: DecisionInput, current: str) -> None:
             "invalid",
             f"alert {alert.alert_id} already has {d.step} '{current}'{by}: give correction_reason to correct it "
             "(it is audited)",
+        )
+    if not d.revision:
+        raise DecisionRefused(
+            "invalid",
+            f"alert {alert.alert_id} already has {d.step} '{current}'{by}: a correction names the revision it "
+            f"corrects (revision {alert.revision} now), so that two corrections at once cannot both change it",
         )
 
 

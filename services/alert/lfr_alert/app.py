@@ -30,8 +30,9 @@ from lfr_platform.rpc import GrpcServer
 from lfr_platform.runtime import pause
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
+from lfr_platform.signing import sign_alert
 from lfr_platform.skeleton import Admitted, DeploymentStage
-from lfr_platform.stage import TRANSIENT_ERRORS, Outcome, Output, Rejected, StageRunner
+from lfr_platform.stage import TRANSIENT_ERRORS, Outcome, Output, Rejected, StageRunner, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,36 @@ class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
         # else, or replayed from another deployment, raises no alert.
         if not record.verify(match, "match"):
             return Rejected("unauthenticated_match", "the match is not signed with its deployment's key")
+        # The signature covers the capture time: neither an old match nor one announced before can be
+        # passed off as new (docs/decisions/0014-replay-proof-matches.md).
+        now = self.clock()
+        captured = match.captured_at.ToNanoseconds() / 1e9
+        age, limit = now - captured, self.settings.max_match_age_s
+        if age > limit:
+            return Rejected("stale_match", f"captured {age:.0f} s ago, more than {limit:g} s")
+        if await self.store.announced(match.camera.deployment_id, match.match_id):
+            return Rejected("replayed_match", f"match {match.match_id} was announced before")
         if not await self.registry.enrolled(match.camera.deployment_id, match.subject_id):
             return Rejected("subject_not_enrolled", f"{match.subject_id!r} is not on the deployment's watchlist")
-        now = self.clock()
-        sealed = record.seal(match.probe_crop)
-        folded = await self.store.fold(match_to_fold(match, sealed), now, self.settings.window_s)
+        record.open(match.probe_crop)  # sealed by detect for this deployment (SealError: dead-lettered)
+        folded = await self.store.fold(match_to_fold(match, match.probe_crop), now, self.settings.window_s)
         labels = metrics.camera_labels(match.camera)
         metrics.ALERT_REVISIONS.labels(**labels).inc()
         if folded.created:
             metrics.ALERTS.labels(**labels).inc()
             metrics.CAPTURE_TO_ALERT_SECONDS.observe(max(0.0, now - folded.alert.first_captured_at))
-        crop = record.open(folded.sealed_crop) if folded.sealed_crop else b""
-        return [Output(ALERTS_RAISED, camera_key(match.camera), alert_raised(folded.alert, crop))]
+        # The face stays sealed on the topic; the revision is signed (docs/decisions/0015).
+        revision = alert_raised(folded.alert, folded.sealed_crop)
+        signing_key = await self.registry.alert_key(match.camera.deployment_id)
+        if signing_key is None:
+            raise TransientError(f"no alert key for {match.camera.deployment_id} in Redis (yet)")
+        sign_alert(signing_key, revision)
+        return [Output(ALERTS_RAISED, camera_key(match.camera), revision)]
+
+    async def published(self, done: list[tuple[matches_pb2.MatchFound, Outcome]]) -> None:
+        """The broker has the revisions: their matches are announced, and refused if they come again."""
+        announced = [m for m, outcome in done if isinstance(outcome, list) and outcome]
+        await self.store.mark_announced(announced)
 
 
 class Sweep:

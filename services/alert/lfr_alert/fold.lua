@@ -1,9 +1,11 @@
 -- Fold one match into the alert of its (deployment, camera, subject) pass, atomically.
 -- KEYS: 1 the window (a hash: the pass's alert_id and the capture times of its first and last match),
 --       2 the alert's record, 3 the match ids folded into it, 4 its best probe crop (sealed), 5 the
---       deployment's alert ids, 6 the deployment's record (its stats)
+--       deployment's alert ids, 6 the deployment's record (its stats), 7 the deployment's match ids and
+--       the alert each went into
 -- ARGV: 1 the alert id the caller read from the window ("" if none), 2 the alert to fold into: that
---       one, or a new id when the caller found the match outside the window (capture time),
+--       one, the one a re-delivered match went into before, or a new id when the caller found the match
+--       outside the window (capture time),
 --       3 match_id, 4 score, 5 captured_at, 6 now, 7 retention_ms, 8 sealed crop, 9 deployment_id,
 --       10 van_id, 11 camera_id, 12 subject_id, 13 category, 14 threshold, 15 model_id, 16 entry_id,
 --       17 track_id
@@ -15,6 +17,7 @@
 -- match captured after a longer gap raises a new alert. A match id seen before changes nothing
 -- (re-delivery after a crash). Every key is refreshed to live the operational retention.
 local window, record, seen, crop, index, deployment = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local match_alerts = KEYS[7]
 local expected, target = ARGV[1], ARGV[2]
 local match_id, score, captured = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local now, retention_ms = ARGV[6], tonumber(ARGV[7])
@@ -24,7 +27,11 @@ if (current or "") ~= expected then
   return {"retry", current or ""}
 end
 local created = 0
-if target ~= current then
+local before = redis.call("HGET", match_alerts, match_id)
+if before and before ~= target then
+  return {"retry", current or ""}  -- it went into another alert before: the caller folds it there
+end
+if not before and target ~= current then
   created = 1
   local new_id = target
   redis.call("DEL", window)
@@ -40,6 +47,7 @@ end
 local changed = 0
 if redis.call("SADD", seen, match_id) == 1 then
   changed = 1
+  redis.call("HSET", match_alerts, match_id, target)
   if captured > tonumber(redis.call("HGET", window, "last")) then
     redis.call("HSET", window, "last", ARGV[5])
   end
@@ -60,7 +68,7 @@ if redis.call("SADD", seen, match_id) == 1 then
     redis.call("HSET", record, "first_captured_at", ARGV[5])
   end
 end
-for _, key in ipairs({window, record, seen, crop, index}) do
+for _, key in ipairs({window, record, seen, crop, index, match_alerts}) do
   redis.call("PEXPIRE", key, retention_ms)
 end
 local out = {"ok", created, changed, redis.call("GET", crop) or ""}

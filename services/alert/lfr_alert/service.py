@@ -25,11 +25,13 @@ from lfr_alert.alerting import Alert
 from lfr_alert.store import AlertNotFound, RedisAlertStore
 from lfr_contracts import ALERTS_ADJUDICATED, ALERTS_RAISED, camera_key
 from lfr_platform import metrics, sealing
-from lfr_platform.audit import AuditLog, audit_event
+from lfr_platform.audit import ID_LIMIT, AuditLog, audit_event
 from lfr_platform.auth import CORRECT_DECISIONS, DECIDE_ALERTS, READ_ALERTS, Authenticator, Principal
 from lfr_platform.clock import Clock, system
+from lfr_platform.logs import printable
 from lfr_platform.outbox import Outbox, OutboxRecord
 from lfr_platform.registry import DeploymentRegistry
+from lfr_platform.signing import sign_alert
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +82,12 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             for a in await self.store.list(request.deployment_id)
             if (not states or a.state in states) and (not request.van_id or a.van_id == request.van_id)
         ]
-        return pb.ListAlertsResponse(alerts=[wire.alert_raised(a) for a in alerts])
+        return pb.ListAlertsResponse(alerts=[await self._signed(wire.alert_raised(a)) for a in alerts])
 
     async def GetAlert(self, request: pb.GetAlertRequest, context) -> pb.GetAlertResponse:
         who = await self.auth.require(context, READ_ALERTS, "read alerts")
         alert = await self._visible(request.alert_id, who, "read alerts", context)
-        return pb.GetAlertResponse(alert=wire.alert_raised(alert))
+        return pb.GetAlertResponse(alert=await self._signed(wire.alert_raised(alert)))
 
     async def GetAlertImages(self, request: pb.GetAlertImagesRequest, context) -> pb.GetAlertImagesResponse:
         who = await self.auth.require(context, READ_ALERTS, "see alert images")
@@ -137,6 +139,7 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             note=request.note,
             detail=detail,
             correction_reason=request.correction_reason,
+            revision=request.revision,
         )
         try:
             after, change = await self.store.apply(
@@ -165,18 +168,22 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
                 await self.outbox.drain()  # now rather than at the next tick; kept if the broker is down
             except Exception as exc:  # noqa: BLE001 - the records are kept and drained later
                 log.warning("decision records not sent yet: %s", exc)
-        return wire.alert_raised(after), change is not None
+        return await self._signed(wire.alert_raised(after)), change is not None
+
+    async def _signed(self, revision: pb.AlertRaised) -> pb.AlertRaised:
+        """The revision signed with its deployment's alert key (unsigned once that key has expired,
+        the operational retention after the deployment's end)."""
+        key = await self.registry.alert_key(revision.camera.deployment_id)
+        if key is not None:
+            sign_alert(key, revision)
+        return revision
 
     async def _announce(self, change: Change, step: str, who: Principal, d: DecisionInput) -> list[OutboxRecord]:
-        """What tells the world about the decision: the alert's new revision (with its probe face while
-        the deployment lives), the decision event and the audit event, all kept in the outbox."""
+        """What tells the world about the decision: the alert's new revision (signed; its probe face
+        sealed, as on the topic), the decision event and the audit event, all kept in the outbox."""
         alert = change.alert
         key = camera_key(wire.camera(alert))
-        crop = b""
-        view = await self.registry.lookup(alert.deployment_id)
-        sealed = await self.store.crop(alert)
-        if view is not None and view.data_key is not None and sealed is not None:
-            crop = sealing.unseal(view.data_key, sealed, alert.deployment_id)
+        revision = await self._signed(wire.alert_raised(alert, await self.store.crop(alert) or b""))
         event_id = uuid.uuid4().hex
         audit = audit_event(
             "alert.corrected" if change.correction else _AUDIT_EVENTS[step],
@@ -196,9 +203,7 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             revision=alert.revision,
         )
         return [
-            OutboxRecord(
-                ALERTS_RAISED.name(self.topic_prefix), key, ALERTS_RAISED.encode(wire.alert_raised(alert, crop))
-            ),
+            OutboxRecord(ALERTS_RAISED.name(self.topic_prefix), key, ALERTS_RAISED.encode(revision)),
             OutboxRecord(
                 ALERTS_ADJUDICATED.name(self.topic_prefix),
                 key,
@@ -226,9 +231,13 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
         """The alert, if it exists and the caller may see its deployment; else a refusal, audited."""
         alert = await self.store.get(alert_id) if alert_id else None
         if alert is None:
-            await self._refused(who, None, "", "not_found", f"no alert {alert_id!r}")
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {alert_id!r}")
-        await self.auth.require_deployment(context, who, action, alert.deployment_id)
+            await self._refused(who, None, "", "not_found", f"no alert {printable(alert_id, ID_LIMIT)!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {printable(alert_id, ID_LIMIT)!r}")
+        if not who.may_see(alert.deployment_id):
+            # Audited as the denial it is, but answered as an unknown id: a token scoped to other
+            # deployments cannot tell which alert ids exist.
+            await self.auth.audit_denied(who, action, alert.deployment_id)
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {printable(alert_id, ID_LIMIT)!r}")
         return alert
 
     async def _refused(self, who: Principal, alert: Alert | None, step: str, reason: str, message: str) -> None:

@@ -24,6 +24,12 @@ class AlertSettings(BaseSettings):
         "the tracker split it) while each was captured within this many seconds of the pass's matches "
         "(capture time, however late it is processed); after a longer gap the next match raises a new alert",
     )
+    max_match_age_s: float = Field(
+        86400.0,
+        gt=0,
+        description="A match captured longer ago than this raises no alert (dead-lettered stale_match): a person "
+        "seen a day ago is not in front of the van, and a replay older than the replay store's memory is refused",
+    )
     false_alert_limit_one_in: int = Field(
         6000,
         ge=1,

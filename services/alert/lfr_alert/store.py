@@ -112,12 +112,17 @@ class RedisAlertStore:
         # Keyed by subject and camera, not by track: a tracker that loses a person mid-pass (a turned
         # head, someone walking in front) starts a new track, and the officer must still get one alert.
         window = self.keys.alert_window(match.deployment_id, match.camera.replace("/", ":"), match.subject_id)
+        match_alerts = self.keys.match_alerts(match.deployment_id)
         while True:
             current, first, last = await self.client.hmget(window, "alert_id", "first", "last")
+            before = await self.client.hget(match_alerts, match.match_id)
             # Decided on capture time: within the window of the pass's first or last match, the match
-            # is of the same pass, whenever it is processed.
+            # is of the same pass, whenever it is processed. A re-delivered match goes where it went.
             same_pass = current is not None and float(first) - window_s <= match.captured_at <= float(last) + window_s
-            alert_id = current.decode() if same_pass else uuid.uuid4().hex
+            if before is not None:
+                alert_id = before.decode()
+            else:
+                alert_id = current.decode() if same_pass else uuid.uuid4().hex
             raw = await self._fold(
                 keys=[
                     window,
@@ -126,6 +131,7 @@ class RedisAlertStore:
                     self.keys.alert_crop(match.deployment_id, alert_id),
                     self.keys.alerts_of(match.deployment_id),
                     self.keys.deployment(match.deployment_id),
+                    match_alerts,
                 ],
                 args=[
                     current or b"",
@@ -151,6 +157,24 @@ class RedisAlertStore:
                 continue
             fields = {raw[i]: raw[i + 1] for i in range(4, len(raw), 2)}
             return Folded(from_fields(fields), created=raw[1] == 1, changed=raw[2] == 1, sealed_crop=raw[3])
+
+    async def announced(self, deployment_id: str, match_id: str) -> bool:
+        """The match's alert revision reached the broker before: this is a replay."""
+        return bool(await self.client.sismember(self.keys.matches_announced(deployment_id), match_id))
+
+    async def mark_announced(self, matches) -> None:
+        """Remember matches whose revisions the broker took, for as long as the topic keeps matches."""
+        by_deployment: dict[str, list[str]] = {}
+        for match in matches:
+            by_deployment.setdefault(match.camera.deployment_id, []).append(match.match_id)
+        if not by_deployment:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for deployment_id, match_ids in by_deployment.items():
+                key = self.keys.matches_announced(deployment_id)
+                pipe.sadd(key, *match_ids)
+                pipe.pexpire(key, self.retention_ms)
+            await pipe.execute()
 
     async def get(self, alert_id: str) -> Alert | None:
         raw = await self.client.hgetall(self.keys.alert(alert_id))

@@ -20,8 +20,10 @@ from lfr_console.feed import Feed
 from lfr_console.sessions import SessionStore
 from lfr_console.settings import ConsoleSettings
 from lfr_console.web import Backends, Console
+from lfr_platform import registry
 from lfr_platform.clock import Clock, system
 from lfr_platform.http import Health, HttpServer
+from lfr_platform.registry import RedisKeys
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 
@@ -130,7 +132,8 @@ def build(
     # Ready when the page is served: an unreachable AlertService or broker is shown on the page,
     # which needs the console up to say so.
     health = Health("web")
-    feed = Feed(platform)
+    keys = RedisKeys(platform.redis_prefix)
+    feed = Feed(platform, public_key=lambda deployment_id: registry.alert_public_key(redis, keys, deployment_id))
 
     def connect() -> Backends:
         alerts = _channel(settings.alert_address, settings)
@@ -141,10 +144,9 @@ def build(
             channels=(alerts, deployments),
         )
 
+    sessions = SessionStore(redis, platform.redis_prefix, key, settings.session_ttl_s, settings.session_idle_s, clock)
     console = Console(
-        sessions=SessionStore(
-            redis, platform.redis_prefix, key, settings.session_ttl_s, settings.session_idle_s, clock
-        ),
+        sessions=sessions,
         book=platform.token_book(),
         feed=feed,
         connect=connect,
@@ -157,7 +159,12 @@ def build(
         platform=platform,
         health=health,
         http=HttpServer(health, settings.http_host, settings.http_port),
-        tasks=[server.run, feed.run, Watch(feed, platform, settings).run],
+        tasks=[
+            server.run,
+            feed.run,
+            Watch(feed, platform, settings).run,
+            lambda: sessions.follow_ends(feed.end_session),
+        ],
         closers=[redis.aclose],
         web=server,
     )

@@ -4,6 +4,11 @@ page depends on (the broker, the AlertService), fanned out to every open event s
 The topic is read without a consumer group, from its end when the feed (re)connects: every console
 replica sees every revision, and what was raised while the feed was away the page reloads from the
 AlertService when it hears the feed is back.
+
+Nothing read from the topic is shown unless it is an alert: a revision must carry its deployment's
+signature (lfr_platform.signing; the public key from the deployment's record) and be newer than the
+revision of that alert already shown. A forged, altered, repeated or older revision is dropped,
+counted (`lfr_alert_revisions_refused_total{reason}`) and logged.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,8 +25,11 @@ from aiokafka.errors import KafkaError
 from lfr_contracts import ALERTS_RAISED
 from lfr_contracts.topics import MalformedMessage
 from lfr_contracts.views import alert_json
+from lfr_platform import metrics
 from lfr_platform.kafka import new_consumer
+from lfr_platform.logs import printable
 from lfr_platform.settings import PlatformSettings
+from lfr_platform.signing import Revisions
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +47,10 @@ class Event:
 
 
 class Subscription:
-    def __init__(self) -> None:
+    def __init__(self, session_id: str = "") -> None:
+        self.session_id = session_id
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=_QUEUE_EVENTS)
+        self.ended = asyncio.Event()  # its session ended: the stream closes at once
 
     def offer(self, event: Event) -> None:
         try:
@@ -52,16 +63,54 @@ class Subscription:
 
 
 class Feed:
-    def __init__(self, platform: PlatformSettings) -> None:
+    def __init__(
+        self, platform: PlatformSettings, public_key: Callable[[str], Awaitable[bytes | None]] | None = None
+    ) -> None:
+        """`public_key(deployment_id)`: the key that verifies the deployment's alert revisions."""
         self.platform = platform
+        self.public_key = public_key
         self.status = {"broker": False, "alert_service": False}
         self._subscriptions: set[Subscription] = set()
+        self._keys: dict[str, bytes] = {}
+        self._revisions = Revisions()
 
-    def subscribe(self) -> Subscription:
-        subscription = Subscription()
+    def subscribe(self, session_id: str = "") -> Subscription:
+        subscription = Subscription(session_id)
         self._subscriptions.add(subscription)
         subscription.offer(Event("status", dict(self.status)))
         return subscription
+
+    def end_session(self, session_id: str) -> int:
+        """Close every stream of a session that ended (signed out here, or on another replica)."""
+        ended = [s for s in self._subscriptions if s.session_id == session_id]
+        for subscription in ended:
+            subscription.ended.set()
+        return len(ended)
+
+    async def trusted(self, alert) -> bool:
+        """A genuine revision newer than the one shown: else dropped, counted and logged."""
+        deployment_id = alert.camera.deployment_id
+        key = self._keys.get(deployment_id)
+        if key is None and self.public_key is not None:
+            key = await self.public_key(deployment_id)
+            if key is not None:
+                self._keys[deployment_id] = key
+        refused = self._revisions.check(key, alert)
+        if refused == Revisions.FORGED:
+            self._refuse(refused, alert, "not signed by its deployment's alert key")
+        elif refused == Revisions.OUT_OF_ORDER:
+            self._refuse(refused, alert, "not newer than the revision shown")
+        return refused is None
+
+    @staticmethod
+    def _refuse(reason: str, alert, why: str) -> None:
+        metrics.ALERT_REVISIONS_REFUSED.labels(reason).inc()
+        log.warning(
+            "alert revision dropped (%s): %s",
+            reason,
+            why,
+            extra={"alert_id": printable(alert.alert_id), "revision": alert.revision},
+        )
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
@@ -119,4 +168,5 @@ class Feed:
                         alert = ALERTS_RAISED.decode(record.value)
                     except MalformedMessage:
                         continue
-                    self._publish(Event("alert", alert_json(alert)))
+                    if await self.trusted(alert):
+                        self._publish(Event("alert", alert_json(alert)))

@@ -104,7 +104,30 @@ class SessionStore:
         )
 
     async def end(self, session_id: str) -> None:
+        """End the session, and tell every console replica (each closes its streams of it at once)."""
         await self.client.delete(self._key(session_id))
+        await self.client.publish(self._ended_channel(), session_id)
+
+    def _ended_channel(self) -> str:
+        return f"{self.prefix}:console:sessions-ended"
+
+    async def alive(self, session: Session) -> bool:
+        """The session has neither ended, nor outlived its shift, nor idled away (nothing is extended)."""
+        if session.created_at + self.ttl_s <= self.clock():
+            return False
+        return bool(await self.client.exists(self._key(session.session_id)))
+
+    async def follow_ends(self, on_end) -> None:
+        """Call `on_end(session_id)` for every session ended on any replica, until cancelled."""
+        pubsub = self.client.pubsub()
+        await pubsub.subscribe(self._ended_channel())
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    data = message["data"]
+                    on_end(data.decode() if isinstance(data, bytes) else str(data))
+        finally:
+            await pubsub.aclose()
 
     async def count(self) -> int:
         return len([k async for k in self.client.scan_iter(match=f"{self.prefix}:console:session:*", count=500)])

@@ -191,6 +191,7 @@ class Console:
     async def sign_out(self, request: web.Request) -> web.Response:
         session = await self._session(request, change=True)
         await self.sessions.end(session.session_id)
+        self.feed.end_session(session.session_id)  # this replica's streams at once; the others hear it
         response = web.json_response({"signed_out": True})
         response.del_cookie(COOKIE, path="/")
         return response
@@ -308,24 +309,32 @@ class Console:
             }
         )
         await response.prepare(request)
-        subscription = self.feed.subscribe()
+        subscription = self.feed.subscribe(session.session_id)
         metrics.EVENT_STREAMS.set(self.feed.streams)
+        # The stream lives while its session does: ended by a sign-out (here or on another replica) at
+        # once, by the end of its shift at that moment, and checked again before every event it sends.
+        shift_ends = session.created_at + self.sessions.ttl_s
         try:
             while True:
-                try:
-                    async with asyncio.timeout(15):
-                        event = await subscription.queue.get()
-                except TimeoutError:
-                    if await self.sessions.get(session.session_id) is None:
-                        await response.write(b"event: signed_out\ndata: {}\n\n")
-                        break
+                getter = asyncio.ensure_future(subscription.queue.get())
+                ender = asyncio.ensure_future(subscription.ended.wait())
+                wait_s = max(0.0, min(15.0, shift_ends - self.sessions.clock()))
+                done, _ = await asyncio.wait({getter, ender}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+                for pending in (getter, ender):
+                    if pending not in done:
+                        pending.cancel()
+                event = getter.result() if getter in done else None
+                if ender in done or not await self.sessions.alive(session):
+                    await response.write(b"event: signed_out\ndata: {}\n\n")
+                    break
+                if event is None:
                     await response.write(b": keep-alive\n\n")
                     continue
                 if event.kind == "alert" and event.data["deployment_id"] != deployment_id:
                     continue
                 await response.write(event.encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except (ConnectionError, RuntimeError):
+            pass  # the page went away (its connection reset, or closing under a write): nothing to tell
         finally:
             self.feed.unsubscribe(subscription)
             metrics.EVENT_STREAMS.set(self.feed.streams)
@@ -343,6 +352,10 @@ class Console:
             note=str(body.get("note", ""))[:2000],
             correction_reason=str(body.get("correction_reason", ""))[:2000],
         )
+        revision = body.get("revision", 0)
+        if not isinstance(revision, int) or isinstance(revision, bool) or not 0 <= revision < 2**32:
+            raise Refused(400, "revision must be the alert's revision the decision was made on")
+        decision.revision = revision
         stub = self.backends.alerts
         if step == "adjudication":
             outcome = body.get("outcome")

@@ -154,7 +154,7 @@ def build(
     redis = redis or platform.redis_client()
     keys = RedisKeys(platform.redis_prefix)
     key_wrap = platform.key_wrap()
-    store = DeploymentStore(redis, keys, key_wrap)
+    store = DeploymentStore(redis, keys, key_wrap, platform.operational_retention_s)
     outbox = Outbox(redis, keys.outbox())
     audit = AuditLog(outbox, platform.topic_prefix)
     watchlist_log = WatchlistLog(redis, keys, platform.topic_prefix)
@@ -186,6 +186,7 @@ def build(
         duplicate_similarity=DUPLICATE_SIMILARITY,
         max_duration_h=settings.max_duration_h,
         max_concurrent_enrolments=settings.enrol_max_concurrent,
+        enrol_memory_bytes=settings.enrol_memory_mb * 2**20,
         clock=clock,
     )
     health_state = Health("kafka", "topics", "grpc")

@@ -16,6 +16,7 @@ from lfr.v1 import deployments_pb2_grpc
 from lfr_deployments import wire
 from lfr_deployments.closing import Closer, DeploymentNotFound
 from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
+from lfr_deployments.memory import MemoryBudget
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.report import build_report
 from lfr_deployments.store import DeploymentStore
@@ -31,6 +32,9 @@ from lfr_watchlist import CollectionMissing, Entry, WatchlistIndex
 from lfr_watchlist import log as changes
 
 log = logging.getLogger(__name__)
+
+# The longest provenance an image may carry (it is kept with the entry and in the audit trail).
+PROVENANCE_LIMITS = {"category": 64, "source_reference": 512, "approved_by": 200}
 
 
 class DeploymentClosedDuringEnrolment(RuntimeError):
@@ -54,6 +58,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         duplicate_similarity: float,
         max_duration_h: float = 24.0,
         max_concurrent_enrolments: int = 2,
+        enrol_memory_bytes: int = 200 * 2**20,
         clock: Clock = system,
     ) -> None:
         self.clock = clock
@@ -69,9 +74,11 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         self.max_size_limit = max_size_limit
         self.duplicate_similarity = duplicate_similarity
         self.max_duration_h = max_duration_h
-        # Decoding and analysing a photo takes memory in proportion to it: a few at a time, whatever
-        # the number of enrolment streams, so that enrolment never takes live matching down.
+        # Decoding and analysing a photo takes memory in proportion to it (a progressive JPEG or a PNG
+        # far more than its reduced size): each reserves what it will take from one budget, and a few
+        # at a time, whatever the number of enrolment streams, so enrolment never takes live matching down.
         self._analysing = asyncio.Semaphore(max_concurrent_enrolments)
+        self._memory = MemoryBudget(enrol_memory_bytes)
         self._enrol_locks: dict[str, asyncio.Lock] = {}
 
     async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context) -> pb.CreateDeploymentResponse:
@@ -234,10 +241,23 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             return rejected("invalid_item", f"missing {', '.join(missing)}: every image needs its provenance")
         if not valid_subject_id(image.subject_id):
             return rejected("invalid_item", "subject_id must be 1-128 letters, digits or ._@:-")
+        for name, limit in PROVENANCE_LIMITS.items():
+            value = getattr(image, name).strip()
+            if len(value) > limit or not value.isprintable():
+                return rejected(
+                    "invalid_item", f"{name} must be at most {limit} printable characters (it is {len(value)})"
+                )
         loop = asyncio.get_running_loop()
         try:
-            async with self._analysing:
-                analysed = await loop.run_in_executor(None, self.enroller.analyse, image.image)
+            decoding = self.enroller.plan(image.image)  # the header only
+            if decoding.peak_bytes > self._memory.total:
+                return rejected(
+                    "too_large",
+                    f"{decoding.detail} takes about {decoding.peak_bytes / 2**20:.0f} MB to decode and analyse; at "
+                    f"most {self._memory.total / 2**20:.0f} MB: save it as a baseline JPEG, or with fewer pixels",
+                )
+            async with self._memory.reserve(decoding.peak_bytes), self._analysing:
+                analysed = await loop.run_in_executor(None, self.enroller.analyse, image.image, decoding)
         except EnrolRejected as exc:
             return rejected(exc.reason, exc.detail)
         if await self.store.image_enrolled(deployment_id, analysed.image_sha256):
@@ -264,7 +284,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         )
         # One unit, shielded from the client: a client that goes away mid-way does not interrupt it
         # (a Redis transaction half-sent is never second-guessed); it ends recorded, or undone.
-        await asyncio.shield(asyncio.ensure_future(self._add_entry(deployment_id, entry, analysed.thumbnail)))
+        await asyncio.shield(asyncio.ensure_future(self._add_entry(deployment_id, entry, analysed.thumbnail, who)))
         metrics.ENROLMENTS.labels("enrolled", "").inc()
         return pb.EnrolWatchlistResponse(
             client_ref=image.client_ref,
@@ -289,11 +309,13 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             "too old or too poor to match the other; nothing of this photo was enrolled"
         )
 
-    async def _add_entry(self, deployment_id: str, entry: Entry, thumbnail: bytes) -> None:
+    async def _add_entry(self, deployment_id: str, entry: Entry, thumbnail: bytes, who: Principal) -> None:
         """The entry into this service's index, onto the watchlist log (the match replicas' copies),
-        then its record into Redis. If the log or Redis does not take it, the entry is taken back out
-        of both: the watchlist never holds a face whose subject and file Redis does not know (it would
-        match, and alert would refuse the match as not enrolled)."""
+        then its record into Redis with its audit event (`watchlist.image_enrolled`, in the same
+        transaction: an acknowledged image is audited whatever happens next). If the log or Redis does
+        not take it, the entry is taken back out of both: the watchlist never holds a face whose
+        subject and file Redis does not know (it would match, and alert would refuse the match as not
+        enrolled)."""
         loop = asyncio.get_running_loop()
         data_key = await self.store.data_key(deployment_id)
         if data_key is None:
@@ -308,7 +330,24 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             logged = True
             count = await loop.run_in_executor(None, self.index.count, deployment_id)
             await self.store.record_enrolled(
-                deployment_id, entry.subject_id, entry.image_sha256, count, entry.entry_id, thumbnail
+                deployment_id,
+                entry.subject_id,
+                entry.image_sha256,
+                count,
+                entry.entry_id,
+                thumbnail,
+                audited=lambda pipe: self.audit.add(
+                    pipe,
+                    "watchlist.image_enrolled",
+                    deployment_id,
+                    who.identity,
+                    who.role,
+                    entry_id=entry.entry_id,
+                    subject_id=entry.subject_id,
+                    category=entry.category,
+                    source_reference=entry.source_reference,
+                    approved_by=entry.approved_by,
+                ),
             )
         except asyncio.CancelledError:  # the process is stopping: undone in a worker thread
             loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
@@ -353,6 +392,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 await asyncio.get_running_loop().run_in_executor(None, self.index.optimize, deployment_id)
             except CollectionMissing:
                 pass  # closed meanwhile, or this service is stopping: nothing left to index
+        try:
+            await self.audit.outbox.drain()  # each image's audit event, now rather than at the next sweep
+        except Exception as exc:  # noqa: BLE001 - kept in the outbox: the janitor's drain sends them
+            log.warning("audit events of enrolled images not sent yet: %s", exc, extra={"deployment_id": deployment_id})
         await self.audit.record(
             "watchlist.enrolled",
             deployment_id,

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -22,6 +23,7 @@ from lfr_platform.registry import (
     write_new_deployment,
 )
 from lfr_platform.sealing import KeyWrap, seal
+from lfr_platform.signing import new_alert_key
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,17 @@ def _text(raw: dict) -> dict[str, str]:
 
 
 class DeploymentStore:
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys, key_wrap: KeyWrap) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: RedisKeys, key_wrap: KeyWrap, operational_retention_s: float = 7 * 86400
+    ) -> None:
         self.client = client
         self.keys = keys
         self.key_wrap = key_wrap  # the data key is stored wrapped by the key-encryption key
+        # How long after its planned end a deployment's alerts can still be decided (and signed).
+        self.operational_retention_s = operational_retention_s
 
     async def create(self, deployment_id: str, new: NewDeployment, data_key: bytes, actor: str, now: float) -> dict:
+        alert_key, alert_public_key = new_alert_key()
         record = new_deployment_record(
             deployment_id,
             name=new.name,
@@ -55,8 +62,10 @@ class DeploymentStore:
             watchlist_size_limit=new.watchlist_size_limit,
             created_at=now,
             created_by=actor,
+            alert_public_key=alert_public_key,
         )
-        await write_new_deployment(self.client, self.keys, self.key_wrap, record, data_key)
+        ttl_s = new.planned_end - now + self.operational_retention_s
+        await write_new_deployment(self.client, self.keys, self.key_wrap, record, data_key, alert_key, ttl_s)
         return record
 
     async def get(self, deployment_id: str) -> dict[str, str] | None:
@@ -150,13 +159,22 @@ class DeploymentStore:
         return None if wrapped is None else self.key_wrap.unwrap(wrapped, deployment_id)
 
     async def record_enrolled(
-        self, deployment_id: str, subject_id: str, image_sha256: str, count: int, entry_id: str, thumbnail: bytes
+        self,
+        deployment_id: str,
+        subject_id: str,
+        image_sha256: str,
+        count: int,
+        entry_id: str,
+        thumbnail: bytes,
+        audited: Callable[[object], None] = lambda pipe: None,
     ) -> int:
         """Returns the number of distinct subjects now enrolled. The reference thumbnail is sealed with
         the deployment's data key and kept under the deployment, so closing deletes it.
 
-        One transaction: when it raises, nothing of the image is recorded (the caller then removes
-        its entry from the index). Only the count of subjects, derived, is written after it."""
+        One transaction, with the image's audit event (`audited(pipe)` adds it to the outbox): when it
+        raises, nothing of the image is recorded nor audited (the caller then removes its entry from
+        the index); when it commits, both are, even if the process dies at once. Only the count of
+        subjects, derived, is written after it."""
         wrapped = await self.client.get(self.keys.data_key(deployment_id))
         if wrapped is None:
             raise LookupError(f"deployment {deployment_id} has no data key (closed)")
@@ -166,6 +184,7 @@ class DeploymentStore:
             pipe.sadd(self.keys.image_hashes(deployment_id), image_sha256)
             pipe.set(self.keys.reference_image(deployment_id, entry_id), seal(data_key, thumbnail, deployment_id))
             pipe.hset(self.keys.deployment(deployment_id), "enrolled_images", str(count))
+            audited(pipe)
             pipe.scard(self.keys.subjects(deployment_id))
             *_, subjects = await pipe.execute()
         try:

@@ -65,6 +65,7 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
         rejected_images=int(record.get("rejected_images", 0)),
         created_by=record.get("created_by", ""),
         closed_by=record.get("closed_by", ""),
+        alert_public_key=bytes.fromhex(record.get("alert_public_key", "")),
     )
     for field in ("planned_start", "planned_end", "created_at", "closed_at"):
         ts = timestamp(record.get(field))

@@ -1,6 +1,7 @@
 """The AlertService over real gRPC, Redis and the broker: decisions, their order, repeats, corrections,
 refusals, what each publishes and audits, and the counts the deployment report reads."""
 
+import asyncio
 import json
 
 import grpc
@@ -14,10 +15,11 @@ from lfr_contracts import ALERTS_ADJUDICATED, ALERTS_RAISED, AUDIT_RECORDED, MAT
 from lfr_contracts.clients import AlertClient
 from lfr_platform import sealing
 from lfr_platform.registry import RedisKeys
+from lfr_platform.signing import verify_alert
 from lfr_testing.deployments import OFFICER_TOKEN, SUPERVISOR_TOKEN, VIEWER_TOKEN, Api
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.messages import match_record
-from lfr_testing.services import running, seed_deployment
+from lfr_testing.services import alert_public_key, running, seed_deployment
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +72,10 @@ async def test_an_alert_goes_through_every_step_and_each_is_published_audited_an
         pb.ALERT_STATE_ENGAGED,
         pb.ALERT_STATE_RESOLVED,
     ]
-    assert revisions[-1].probe_crop == b"crop-1"  # the officer still sees the face while it lives
+    # The officer still sees the face while it lives; sealed on the bus; each revision signed.
+    assert sealing.unseal(key, revisions[-1].probe_crop, deployment_id) == b"crop-1"
+    public = await alert_public_key(platform, deployment_id)
+    assert all(verify_alert(public, r) for r in revisions)
     events = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=3))
     assert [e.step for e in events] == ["adjudication", "engagement", "outcome"]
     assert all(e.alert_id == raised.alert_id and not e.correction for e in events)
@@ -116,7 +121,13 @@ async def test_a_repeat_is_a_no_op_and_a_conflict_needs_a_supervisor_with_a_reas
     assert (await officer("get", raised.alert_id)) == first.alert  # nothing half-written by the refusals
 
     corrected = await supervisor(
-        "adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "Sgt 9", "", "ID checked: not the subject"
+        "adjudicate",
+        raised.alert_id,
+        pb.ADJUDICATION_OUTCOME_FALSE,
+        "Sgt 9",
+        "",
+        "ID checked: not the subject",
+        first.alert.revision,
     )
     assert corrected.changed and corrected.alert.adjudication.outcome == pb.ADJUDICATION_OUTCOME_FALSE
     assert corrected.alert.adjudication.decision.correction_reason == "ID checked: not the subject"
@@ -134,6 +145,44 @@ async def test_a_repeat_is_a_no_op_and_a_conflict_needs_a_supervisor_with_a_reas
     assert audit[-1].details["previous"] == "true" and audit[-1].actor == "sergeant-1"
     events = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=2, settle_s=0.5))
     assert [e.correction for e in events] == [False, True]
+
+
+async def test_a_first_decision_with_a_correction_reason_is_refused(platform, alert):
+    """Bus gap: a first adjudication was accepted with a correction_reason (nothing to correct)."""
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
+    with pytest.raises(grpc.RpcError) as refused:
+        await _api(alert, SUPERVISOR_TOKEN)(
+            "adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "Sgt 9", "", "x"
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "nothing to correct" in refused.value.details()
+    assert (await _api(alert)("get", raised.alert_id)).state == pb.ALERT_STATE_RAISED
+
+
+async def test_two_supervisors_correcting_at_once_change_it_once(platform, alert):
+    """Bus gap: two supervisors correcting the same decision at once both got changed=true; the second
+    overwrote a correction it had not seen. A correction names the revision it corrects."""
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
+    first = await _api(alert)("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
+    supervisor = _api(alert, SUPERVISOR_TOKEN)
+    seen = first.alert.revision
+    corrections = [
+        supervisor("adjudicate", raised.alert_id, outcome, officer, "", reason, seen)
+        for outcome, officer, reason in (
+            (pb.ADJUDICATION_OUTCOME_FALSE, "Sgt 9", "ID checked: not the subject"),
+            (pb.ADJUDICATION_OUTCOME_UNDETERMINED, "Sgt 4", "the face was half hidden"),
+        )
+    ]
+    results = await asyncio.gather(*corrections, return_exceptions=True)
+    changed = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, grpc.RpcError)]
+    assert len(changed) == 1 and changed[0].changed and changed[0].alert.revision == seen + 1
+    assert len(refused) == 1 and refused[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"changed since revision {seen}" in refused[0].details()
+    with pytest.raises(grpc.RpcError) as unnamed:  # a correction without the revision it corrects
+        await supervisor("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "Sgt 4", "", "again")
+    assert unnamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "names the revision" in unnamed.value.details()
 
 
 @pytest.mark.parametrize(
@@ -207,9 +256,14 @@ async def test_a_token_sees_only_its_deployments_and_the_token_file_is_reread(pl
     async with running(shell):
         theirs_alert = await _raise(platform, theirs, their_key, subject="S9")
         api = _api(shell, scoped)
-        with pytest.raises(grpc.RpcError) as refused:
-            await api("adjudicate", theirs_alert.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
-        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED and theirs in refused.value.details()
+        # Bus gap: NOT_FOUND for an alert of another deployment (it was PERMISSION_DENIED), as for an id
+        # that does not exist: a scoped token cannot tell which alert ids exist.
+        for alert_id in (theirs_alert.alert_id, "no-such-alert-id"):
+            for call, args in (("adjudicate", (pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")), ("get", ()), ("images", ())):
+                with pytest.raises(grpc.RpcError) as refused:
+                    await api(call, alert_id, *args)
+                assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+                assert refused.value.details() == f"no alert {alert_id!r}"
         with pytest.raises(grpc.RpcError) as listing:
             await api("list", theirs)
         assert listing.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from lfr_alert.app import build
 from lfr_alert.settings import AlertSettings
 from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, dead_letter_topic
+from lfr_platform import sealing
 from lfr_platform.registry import RedisKeys
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.messages import match_record
@@ -39,7 +40,8 @@ async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platfor
     s1_cam1 = next(v for v in by_id.values() if v[0].subject_id == "S1" and v[0].camera.camera_id == "cam-1")
     assert [a.revision for a in s1_cam1] == [1, 2, 2, 3]  # the replay re-publishes, never double counts
     final = s1_cam1[-1]
-    assert (final.match_count, final.score, final.probe_crop) == (3, pytest.approx(0.83), b"crop-2")
+    assert (final.match_count, final.score) == (3, pytest.approx(0.83))
+    assert sealing.unseal(key, final.probe_crop, deployment_id) == b"crop-2"  # sealed on the bus
     assert final.best_match_id.endswith("/2/0") and final.threshold == pytest.approx(0.69)
     assert final.raised_at.ToNanoseconds() >= final.captured_at.ToNanoseconds()
 
@@ -150,3 +152,24 @@ def _skipped(platform, reason: str) -> float:
         "lfr_messages_skipped_total", {"topic": MATCHES_FOUND.name(platform.topic_prefix), "reason": reason}
     )
     return value or 0.0
+
+
+async def test_a_replayed_match_is_dead_lettered_not_a_new_alert(platform):
+    """Bus failure 2: a genuine MatchFound produced again after the fold window raised a new alert
+    with the best_match_id of an earlier one. Every match is announced once; an old one never."""
+    deployment_id, key = await seed_deployment(platform)
+    now = time.time()
+    genuine = _match(deployment_id, "cam-1", "S1", 1, 0.8, now - 30, key=key)
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0, window_s=1.0))):
+        await produce(platform, MATCHES_FOUND, [genuine])
+        [raised] = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
+        moved = MATCHES_FOUND.decode(genuine[1])
+        moved.captured_at.FromNanoseconds(int((now - 5) * 1e9))  # its capture time changed: not signed so
+        stale = _match(deployment_id, "cam-1", "S1", 2, 0.8, now - 3 * 86400, key=key)  # older than the policy
+        later = _match(deployment_id, "cam-1", "S1", 3, 0.8, now, key=key)  # genuine: the sign all were read
+        await produce(platform, MATCHES_FOUND, [genuine, (genuine[0], moved.SerializeToString()), stale, later])
+        letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=3))
+        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=2))
+    assert [d.reason for d in letters] == ["replayed_match", "unauthenticated_match", "stale_match"]
+    assert alerts[0] == raised and alerts[1].best_match_id == MATCHES_FOUND.decode(later[1]).match_id
+    assert alerts[1].alert_id != raised.alert_id and alerts[1].revision == 1

@@ -23,10 +23,10 @@ def _alert(**fields) -> Alert:
     return Alert(**{**base, **fields})
 
 
-def _d(step, value, *, may_correct=False, reason="", officer="PC 1", detail="") -> DecisionInput:
+def _d(step, value, *, may_correct=False, reason="", officer="PC 1", detail="", revision=0) -> DecisionInput:
     return DecisionInput(
         step=step, value=value, officer=officer, recorded_by="token-1", role="officer", at=10.0,
-        may_correct=may_correct, detail=detail, correction_reason=reason,
+        may_correct=may_correct, detail=detail, correction_reason=reason, revision=revision,
     )  # fmt: skip
 
 
@@ -54,7 +54,13 @@ def test_a_repeat_is_none_and_a_change_is_refused_unless_corrected_with_a_reason
     with pytest.raises(DecisionRefused) as no_reason:
         decide(decided, _d(ADJUDICATION, "false", may_correct=True))
     assert no_reason.value.reason == "invalid"
-    corrected = decide(decided, _d(ADJUDICATION, "false", may_correct=True, reason="wrong person"))
+    with pytest.raises(DecisionRefused) as unnamed:  # which revision does it correct?
+        decide(decided, _d(ADJUDICATION, "false", may_correct=True, reason="wrong person"))
+    assert unnamed.value.reason == "invalid" and "names the revision" in unnamed.value.message
+    with pytest.raises(DecisionRefused) as stale:  # another decision came since the supervisor looked
+        decide(decided, _d(ADJUDICATION, "false", may_correct=True, reason="wrong person", revision=1))
+    assert stale.value.reason == "conflict" and "changed since revision 1" in stale.value.message
+    corrected = decide(decided, _d(ADJUDICATION, "false", may_correct=True, reason="wrong person", revision=2))
     assert corrected.correction and corrected.previous == "true" and corrected.alert.state == "adjudicated"
     assert count_changes(ADJUDICATION, corrected.previous, "false") == {"adjudicated_false": 1, "adjudicated_true": -1}
 
@@ -68,6 +74,7 @@ def test_a_repeat_is_none_and_a_change_is_refused_unless_corrected_with_a_reason
         ({}, _d(ADJUDICATION, "maybe"), "invalid"),
         ({}, _d(ADJUDICATION, "true", officer=" "), "invalid"),
         ({}, _d(ADJUDICATION, "true", officer="x" * 201), "invalid"),
+        ({}, _d(ADJUDICATION, "true", may_correct=True, reason="nothing to correct"), "invalid"),
         ({"state": "engaged", "outcome": "true", "engaged": True}, _d(OUTCOME, "other"), "invalid"),
     ],
 )

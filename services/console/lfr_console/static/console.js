@@ -225,6 +225,9 @@ function decideFromButton(alertId, button) {
 }
 
 async function decide(alertId, step, body) {
+  // The revision the officer saw: if the alert changed meanwhile, the decision is refused, not misapplied.
+  const seen = state.alerts.get(alertId);
+  if (seen) body.revision = seen.revision;
   try {
     const alert = await api("POST", `/api/alerts/${encodeURIComponent(alertId)}/${step}`, body);
     upsert(alert);

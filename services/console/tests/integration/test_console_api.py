@@ -3,19 +3,24 @@ in this loop, on the real broker and Redis): sessions, CSRF, headers, images, an
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_alert.app import build as build_alert
 from lfr_alert.settings import AlertSettings
 from lfr_console.app import build as build_console
 from lfr_console.settings import ConsoleSettings
-from lfr_contracts import MATCHES_FOUND
+from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND
 from lfr_deployments.app import build as build_deployments
+from lfr_platform.signing import new_alert_key, sign_alert
 from lfr_testing.deployments import (
     MANAGER_TOKEN,
     OFFICER_TOKEN,
@@ -25,7 +30,7 @@ from lfr_testing.deployments import (
     create_request,
     deployments_settings,
 )
-from lfr_testing.kafka import produce
+from lfr_testing.kafka import produce, read
 from lfr_testing.media import lfw
 from lfr_testing.messages import match_record
 from lfr_testing.plugin import Eventually
@@ -123,6 +128,45 @@ async def _alert(platform, stack, data_dir):
     )
     await produce(platform, MATCHES_FOUND, [(key, value)])
     return deployment.deployment_id, api
+
+
+class EventStream:
+    """The page's event stream (/api/events), read event by event."""
+
+    def __init__(self, browser: Browser, deployment_id: str) -> None:
+        self.browser = browser
+        self.deployment_id = deployment_id
+        self.events: list[tuple[str, dict]] = []
+        self.ended = False
+
+    async def __aenter__(self) -> EventStream:
+        self._response = await self.browser.session.get(
+            f"{self.browser.base}/api/events?deployment={self.deployment_id}", headers={"Origin": self.browser.base}
+        )
+        assert self._response.status == 200
+        await self.until(lambda kind, _: kind == "status")  # subscribed
+        return self
+
+    async def __aexit__(self, *_) -> None:
+        self._response.close()
+
+    async def until(self, wanted, timeout_s: float = 30.0) -> tuple[str, dict] | None:
+        """Read until an event `wanted(kind, data)` arrives (returned) or the stream ends (None)."""
+        kind = ""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                line = await self._response.content.readline()
+                if not line:
+                    self.ended = True
+                    return None
+                line = line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    data = json.loads(line[len("data: ") :])
+                    self.events.append((kind, data))
+                    if wanted(kind, data):
+                        return kind, data
 
 
 async def _alerts(browser: Browser, deployment_id: str, count: int = 1) -> list[dict]:
@@ -274,9 +318,112 @@ async def test_a_token_limited_to_other_deployments_sees_nothing_of_this_one(pla
         assert json.loads((await other.call("GET", "/api/deployments"))[2]) == []
         assert (await other.call("GET", f"/api/alerts?deployment={deployment_id}"))[0] == 403
         assert (await other.call("GET", f"/api/events?deployment={deployment_id}"))[0] == 403
-        assert (await other.call("GET", f"/api/alerts/{alert['alert_id']}/probe.jpg"))[0] == 403
-        status, _, _ = await other.decide(alert["alert_id"], "adjudication", {"outcome": "false"})
-        assert status == 403
+        # An alert of a deployment it may not see answers as an unknown id would: 404, not 403.
+        for alert_id in (alert["alert_id"], "no-such-alert"):
+            assert (await other.call("GET", f"/api/alerts/{alert_id}/probe.jpg"))[0] == 404
+            status, _, _ = await other.decide(alert_id, "adjudication", {"outcome": "false"})
+            assert status == 404
     finally:
         await other.close()
     assert (await _alerts(browser, deployment_id))[0]["state"] == "raised"
+
+
+def _refused(reason: str) -> float:
+    return REGISTRY.get_sample_value("lfr_alert_revisions_refused_total", {"reason": reason}) or 0.0
+
+
+async def test_the_console_drops_forged_and_out_of_order_revisions(platform, stack, browser, data_dir):
+    """Bus failure 3: a record produced onto alerts.raised.v1 put a forged subject into officers'
+    queues, and revision 999 of a real alert hid its buttons."""
+    deployment_id, _ = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    [alert] = await _alerts(browser, deployment_id)
+    forged_before, older_before = _refused("forged"), _refused("out_of_order")
+    async with EventStream(browser, deployment_id) as stream:
+        # Revision 2, seen on the stream: the feed has read revisions 1 and 2 (one partition, in order).
+        status, _, body = await browser.decide(alert["alert_id"], "adjudication", {"outcome": "true"})
+        assert status == 200, body
+        await stream.until(lambda kind, data: kind == "alert" and data["revision"] == 2)
+        seen = len(stream.events)
+        genuine = await read(platform, ALERTS_RAISED, count=2)
+        forged = ALERTS_RAISED.decode(genuine[0].value)
+        forged.subject_id, forged.score = "FORGED-subject", 0.99  # altered under a genuine signature
+        ahead = ALERTS_RAISED.decode(genuine[1].value)
+        ahead.revision, ahead.state = 999, ahead.state + 1  # a later revision, its signature kept
+        other = ALERTS_RAISED.decode(genuine[0].value)
+        other.subject_id = "FORGED-other-key"
+        sign_alert(new_alert_key()[0], other)  # signed, but not with this deployment's key
+        unsigned = ALERTS_RAISED.decode(genuine[0].value)
+        unsigned.ClearField("signature")
+        replays = [r.value for r in genuine]  # genuine, but not newer than what was shown
+        records = [m.SerializeToString() for m in (forged, ahead, other, unsigned)] + replays
+        await produce(platform, ALERTS_RAISED, [(genuine[0].key, value) for value in records])
+        # A genuine later revision, on the same partition after them all: the sign that they were read.
+        status, _, body = await browser.decide(alert["alert_id"], "engagement", {"engaged": True})
+        assert status == 200, body
+        await stream.until(lambda kind, data: kind == "alert" and data["revision"] == 3)
+    shown = [data for kind, data in stream.events[seen:] if kind == "alert"]
+    assert [(a["alert_id"], a["revision"], a["subject_id"]) for a in shown] == [(alert["alert_id"], 3, "S-1")]
+    # (out_of_order: the two replays, and any revision the outbox delivered twice: at least once.)
+    assert _refused("forged") - forged_before == 4 and _refused("out_of_order") - older_before >= 2
+    assert (await _alerts(browser, deployment_id))[0]["state"] == "engaged"
+
+
+async def test_sign_out_ends_every_open_event_stream_at_once(platform, stack, browser, data_dir):
+    """Bus failure 5: alert events kept arriving 69 s after sign-out (the session was re-checked only
+    after 15 s without events)."""
+    deployment_id, _ = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    first_alert = (await _alerts(browser, deployment_id))[0]["alert_id"]
+    watcher = Browser(browser.base)  # another officer, still signed in
+    try:
+        await watcher.sign_in(OFFICER_TOKEN, "PC 9")
+        async with EventStream(browser, deployment_id) as first, EventStream(browser, deployment_id) as second:
+            async with EventStream(watcher, deployment_id) as watching:
+                status, _, _ = await browser.call("DELETE", "/api/session", headers={"X-CSRF-Token": browser.csrf})
+                assert status == 200
+                # An earlier pass (ten minutes before the first): a new alert, on every open stream.
+                data_key = await deployment_key(platform, deployment_id)
+                earlier = match_record(deployment_id, "cam-1", "S-1", 2, 0.9, time.time() - 600, key=data_key)
+                await produce(platform, MATCHES_FOUND, [earlier])
+                await watching.until(lambda kind, data: kind == "alert" and data["alert_id"] != first_alert)
+                # ... but not on the streams of the session signed out before it: they ended at once.
+                # (The first alert's event may have reached them before the sign-out: it was theirs.)
+                for stream in (first, second):
+                    assert (
+                        await stream.until(lambda kind, data: kind == "alert" and data["alert_id"] != first_alert)
+                        is None
+                    )
+                    assert stream.events[-1][0] == "signed_out"
+        assert not any(
+            kind == "alert" and data["alert_id"] != first_alert for kind, data in first.events + second.events
+        )
+    finally:
+        await watcher.close()
+
+
+async def test_an_event_stream_left_early_is_closed_quietly(platform, stack, browser, data_dir, caplog, eventually):
+    """Bus gap: the console logged a traceback when an event-stream client left early."""
+    _, _, console = stack
+    deployment_id, _ = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    first_alert = (await _alerts(browser, deployment_id))[0]["alert_id"]
+    feed = console.web.console.feed
+    watcher = Browser(browser.base)
+    try:
+        await watcher.sign_in(OFFICER_TOKEN, "PC 9")
+        async with EventStream(watcher, deployment_id) as watching:
+            async with EventStream(browser, deployment_id):
+                pass  # the page goes away at once: its connection is closed under the stream
+            data_key = await deployment_key(platform, deployment_id)
+            earlier = match_record(deployment_id, "cam-1", "S-1", 2, 0.9, time.time() - 600, key=data_key)
+            await produce(platform, MATCHES_FOUND, [earlier])  # an event to write to the stream that left
+            await watching.until(lambda kind, data: kind == "alert" and data["alert_id"] != first_alert)
+
+            async def only_the_watcher_left():
+                assert feed.streams == 1
+
+            await eventually(only_the_watcher_left, timeout_s=30)
+    finally:
+        await watcher.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text[-2000:]

@@ -1,17 +1,21 @@
 """The DeploymentService over real gRPC, Redis and the broker: calls, roles, governance, audit."""
 
 import json
+import logging
 import time
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import frames_pb2
 from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
 from lfr_deployments.app import build
 from lfr_platform import sealing
+from lfr_platform.auth import Authenticator
+from lfr_platform.logs import JsonFormatter
 from lfr_platform.registry import RedisKeys, kept_in_tombstone
 from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings
 from lfr_testing.kafka import decoded, produce, read
@@ -55,15 +59,23 @@ async def test_create_get_list_close_with_the_calibrated_threshold(platform, dep
     assert closed.deletion.watchlist_points_deleted == 1 and closed.deletion.data_key_destroyed
     again = await api("close", created.deployment_id)  # idempotent: same report
     assert again.deletion == closed.deletion
-    events = [a.event for a in await _audit(platform, 6) if a.event != "deployment.started"]
-    assert events == [
+    audit = [a for a in await _audit(platform, 7) if a.event != "deployment.started"]
+    assert [a.event for a in audit] == [
         "deployment.created",
         "threshold.set",
-        "watchlist.enrolled",
+        "watchlist.image_enrolled",  # each image, with its provenance, in the transaction that records it
+        "watchlist.enrolled",  # the stream's summary
         "deployment.closed",
         "deployment.data_deleted",
         "deployment.reported",
     ]
+    image = audit[2]
+    assert {k: image.details[k] for k in ("entry_id", "subject_id", "source_reference", "approved_by")} == {
+        "entry_id": results[0].entry_id,
+        "subject_id": "Colin_Powell",
+        "source_reference": "PNC/Colin_Powell",
+        "approved_by": "Insp. Approver",
+    }
 
 
 async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, deployments):
@@ -98,6 +110,33 @@ async def test_roles_and_tokens_are_enforced_and_refusals_audited(platform, depl
         ("analyst-1", "PERMISSION_DENIED"),
         ("unauthenticated", "UNAUTHENTICATED"),
     ]
+
+
+async def test_refusals_cost_the_caller_bounded_escaped_and_rate_limited(platform, deployments, caplog):
+    """Bus failure 7: a call with no token and a 3,000,000-character deployment id wrote a 3 MB
+    access.denied record to the audit topic (kept forever) and a 3 MB log line; a newline in the id
+    forged a log line of its own."""
+    stranger = Api(deployments.control.port, "not-a-token-of-this-installation")
+    forged_line = '\n{"level": "info", "msg": "deployment closed by Supt. A"}'
+    huge = "dep-" + "x" * 3_000_000 + forged_line
+    dropped = REGISTRY.get_sample_value("lfr_audit_refusals_dropped_total") or 0.0
+    calls = Authenticator.UNAUTHENTICATED_AUDITS_PER_MINUTE + 5
+    caplog.set_level(logging.INFO)
+    for _ in range(calls):
+        with pytest.raises(grpc.RpcError) as refused:
+            await stranger("get", huge)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    audited = [
+        a for a in await _audit(platform, Authenticator.UNAUTHENTICATED_AUDITS_PER_MINUTE) if a.event == "access.denied"
+    ]
+    # At most so many a minute from one address are written; the rest answered the same, and counted.
+    assert len(audited) == Authenticator.UNAUTHENTICATED_AUDITS_PER_MINUTE
+    assert (REGISTRY.get_sample_value("lfr_audit_refusals_dropped_total") or 0.0) - dropped == 5
+    for event in audited:
+        assert len(event.SerializeToString()) < 4096 and event.deployment_id.endswith(f"…[{len(huge) - 256} more]")
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.name.startswith("lfr_")]
+    assert lines and all("\n" not in line and len(line) < 8192 for line in lines)
+    assert not any("deployment closed by Supt. A" in line and "\\n" not in line for line in lines)
 
 
 async def test_unknown_ids_and_closed_deployments_are_refused(platform, deployments, data_dir):
@@ -138,7 +177,13 @@ async def test_after_close_nothing_biometric_remains(platform, deployments, data
     left = {k.decode() async for k in client.scan_iter(match=f"{platform.redis_prefix}:*")}
     # The tombstone, the index of deployments and the (empty) outbox of records for the broker.
     # (and the janitor's marker of this Redis, whose loss would say that Redis lost data).
-    assert left - {keys.all_deployments(), keys.outbox(), keys.epoch()} == {keys.deployment(deployment_id)}
+    # And its alert-signing key: it signs decisions made after the close and opens nothing; wrapped by
+    # the key-encryption key, it expires by itself the operational retention after the planned end.
+    assert left - {keys.all_deployments(), keys.outbox(), keys.epoch()} == {
+        keys.deployment(deployment_id),
+        keys.alert_key(deployment_id),
+    }
+    assert 0 < await client.ttl(keys.alert_key(deployment_id)) <= 2 * 3600 + 7 * 86400
     assert await client.xlen(keys.outbox()) == 0
     tombstone = {k.decode() for k in await client.hkeys(keys.deployment(deployment_id))}
     assert all(kept_in_tombstone(f) for f in tombstone)

@@ -156,3 +156,73 @@ async def test_concurrent_enrolments_of_very_large_photos_are_reduced_while_deco
     results = await asyncio.gather(*streams)
     assert [_reason(r) for [r] in results] == ["enrolled"] * 3
     assert (await api("get", created.deployment_id)).enrolled_subjects == 3
+
+
+async def test_enrolment_memory_bound_holds_for_progressive_jpeg_and_png(deployments, data_dir):
+    """Bus failure 6: a progressive 7000x7000 JPEG took +409 MB, and three JPEGs and a PNG of that size
+    over three streams +488 MB, against a documented +300 MB. Each photo now reserves what decoding
+    it takes (from its header) in one budget (LFR_DEPLOYMENTS_ENROL_MEMORY_MB, 200); one that needs
+    more is refused before a pixel is decoded. (`make bench`, section enrolment, measures the peak.)"""
+    api = Api(deployments.control.port)
+    created = await api("create", create_request())
+
+    def encoded(person: str, side: int, kind: str) -> bytes:
+        big = cv2.resize(cv2.imread(str(lfw(data_dir, person, 1))), (side, side), interpolation=cv2.INTER_LINEAR)
+        if kind == "progressive 4:4:4":
+            buffer = io.BytesIO()
+            Image.fromarray(big[:, :, ::-1]).save(buffer, "JPEG", quality=90, progressive=True, subsampling=0)
+            return buffer.getvalue()
+        ext, params = {
+            "baseline": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90]),
+            "progressive": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+            "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]),
+        }[kind]
+        return cv2.imencode(ext, big, params)[1].tobytes()
+
+    photos = [
+        ("baseline", 7000, "Colin_Powell"),
+        ("progressive", 7000, "Colin_Powell"),
+        ("progressive 4:4:4", 7000, "Colin_Powell"),
+        ("png", 7000, "Colin_Powell"),
+        ("progressive", 2500, "Ariel_Sharon"),  # a progressive photo of a usual size fits, and is enrolled
+    ]
+    data = await asyncio.gather(*(asyncio.to_thread(encoded, p, side, kind) for kind, side, p in photos))
+    items = [_item(f"{kind} {side}", d, subject=p) for (kind, side, p), d in zip(photos, data, strict=True)]
+    streams = [api.enrol(created.deployment_id, items[i::3]) for i in range(3)]
+    results = {r.client_ref: r for rs in await asyncio.gather(*streams) for r in rs}
+    assert {ref: _reason(r) for ref, r in results.items()} == {
+        "baseline 7000": "enrolled",
+        "progressive 7000": "too_large",
+        "progressive 4:4:4 7000": "too_large",
+        "png 7000": "too_large",
+        "progressive 2500": "enrolled",
+    }
+    assert "progressive JPEG of 7000x7000" in results["progressive 7000"].detail
+    assert "save it as a baseline JPEG" in results["png 7000"].detail
+    budget = deployments.control.service._memory
+    assert 0 < budget.most_reserved <= budget.total == 200 * 2**20
+
+
+async def test_provenance_over_its_limits_is_refused_before_the_photo_is_looked_at(deployments, data_dir):
+    """Bus gap: enrolment's category, source_reference and approved_by accepted 1 MB each (kept with
+    the entry and in the audit trail forever)."""
+    api = Api(deployments.control.port)
+    created = await api("create", create_request())
+    powell = lfw(data_dir, "Colin_Powell", 1).read_bytes()
+    items = []
+    for field, value in (
+        ("category", "w" * 1_000_000),
+        ("source_reference", "PNC/" + "1" * 1_000_000),
+        ("approved_by", "Insp. B\nforged line"),
+    ):
+        item = _item(field, powell, subject="Colin_Powell")
+        setattr(item, field, value)
+        items.append(item)
+    results = await api.enrol(created.deployment_id, [*items, _item("fine", powell, subject="Colin_Powell")])
+    assert [(r.client_ref, _reason(r)) for r in results] == [
+        ("category", "invalid_item"),
+        ("source_reference", "invalid_item"),
+        ("approved_by", "invalid_item"),
+        ("fine", "enrolled"),
+    ]
+    assert "category must be at most 64 printable characters" in results[0].detail

@@ -11,13 +11,17 @@ import redis.exceptions
 from lfr.v1 import deployments_pb2 as pb
 from lfr_deployments.lifecycle import ThresholdPolicy
 from lfr_deployments.service import DeploymentService
+from lfr_faces import images
 from lfr_faces.enrolment import Analysed
 from lfr_platform.rpc import Unavailable
 from lfr_watchlist.edge import EdgeIndex
 
 
 class AnalysesAnything:
-    def analyse(self, image: bytes) -> Analysed:
+    def plan(self, image: bytes) -> images.Decoding:
+        return images.Decoding("JPEG", 1, 1, 0, peak_bytes=len(image), pixels_bytes=3, detail="a photo")
+
+    def analyse(self, image: bytes, decoding: images.Decoding | None = None) -> Analysed:
         vector = np.random.default_rng(len(image)).standard_normal(128).astype(np.float32)
         return Analysed(vector / np.linalg.norm(vector), f"sha-{len(image)}", b"thumbnail")
 
@@ -50,7 +54,7 @@ class SlowRedis(Store):
         self.release = asyncio.Event()
         self.recorded = False
 
-    async def record_enrolled(self, *args) -> int:
+    async def record_enrolled(self, *args, audited=None) -> int:
         await self.release.wait()
         self.recorded = True
         return 1
@@ -62,7 +66,7 @@ class RedisGoesAway(Store):
     def __init__(self, fail_with: BaseException) -> None:
         self.fail_with = fail_with
 
-    async def record_enrolled(self, *args) -> int:
+    async def record_enrolled(self, *args, audited=None) -> int:
         raise self.fail_with
 
 

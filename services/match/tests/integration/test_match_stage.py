@@ -82,7 +82,11 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
     match_found = matches[0]
     assert match_found.score >= match_found.threshold == pytest.approx(0.69)
     assert match_found.match_id == f"{deployment_id}/van-1/cam-1/1/0"
-    assert images.decode_jpeg(match_found.probe_crop, max_bytes=10**7, max_pixels=10**7).size > 0
+    # The crop is sealed on the topic, as detect sealed it (the close makes it unreadable).
+    with pytest.raises(images.ImageRejected):
+        images.decode_jpeg(match_found.probe_crop, max_bytes=10**7, max_pixels=10**7)
+    crop = sealing.unseal(key, match_found.probe_crop, deployment_id)
+    assert images.decode_jpeg(crop, max_bytes=10**7, max_pixels=10**7).size > 0
     assert [d.reason for d in letters] == ["model_mismatch"]
     assert scanned._value.get() == 2
     assert np.isfinite(match_found.score)
