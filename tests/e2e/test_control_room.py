@@ -101,9 +101,13 @@ def _decide_and_check(stack, state, prometheus, deployments, officer, supervisor
     officer.engage(true_alert.alert_id, True, "PC 1234")
     officer.outcome(true_alert.alert_id, apb.FINAL_OUTCOME_ARREST, "PC 1234")
     # A stranger: left undetermined by the officer, corrected to false by a supervisor who checked.
-    officer.adjudicate(false_alert.alert_id, apb.ADJUDICATION_OUTCOME_UNDETERMINED, "PC 1234")
+    undetermined = officer.adjudicate(false_alert.alert_id, apb.ADJUDICATION_OUTCOME_UNDETERMINED, "PC 1234")
     supervisor.adjudicate(
-        false_alert.alert_id, apb.ADJUDICATION_OUTCOME_FALSE, "Sgt 99", correction_reason="ID checked: not him"
+        false_alert.alert_id,
+        apb.ADJUDICATION_OUTCOME_FALSE,
+        "Sgt 99",
+        correction_reason="ID checked: not him",
+        revision=undetermined.alert.revision,  # the revision the supervisor corrects
     )
     # A poison frame, so that the dead-letter panels and rule have something to show.
     platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
