@@ -89,7 +89,7 @@ async def _measure(root: Path, n: int) -> dict:
             deployment_id, name="bench", purpose="bench", authorising_officer="bench", location="bench",
             planned_start=now - 1, planned_end=now + 3600, cameras=[], threshold=0.6, threshold_floor=0.6,
             threshold_override_reason="", model_id="sface-2021dec", watchlist_size_limit=n, created_at=now,
-            created_by="bench", alert_public_key=new_alert_key()[1],
+            created_by="bench", alert_public_key=new_alert_key()[1], where="intelligence_led",
         )  # fmt: skip
         keys = RedisKeys(platform.redis_prefix)
         await write_new_deployment(redis, keys, platform.key_wrap(), record, key, new_alert_key()[0], 3600)

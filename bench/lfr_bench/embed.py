@@ -93,7 +93,12 @@ def run(video: Path, cameras: int = 4, seconds: float = 30.0) -> dict:
             state = stack.start(services=("deployments", "detect"))
             with DeploymentClient(state.grpc_address, state.tokens["manager"]) as client:
                 request = pb.CreateDeploymentRequest(
-                    name="bench", purpose="benchmark", authorising_officer="bench", cameras=[]
+                    name="bench",
+                    purpose="benchmark",
+                    authorising_officer="bench",
+                    location="bench",
+                    where="intelligence_led",
+                    cameras=[],
                 )
                 request.planned_end.FromSeconds(int(time.time() + 3600))
                 deployment_id = client.create(request).deployment_id

@@ -84,7 +84,9 @@ def _run(root: Path, data_dir: Path, photos, env: dict[str, str]) -> dict:
         pid = stack.pid("deployments")
         health = f"http://127.0.0.1:{stack.http_port('deployments')}/healthz"
         with DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=600) as client:
-            request = pb.CreateDeploymentRequest(name="bench", purpose="bench", authorising_officer="bench")
+            request = pb.CreateDeploymentRequest(
+                name="bench", purpose="bench", authorising_officer="bench", location="bench", where="intelligence_led"
+            )
             request.planned_end.FromSeconds(int(time.time() + 3600))
             deployment_id = client.create(request).deployment_id
             warm = cv2.imencode(".jpg", cv2.imread(str(data_dir / "lfw/images/Colin_Powell/Colin_Powell_0002.jpg")))

@@ -94,6 +94,8 @@ def _start(data_dir: Path, tmp: Path, replicas: int, every_face: bool) -> tuple[
             name="bench",
             purpose="benchmark",
             authorising_officer="bench",
+            location="bench",
+            where="intelligence_led",
             cameras=[],  # any camera of the bench
         )
         request.planned_end.FromSeconds(int(time.time() + 3600))

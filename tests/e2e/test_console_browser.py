@@ -65,6 +65,7 @@ def test_officers_see_a_live_alert_beside_its_watchlist_image_and_decide_it(chro
         purpose="wanted persons",
         authorising_officer="Supt. Example",
         location="test bench",
+        where="intelligence_led",
         cameras=[pb.CameraCoverage(van_id="van-1", camera_id="cam-1")],
     )
     request.planned_end.FromSeconds(int(time.time() + 3600))

@@ -50,6 +50,7 @@ def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stac
         purpose="wanted persons",
         authorising_officer="Supt. Example",
         location="test bench",
+        where="intelligence_led",
         cameras=[pb.CameraCoverage(van_id="van-1", camera_id=c) for c in ("cam-1", "cam-2")],
         threshold=LOW_THRESHOLD,
         threshold_override_reason="test: force false alerts to adjudicate",

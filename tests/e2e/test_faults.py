@@ -37,6 +37,8 @@ def _created(state, cameras=("cam-1",), timeout_s: float = 60) -> tuple[Deployme
         name="Op Faults",
         purpose="wanted persons",
         authorising_officer="Supt. Example",
+        location="test bench",
+        where="intelligence_led",
         cameras=[pb.CameraCoverage(van_id="van-1", camera_id=c) for c in cameras],
     )
     request.planned_end.FromSeconds(int(time.time() + 3600))

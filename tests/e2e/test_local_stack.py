@@ -92,7 +92,7 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
 
     deployment_id = lfr.ok(
         "deployment", "create", "--name", "Op Harbour", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1",
+        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
     ).strip()  # fmt: skip
     watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
     lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
@@ -148,7 +148,7 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     # and nothing of any deployment stays on disk: Redis's file, the watchlists, the key-encryption key.
     left_open = lfr.ok(
         "deployment", "create", "--name", "Op Left Open", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1",
+        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
     ).strip()  # fmt: skip
     lfr.ok("watchlist", "enrol", left_open, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
     # Every copy of its watchlist: the deployments service's, and each match replica's.
@@ -166,7 +166,7 @@ def test_a_killed_replica_comes_back_by_itself_and_the_stack_keeps_its_deploymen
     lfr.ok("stack", "up", "--replicas", "2")
     deployment_id = lfr.ok(
         "deployment", "create", "--name", "Op Restart", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1",
+        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
     ).strip()  # fmt: skip
     watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
     lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
@@ -194,7 +194,7 @@ def test_redis_killed_then_up_with_a_camera_then_down_leaves_no_process(lfr, tmp
     lfr.ok("stack", "up")
     deployment_id = lfr.ok(
         "deployment", "create", "--name", "Op Redis", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1",
+        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
     ).strip()  # fmt: skip
     eventually(lambda: _in_redis_file(lfr.root, deployment_id), timeout_s=10)  # written to its append-only file
     before = lfr.pids()

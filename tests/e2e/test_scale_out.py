@@ -76,8 +76,8 @@ def test_two_replicas_of_every_stage_lose_no_alert_to_a_killed_match_replica_and
     # Enrolled once, through the deployments service: every match replica gets its copy from the log.
     client = DeploymentClient(state.grpc_address, state.tokens["manager"], timeout_s=60)
     request = pb.CreateDeploymentRequest(
-        name="Op Scale", purpose="wanted persons", authorising_officer="Supt. Example",
-        cameras=[pb.CameraCoverage(van_id="van-1", camera_id="cam-1")],
+        name="Op Scale", purpose="wanted persons", authorising_officer="Supt. Example", location="test bench",
+        where="intelligence_led", cameras=[pb.CameraCoverage(van_id="van-1", camera_id="cam-1")],
     )  # fmt: skip
     request.planned_end.FromSeconds(int(time.time() + 3600))
     deployment_id = client.create(request).deployment_id

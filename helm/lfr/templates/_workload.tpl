@@ -13,6 +13,7 @@ per-service files only name it: {{ include "lfr.workload" (dict "root" . "name" 
 {{- $tokens := or $api (eq $name "console") -}}
 {{- /* ...and those that read deployments' data keys: every stage and the APIs, not the console. */ -}}
 {{- $kek := ne $name "console" -}}
+{{- $policy := and (eq $name "deployments") $root.Values.policy.existingConfigMap -}}
 {{- /* The stream stages: consumers of a topic, scaled on their consumer lag. */ -}}
 {{- $inputs := dict "detect" "frames.captured.v1" "embed" "faces.detected.v1" "match" "faces.embedded.v1" "alert" "matches.found.v1" -}}
 {{- $stream := hasKey $inputs $name -}}
@@ -71,6 +72,10 @@ spec:
             {{- if $tokens }}
             - name: LFR_AUTH_TOKENS_FILE
               value: /etc/lfr/auth/{{ $root.Values.auth.key }}
+            {{- end }}
+            {{- if $policy }}
+            - name: LFR_DEPLOYMENTS_POLICY_FILE
+              value: /etc/lfr/policy/{{ $root.Values.policy.key }}
             {{- end }}
             {{- if $kek }}
             - name: LFR_KEY_ENCRYPTION_KEY_FILE
@@ -170,6 +175,11 @@ spec:
               mountPath: /etc/lfr/kek
               readOnly: true
             {{- end }}
+            {{- if $policy }}
+            - name: policy
+              mountPath: /etc/lfr/policy
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir: {}
@@ -188,6 +198,11 @@ spec:
           secret:
             secretName: {{ required "keyEncryptionKey.existingSecret: the Secret with the key-encryption key (32 random bytes)" $root.Values.keyEncryptionKey.existingSecret }}
             defaultMode: 0400
+        {{- end }}
+        {{- if $policy }}
+        - name: policy
+          configMap:
+            name: {{ $policy }}
         {{- end }}
       {{- with $svc.nodeSelector }}
       nodeSelector: {{- toYaml . | nindent 8 }}

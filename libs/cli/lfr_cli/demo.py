@@ -96,6 +96,7 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
             purpose="demonstration on public research data",
             authorising_officer="demo",
             location="local machine",
+            where="intelligence_led",
             cameras=[pb.CameraCoverage(van_id=VAN, camera_id=c) for c in cameras],
         )
         request.planned_end.FromSeconds(int(now + 3600))

@@ -52,6 +52,11 @@ def print_deployment(deployment: pb.Deployment, as_json: bool) -> None:
         "location",
         "planned_start",
         "planned_end",
+        "where",
+        "urgent",
+        "ratify_by",
+        "ratified_by",
+        "ratified_at",
         "threshold",
         "threshold_floor",
         "threshold_override_reason",
@@ -63,6 +68,7 @@ def print_deployment(deployment: pb.Deployment, as_json: bool) -> None:
         "created_by",
         "closed_at",
         "closed_by",
+        "close_reason",
     ):
         if data.get(key) not in (None, "", 0) or key in ("enrolled_images", "state"):
             table.add_row(key, str(data.get(key)))
@@ -99,6 +105,8 @@ def create(client: DeploymentClient, args) -> int:
         purpose=args.purpose,
         authorising_officer=args.officer,
         location=args.location,
+        where=args.where,
+        urgent=args.urgent,
         planned_start=_timestamp(start),
         planned_end=_timestamp(end),
         cameras=cameras,
@@ -237,9 +245,10 @@ def report_markdown(r: dict) -> str:
         f"| state | {r['state']} |",
         f"| start | {r['start']} |",
         f"| end | {r['end']} |",
-        f"| location | {r['location']} |",
+        f"| location | {r['location']} ({r['where'].replace('_', ' ')}) |",
         f"| purpose | {r['purpose']} |",
-        f"| authorising officer | {r['authorising_officer']} |",
+        f"| authorising officer | {r['authorising_officer']} ({r['authorisation']}) |",
+        *([f"| closed because | {r['close_reason']} |"] if r.get("close_reason") else []),
         f"| threshold | {r['threshold']:.2f}{override if r['threshold_override_reason'] else ''} ({r['model_id']}) |",
         f"| watchlist | {r['watchlist_images']} images of {r['watchlist_subjects']} subjects |",
         f"| faces scanned | {r['faces_scanned']:,} |",
@@ -267,6 +276,11 @@ def report_markdown(r: dict) -> str:
         lines.append("")
     lines.append(f"Generated {r['generated_at']}. Intervals: Wilson score, 95%.")
     return "\n".join(lines)
+
+
+def ratify(client: DeploymentClient, args) -> int:
+    print_deployment(client.ratify(args.deployment_id, args.officer), args.json)
+    return 0
 
 
 def report(client: DeploymentClient, args) -> int:

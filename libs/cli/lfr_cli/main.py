@@ -115,7 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--purpose", default="", help="the policing purpose (required by the service)")
     create.add_argument("--officer", default="", help="the authorising officer (required by the service)")
-    create.add_argument("--location", default="")
+    create.add_argument("--location", required=True, help="where the cameras will be, as the authorisation names it")
+    create.add_argument(
+        "--where",
+        required=True,
+        help="why there, from the policy file's closed list (crime_hotspot, protective_security, intelligence_led)",
+    )
+    create.add_argument(
+        "--urgent",
+        action="store_true",
+        help="authorised orally: runs at once, and is closed unless another officer ratifies it in time",
+    )
     create.add_argument("--start", help="ISO 8601 time; default now")
     create.add_argument("--end", help="ISO 8601 time; default start + --hours")
     create.add_argument("--hours", type=float, default=8.0, help="length when --end is not given")
@@ -135,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--reason", help="why (audited)")
         if name == "report":
             sub.add_argument("--markdown", action="store_true", help="Markdown (the default text output)")
+    ratify = dep.add_parser(
+        "ratify", help="ratify an urgent deployment in writing (another officer than the one who authorised it)"
+    )
+    _connection_options(ratify)
+    ratify.add_argument("deployment_id")
+    ratify.add_argument("--officer", required=True, help="the officer who ratifies it (audited)")
     _connection_options(dep.add_parser("list", help="list deployments"))
 
     watchlist = commands.add_parser("watchlist", help="enrol a watchlist folder")
@@ -194,6 +210,7 @@ def _dispatch(args) -> int:
                 "get": deployments.get,
                 "list": deployments.list_,
                 "close": deployments.close,
+                "ratify": deployments.ratify,
                 "report": deployments.report,
             }[args.deployment_command]
         elif args.command == "alert":

@@ -58,6 +58,10 @@ class DeploymentClient(_Client):
         request = pb.CloseDeploymentRequest(deployment_id=deployment_id, reason=reason)
         return self.stub.CloseDeployment(request, metadata=self.metadata, timeout=self.timeout_s).deployment
 
+    def ratify(self, deployment_id: str, officer: str) -> pb.Deployment:
+        request = pb.RatifyDeploymentRequest(deployment_id=deployment_id, officer=officer)
+        return self.stub.RatifyDeployment(request, metadata=self.metadata, timeout=self.timeout_s).deployment
+
     def enrol(
         self,
         deployment_id: str,

@@ -37,6 +37,7 @@ DEAD_LETTER: dict[str, str] = {
 SKIPPED: dict[str, str] = {
     "deployment_closed": "its deployment is closed or expired",
     "deployment_not_active": "its deployment has not started yet",
+    "outside_authorisation": "captured outside its deployment's authorised window (decided on capture time)",
     "registry_unavailable": "Redis could not be reached to check its deployment (fail-closed)",
 }
 

@@ -30,6 +30,11 @@ TOMBSTONE_FIELDS = frozenset(
         "purpose",
         "authorising_officer",
         "location",
+        "where",
+        "urgent",
+        "ratify_by",
+        "ratified_by",
+        "ratified_at",
         "planned_start",
         "planned_end",
         "cameras",
@@ -179,15 +184,22 @@ def new_deployment_record(
     created_at: float,
     created_by: str,
     alert_public_key: bytes,
+    where: str,
+    urgent: bool = False,
+    ratify_by: float = 0.0,
 ) -> dict[str, str]:
     """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera),
-    with the public key that verifies its alert revisions (lfr_platform.signing)."""
+    with the public key that verifies its alert revisions (lfr_platform.signing); an `urgent` one must
+    be ratified by `ratify_by`."""
     return {
         "deployment_id": deployment_id,
         "name": name,
         "purpose": purpose,
         "authorising_officer": authorising_officer,
         "location": location,
+        "where": where,
+        "urgent": "1" if urgent else "0",
+        "ratify_by": repr(ratify_by),
         "planned_start": repr(planned_start),
         "planned_end": repr(planned_end),
         "cameras": json.dumps([{"van_id": v, "camera_id": c} for v, c in cameras]),
@@ -253,6 +265,12 @@ class DeploymentView:
     model_id: str
     data_key: bytes | None
     cameras: frozenset[tuple[str, str]]
+    planned_start: float = 0.0
+    planned_end: float = float("inf")
+
+    def authorises(self, captured_at: float) -> bool:
+        """The capture time is inside the authorised window (whenever it is processed)."""
+        return self.planned_start <= captured_at <= self.planned_end
 
     @property
     def accepting(self) -> bool:
@@ -311,6 +329,8 @@ class DeploymentRegistry:
             model_id=record.get("model_id", ""),
             data_key=key,
             cameras=cameras,
+            planned_start=float(record.get("planned_start") or 0.0),
+            planned_end=float(record.get("planned_end") or "inf"),
         )
 
 
@@ -334,12 +354,14 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def admit(registry: DeploymentRegistry, camera):
+async def admit(registry: DeploymentRegistry, camera, captured_at: float | None = None):
     """The deployment a pipeline record belongs to, if its records may be processed now.
 
     Returns the DeploymentView, or why not as a stage outcome: an id that was never a deployment
     (or a camera it does not cover) is bad input and goes to the dead-letter topic; a deployment
-    that was closed, or is not active yet, is a normal end and its records are skipped.
+    that was closed, or is not active yet, is a normal end and its records are skipped; so is a
+    record captured outside the deployment's authorised window (`outside_authorisation`: decided on
+    capture time, however late it is processed).
     """
     from lfr_platform.stage import Rejected, Skipped
 
@@ -360,4 +382,6 @@ async def admit(registry: DeploymentRegistry, camera):
         )
     if not view.accepting:
         return Skipped("deployment_not_active")
+    if captured_at is not None and not view.authorises(captured_at):
+        return Skipped("outside_authorisation")
     return view

@@ -60,8 +60,12 @@ class Admitted(Generic[M]):
 
 
 async def admitted(registry: DeploymentRegistry, message, camera=None) -> Admitted | Rejected | Skipped:
-    """The record admitted, or why not (`registry.admit`). `camera` defaults to the message's."""
-    deployment = await admit(registry, camera if camera is not None else message.camera)
+    """The record admitted, or why not (`registry.admit`, with the message's capture time). `camera`
+    defaults to the message's."""
+    captured_at = getattr(message, "captured_at", None)  # a record's Timestamp, or ingest's frame's seconds
+    if captured_at is not None and not isinstance(captured_at, int | float):
+        captured_at = captured_at.ToNanoseconds() / 1e9 if message.HasField("captured_at") else None
+    deployment = await admit(registry, camera if camera is not None else message.camera, captured_at)
     if isinstance(deployment, Rejected | Skipped):
         return deployment
     return Admitted(message, deployment)

@@ -60,6 +60,7 @@ def create_request(**overrides) -> pb.CreateDeploymentRequest:
         purpose="locate wanted persons",
         authorising_officer="Supt. Example",
         location="High Street",
+        where="intelligence_led",
         cameras=[pb.CameraCoverage(van_id="van-1", camera_id="cam-1")],
     )
     request.planned_end.FromNanoseconds(int((time.time() + overrides.pop("hours", 1) * 3600) * 1e9))

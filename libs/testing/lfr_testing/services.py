@@ -71,11 +71,12 @@ async def seed_deployment(
     cameras: tuple[tuple[str, str], ...] = (),
     threshold: float = 0.5,
     model_id: str = "sface-2021dec",
-    start_offset_s: float = -1.0,
+    start_offset_s: float = -3600.0,
     subjects: tuple[str, ...] = ("S1", "S2", "S9"),
 ) -> tuple[str, bytes]:
     """An open deployment record and its data key, written as the deployments service writes them
-    (lfr_platform.registry), with `subjects` on its watchlist (as enrolment records them)."""
+    (lfr_platform.registry), with `subjects` on its watchlist (as enrolment records them). Its window
+    opened `start_offset_s` ago (an hour: tests may produce records captured minutes back)."""
     client = aioredis.from_url(platform.redis_url)
     now = time.time()
     deployment_id = f"dep-test{int(now * 1e6) % 10**12:012d}"
@@ -98,6 +99,7 @@ async def seed_deployment(
         created_at=now,
         created_by="test",
         alert_public_key=alert_public_key,
+        where="intelligence_led",
     )
     try:
         keys = RedisKeys(platform.redis_prefix)

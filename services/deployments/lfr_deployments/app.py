@@ -14,6 +14,7 @@ from lfr.v1 import deployments_pb2, deployments_pb2_grpc
 from lfr_deployments.closing import Closer
 from lfr_deployments.janitor import Janitor
 from lfr_deployments.lifecycle import ThresholdPolicy
+from lfr_deployments.policy import SHIPPED, DeploymentPolicy, PolicyError
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.service import DeploymentService
 from lfr_deployments.settings import DeploymentsSettings
@@ -126,11 +127,16 @@ def build(
     redis: aioredis.Redis | None = None,
     clock: Clock = system,
 ) -> DeploymentsShell:
-    if settings.max_duration_h * 3600 >= platform.watchlist_retention_s:
+    try:
+        rules = DeploymentPolicy.load(settings.policy_file or SHIPPED)
+    except PolicyError as exc:
+        raise StartRefused(str(exc)) from exc
+    if rules.max_duration_h * 3600 >= platform.watchlist_retention_s:
         raise StartRefused(
-            f"LFR_DEPLOYMENTS_MAX_DURATION_H={settings.max_duration_h:g} h is not shorter than the watchlist log's "
-            f"retention, LFR_WATCHLIST_RETENTION_S={platform.watchlist_retention_s} s: a match replica started late in "
-            "a long deployment could not rebuild its watchlist (raise the retention or lower the longest deployment)"
+            f"the policy's max_duration_h ({rules.max_duration_h:g} h, {settings.policy_file or SHIPPED}) is not "
+            "shorter than the watchlist log's retention, "
+            f"LFR_WATCHLIST_RETENTION_S={platform.watchlist_retention_s} s: a match replica started late in a long "
+            "deployment could not rebuild its watchlist (raise the retention or lower the longest deployment)"
         )
     if detector is None:
         detector = build_detector(
@@ -184,7 +190,7 @@ def build(
         default_size_limit=settings.watchlist_size_limit,
         max_size_limit=settings.watchlist_size_max,
         duplicate_similarity=DUPLICATE_SIMILARITY,
-        max_duration_h=settings.max_duration_h,
+        rules=rules,
         max_concurrent_enrolments=settings.enrol_max_concurrent,
         enrol_memory_bytes=settings.enrol_memory_mb * 2**20,
         clock=clock,

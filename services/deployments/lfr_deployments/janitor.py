@@ -92,6 +92,16 @@ class Janitor:
                         reason="finishing an interrupted close",
                     )
                 continue
+            if record.get("urgent") == "1" and not record.get("ratified_by") and now > float(record["ratify_by"]):
+                # An oral authorisation that was not ratified in writing in time: it ends here.
+                await self.closer.close(
+                    deployment_id,
+                    status=CLOSED,
+                    actor=SYSTEM,
+                    role=SYSTEM,
+                    reason="urgent authorisation not ratified in writing within the policy's ratify_within_h",
+                )
+                continue
             open_ids.add(deployment_id)
             if record["state"] == "active" and not record.get("started_at"):
                 await self.store.set_field(deployment_id, started_at=repr(now))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from lfr_deployments.policy import DeploymentPolicy
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Free-text fields go into Redis, every audit event (kept forever) and the published report: each
@@ -27,6 +29,8 @@ TEXT_LIMITS = {
 MAX_CAMERAS = 256
 # A deployment may be planned this far ahead at most.
 MAX_LEAD_DAYS = 90
+# A planned start this far before now is taken as "now" (a client's clock a little behind); more is refused.
+PAST_START_S = 300
 _SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 
 
@@ -80,7 +84,9 @@ class NewDeployment:
     watchlist_size_limit: int
     model_id: str
     threshold_floor: float
-    extra: dict = field(default_factory=dict)
+    where: str  # one of the policy's closed list
+    urgent: bool = False  # authorised orally: ratified in writing by `ratify_by`, else closed
+    ratify_by: float = 0.0
 
 
 def validate_new(
@@ -98,7 +104,9 @@ def validate_new(
     policy: ThresholdPolicy,
     default_size_limit: int,
     max_size_limit: int,
-    max_duration_h: float = 24.0,
+    rules: DeploymentPolicy,
+    where: str,
+    urgent: bool = False,
     now: float | None = None,
 ) -> NewDeployment:
     now = time.time() if now is None else now
@@ -114,21 +122,32 @@ def validate_new(
             raise InvalidRequest(f"{label} is {len(value)} characters long; at most {TEXT_LIMITS[label]}")
         if not value.isprintable():
             raise InvalidRequest(f"{label} holds control characters or line breaks: printable text only")
-    for label in ("name", "purpose", "authorising_officer"):
+    for label in ("name", "purpose", "authorising_officer", "location"):
         if not texts[label].strip():
-            raise InvalidRequest(f"{label} is required")
+            raise InvalidRequest(
+                f"{label} is required"
+                + (": where the cameras will be, as the authorisation names it" if label == "location" else "")
+            )
+    if where not in rules.where:
+        raise InvalidRequest(
+            f"where {where!r} is not one of the policy's: {', '.join(rules.where)} (the policy file's `where`)"
+        )
     start = planned_start if planned_start else now
     if not planned_end:
         raise InvalidRequest("planned_end is required: every deployment ends, and its watchlist with it")
     if planned_end <= start:
-        raise InvalidRequest("planned_end must be after planned_start")
+        raise InvalidRequest("planned_end must be after planned_start (the window is reversed)")
     if planned_end <= now:
         raise InvalidRequest("planned_end is in the past")
+    if start < now - PAST_START_S:
+        raise InvalidRequest("planned_start is in the past: a deployment is authorised from now on, never before")
+    start = max(start, now)
     hours = (planned_end - start) / 3600
-    if hours > max_duration_h:
+    if hours > rules.max_duration_h:
         raise InvalidRequest(
-            f"planned_end is {hours:,.1f} hours after planned_start; a deployment lasts at most {max_duration_h:g} "
-            "hours (LFR_DEPLOYMENTS_MAX_DURATION_H): plan a new deployment for the next period"
+            f"planned_end is {hours:,.1f} hours after planned_start; a deployment lasts at most "
+            f"{rules.max_duration_h:g} hours (the policy file's max_duration_h): plan a new deployment for the "
+            "next period"
         )
     if start > now + MAX_LEAD_DAYS * 86400:
         raise InvalidRequest(f"planned_start is more than {MAX_LEAD_DAYS} days ahead")
@@ -159,6 +178,9 @@ def validate_new(
         watchlist_size_limit=limit,
         model_id=policy.model_id,
         threshold_floor=policy.floor,
+        where=where,
+        urgent=urgent,
+        ratify_by=now + rules.ratify_within_h * 3600 if urgent else 0.0,
     )
 
 

@@ -49,7 +49,10 @@ class Report:
     purpose: str
     authorising_officer: str
     location: str
+    where: str  # on the policy's closed list
+    authorisation: str  # "written", "urgent, ratified by ...", "urgent, not ratified"
     state: str
+    close_reason: str
     start: float
     end: float
     threshold: float
@@ -128,7 +131,10 @@ def build_report(record: dict[str, str], now: float) -> Report:
         purpose=record.get("purpose", ""),
         authorising_officer=record.get("authorising_officer", ""),
         location=record.get("location", ""),
+        where=record.get("where", ""),
+        authorisation=_authorisation(record),
         state=record.get("state", ""),
+        close_reason=record.get("close_reason", ""),
         start=float(record.get("planned_start") or 0),
         end=float(closed) if closed else float(record.get("planned_end") or 0),
         threshold=float(record.get("threshold") or 0),
@@ -141,3 +147,11 @@ def build_report(record: dict[str, str], now: float) -> Report:
         vans={van: figures(counts) for van, counts in sorted(per_van.items())},
         generated_at=now,
     )
+
+
+def _authorisation(record: dict[str, str]) -> str:
+    if record.get("urgent") != "1":
+        return "written"
+    if record.get("ratified_by"):
+        return f"urgent, ratified in writing by {record['ratified_by']}"
+    return "urgent, not ratified"

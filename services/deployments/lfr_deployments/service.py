@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from lfr_deployments import wire
 from lfr_deployments.closing import Closer, DeploymentNotFound
 from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
 from lfr_deployments.memory import MemoryBudget
+from lfr_deployments.policy import DeploymentPolicy
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.report import build_report
 from lfr_deployments.store import DeploymentStore
@@ -56,7 +58,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         default_size_limit: int,
         max_size_limit: int,
         duplicate_similarity: float,
-        max_duration_h: float = 24.0,
+        rules: DeploymentPolicy,
         max_concurrent_enrolments: int = 2,
         enrol_memory_bytes: int = 200 * 2**20,
         clock: Clock = system,
@@ -73,7 +75,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         self.default_size_limit = default_size_limit
         self.max_size_limit = max_size_limit
         self.duplicate_similarity = duplicate_similarity
-        self.max_duration_h = max_duration_h
+        self.rules = rules  # the force's policy file (deploy/policy.yaml)
         # Decoding and analysing a photo takes memory in proportion to it (a progressive JPEG or a PNG
         # far more than its reduced size): each reserves what it will take from one budget, and a few
         # at a time, whatever the number of enrolment streams, so enrolment never takes live matching down.
@@ -98,7 +100,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 policy=self.policy,
                 default_size_limit=self.default_size_limit,
                 max_size_limit=self.max_size_limit,
-                max_duration_h=self.max_duration_h,
+                rules=self.rules,
+                where=request.where,
+                urgent=request.urgent,
                 now=self.clock(),
             )
         except InvalidRequest as exc:
@@ -122,6 +126,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             purpose=new.purpose,
             authorising_officer=new.authorising_officer,
             location=new.location,
+            where=new.where,
+            urgent=new.urgent,
+            ratify_by=new.ratify_by if new.urgent else None,
             planned_start=new.planned_start,
             planned_end=new.planned_end,
             cameras=[f"{c.van_id}/{c.camera_id}" for c in new.cameras],
@@ -163,6 +170,61 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         except DeploymentNotFound:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no deployment {request.deployment_id!r}")
         return pb.CloseDeploymentResponse(deployment=wire.deployment(record))
+
+    async def RatifyDeployment(self, request: pb.RatifyDeploymentRequest, context) -> pb.RatifyDeploymentResponse:
+        who = await self.auth.require(context, WRITE_DEPLOYMENTS, "ratify deployments", request.deployment_id)
+        record = await self._record(request.deployment_id, context)
+        officer = request.officer.strip()
+
+        async def refuse(code, message: str) -> None:
+            await self.audit.record(
+                "deployment.ratification_refused",
+                request.deployment_id,
+                who.identity,
+                who.role,
+                officer=officer,
+                message=message,
+            )
+            await context.abort(code, message)
+
+        if not officer or len(officer) > 200 or not officer.isprintable():
+            await refuse(grpc.StatusCode.INVALID_ARGUMENT, "officer is required: the officer who ratifies in writing")
+        if record.get("urgent") != "1":
+            await refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"deployment {request.deployment_id} was not authorised as urgent: there is nothing to ratify",
+            )
+        if record.get("ratified_by"):
+            if record["ratified_by"] == officer:
+                return pb.RatifyDeploymentResponse(deployment=wire.deployment(record))  # a repeat
+            await refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"deployment {request.deployment_id} was ratified by {record['ratified_by']} already",
+            )
+        if record["status"] != OPEN:
+            await refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"deployment {request.deployment_id} is {record['state']}: too late to ratify "
+                f"({record.get('close_reason', '')})",
+            )
+        if officer.casefold() == record.get("authorising_officer", "").strip().casefold():
+            await refuse(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{officer} authorised this deployment: another officer must ratify it",
+            )
+        now = self.clock()
+        if now > float(record.get("ratify_by") or 0):
+            deadline = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(record["ratify_by"])))
+            await refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"deployment {request.deployment_id} had to be ratified by {deadline}: it is being closed",
+            )
+        await self.store.set_field(request.deployment_id, ratified_by=officer, ratified_at=repr(now))
+        await self.audit.record(
+            "deployment.ratified", request.deployment_id, who.identity, who.role, officer=officer, ratified_at=now
+        )
+        record = await self.store.get(request.deployment_id)
+        return pb.RatifyDeploymentResponse(deployment=wire.deployment(record))
 
     async def GetDeploymentReport(
         self, request: pb.GetDeploymentReportRequest, context

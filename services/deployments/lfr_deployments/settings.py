@@ -36,8 +36,10 @@ class DeploymentsSettings(BaseSettings):
     # --- deployments
     watchlist_size_limit: int = Field(10_000, ge=1, description="Default limit of images per watchlist")
     watchlist_size_max: int = Field(200_000, ge=1, description="Largest limit a deployment may ask for")
-    max_duration_h: float = Field(
-        24.0, gt=0, le=24 * 31, description="Longest deployment accepted, in hours (planned start to planned end)"
+    policy_file: Path | None = Field(
+        None,
+        description="The force's LFR policy: closed lists and limits every deployment is checked against (where, "
+        "longest deployment, urgent ratification); validated at start. Unset: the shipped deploy/policy.yaml",
     )
     janitor_interval_s: float = Field(5.0, gt=0, description="How often expiry and unfinished deletions are checked")
     copy_wait_s: float = Field(

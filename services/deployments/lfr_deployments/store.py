@@ -63,6 +63,9 @@ class DeploymentStore:
             created_at=now,
             created_by=actor,
             alert_public_key=alert_public_key,
+            where=new.where,
+            urgent=new.urgent,
+            ratify_by=new.ratify_by,
         )
         ttl_s = new.planned_end - now + self.operational_retention_s
         await write_new_deployment(self.client, self.keys, self.key_wrap, record, data_key, alert_key, ttl_s)

@@ -66,11 +66,17 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
         created_by=record.get("created_by", ""),
         closed_by=record.get("closed_by", ""),
         alert_public_key=bytes.fromhex(record.get("alert_public_key", "")),
+        where=record.get("where", ""),
+        urgent=record.get("urgent") == "1",
+        ratified_by=record.get("ratified_by", ""),
+        close_reason=record.get("close_reason", ""),
     )
-    for field in ("planned_start", "planned_end", "created_at", "closed_at"):
+    for field in ("planned_start", "planned_end", "created_at", "closed_at", "ratified_at"):
         ts = timestamp(record.get(field))
         if ts is not None:
             getattr(message, field).CopyFrom(ts)
+    if message.urgent:
+        message.ratify_by.CopyFrom(timestamp(record["ratify_by"]))
     if record.get("deletion"):
         report = json.loads(record["deletion"])
         message.deletion.CopyFrom(
@@ -111,6 +117,9 @@ def report(r: Report) -> pb.DeploymentReport:
         purpose=r.purpose,
         authorising_officer=r.authorising_officer,
         location=r.location,
+        where=r.where,
+        authorisation=r.authorisation,
+        close_reason=r.close_reason,
         state=STATES.get(r.state, pb.DEPLOYMENT_STATE_UNSPECIFIED),
         start=timestamp(r.start),
         end=timestamp(r.end),

@@ -160,12 +160,13 @@ async def test_a_replayed_match_is_dead_lettered_not_a_new_alert(platform):
     deployment_id, key = await seed_deployment(platform)
     now = time.time()
     genuine = _match(deployment_id, "cam-1", "S1", 1, 0.8, now - 30, key=key)
-    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0, window_s=1.0))):
+    settings = AlertSettings(http_port=0, grpc_port=0, window_s=1.0, max_match_age_s=600)
+    async with running(build(platform, settings)):
         await produce(platform, MATCHES_FOUND, [genuine])
         [raised] = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=1))
         moved = MATCHES_FOUND.decode(genuine[1])
         moved.captured_at.FromNanoseconds(int((now - 5) * 1e9))  # its capture time changed: not signed so
-        stale = _match(deployment_id, "cam-1", "S1", 2, 0.8, now - 3 * 86400, key=key)  # older than the policy
+        stale = _match(deployment_id, "cam-1", "S1", 2, 0.8, now - 1200, key=key)  # older than the age limit
         later = _match(deployment_id, "cam-1", "S1", 3, 0.8, now, key=key)  # genuine: the sign all were read
         await produce(platform, MATCHES_FOUND, [genuine, (genuine[0], moved.SerializeToString()), stale, later])
         letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=3))

@@ -382,10 +382,10 @@ async def test_sign_out_ends_every_open_event_stream_at_once(platform, stack, br
             async with EventStream(watcher, deployment_id) as watching:
                 status, _, _ = await browser.call("DELETE", "/api/session", headers={"X-CSRF-Token": browser.csrf})
                 assert status == 200
-                # An earlier pass (ten minutes before the first): a new alert, on every open stream.
+                # A later pass (five minutes after the first): a new alert, on every open stream.
                 data_key = await deployment_key(platform, deployment_id)
-                earlier = match_record(deployment_id, "cam-1", "S-1", 2, 0.9, time.time() - 600, key=data_key)
-                await produce(platform, MATCHES_FOUND, [earlier])
+                later = match_record(deployment_id, "cam-1", "S-1", 2, 0.9, time.time() + 300, key=data_key)
+                await produce(platform, MATCHES_FOUND, [later])
                 await watching.until(lambda kind, data: kind == "alert" and data["alert_id"] != first_alert)
                 # ... but not on the streams of the session signed out before it: they ended at once.
                 # (The first alert's event may have reached them before the sign-out: it was theirs.)
@@ -416,8 +416,8 @@ async def test_an_event_stream_left_early_is_closed_quietly(platform, stack, bro
             async with EventStream(browser, deployment_id):
                 pass  # the page goes away at once: its connection is closed under the stream
             data_key = await deployment_key(platform, deployment_id)
-            earlier = match_record(deployment_id, "cam-1", "S-1", 2, 0.9, time.time() - 600, key=data_key)
-            await produce(platform, MATCHES_FOUND, [earlier])  # an event to write to the stream that left
+            later = match_record(deployment_id, "cam-1", "S-1", 2, 0.9, time.time() + 300, key=data_key)
+            await produce(platform, MATCHES_FOUND, [later])  # an event to write to the stream that left
             await watching.until(lambda kind, data: kind == "alert" and data["alert_id"] != first_alert)
 
             async def only_the_watcher_left():

@@ -33,6 +33,10 @@ async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(de
         "2",
         "--camera",
         "van-1/cam-1",
+        "--location",
+        "Station Road",
+        "--where",
+        "crime_hotspot",
     )
     assert code == 0
     deployment_id = out.out.strip()
@@ -88,7 +92,20 @@ async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(de
         )
     )[0] == 2
     code, out = await lfr(
-        "deployment", "create", "--name", "x", "--purpose", "p", "--officer", "o", "--threshold", "0.3"
+        "deployment",
+        "create",
+        "--name",
+        "x",
+        "--purpose",
+        "p",
+        "--officer",
+        "o",
+        "--threshold",
+        "0.3",
+        "--location",
+        "l",
+        "--where",
+        "crime_hotspot",
     )
     assert code == 2 and "below the floor" in out.err
 

@@ -83,6 +83,7 @@ def _service(index: EdgeIndex, store, log: Log | None = None) -> DeploymentServi
         default_size_limit=10,
         max_size_limit=10,
         duplicate_similarity=0.95,
+        rules=None,
     )
 
 

@@ -1,10 +1,14 @@
 import time
+from pathlib import Path
 
 import pytest
 
 from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, validate_new
+from lfr_deployments.policy import DeploymentPolicy, PolicyError
 
 POLICY = ThresholdPolicy("sface-2021dec", default=0.6, floor=0.55)
+# The policy file as shipped: the tests check against what a new installation runs with.
+RULES = DeploymentPolicy.load(Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml")
 
 
 def _new(**overrides):
@@ -23,6 +27,8 @@ def _new(**overrides):
         policy=POLICY,
         default_size_limit=10_000,
         max_size_limit=200_000,
+        rules=RULES,
+        where="crime_hotspot",
     )
     fields.update(overrides)
     return validate_new(**fields)
@@ -51,6 +57,11 @@ def test_a_threshold_at_or_above_the_floor_needs_none():
         ({"purpose": ""}, "purpose is required"),
         ({"planned_end": None}, "planned_end is required"),
         ({"planned_end": 1.0}, "after planned_start"),
+        ({"planned_start": time.time() + 7200, "planned_end": time.time() + 3600}, "the window is reversed"),
+        ({"planned_start": time.time() - 7200, "planned_end": time.time() + 3600}, "planned_start is in the past"),
+        ({"location": " "}, "location is required: where the cameras will be"),
+        ({"where": "anywhere"}, "where 'anywhere' is not one of the policy's: crime_hotspot, protective_security"),
+        ({"where": ""}, "is not one of the policy's"),
         ({"threshold": 1.2}, "between 0 and 1"),
         ({"cameras": [("van 1", "cam")]}, "van and camera ids"),
         ({"watchlist_size_limit": 300_000}, "above the maximum"),
@@ -58,7 +69,7 @@ def test_a_threshold_at_or_above_the_floor_needs_none():
         ({"purpose": "wanted\npersons"}, "purpose holds control characters"),
         ({"location": "\x00"}, "location holds control characters"),
         ({"threshold_override_reason": "r" * 1001, "threshold": 0.5}, "threshold_override_reason is 1001"),
-        ({"planned_end": time.time() + 100_000 * 3600}, "at most 24 hours"),
+        ({"planned_end": time.time() + 100_000 * 3600}, "at most 24 hours \\(the policy file's max_duration_h\\)"),
         ({"planned_start": time.time() + 100 * 86400, "planned_end": time.time() + 100 * 86400 + 60}, "90 days"),
         ({"cameras": [("van-1", f"cam-{i}") for i in range(300)]}, "at most 256"),
     ],
@@ -68,6 +79,36 @@ def test_invalid_requests_say_what_to_change(overrides, message):
         _new(**overrides)
 
 
-def test_the_longest_deployment_is_a_setting():
+def test_the_longest_deployment_is_the_policys():
     now = time.time()
-    assert _new(planned_start=now, planned_end=now + 48 * 3600, max_duration_h=72).planned_end == now + 48 * 3600
+    longer = RULES.model_copy(update={"max_duration_h": 72.0})
+    assert _new(planned_start=now, planned_end=now + 48 * 3600, rules=longer).planned_end == now + 48 * 3600
+
+
+def test_an_urgent_deployment_is_to_be_ratified_within_the_policys_hours():
+    now = time.time()
+    urgent = _new(urgent=True, now=now)
+    assert urgent.urgent and urgent.ratify_by == now + RULES.ratify_within_h * 3600
+    assert _new().ratify_by == 0.0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("version: 1\nwhere: [a]\nmax_duration_h: 24\n", "ratify_within_h: Field required"),
+        ("version: 1\nwhere: [a]\nmax_duration_h: 24\nratify_within_h: 24\nwhen: always\n", "when: Extra inputs"),
+        ("version: 1\nwhere: [Car Park]\nmax_duration_h: 24\nratify_within_h: 24\n", "where: Value error, codes"),
+        ("version: 1\nwhere: []\nmax_duration_h: 24\nratify_within_h: 24\n", "where: "),
+        ("version: 1\nwhere: [a]\nmax_duration_h: 0\nratify_within_h: 24\n", "max_duration_h: Input should be greater"),
+        ("version: 2\nwhere: [a]\nmax_duration_h: 1\nratify_within_h: 24\n", "version: Input should be 1"),
+        ("- a list\n", "must be a mapping"),
+        ("where: [a\n", "is not YAML"),
+    ],
+)
+def test_a_bad_policy_file_is_refused_with_the_field_named(tmp_path, text, message):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=message):
+        DeploymentPolicy.load(path)
+    with pytest.raises(PolicyError, match="cannot be read"):
+        DeploymentPolicy.load(tmp_path / "missing.yaml")

@@ -31,6 +31,7 @@ def _detected(models_dir: Path, photo: Path, deployment_id: str, key: bytes, seq
     from lfr.v1 import frames_pb2
 
     frame = frames_pb2.FrameCaptured(camera=ref, sequence=sequence)
+    frame.captured_at.GetCurrentTime()  # inside the deployment's window
     message = faces_detected(
         frame, "yunet-2023mar", [(crops[0], "test:1", 0.9)], lambda b: sealing.seal(key, b, deployment_id)
     )
