@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import cv2
@@ -73,7 +74,7 @@ def _bombs(data_dir: Path) -> list[tuple[str, bytes]]:
 def _item(name: str, data: bytes) -> pb.WatchlistImage:
     return pb.WatchlistImage(
         client_ref=name, subject_id=name, category="wanted", source_reference=f"bench/{name}", approved_by="bench",
-        image=data,
+        image_source="custody", legal_basis="research_and_testing", image_date=date.today().isoformat(), image=data,
     )  # fmt: skip
 
 

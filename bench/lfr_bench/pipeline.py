@@ -101,7 +101,8 @@ def _start(data_dir: Path, tmp: Path, replicas: int, every_face: bool) -> tuple[
         request.planned_end.FromSeconds(int(time.time() + 3600))
         deployment_id = client.create(request).deployment_id
         watchlist = demo_data.build_watchlist(data_dir, tmp / "watchlist")
-        list(client.enrol(deployment_id, iter_messages(scan(watchlist, category="bench", approved_by="bench"))))
+        list(client.enrol(deployment_id, iter_messages(scan(watchlist, approved_by="bench"))))
+        client.review(deployment_id, "bench")
     return stack, deployment_id
 
 

@@ -72,6 +72,7 @@ def test_officers_see_a_live_alert_beside_its_watchlist_image_and_decide_it(chro
     deployment_id = deployments.create(request).deployment_id
     items = scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="Insp. B")
     list(deployments.enrol(deployment_id, iter_messages(items)))
+    deployments.review(deployment_id, "Insp. Reviewer")
 
     officer = chromium.new_context()
     page = officer.new_page()

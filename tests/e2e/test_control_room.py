@@ -54,6 +54,7 @@ def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stac
         cameras=[pb.CameraCoverage(van_id="van-1", camera_id=c) for c in ("cam-1", "cam-2")],
         threshold=LOW_THRESHOLD,
         threshold_override_reason="test: force false alerts to adjudicate",
+        false_alert_override_reason="test: false alerts are what it adjudicates",
     )
     request.planned_end.FromSeconds(int(time.time() + 3600))
     deployment = deployments.create(request)
@@ -61,6 +62,7 @@ def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stac
     items = scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="Insp. B")
     results = list(deployments.enrol(deployment_id, iter_messages(items)))
     assert sum(r.status == pb.ENROL_STATUS_ENROLLED for r in results) >= 15
+    deployments.review(deployment_id, "Insp. Reviewer")
 
     videos = [data_dir / "video" / demo_data.ENROLLED_CLIPS[0], data_dir / "video" / demo_data.CROWD_CLIP]
     cameras = [

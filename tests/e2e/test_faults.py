@@ -51,6 +51,7 @@ def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[Deployme
     items = scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="Insp. B")
     results = list(client.enrol(deployment_id, iter_messages(items)))
     assert sum(r.status == pb.ENROL_STATUS_ENROLLED for r in results) >= 15
+    client.review(deployment_id, "Insp. Reviewer")
     return client, deployment_id
 
 

@@ -7,17 +7,20 @@ never two stacks at once, and `down` leaves no process whatever happened to the 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 
-from lfr_cli import demo_data
+from lfr_cli import demo_data, transparency
 from lfr_contracts import ALERTS_RAISED, FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCHES_FOUND
 from lfr_stack.processes import marked_processes, pid_alive
 from lfr_stack.state import StackState
@@ -96,6 +99,12 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     ).strip()  # fmt: skip
     watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
     lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    lfr.ok("watchlist", "review", deployment_id, "--officer", "Insp. Reviewer")
+    notice = json.loads(lfr.ok("transparency", "notice", deployment_id))
+    jsonschema.validate(notice, transparency.schema(transparency.NOTICE_SCHEMA))
+    assert (notice["location"], notice["where"], notice["watchlist_categories"]) == (
+        "Station Road", "crime_hotspot", {"wanted": notice["watchlist_size"]}
+    )  # fmt: skip
     video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
     lfr.ok("stack", "up", "--video", str(video), "--deployment", deployment_id)
     repointed = lfr.pids()
@@ -132,6 +141,38 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     assert "# Deployment report: Op Harbour" in lfr.ok("deployment", "report", deployment_id, "--markdown")
     unknown = lfr("deployment", "report", "dep-0000000000000000")
     assert unknown.returncode == 3
+    # What a subject may ask, after the watchlist is destroyed: answered from the ids-only manifest.
+    listed = json.loads(lfr.ok("watchlist", "was-listed", "liveportrait-d0", "--json"))
+    assert [x["deployment_id"] for x in listed["listings"]] == [deployment_id]
+    assert listed["listings"][0]["state"] == "closed" and listed["listings"][0]["where"] == "crime_hotspot"
+    manifest = json.loads(lfr.ok("deployment", "manifest", deployment_id, "--json"))
+    assert len(manifest["entries"]) == closed["deletion"]["reference_images_deleted"] and manifest["kept_until"]
+    assert set(manifest["entries"][0]) == {
+        "entry_id", "subject_id", "category", "source_reference", "approved_by", "enrolled_at", "image_source",
+        "legal_basis", "image_date", "minor",
+    }  # fmt: skip
+    assert {e["legal_basis"] for e in manifest["entries"]} == {"research_and_testing"}
+    assert "false alerts predicted / observed" in lfr.ok("deployment", "report", deployment_id, "--markdown")
+    # What the force publishes afterwards: the record validates and agrees with the report, and holds
+    # no subject id, image or template.
+    today = dt.datetime.now(dt.UTC).date()
+    published = tmp_path / "published"
+    lfr.ok("transparency", "record", "--from", str(today - dt.timedelta(days=1)), "--to",
+           str(today + dt.timedelta(days=1)), "--out", str(published))  # fmt: skip
+    [record_file] = published.glob("record-*.json")
+    record = json.loads(record_file.read_text())
+    jsonschema.validate(record, transparency.schema(transparency.RECORD_SCHEMA))
+    [entry] = [e for e in record["deployments"] if e["deployment_id"] == deployment_id]
+    assert (entry["faces_scanned"], entry["alerts"], entry["true_alerts"], entry["false_alerts"]) == (
+        report["faces_scanned"], report["outcomes"]["alerts"], report["outcomes"]["true_alerts"],
+        report["outcomes"]["false_alerts"],
+    )  # fmt: skip
+    text = "".join(p.read_text() for p in published.iterdir())
+    subjects = {e["subject_id"] for e in manifest["entries"]}
+    assert not [s for s in subjects if s in text] and "Insp. B" not in text
+    assert max((len(v) for v in re.findall(r"[A-Za-z0-9+/=]{200,}", text)), default=0) == 0  # no encoded image
+    # The whole audit trail of the flow holds: every entry chained, none changed, dropped or reordered.
+    assert "chain holds" in lfr.ok("audit", "verify")
     # Bus failure 4: after the close no record on any topic yields a face (crops were in clear on the
     # match and alert topics); frames, faces and crops are sealed under the shredded data key.
     state = lfr.state()

@@ -84,6 +84,7 @@ def test_two_replicas_of_every_stage_lose_no_alert_to_a_killed_match_replica_and
     items = scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="Insp. B")
     enrolled = sum(r.status == pb.ENROL_STATUS_ENROLLED for r in client.enrol(deployment_id, iter_messages(items)))
     assert enrolled >= 15
+    client.review(deployment_id, "Insp. Reviewer")
     copies = [stack.root / "match-data" / f"match-{i}" / deployment_id for i in (1, 2)]
 
     def copied():

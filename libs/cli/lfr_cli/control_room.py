@@ -6,6 +6,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lfr.v1 import alerts_pb2 as pb
@@ -137,7 +138,11 @@ def _print(alerts: list[pb.AlertRaised], as_json: bool) -> None:
         for alert in alerts:
             print(json.dumps(alert_json(alert)))  # noqa: T201 - machine output goes to stdout
         return
-    table = Table("alert", "raised", "van/camera", "subject", "score", "state", "outcome", "engaged", "final")
+    table = Table(
+        "alert", "raised", "van/camera", "subject", "score", "runner-up", "margin", "state", "outcome", "engaged",
+        "final",
+    )  # fmt: skip
+    held = []
     for alert in alerts:
         a = alert_json(alert)
         table.add_row(
@@ -146,10 +151,17 @@ def _print(alerts: list[pb.AlertRaised], as_json: bool) -> None:
             f"{a['van_id']}/{a['camera_id']}",
             a["subject_id"],
             f"{a['score']:.3f} / {a['threshold']:.2f}",
-            a["state"],
+            f"{escape(a['runner_up_subject_id'])} {a['runner_up_score']:.3f}" if a["runner_up_subject_id"] else "none",
+            "" if a["margin"] is None else f"{a['margin']:.3f}",
+            a["state"] + (" (held for a supervisor)" if a["held_for_supervisor"] else ""),
             a["outcome"],
             "" if a["engaged"] is None else ("yes" if a["engaged"] else "no"),
             a["final_outcome"],
         )
+        if a["held_for_supervisor"]:
+            held.append(f"{a['alert_id']} held for a supervisor: {a['hold_reason']}")
     # Piped, rich would squeeze the table into 80 columns; alert ids must stay whole to be used.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    out.print(table)
+    for line in held:
+        out.print(line, markup=False, highlight=False)

@@ -62,7 +62,7 @@ def run_demo(args) -> int:
                 raise BadArguments("no video given")
             for video in videos:
                 _check_video(video)
-            items = scan(watchlist, category="demo", approved_by="lfr demo")
+            items = scan(watchlist, dated=demo_data.file_date, **demo_data.PROVENANCE)
         except (BadArguments, WatchlistFolderError, demo_data.DemoDataMissing) as exc:
             err.print(f"[red]error:[/] {exc}")
             return 2
@@ -114,6 +114,8 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
             client.close(deployment_id, "demo: nothing could be enrolled")
             err.print("[red]error:[/] no image of the watchlist could be enrolled")
             return 2
+        client.review(deployment_id, "demo reviewer")  # nothing is matched before the review
+        err.print("watchlist reviewed by 'demo reviewer' (audited): matching starts")
 
         def live(alert) -> None:
             if alert.revision == 1:

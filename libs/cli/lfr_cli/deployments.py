@@ -69,9 +69,14 @@ def print_deployment(deployment: pb.Deployment, as_json: bool) -> None:
         "closed_at",
         "closed_by",
         "close_reason",
+        "reviewed_by",
+        "reviewed_at",
+        "reviewed_images",
     ):
         if data.get(key) not in (None, "", 0) or key in ("enrolled_images", "state"):
             table.add_row(key, str(data.get(key)))
+    if deployment.HasField("predicted_false_alerts"):
+        table.add_row("predicted", predicted_line(deployment.predicted_false_alerts).removeprefix("predicted "))
     if data.get("cameras"):
         table.add_row("cameras", ", ".join(f"{c['van_id']}/{c['camera_id']}" for c in data["cameras"]))
     if deployment.HasField("deletion"):
@@ -112,6 +117,8 @@ def create(client: DeploymentClient, args) -> int:
         cameras=cameras,
         threshold_override_reason=args.override_reason or "",
         watchlist_size_limit=args.size_limit or 0,
+        expected_faces=args.expected_faces,
+        false_alert_override_reason=args.false_alert_override_reason or "",
     )
     if args.threshold is not None:
         request.threshold = args.threshold
@@ -120,7 +127,24 @@ def create(client: DeploymentClient, args) -> int:
         print_deployment(deployment, True)
     else:
         print(deployment.deployment_id)  # noqa: T201 - the id is the command's output
+        if deployment.HasField("predicted_false_alerts"):
+            err.print(predicted_line(deployment.predicted_false_alerts))
     return 0
+
+
+def predicted_line(p: pb.FalseAlertPrediction) -> str:
+    """The model's prediction in words: per face, and for the faces expected when given."""
+    per = f"1 in {1 / p.per_face:,.0f}" if p.per_face else "under 1 in 1,000,000,000"
+    text = (
+        f"predicted false alerts: {per} faces ({p.per_face:.2e}, 95% up to {p.per_face_upper_95:.2e}) "
+        f"against {p.watchlist_size:,} entries"
+    )
+    if p.expected_faces:
+        text += (
+            f"; {p.expected:,.2f} in {p.expected_faces:,} faces "
+            f"(95%: {p.expected_lower_95:,.2f}-{p.expected_upper_95:,.2f})"
+        )
+    return text
 
 
 def get(client: DeploymentClient, args) -> int:
@@ -155,7 +179,14 @@ def close(client: DeploymentClient, args) -> int:
 
 
 def enrol(client: DeploymentClient, args) -> int:
-    items = scan(args.folder, category=args.category, approved_by=args.approved_by)
+    items = scan(
+        args.folder,
+        category=args.category,
+        approved_by=args.approved_by,
+        image_source=args.image_source,
+        legal_basis=args.legal_basis,
+        image_date=args.image_date,
+    )
     results = []
     with Progress(
         TextColumn("enrolling"),
@@ -176,6 +207,7 @@ def enrol(client: DeploymentClient, args) -> int:
                 else pb.RejectionReason.Name(result.reason).removeprefix("REJECTION_REASON_").lower(),
                 "detail": result.detail,
                 "entry_id": result.entry_id,
+                "lookalikes": [{"subject_id": x.subject_id, "score": round(x.score, 4)} for x in result.lookalikes],
             }
             results.append(row)
             if args.json:
@@ -185,10 +217,22 @@ def enrol(client: DeploymentClient, args) -> int:
         table = Table("file", "subject", "result", "detail")
         for row in results:
             status = "[green]enrolled[/]" if row["status"] == "enrolled" else f"[red]{row['reason']}[/]"
-            table.add_row(row["file"], row["subject_id"], status, row["detail"])
+            detail = row["detail"] or "; ".join(
+                f"[yellow]lookalike[/] {x['subject_id']} ({x['score']:.2f})" for x in row["lookalikes"]
+            )
+            table.add_row(row["file"], row["subject_id"], status, detail)
         Console().print(table)
     enrolled = sum(r["status"] == "enrolled" for r in results)
     err.print(f"{enrolled} enrolled, {len(results) - enrolled} rejected")
+    pairs = {tuple(sorted((r["subject_id"], x["subject_id"]))) for r in results for x in r["lookalikes"]}
+    if pairs:
+        err.print(
+            f"[yellow]{len(pairs)} lookalike pair(s)[/]: the same person enrolled twice, or relatives; an alert for "
+            "either names the other as its runner-up. Check them before the review."
+        )
+    if enrolled:
+        command = f"lfr watchlist review {args.deployment_id} --officer NAME"
+        err.print(f"nothing is matched until the watchlist is reviewed: {command}")
     return 0 if enrolled or not results else 1
 
 
@@ -204,7 +248,9 @@ def plain(message) -> dict:
     out: dict = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
-        if field.is_repeated:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            out[field.name] = dict(value)
+        elif field.is_repeated:
             out[field.name] = [plain(v) if field.message_type else v for v in value]
         elif field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp":
             out[field.name] = (
@@ -260,6 +306,7 @@ def report_markdown(r: dict) -> str:
         f"{o['safeguarding']} / {o['other_outcomes']} |",
         f"| false alerts per face scanned | {_rate_text(r['false_alerts_per_face_scanned'])} |",
         f"| false alerts per alert | {_rate_text(r['false_alerts_per_alert'])} |",
+        *_predicted_rows(r.get("predicted_false_alerts"), o["false_alerts"]),
         "",
     ]
     if r["vans"]:
@@ -276,6 +323,54 @@ def report_markdown(r: dict) -> str:
         lines.append("")
     lines.append(f"Generated {r['generated_at']}. Intervals: Wilson score, 95%.")
     return "\n".join(lines)
+
+
+def _predicted_rows(p: dict | None, observed: int) -> list[str]:
+    """Predicted (by the model's calibration, for the faces scanned) against observed false alerts."""
+    if not p or not p.get("watchlist_size"):
+        return []
+    expected, low, high = (p.get(k, 0.0) for k in ("expected", "expected_lower_95", "expected_upper_95"))
+    override = f" (over the policy's limit: {p['override_reason']})" if p.get("override_reason") else ""
+    return [
+        f"| false alerts predicted / observed | {expected:,.2f} (95%: {low:,.2f}-{high:,.2f}) / {observed}{override} |"
+    ]
+
+
+def manifest(client: DeploymentClient, args) -> int:
+    """The ids-only manifest: one row per entry (no image, no template)."""
+    answer = client.manifest(args.deployment_id)
+    rows = [plain(e) for e in answer.entries]
+    if args.json:
+        kept = plain(answer)["kept_until"] if answer.HasField("kept_until") else None
+        print(json.dumps({"deployment_id": args.deployment_id, "kept_until": kept, "entries": rows}))  # noqa: T201
+        return 0
+    table = Table("subject", "category", "source", "approved by", "enrolled at")
+    for r in rows:
+        table.add_row(r["subject_id"], r["category"], r["source_reference"], r["approved_by"], r["enrolled_at"])
+    Console().print(table)
+    return 0
+
+
+def was_listed(client: DeploymentClient, args) -> int:
+    """Which deployments listed the subject: 0 with the list (maybe empty)."""
+    answer = plain(client.was_listed(args.subject_id))
+    if args.json:
+        print(json.dumps(answer))  # noqa: T201 - machine output goes to stdout
+        return 0
+    table = Table("deployment", "name", "location", "where", "from", "to", "entries")
+    for item in answer.get("listings", []):
+        table.add_row(
+            item["deployment_id"], item["name"], item["location"], item["where"], item.get("start", ""),
+            item.get("end", ""), str(len(item.get("entries", []))),
+        )  # fmt: skip
+    Console().print(table)
+    err.print(f"answered for deployments closed since {answer.get('answered_since', '')} and open ones")
+    return 0
+
+
+def review(client: DeploymentClient, args) -> int:
+    print_deployment(client.review(args.deployment_id, args.officer), args.json)
+    return 0
 
 
 def ratify(client: DeploymentClient, args) -> int:

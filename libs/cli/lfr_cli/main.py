@@ -7,6 +7,7 @@ LFR_CLI_TOKEN, else the stack `make up` started (var/stack/stack.json).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import grpc
 
 from lfr_cli import control_room, deployments
+from lfr_cli.transparency import TransparencyError
 from lfr_cli.watchlist import WatchlistFolderError
 from lfr_platform.auth import ROLES
 from lfr_stack.wiring import default_replicas
@@ -79,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on a watchlist and a video, print alerts")
-    demo.add_argument("--watchlist", type=Path, help="folder: one sub-folder per subject; default: built from data")
+    demo.add_argument(
+        "--watchlist",
+        type=Path,
+        help="folder: one sub-folder per subject and its manifest.csv (docs/deployments.md); default: built from data",
+    )
     demo.add_argument("--video", help="video file or stream URL; several, comma-separated, become several cameras")
     demo.add_argument("--fps", type=float, default=5.0, help="frames sampled per second per camera")
     demo.add_argument("--root", type=Path, default=Path("var/demo"), help="logs and state of this run")
@@ -133,10 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--threshold", type=float, help="face-match threshold; default: the model's calibrated one")
     create.add_argument("--override-reason", help="why a threshold below the floor is used (audited)")
     create.add_argument("--size-limit", type=int, help="most watchlist images")
+    create.add_argument(
+        "--expected-faces", type=int, default=0, help="faces it expects to scan: predicts its false alerts for them"
+    )
+    create.add_argument(
+        "--false-alert-override-reason", help="why a deployment predicted over the policy's false-alert limit runs"
+    )
     for name, help_text in (
         ("get", "show one deployment"),
         ("close", "close it: its watchlist and keys are deleted"),
         ("report", "its report: counts, outcomes, both false-alert rates (also after close)"),
+        ("manifest", "the ids-only manifest of its watchlist (kept the policy's days after close)"),
     ):
         sub = dep.add_parser(name, help=help_text)
         _connection_options(sub)
@@ -159,10 +172,38 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(enrol)
     enrol.add_argument("deployment_id")
     enrol.add_argument("folder", type=Path)
-    enrol.add_argument("--category", help="category of every image (wanted, missing, vulnerable, ...)")
-    enrol.add_argument("--approved-by", help="who approved the images (or a manifest.csv in DIR)")
+    enrol.add_argument("--category", help="category of every image (the policy's list; or the manifest's column)")
+    enrol.add_argument("--approved-by", help="who approved the images (or the manifest's column)")
+    enrol.add_argument("--image-source", help="source of every image (the policy's list: custody, ...)")
+    enrol.add_argument("--legal-basis", help="legal basis of every image (the policy's list)")
+    enrol.add_argument("--image-date", help="when every image was taken, YYYY-MM-DD (or the manifest's column)")
+    review = wl.add_parser("review", help="record the pre-deployment review of a deployment's watchlist")
+    _connection_options(review)
+    review.add_argument("deployment_id")
+    review.add_argument("--officer", required=True, help="the officer who reviewed it (audited)")
+    listed = wl.add_parser("was-listed", help="the deployments whose watchlists listed a subject id (subject access)")
+    _connection_options(listed)
+    listed.add_argument("subject_id")
+
+    transparency = commands.add_parser("transparency", help="what the force publishes: notices and records")
+    published = transparency.add_subparsers(dest="transparency_command", required=True)
+    notice = published.add_parser("notice", help="the notice before a deployment: when, where, whom it seeks")
+    _connection_options(notice)
+    notice.add_argument("deployment_id")
+    notice.add_argument("--out", type=Path, help="write notice-ID.json, .md and .csv here (default: JSON on stdout)")
+    record = published.add_parser("record", help="the record after the deployments of a period, with totals")
+    _connection_options(record)
+    record.add_argument("--from", dest="start", required=True, help="ISO 8601 date or time (UTC unless given)")
+    record.add_argument("--to", dest="end", required=True, help="ISO 8601 date or time, excluded")
+    record.add_argument("--out", type=Path, help="write record-FROM-TO.json, .md and .csv here (default: stdout)")
+    record.add_argument("--bootstrap-servers", help="the broker, for the audit trail's signed daily roots")
+    record.add_argument("--topic-prefix", help="the installation's topic prefix (default: the local stack's)")
+    record.add_argument("--timeout", type=float, default=120.0, help="seconds to read the audit topic")
 
     control_room.add_parser(commands, _connection_options)
+    from lfr_cli.audit import add_parser as add_audit_parser
+
+    add_audit_parser(commands)
 
     from lfr_eval.cli import add_parser as add_eval_parser
 
@@ -179,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _dispatch(args)
-    except WatchlistFolderError as exc:
+    except (WatchlistFolderError, TransparencyError) as exc:
         return deployments.fail(str(exc), 2)
     except grpc.RpcError as exc:
         code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
@@ -203,6 +244,10 @@ def _dispatch(args) -> int:
         from lfr_eval.cli import run
 
         return run(args)
+    if args.command == "audit":
+        from lfr_cli import audit
+
+        return audit.run(args, STACK_DIR)
     with _client(args) as client:
         if args.command == "deployment":
             handler = {
@@ -211,15 +256,27 @@ def _dispatch(args) -> int:
                 "list": deployments.list_,
                 "close": deployments.close,
                 "ratify": deployments.ratify,
+                "manifest": deployments.manifest,
                 "report": deployments.report,
             }[args.deployment_command]
+        elif args.command == "transparency":
+            from lfr_cli import transparency
+
+            handler = {
+                "notice": transparency.run_notice,
+                "record": functools.partial(transparency.run_record, stack_dir=STACK_DIR),
+            }[args.transparency_command]
         elif args.command == "alert":
             # Each alert shown is checked against its deployment's alert key, read from the
             # DeploymentService (LFR_CLI_ADDRESS), not from the AlertService that serves the alert.
             with _client(args, "deployment") as keys:
                 return control_room.run(client, args, control_room.PublicKeys(keys))
         else:
-            handler = deployments.enrol
+            handler = {
+                "enrol": deployments.enrol,
+                "review": deployments.review,
+                "was-listed": deployments.was_listed,
+            }[args.watchlist_command]
         return handler(client, args)
 
 

@@ -58,6 +58,18 @@ class DeploymentClient(_Client):
         request = pb.CloseDeploymentRequest(deployment_id=deployment_id, reason=reason)
         return self.stub.CloseDeployment(request, metadata=self.metadata, timeout=self.timeout_s).deployment
 
+    def manifest(self, deployment_id: str) -> pb.GetWatchlistManifestResponse:
+        request = pb.GetWatchlistManifestRequest(deployment_id=deployment_id)
+        return self.stub.GetWatchlistManifest(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def was_listed(self, subject_id: str) -> pb.WasListedResponse:
+        request = pb.WasListedRequest(subject_id=subject_id)
+        return self.stub.WasListed(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def review(self, deployment_id: str, officer: str) -> pb.Deployment:
+        request = pb.ReviewWatchlistRequest(deployment_id=deployment_id, officer=officer)
+        return self.stub.ReviewWatchlist(request, metadata=self.metadata, timeout=self.timeout_s).deployment
+
     def ratify(self, deployment_id: str, officer: str) -> pb.Deployment:
         request = pb.RatifyDeploymentRequest(deployment_id=deployment_id, officer=officer)
         return self.stub.RatifyDeployment(request, metadata=self.metadata, timeout=self.timeout_s).deployment

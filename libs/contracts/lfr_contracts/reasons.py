@@ -38,6 +38,7 @@ SKIPPED: dict[str, str] = {
     "deployment_closed": "its deployment is closed or expired",
     "deployment_not_active": "its deployment has not started yet",
     "outside_authorisation": "captured outside its deployment's authorised window (decided on capture time)",
+    "watchlist_not_reviewed": "its deployment's watchlist, as it stands, has not had its pre-deployment review",
     "registry_unavailable": "Redis could not be reached to check its deployment (fail-closed)",
 }
 

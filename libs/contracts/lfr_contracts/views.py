@@ -64,4 +64,11 @@ def alert_json(alert: alerts_pb2.AlertRaised) -> dict:
         "resolution": _decision(alert.resolution),
         "model_id": alert.model_id,
         "track_id": alert.track_id,
+        # The best other subject for the alert's best match, and by how much the match beat it (None:
+        # no other subject on the watchlist); a close one holds the alert for a supervisor.
+        "runner_up_subject_id": alert.runner_up_subject_id,
+        "runner_up_score": round(alert.runner_up_score, 4) if alert.runner_up_subject_id else None,
+        "margin": round(alert.margin, 4) if alert.HasField("margin") else None,
+        "held_for_supervisor": alert.held_for_supervisor,
+        "hold_reason": alert.hold_reason,
     }

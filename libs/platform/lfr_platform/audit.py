@@ -1,5 +1,7 @@
 """The audit trail: every lifecycle event and officer decision on audit.recorded.v1, with the acting
 identity. An event that cannot reach the broker is not lost: it is kept in the outbox and re-sent.
+Each event is chained when it is produced (lfr_platform.audit_chain), so that anyone can check that
+nobody edited the trail (`lfr audit verify`, docs/audit.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import audit_pb2
 from lfr_contracts import AUDIT_RECORDED
+from lfr_platform.audit_chain import AuditChain, chain_keys
+from lfr_platform.clock import Clock, system
 from lfr_platform.logs import printable
 from lfr_platform.outbox import Outbox, OutboxRecord
 
@@ -54,9 +58,14 @@ def audit_event(event: str, deployment_id: str, actor: str, role: str, **details
 
 
 class AuditLog:
-    def __init__(self, outbox: Outbox, topic_prefix: str) -> None:
+    def __init__(self, outbox: Outbox, topic_prefix: str, clock: Clock = system) -> None:
         self.outbox = outbox
         self.topic = AUDIT_RECORDED.name(topic_prefix)
+        # The outbox produces this topic's records through the chain, whichever path sends them.
+        self.chain = AuditChain(
+            outbox.client, chain_keys(outbox.stream, topic_prefix), send_timeout_s=outbox.send_timeout_s, clock=clock
+        )
+        outbox.senders[self.topic] = self.chain.send
 
     def add(self, pipe, event: str, deployment_id: str, actor: str, role: str, **details) -> None:
         """The event into the outbox on the caller's Redis transaction: kept if and only if the change

@@ -33,12 +33,14 @@ MANAGER, SUPERVISOR, OFFICER, VIEWER = "manager", "supervisor", "officer", "view
 ROLES = (MANAGER, SUPERVISOR, OFFICER, VIEWER)
 
 # What each kind of call needs. A manager runs deployments; officers decide alerts in the control
-# room; a supervisor decides and may correct a decision (audited); a viewer only reads.
+# room; a supervisor decides, may correct a decision (audited) and alone adjudicates an alert held for
+# a supervisor (a lookalike scored within the policy's min_margin); a viewer only reads.
 READ_DEPLOYMENTS = frozenset(ROLES)
 WRITE_DEPLOYMENTS = frozenset({MANAGER})
 READ_ALERTS = frozenset(ROLES)
 DECIDE_ALERTS = frozenset({OFFICER, SUPERVISOR})
 CORRECT_DECISIONS = frozenset({SUPERVISOR})
+DECIDE_HELD_ALERTS = frozenset({SUPERVISOR})
 
 
 class TokenGrant(BaseModel):

@@ -79,6 +79,18 @@ AUDIT_REFUSALS_DROPPED = Counter(
     "Refusals of callers without a valid token answered but not audited: over "
     "UNAUTHENTICATED_AUDITS_PER_MINUTE from one address (the audit trail is kept forever)",
 )
+AUDIT_CHAIN_EPOCHS = Counter(
+    "lfr_audit_chain_epochs_total",
+    "Audit chain epochs begun: a partition's first entry, or Redis lost the chain's head (docs/audit.md)",
+)
+AUDIT_CHAIN_ANOMALIES = Counter(
+    "lfr_audit_chain_anomalies_total",
+    "What an audit writer found that breaks or may break the chain: repeat (the broker kept an entry twice; noted "
+    "on the trail), foreign (records written around the chain), lock_lost, unreadable (an outbox record that is "
+    "no audit event)",
+    ["kind"],
+)
+AUDIT_ROOTS_SIGNED = Counter("lfr_audit_roots_signed_total", "Daily roots of the audit chains signed")
 ALERT_REVISIONS_REFUSED = Counter(
     "lfr_alert_revisions_refused_total",
     "Alert revisions read from the topic and not shown: forged (not signed by the deployment's alert key) or "
@@ -135,6 +147,12 @@ ENROLMENTS = Counter("lfr_enrolment_images_total", "Watchlist images by outcome"
 # --- alert -------------------------------------------------------------------------------------
 ALERTS = Counter("lfr_alerts_total", "Alerts raised (first match of a subject on a camera in a window)", CAMERA)
 ALERT_REVISIONS = Counter("lfr_alert_revisions_total", "Alert revisions published (every folded match)", CAMERA)
+ALERTS_HELD = Counter(
+    "lfr_alerts_held_total",
+    "Alerts held for a supervisor: the runner-up (another subject) of the best match scored within the "
+    "deployment's min_margin of it",
+    CAMERA,
+)
 CAPTURE_TO_ALERT_SECONDS = Histogram(
     "lfr_capture_to_alert_seconds", "From frame capture to the alert's first publication", buckets=_SECONDS
 )

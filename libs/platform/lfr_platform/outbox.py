@@ -5,7 +5,9 @@ written in one Redis transaction (`Outbox.add` on a pipeline), then sent by `dra
 read through a consumer group, so several processes drain it together, each record is acknowledged
 only after the broker acknowledged it, and records a process claimed before it died are claimed
 again by another after `reclaim_idle_s`. Delivery is at least once; every consumer of these topics
-tolerates a repeat (audit events carry an event id, alert revisions a revision number).
+tolerates a repeat (audit events carry an event id, alert revisions a revision number). A topic may
+have a sender of its own: audit events are chained as they are produced (lfr_platform.audit_chain),
+which also makes their delivery once per event.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -51,6 +54,9 @@ class Outbox:
         self.send_timeout_s = send_timeout_s
         self.reclaim_idle_s = reclaim_idle_s
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        # Topics whose records are produced by a sender of their own (the audit chain: AuditLog sets
+        # it), bounding its own waits; the rest are sent here.
+        self.senders: dict[str, Callable[[AIOKafkaProducer, OutboxRecord], Awaitable[None]]] = {}
         self._group_ready = False
         self._lock = asyncio.Lock()
 
@@ -59,7 +65,8 @@ class Outbox:
         pipe.xadd(self.stream, {"topic": record.topic, "key": record.key, "value": record.value})
 
     async def keep(self, record: OutboxRecord) -> None:
-        self.add(self.client, record)  # a client call is a one-command transaction
+        # Awaited: on the client (not a pipeline) xadd is a coroutine, and one not awaited kept nothing.
+        await self.client.xadd(self.stream, {"topic": record.topic, "key": record.key, "value": record.value})
         await self._ensure_group()
 
     async def send_or_keep(self, record: OutboxRecord) -> bool:
@@ -75,8 +82,12 @@ class Outbox:
     async def _send(self, record: OutboxRecord) -> None:
         if self.producer is None:
             raise KafkaError("producer not started")
-        async with asyncio.timeout(self.send_timeout_s):  # never asyncio.wait_for: docs/decisions/0010
-            await self.producer.send_and_wait(record.topic, record.value, key=record.key)
+        sender = self.senders.get(record.topic)
+        if sender is not None:
+            await sender(self.producer, record)
+        else:
+            async with asyncio.timeout(self.send_timeout_s):  # never asyncio.wait_for: docs/decisions/0010
+                await self.producer.send_and_wait(record.topic, record.value, key=record.key)
         metrics.MESSAGES_PRODUCED.labels(record.topic).inc()
 
     async def _ensure_group(self) -> None:

@@ -56,6 +56,12 @@ TOMBSTONE_FIELDS = frozenset(
         "started_at",
         "lost_at",
         "alert_public_key",
+        "reviewed_by",
+        "reviewed_at",
+        "reviewed_images",
+        "min_margin",
+        "expected_faces",
+        "prediction",
     }
 )
 
@@ -102,6 +108,17 @@ class RedisKeys:
         """The alert a match of this subject on this camera folds into, and its pass's first and last
         capture times: the pass lasts while its matches are captured within the window of each other."""
         return f"{self.prefix}:dep:{deployment_id}:alert:{camera}:{subject_id}"
+
+    def manifest(self, deployment_id: str) -> str:
+        """The watchlist's ids-only manifest (entry id -> subject id, category, source, approver, time;
+        no image, no template): outside the deployment's keys, kept the policy's retention after close
+        so that "was X on deployment D?" can be answered after the watchlist is gone."""
+        return f"{self.prefix}:manifest:{deployment_id}"
+
+    def listed(self, subject_id: str) -> str:
+        """The closed deployments a subject was listed on (deployment id -> close time), as long as
+        their manifests are kept."""
+        return f"{self.prefix}:listed:{subject_id}"
 
     def alert_key(self, deployment_id: str) -> str:
         """The deployment's private alert-signing key, wrapped: outside its `dep:` keys, since it must
@@ -187,11 +204,18 @@ def new_deployment_record(
     where: str,
     urgent: bool = False,
     ratify_by: float = 0.0,
+    min_margin: float = 0.0,
+    reviewed_at: float = 0.0,
 ) -> dict[str, str]:
     """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera),
     with the public key that verifies its alert revisions (lfr_platform.signing); an `urgent` one must
-    be ratified by `ratify_by`."""
+    be ratified by `ratify_by`. Nothing of it is matched until its watchlist is reviewed
+    (`reviewed_at`, set by the review); an alert whose runner-up scores within `min_margin` of it is
+    held for a supervisor."""
+    reviewed = {"reviewed_at": repr(reviewed_at), "reviewed_by": created_by} if reviewed_at else {}
     return {
+        **reviewed,
+        "min_margin": repr(min_margin),
         "deployment_id": deployment_id,
         "name": name,
         "purpose": purpose,
@@ -267,6 +291,10 @@ class DeploymentView:
     cameras: frozenset[tuple[str, str]]
     planned_start: float = 0.0
     planned_end: float = float("inf")
+    # The watchlist as it stands was reviewed before the deployment (nothing is matched until then).
+    reviewed: bool = True
+    # An alert whose runner-up (another subject) scores within this of it is held for a supervisor.
+    min_margin: float = 0.0
 
     def authorises(self, captured_at: float) -> bool:
         """The capture time is inside the authorised window (whenever it is processed)."""
@@ -331,6 +359,8 @@ class DeploymentRegistry:
             cameras=cameras,
             planned_start=float(record.get("planned_start") or 0.0),
             planned_end=float(record.get("planned_end") or "inf"),
+            reviewed=bool(record.get("reviewed_at")),
+            min_margin=float(record.get("min_margin") or 0.0),
         )
 
 
@@ -361,7 +391,8 @@ async def admit(registry: DeploymentRegistry, camera, captured_at: float | None 
     (or a camera it does not cover) is bad input and goes to the dead-letter topic; a deployment
     that was closed, or is not active yet, is a normal end and its records are skipped; so is a
     record captured outside the deployment's authorised window (`outside_authorisation`: decided on
-    capture time, however late it is processed).
+    capture time, however late it is processed); and so is every record of a deployment whose
+    watchlist has not been reviewed as it stands (`watchlist_not_reviewed`).
     """
     from lfr_platform.stage import Rejected, Skipped
 
@@ -384,4 +415,6 @@ async def admit(registry: DeploymentRegistry, camera, captured_at: float | None 
         return Skipped("deployment_not_active")
     if captured_at is not None and not view.authorises(captured_at):
         return Skipped("outside_authorisation")
+    if not view.reviewed:
+        return Skipped("watchlist_not_reviewed")
     return view

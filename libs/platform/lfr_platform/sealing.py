@@ -115,3 +115,8 @@ class KeyWrap:
 
     def unwrap(self, wrapped: bytes, deployment_id: str) -> bytes:
         return unseal(self._kek, wrapped, f"data-key:{deployment_id}")
+
+    def derive(self, purpose: str) -> bytes:
+        """32 bytes of a key of its own for `purpose` (HKDF-SHA256 of the KEK): the same for as long
+        as the KEK is, without being stored anywhere (the audit root key: lfr_platform.audit_roots)."""
+        return _signing_key(self._kek, f"kek {purpose}")

@@ -2,7 +2,11 @@
 test's loop)."""
 
 import asyncio
+import datetime as dt
 import time
+from pathlib import Path
+
+import yaml
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_contracts.clients import DeploymentClient
@@ -52,6 +56,25 @@ class Api:
 
     async def enrol(self, deployment_id: str, images, expected: int = 0) -> list[pb.EnrolWatchlistResponse]:
         return await asyncio.to_thread(lambda: list(self.client.enrol(deployment_id, images, expected)))
+
+
+def policy_yaml(**overrides) -> str:
+    """The shipped policy file (deploy/policy.yaml) with `overrides`, as YAML to write for a test."""
+    data = yaml.safe_load((Path(__file__).resolve().parents[3] / "deploy" / "policy.yaml").read_text())
+    data.update(overrides)
+    return yaml.safe_dump(data)
+
+
+def provenance(**overrides) -> dict:
+    """What a WatchlistImage needs besides its subject, category, source reference and approver, on the
+    shipped policy's lists: a custody photo taken 60 days ago."""
+    fields = dict(
+        image_source="custody",
+        legal_basis="dpa_2018_part_3",
+        image_date=(dt.date.today() - dt.timedelta(days=60)).isoformat(),
+    )
+    fields.update(overrides)
+    return fields
 
 
 def create_request(**overrides) -> pb.CreateDeploymentRequest:

@@ -20,9 +20,12 @@ def match_record(
     track_id: str = "",
     *,
     key: bytes | None = None,
+    runner_up: str = "",
+    runner_up_score: float = 0.0,
 ) -> tuple[bytes, bytes]:
     """(key, value) of a MatchFound as match publishes it, signed with the deployment's data key `key`
-    (unsigned without: alert refuses it); its probe crop is b"crop-<sequence>", sealed with `key`."""
+    (unsigned without: alert refuses it); its probe crop is b"crop-<sequence>", sealed with `key`;
+    `runner_up`: the best other subject, scoring `runner_up_score` (none by default)."""
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id=camera_id)
     crop = f"crop-{sequence}".encode()
     message = matches_pb2.MatchFound(
@@ -38,6 +41,8 @@ def match_record(
         probe_crop=crop if key is None else sealing.seal(key, crop, deployment_id),
         track_id=track_id,
         shots=1,
+        runner_up_subject_id=runner_up,
+        runner_up_score=runner_up_score,
     )
     message.captured_at.FromNanoseconds(int((captured_at or time.time()) * 1e9))
     if key is not None:

@@ -73,10 +73,13 @@ async def seed_deployment(
     model_id: str = "sface-2021dec",
     start_offset_s: float = -3600.0,
     subjects: tuple[str, ...] = ("S1", "S2", "S9"),
+    reviewed: bool = True,
+    min_margin: float = 0.0,
 ) -> tuple[str, bytes]:
     """An open deployment record and its data key, written as the deployments service writes them
     (lfr_platform.registry), with `subjects` on its watchlist (as enrolment records them). Its window
-    opened `start_offset_s` ago (an hour: tests may produce records captured minutes back)."""
+    opened `start_offset_s` ago (an hour: tests may produce records captured minutes back); its
+    watchlist is `reviewed` (or nothing of it is matched)."""
     client = aioredis.from_url(platform.redis_url)
     now = time.time()
     deployment_id = f"dep-test{int(now * 1e6) % 10**12:012d}"
@@ -100,6 +103,8 @@ async def seed_deployment(
         created_by="test",
         alert_public_key=alert_public_key,
         where="intelligence_led",
+        reviewed_at=now if reviewed else 0.0,
+        min_margin=min_margin,
     )
     try:
         keys = RedisKeys(platform.redis_prefix)

@@ -70,10 +70,16 @@ class WatchlistIndex(Protocol):
         ...
 
     def search(
-        self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False, subject_id: str | None = None
+        self,
+        deployment_id: str,
+        vector: np.ndarray,
+        k: int,
+        exact: bool = False,
+        subject_id: str | None = None,
+        except_subject_id: str | None = None,
     ) -> list[Hit]:
         """Up to k entries by descending cosine similarity; `exact` scans every entry instead of the
-        index; `subject_id` searches only that subject's entries."""
+        index; `subject_id` searches only that subject's entries, `except_subject_id` every other's."""
         ...
 
     def count(self, deployment_id: str) -> int: ...
@@ -100,6 +106,21 @@ def search_for_decision(
     if hits and threshold - margin <= hits[0].score < threshold:
         return index.search(deployment_id, vector, k, exact=True)
     return hits
+
+
+def with_runner_up(
+    index: WatchlistIndex, deployment_id: str, vector: np.ndarray, hits: list[Hit], k: int, threshold: float
+) -> list[Hit]:
+    """`hits` (a decision's top k) with the runner-up of a match among them: the best entry of another
+    subject than the best's (lfr_watchlist.decision). It is there unless every one of the k is the
+    best subject's own (several photos of one person); then one more search, of every other subject's
+    entries, finds it. Only a match needs one; none is found on a watchlist of one subject."""
+    if len(hits) < k or not hits or max(h.score for h in hits) < threshold:
+        return hits
+    best = max(hits, key=lambda h: h.score)
+    if any(h.subject_id != best.subject_id for h in hits):
+        return hits
+    return hits + index.search(deployment_id, vector, 1, except_subject_id=best.subject_id)
 
 
 def open_index(settings, data_dir) -> WatchlistIndex:

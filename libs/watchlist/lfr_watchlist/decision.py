@@ -16,9 +16,15 @@ class Decision:
     best: Hit | None
     # Every candidate at or above the threshold, best first.
     candidates: list[Hit]
+    # The best candidate of another subject than the best's (not another photo of the same person),
+    # whatever its score: a lookalike the officer must see when it scores nearly as high. None when no
+    # other subject was among the hits (a watchlist of one subject).
+    runner_up: Hit | None = None
 
 
 def decide(hits: list[Hit], threshold: float) -> Decision:
     ranked = sorted(hits, key=lambda h: h.score, reverse=True)
     above = [h for h in ranked if h.score >= threshold]
-    return Decision(matched=bool(above), best=ranked[0] if ranked else None, candidates=above)
+    best = ranked[0] if ranked else None
+    runner_up = next((h for h in ranked if best is not None and h.subject_id != best.subject_id), None)
+    return Decision(matched=bool(above), best=best, candidates=above, runner_up=runner_up)

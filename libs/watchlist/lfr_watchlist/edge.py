@@ -102,10 +102,23 @@ class EdgeIndex:
             shard.flush()
 
     def search(
-        self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False, subject_id: str | None = None
+        self,
+        deployment_id: str,
+        vector: np.ndarray,
+        k: int,
+        exact: bool = False,
+        subject_id: str | None = None,
+        except_subject_id: str | None = None,
     ) -> list[Hit]:
         params = self.exact_params if exact else self.search_params
-        only = Filter(must=[FieldCondition("subject_id", match=MatchValue(subject_id))]) if subject_id else None
+        only = None
+        if subject_id or except_subject_id:
+            only = Filter(
+                must=[FieldCondition("subject_id", match=MatchValue(subject_id))] if subject_id else None,
+                must_not=[FieldCondition("subject_id", match=MatchValue(except_subject_id))]
+                if except_subject_id
+                else None,
+            )
         request = QueryRequest(
             limit=k,
             query=Query.Nearest(vector.astype(np.float32).tolist()),

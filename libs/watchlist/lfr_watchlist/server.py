@@ -66,13 +66,24 @@ class ServerIndex:
         self.client.delete(self._name(deployment_id), points_selector=models.PointIdsList(points=entry_ids), wait=True)
 
     def search(
-        self, deployment_id: str, vector: np.ndarray, k: int, exact: bool = False, subject_id: str | None = None
+        self,
+        deployment_id: str,
+        vector: np.ndarray,
+        k: int,
+        exact: bool = False,
+        subject_id: str | None = None,
+        except_subject_id: str | None = None,
     ) -> list[Hit]:
         self._require(deployment_id)
         only = None
-        if subject_id:
+        if subject_id or except_subject_id:
+
+            def subject(value: str) -> list:
+                return [models.FieldCondition(key="subject_id", match=models.MatchValue(value=value))]
+
             only = models.Filter(
-                must=[models.FieldCondition(key="subject_id", match=models.MatchValue(value=subject_id))]
+                must=subject(subject_id) if subject_id else None,
+                must_not=subject(except_subject_id) if except_subject_id else None,
             )
         result = self.client.query_points(
             self._name(deployment_id),

@@ -8,6 +8,9 @@ raised -> adjudicated (true, false, undetermined) -> engaged | not_engaged -> re
   made by a supervisor, with a reason, on the revision it corrects (the alert unchanged since the
   supervisor saw it), and audited. A first decision carries no correction reason.
 - A step out of order is refused with what must come first.
+- An alert held for a supervisor (a runner-up within the deployment's min_margin) is adjudicated by a
+  supervisor only: an officer's adjudication is refused with the hold's reason. Its later steps
+  (engagement, final outcome) are anyone's who may decide.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ MAX_OFFICER, MAX_NOTE = 200, 2000
 
 
 class DecisionRefused(Exception):
-    """`reason` is one of: invalid, precondition, conflict, permission."""
+    """`reason` is one of: invalid, precondition, conflict, permission, held."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -46,6 +49,7 @@ class DecisionInput:
     detail: str = ""  # the final outcome's free text
     correction_reason: str = ""
     revision: int = 0  # the alert's revision the decision was made on (0: not given)
+    may_decide_held: bool = False  # the role may adjudicate an alert held for a supervisor
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,11 @@ def decide(alert: Alert, d: DecisionInput) -> Change | None:
         current = alert.outcome
         if current == d.value:
             return None
+        if alert.held and not d.may_decide_held:
+            raise DecisionRefused(
+                "held",
+                f"alert {alert.alert_id} is held for a supervisor, who alone may adjudicate it: {alert.hold_reason}",
+            )
         if not current:
             _first(alert, d)
             return _changed(alert, "", state=ADJUDICATED, outcome=d.value, adjudication=decision)

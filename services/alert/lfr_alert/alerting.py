@@ -30,10 +30,30 @@ class MatchToFold:
     captured_at: float
     sealed_crop: bytes  # the probe face, sealed with the deployment's key
     track_id: str = ""  # the track of the alert's first match (a pass may span several tracks)
+    # The best other subject for the same probe, scored as `score` is ("" when the watchlist has none).
+    runner_up_subject_id: str = ""
+    runner_up_score: float = 0.0
+    # Why this match holds its alert for a supervisor should it be the alert's best ("" when it does not).
+    hold_reason: str = ""
 
     @property
     def camera(self) -> str:
         return f"{self.deployment_id}/{self.van_id}/{self.camera_id}"
+
+
+def hold_reason(score: float, runner_up_subject_id: str, runner_up_score: float, min_margin: float) -> str:
+    """Why a match holds its alert for a supervisor: another subject (a lookalike, a brother) scored
+    within the deployment's `min_margin` of it. "" when it does not: no margin set (0), no runner-up,
+    or a margin at least min_margin."""
+    if min_margin <= 0 or not runner_up_subject_id:
+        return ""
+    margin = score - runner_up_score
+    if margin >= min_margin:
+        return ""
+    return (
+        f"runner-up {runner_up_subject_id} scores {runner_up_score:.3f}, within {margin:.3f} of {score:.3f} "
+        f"(the policy's min_margin {min_margin:g}): a supervisor decides"
+    )
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,17 @@ class Alert:
     final_outcome: str = ""
     final_detail: str = ""
     resolution: Decision | None = None
+    # The runner-up of the best match (best_match_id), updated with it.
+    runner_up_subject_id: str = ""
+    runner_up_score: float = 0.0
+    # Held for a supervisor (only a supervisor adjudicates it), and why; once held, always held.
+    held: bool = False
+    hold_reason: str = ""
+
+    @property
+    def margin(self) -> float | None:
+        """The best score minus its runner-up's; None without a runner-up."""
+        return self.score - self.runner_up_score if self.runner_up_subject_id else None
 
 
 @dataclass(frozen=True)
@@ -86,6 +117,7 @@ class Folded:
     created: bool  # the first match of a new alert
     changed: bool  # False when the match had been folded before (a re-delivery)
     sealed_crop: bytes  # the alert's best probe face so far, sealed
+    held: bool = False  # this match put the alert on hold for a supervisor (it was not held before)
 
 
 class AlertStore(Protocol):

@@ -70,12 +70,21 @@ class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
         if not await self.registry.enrolled(match.camera.deployment_id, match.subject_id):
             return Rejected("subject_not_enrolled", f"{match.subject_id!r} is not on the deployment's watchlist")
         record.open(match.probe_crop)  # sealed by detect for this deployment (SealError: dead-lettered)
-        folded = await self.store.fold(match_to_fold(match, match.probe_crop), now, self.settings.window_s)
+        # A runner-up (another subject) within the deployment's min_margin holds the alert for a supervisor.
+        to_fold = match_to_fold(match, match.probe_crop, record.deployment.min_margin)
+        folded = await self.store.fold(to_fold, now, self.settings.window_s)
         labels = metrics.camera_labels(match.camera)
         metrics.ALERT_REVISIONS.labels(**labels).inc()
         if folded.created:
             metrics.ALERTS.labels(**labels).inc()
             metrics.CAPTURE_TO_ALERT_SECONDS.observe(max(0.0, now - folded.alert.first_captured_at))
+        if folded.held:
+            metrics.ALERTS_HELD.labels(**labels).inc()
+            log.info(
+                "alert %s held for a supervisor: a runner-up within the policy's min_margin",
+                folded.alert.alert_id,
+                extra={"deployment_id": match.camera.deployment_id, "margin": round(folded.alert.margin or 0.0, 4)},
+            )
         # The face stays sealed on the topic; the revision is signed (docs/decisions/0015).
         revision = alert_raised(folded.alert, folded.sealed_crop)
         signing_key = await self.registry.alert_key(match.camera.deployment_id)
@@ -114,6 +123,7 @@ class Sweep:
         self.series = metrics.CameraSeries(
             (metrics.ALERTS, ((),)),
             (metrics.ALERT_REVISIONS, ((),)),
+            (metrics.ALERTS_HELD, ((),)),
             (metrics.ALERTS_ADJUDICATED_TOTAL, tuple((o,) for o in OUTCOMES)),
             (metrics.ADJUDICATIONS_WITHDRAWN, tuple((o,) for o in OUTCOMES)),
             (metrics.ALERT_ENGAGEMENTS, (("true",), ("false",))),

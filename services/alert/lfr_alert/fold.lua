@@ -8,14 +8,18 @@
 --       outside the window (capture time),
 --       3 match_id, 4 score, 5 captured_at, 6 now, 7 retention_ms, 8 sealed crop, 9 deployment_id,
 --       10 van_id, 11 camera_id, 12 subject_id, 13 category, 14 threshold, 15 model_id, 16 entry_id,
---       17 track_id
+--       17 track_id, 18 runner_up_subject_id, 19 runner_up_score, 20 hold_reason ("" when the match
+--       would not hold its alert for a supervisor)
 -- Returns {"retry", id} when the window changed since the caller read it; else
--- {"ok", created, changed, the sealed best crop, HGETALL of the record...}.
+-- {"ok", created, changed, the sealed best crop, held (1 when this match put the alert on hold),
+--  HGETALL of the record...}.
 -- The window slides in capture time: a match captured within the window of the pass's first or last
 -- match folds into its alert, so one pass is one alert however long the person stays in view, however
 -- often the tracker split their track, and however late the matches are processed (a backlog); a
 -- match captured after a longer gap raises a new alert. A match id seen before changes nothing
--- (re-delivery after a crash). Every key is refreshed to live the operational retention.
+-- (re-delivery after a crash). The best match brings its runner-up with it, and holds the alert for a
+-- supervisor when its runner-up scored within the deployment's min_margin: once held, always held.
+-- Every key is refreshed to live the operational retention.
 local window, record, seen, crop, index, deployment = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local match_alerts = KEYS[7]
 local expected, target = ARGV[1], ARGV[2]
@@ -45,6 +49,7 @@ if not before and target ~= current then
   redis.call("HINCRBY", deployment, "stats:alerts@" .. van, 1)
 end
 local changed = 0
+local held = 0
 if redis.call("SADD", seen, match_id) == 1 then
   changed = 1
   redis.call("HSET", match_alerts, match_id, target)
@@ -58,8 +63,13 @@ if redis.call("SADD", seen, match_id) == 1 then
   redis.call("HINCRBY", record, "match_count", 1)
   redis.call("HSET", record, "updated_at", now)
   if score > tonumber(redis.call("HGET", record, "score")) then
-    redis.call("HSET", record, "score", ARGV[4], "best_match_id", match_id, "entry_id", ARGV[16])
+    redis.call("HSET", record, "score", ARGV[4], "best_match_id", match_id, "entry_id", ARGV[16],
+               "runner_up_subject_id", ARGV[18], "runner_up_score", ARGV[19])
     redis.call("SET", crop, ARGV[8])
+    if ARGV[20] ~= "" and redis.call("HGET", record, "held") ~= "1" then
+      held = 1
+      redis.call("HSET", record, "held", "1", "hold_reason", ARGV[20])
+    end
   end
   if captured > tonumber(redis.call("HGET", record, "last_seen_at")) then
     redis.call("HSET", record, "last_seen_at", ARGV[5])
@@ -71,7 +81,7 @@ end
 for _, key in ipairs({window, record, seen, crop, index, match_alerts}) do
   redis.call("PEXPIRE", key, retention_ms)
 end
-local out = {"ok", created, changed, redis.call("GET", crop) or ""}
+local out = {"ok", created, changed, redis.call("GET", crop) or "", held}
 for _, v in ipairs(redis.call("HGETALL", record)) do
   out[#out + 1] = v
 end

@@ -26,7 +26,14 @@ from lfr_alert.store import AlertNotFound, RedisAlertStore
 from lfr_contracts import ALERTS_ADJUDICATED, ALERTS_RAISED, camera_key
 from lfr_platform import metrics, sealing
 from lfr_platform.audit import ID_LIMIT, AuditLog, audit_event
-from lfr_platform.auth import CORRECT_DECISIONS, DECIDE_ALERTS, READ_ALERTS, Authenticator, Principal
+from lfr_platform.auth import (
+    CORRECT_DECISIONS,
+    DECIDE_ALERTS,
+    DECIDE_HELD_ALERTS,
+    READ_ALERTS,
+    Authenticator,
+    Principal,
+)
 from lfr_platform.clock import Clock, system
 from lfr_platform.logs import printable
 from lfr_platform.outbox import Outbox, OutboxRecord
@@ -40,6 +47,7 @@ _STATUS = {
     "precondition": grpc.StatusCode.FAILED_PRECONDITION,
     "conflict": grpc.StatusCode.FAILED_PRECONDITION,
     "permission": grpc.StatusCode.PERMISSION_DENIED,
+    "held": grpc.StatusCode.FAILED_PRECONDITION,
 }
 _AUDIT_EVENTS = {
     ADJUDICATION: "alert.adjudicated",
@@ -140,6 +148,7 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             detail=detail,
             correction_reason=request.correction_reason,
             revision=request.revision,
+            may_decide_held=who.role in DECIDE_HELD_ALERTS,
         )
         try:
             after, change = await self.store.apply(

@@ -26,7 +26,7 @@ from lfr_platform.registry import RedisKeys, stat_fields
 
 _FOLD = Path(__file__).with_name("fold.lua").read_text()
 
-_FLOATS = ("score", "threshold", "first_captured_at", "last_seen_at", "raised_at", "updated_at")
+_FLOATS = ("score", "threshold", "first_captured_at", "last_seen_at", "raised_at", "updated_at", "runner_up_score")
 _INTS = ("match_count", "revision")
 _TEXT = (
     "alert_id",
@@ -43,6 +43,8 @@ _TEXT = (
     "outcome",
     "final_outcome",
     "final_detail",
+    "runner_up_subject_id",
+    "hold_reason",
 )
 _DECISIONS = ("adjudication", "engagement", "resolution")
 
@@ -56,6 +58,7 @@ def to_fields(alert: Alert) -> dict[str, str]:
     fields.update({name: repr(getattr(alert, name)) for name in _FLOATS})
     fields.update({name: str(getattr(alert, name)) for name in _INTS})
     fields["engaged"] = "" if alert.engaged is None else ("1" if alert.engaged else "0")
+    fields["held"] = "1" if alert.held else "0"
     for step in _DECISIONS:
         decision: Decision | None = getattr(alert, step)
         if decision is not None:
@@ -94,6 +97,7 @@ def from_fields(raw: dict) -> Alert:
         **{name: float(f.get(name) or 0) for name in _FLOATS},
         **{name: int(f.get(name) or 0) for name in _INTS},
         engaged=None if not f.get("engaged") else f["engaged"] == "1",
+        held=f.get("held") == "1",
         adjudication=decision("adjudication"),
         engagement=decision("engagement"),
         resolution=decision("resolution"),
@@ -151,12 +155,17 @@ class RedisAlertStore:
                     match.model_id,
                     match.entry_id,
                     match.track_id,
+                    match.runner_up_subject_id,
+                    repr(match.runner_up_score),
+                    match.hold_reason,
                 ],
             )
             if raw[0] == b"retry":  # the window ended or began between the read and the fold
                 continue
-            fields = {raw[i]: raw[i + 1] for i in range(4, len(raw), 2)}
-            return Folded(from_fields(fields), created=raw[1] == 1, changed=raw[2] == 1, sealed_crop=raw[3])
+            fields = {raw[i]: raw[i + 1] for i in range(5, len(raw), 2)}
+            return Folded(
+                from_fields(fields), created=raw[1] == 1, changed=raw[2] == 1, sealed_crop=raw[3], held=raw[4] == 1
+            )
 
     async def announced(self, deployment_id: str, match_id: str) -> bool:
         """The match's alert revision reached the broker before: this is a replay."""

@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lfr.v1 import alerts_pb2 as pb
 from lfr.v1 import common_pb2, matches_pb2
 from lfr_alert.adjudication import ADJUDICATION, ENGAGEMENT, OUTCOME, Change
-from lfr_alert.alerting import STATES, Alert, Decision, MatchToFold
+from lfr_alert.alerting import STATES, Alert, Decision, MatchToFold, hold_reason
 
 STATE = {name: pb.AlertState.Value(f"ALERT_STATE_{name.upper()}") for name in STATES}
 STATE_NAME = {v: k for k, v in STATE.items()}
@@ -26,7 +26,8 @@ FINAL_VALUE = {
 FINAL_NAME = {v: k for k, v in FINAL_VALUE.items()}
 
 
-def match_to_fold(match: matches_pb2.MatchFound, sealed_crop: bytes) -> MatchToFold:
+def match_to_fold(match: matches_pb2.MatchFound, sealed_crop: bytes, min_margin: float = 0.0) -> MatchToFold:
+    """`min_margin`: the deployment's (0: no alert is held for a supervisor)."""
     best = match.candidates[0] if match.candidates else None
     return MatchToFold(
         deployment_id=match.camera.deployment_id,
@@ -42,6 +43,9 @@ def match_to_fold(match: matches_pb2.MatchFound, sealed_crop: bytes) -> MatchToF
         captured_at=match.captured_at.ToNanoseconds() / 1e9,
         sealed_crop=sealed_crop,
         track_id=match.track_id,
+        runner_up_subject_id=match.runner_up_subject_id,
+        runner_up_score=match.runner_up_score if match.runner_up_subject_id else 0.0,
+        hold_reason=hold_reason(match.score, match.runner_up_subject_id, match.runner_up_score, min_margin),
     )
 
 
@@ -103,6 +107,11 @@ def alert_raised(alert: Alert, probe_crop: bytes = b"") -> pb.AlertRaised:
         entry_id=alert.entry_id,
         track_id=alert.track_id,
         state=STATE[alert.state],
+        runner_up_subject_id=alert.runner_up_subject_id,
+        runner_up_score=alert.runner_up_score,
+        margin=alert.margin,
+        held_for_supervisor=alert.held,
+        hold_reason=alert.hold_reason,
         **_steps(alert),
     )
 

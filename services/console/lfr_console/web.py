@@ -30,7 +30,7 @@ from lfr_console.feed import Feed
 from lfr_console.sessions import Session, SessionStore
 from lfr_contracts.views import alert_json
 from lfr_platform import metrics
-from lfr_platform.auth import DECIDE_ALERTS, TokenBook
+from lfr_platform.auth import DECIDE_ALERTS, DECIDE_HELD_ALERTS, TokenBook
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,9 @@ class Console:
             "role": session.principal.role,
             "officer": session.officer,
             "may_decide": session.principal.role in DECIDE_ALERTS,
+            # An alert held for a supervisor (a lookalike within the policy's min_margin): its
+            # adjudication is a supervisor's; the AlertService refuses anyone else's.
+            "may_decide_held": session.principal.role in DECIDE_HELD_ALERTS,
             "csrf": session.csrf,
         }
 

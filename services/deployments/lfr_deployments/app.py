@@ -26,6 +26,7 @@ from lfr_faces.enrolment import Enroller, EnrolmentPolicy
 from lfr_faces.models import SFACE, YUNET, model_path
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
+from lfr_platform.audit_roots import DaySealer, root_signing_key
 from lfr_platform.auth import Authenticator
 from lfr_platform.clock import Clock, system
 from lfr_platform.http import Health, HttpServer
@@ -65,6 +66,7 @@ def threshold_policy(settings: DeploymentsSettings, model_id: str) -> ThresholdP
         settings.default_threshold if settings.default_threshold is not None else calib.default_threshold,
         settings.threshold_floor if settings.threshold_floor is not None else calib.threshold_floor,
         calib.lowest_threshold_at_fmr(SUBJECT_MISMATCH_FMR),
+        tuple((float(t), int(k), int(n)) for t, k, n in calib.basis.get("fmr", [])),
     )
 
 
@@ -163,8 +165,18 @@ def build(
     store = DeploymentStore(redis, keys, key_wrap, platform.operational_retention_s)
     outbox = Outbox(redis, keys.outbox())
     audit = AuditLog(outbox, platform.topic_prefix)
+    sealer = DaySealer(audit, root_signing_key(key_wrap))
+    log.info("audit daily roots are signed with Ed25519 key %s", sealer.public_key.hex())
     watchlist_log = WatchlistLog(redis, keys, platform.topic_prefix)
-    closer = Closer(store, index, audit, watchlist_log, settings.copy_wait_s, clock)
+    closer = Closer(
+        store,
+        index,
+        audit,
+        watchlist_log,
+        settings.copy_wait_s,
+        clock,
+        manifest_retention_s=rules.manifest_retention_days * 86400,
+    )
     enroller = Enroller(
         detector,
         embedder,
@@ -211,7 +223,7 @@ def build(
         service,
         outbox,
         watchlist_log,
-        Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s, clock),
+        Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s, clock, roots=sealer),
         health_state,
     )
 

@@ -41,8 +41,11 @@ class Closer:
         watchlist_log: WatchlistLog,
         copy_wait_s: float = 10.0,
         clock: Clock = system,
+        manifest_retention_s: float = 365 * 86400,
     ) -> None:
         self.clock = clock
+        # The ids-only manifest outlives the watchlist this long (the policy's manifest_retention_days).
+        self.manifest_retention_s = manifest_retention_s
         self.store = store
         self.index = index
         self.audit = audit
@@ -63,6 +66,8 @@ class Closer:
                 await self.store.mark_closed(deployment_id, status, actor, reason, self.clock())
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)
+            closed_at = float((await self.store.get(deployment_id) or record).get("closed_at") or self.clock())
+            await self.store.keep_manifest(deployment_id, closed_at, self.manifest_retention_s)
             copies = await self.delete_copies(deployment_id, reason, int(record.get("watchlist_points_deleted") or 0))
             references = await self.store.count_reference_images(deployment_id)
             keys = await self.store.erase(deployment_id)

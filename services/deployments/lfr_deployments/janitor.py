@@ -1,6 +1,6 @@
 """What must happen even when nobody calls: expiry at the planned end, unfinished deletions
 finished, orphaned watchlists dropped, the start of a deployment audited, kept audit events re-sent,
-and a loss of Redis's state detected and audited.
+a loss of Redis's state detected and audited, and the audit chains' daily roots signed.
 
 Fail-closed, never silent: a watchlist whose deployment record is gone (Redis lost its data) can no
 longer be used (its key and threshold went with the record), so it is recorded as a *lost*
@@ -20,6 +20,7 @@ from lfr_deployments.closing import Closer
 from lfr_deployments.store import DeploymentStore
 from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
+from lfr_platform.audit_roots import DaySealer
 from lfr_platform.clock import Clock, system
 from lfr_platform.outbox import Outbox
 from lfr_platform.registry import CLOSED, EXPIRED, LOST
@@ -40,6 +41,7 @@ class Janitor:
         outbox: Outbox,
         interval_s: float,
         clock: Clock = system,
+        roots: DaySealer | None = None,
     ) -> None:
         self.store = store
         self.index = index
@@ -48,6 +50,7 @@ class Janitor:
         self.outbox = outbox
         self.interval_s = interval_s
         self.clock = clock
+        self.roots = roots  # signs the audit chains' daily roots once their day has ended
         self.epoch: str | None = None  # Redis's epoch marker as this process first saw it
 
     async def run(self) -> None:
@@ -124,6 +127,8 @@ class Janitor:
                 extra={"deployment_id": orphan, "points": points},
             )
         await self.outbox.drain()
+        if self.roots is not None:
+            await self.roots.seal_due()  # their audit.day_sealed events go out with the next drain
 
     async def lost(self, deployment_id: str, now: float) -> None:
         """A watchlist without any record: Redis lost the deployment. Record, audit, count, then delete."""

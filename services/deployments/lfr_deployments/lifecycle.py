@@ -10,10 +10,12 @@ and accountable rather than a typo.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
 
+from lfr_deployments import prediction
 from lfr_deployments.policy import DeploymentPolicy
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -25,6 +27,7 @@ TEXT_LIMITS = {
     "authorising_officer": 200,
     "location": 500,
     "threshold_override_reason": 1000,
+    "false_alert_override_reason": 1000,
 }
 MAX_CAMERAS = 256
 # A deployment may be planned this far ahead at most.
@@ -46,6 +49,8 @@ class ThresholdPolicy:
     # Two enrolment photos of one subject that score below this are taken for two people (at most 1 in
     # 100 pairs of different people score above it, by the model's calibration); None: not checked.
     same_subject_min: float | None = None
+    # The calibration's false match rate curve: (threshold, impostor pairs at or above, pairs).
+    fmr_curve: tuple[tuple[float, int, int], ...] = ()
 
     def resolve(self, requested: float | None, override_reason: str) -> tuple[float, bool]:
         """(threshold, overridden). Refuses below the floor without a reason."""
@@ -87,6 +92,9 @@ class NewDeployment:
     where: str  # one of the policy's closed list
     urgent: bool = False  # authorised orally: ratified in writing by `ratify_by`, else closed
     ratify_by: float = 0.0
+    # False alerts predicted by the model's calibration for the watchlist's size limit (None: uncalibrated).
+    predicted: prediction.Prediction | None = None
+    min_margin: float = 0.0
 
 
 def validate_new(
@@ -107,6 +115,8 @@ def validate_new(
     rules: DeploymentPolicy,
     where: str,
     urgent: bool = False,
+    expected_faces: int = 0,
+    false_alert_override_reason: str = "",
     now: float | None = None,
 ) -> NewDeployment:
     now = time.time() if now is None else now
@@ -116,6 +126,7 @@ def validate_new(
         "authorising_officer": authorising_officer,
         "location": location,
         "threshold_override_reason": threshold_override_reason,
+        "false_alert_override_reason": false_alert_override_reason,
     }
     for label, value in texts.items():
         if len(value) > TEXT_LIMITS[label]:
@@ -164,6 +175,17 @@ def validate_new(
     if limit > max_size_limit:
         raise InvalidRequest(f"watchlist_size_limit {limit} is above the maximum {max_size_limit}")
     value, overridden = policy.resolve(threshold, threshold_override_reason)
+    predicted = prediction.predict(policy.fmr_curve, value, limit, expected_faces)
+    if predicted is not None:
+        try:
+            prediction.check(predicted, rules.max_false_alerts_per_faces, rules.max_false_alerts_per_deployment)
+        except prediction.OverLimit as exc:
+            if not false_alert_override_reason.strip():
+                raise InvalidRequest(
+                    f"{exc}: raise the threshold, lower watchlist_size_limit, or give false_alert_override_reason "
+                    "(it is recorded in the audit trail)"
+                ) from None
+            predicted = dataclasses.replace(predicted, override_reason=false_alert_override_reason.strip())
     return NewDeployment(
         name=name.strip(),
         purpose=purpose.strip(),
@@ -181,6 +203,8 @@ def validate_new(
         where=where,
         urgent=urgent,
         ratify_by=now + rules.ratify_within_h * 3600 if urgent else 0.0,
+        predicted=predicted,
+        min_margin=rules.min_margin,
     )
 
 

@@ -29,8 +29,27 @@ class DeploymentPolicy(BaseModel):
     where: tuple[str, ...] = Field(min_length=1, description="Where LFR may be used: each deployment names one")
     max_duration_h: float = Field(gt=0, le=24 * 31, description="Longest deployment, planned start to end")
     ratify_within_h: float = Field(gt=0, le=24 * 7, description="An urgent deployment is ratified within this")
+    manifest_retention_days: float = Field(
+        gt=0, le=3650, description="How long a closed deployment's ids-only manifest is kept (subject access)"
+    )
+    categories: tuple[str, ...] = Field(min_length=1, description="Who may be on a watchlist: each entry names one")
+    image_sources: tuple[str, ...] = Field(min_length=1, description="Where a watchlist image may come from")
+    legal_bases: tuple[str, ...] = Field(min_length=1, description="The legal bases an entry may be held under")
+    max_image_age_years: float = Field(gt=0, le=100, description="An older image needs an age override reason")
+    compile_before_start_h: float = Field(
+        gt=0, le=24 * 90, description="A watchlist is enrolled no earlier than this before the window"
+    )
+    max_false_alerts_per_faces: int | None = Field(
+        gt=0, description="At most 1 predicted false alert in this many faces scanned (None: no limit)"
+    )
+    max_false_alerts_per_deployment: float | None = Field(
+        gt=0, description="At most this many predicted false alerts per deployment (None: no limit)"
+    )
+    min_margin: float = Field(
+        ge=0, lt=1, description="An alert whose runner-up scores within this of it is held for a supervisor"
+    )
 
-    @field_validator("where")
+    @field_validator("where", "categories", "image_sources", "legal_bases")
     @classmethod
     def _codes(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         bad = [v for v in values if not re.match(_CODE, v)]

@@ -10,10 +10,15 @@ watchlist; it holds no biometric data.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
+from lfr_deployments.prediction import Prediction
 from lfr_platform.rates import Rate, wilson
 from lfr_platform.registry import STATS_PREFIX
+
+# The stats fields counting enrolled images per category (`stats:listed_<category>`).
+LISTED = "listed_"
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,20 @@ class Report:
     figures: Figures
     vans: dict[str, Figures]
     generated_at: float
+    # What the model's calibration predicts for the faces scanned and the watchlist enrolled, beside
+    # the false alerts observed (None: an uncalibrated model).
+    predicted: Prediction | None = None
+    # Images enrolled per category of the policy's list: who was sought, never who.
+    watchlist_categories: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """JSON-ready (the audit event at close, `lfr deployment report --json`)."""
         data = dataclasses.asdict(self)
         data["figures"] = _figures_dict(self.figures)
         data["vans"] = {van: _figures_dict(f) for van, f in self.vans.items()}
+        if self.predicted is not None:
+            low, high = self.predicted.expected_interval
+            data["predicted"] = {**self.predicted.as_dict(), "expected": self.predicted.expected, "ci95": [low, high]}
         return data
 
 
@@ -146,7 +159,22 @@ def build_report(record: dict[str, str], now: float) -> Report:
         figures=figures(total),
         vans={van: figures(counts) for van, counts in sorted(per_van.items())},
         generated_at=now,
+        predicted=predicted(record, faces=total.get("faces_scanned", 0)),
+        watchlist_categories={
+            name.removeprefix(LISTED): n for name, n in sorted(total.items()) if name.startswith(LISTED)
+        },
     )
+
+
+def predicted(record: dict[str, str], faces: int | None = None) -> Prediction | None:
+    """The deployment's prediction (made at create for its size limit) for the watchlist as enrolled,
+    and for `faces` (default: the faces expected at create)."""
+    if not record.get("prediction"):
+        return None
+    made = Prediction.from_dict(json.loads(record["prediction"]))
+    enrolled = int(record.get("enrolled_images") or 0)
+    now = made.for_watchlist(enrolled) if enrolled else made
+    return now if faces is None else now.for_faces(faces)
 
 
 def _authorisation(record: dict[str, str]) -> str:

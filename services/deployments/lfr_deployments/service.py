@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 import time
@@ -19,6 +20,7 @@ from lfr_deployments.closing import Closer, DeploymentNotFound
 from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
 from lfr_deployments.memory import MemoryBudget
 from lfr_deployments.policy import DeploymentPolicy
+from lfr_deployments.provenance import Provenance, ProvenanceRefused, checked
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.report import build_report
 from lfr_deployments.store import DeploymentStore
@@ -35,8 +37,9 @@ from lfr_watchlist import log as changes
 
 log = logging.getLogger(__name__)
 
-# The longest provenance an image may carry (it is kept with the entry and in the audit trail).
-PROVENANCE_LIMITS = {"category": 64, "source_reference": 512, "approved_by": 200}
+# Candidates looked at for lookalikes of a newly enrolled photo (other subjects scoring at or above
+# the deployment's threshold): more than a few means the watchlist is unusable for those subjects anyway.
+LOOKALIKE_CANDIDATES = 10
 
 
 class DeploymentClosedDuringEnrolment(RuntimeError):
@@ -103,6 +106,8 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 rules=self.rules,
                 where=request.where,
                 urgent=request.urgent,
+                expected_faces=request.expected_faces,
+                false_alert_override_reason=request.false_alert_override_reason,
                 now=self.clock(),
             )
         except InvalidRequest as exc:
@@ -134,7 +139,21 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             cameras=[f"{c.van_id}/{c.camera_id}" for c in new.cameras],
             model_id=new.model_id,
             watchlist_size_limit=new.watchlist_size_limit,
+            predicted_false_alerts=new.predicted.as_dict() if new.predicted else None,
         )
+        if new.predicted is not None and new.predicted.override_reason:
+            await self.audit.record(
+                "false_alerts.overridden",
+                deployment_id,
+                who.identity,
+                who.role,
+                per_face=new.predicted.per_face,
+                expected_faces=new.predicted.expected_faces,
+                expected=new.predicted.expected,
+                max_false_alerts_per_faces=self.rules.max_false_alerts_per_faces,
+                max_false_alerts_per_deployment=self.rules.max_false_alerts_per_deployment,
+                override_reason=new.predicted.override_reason,
+            )
         await self.audit.record(
             "threshold.overridden" if new.threshold_overridden else "threshold.set",
             deployment_id,
@@ -226,6 +245,100 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         record = await self.store.get(request.deployment_id)
         return pb.RatifyDeploymentResponse(deployment=wire.deployment(record))
 
+    async def ReviewWatchlist(self, request: pb.ReviewWatchlistRequest, context) -> pb.ReviewWatchlistResponse:
+        who = await self.auth.require(context, WRITE_DEPLOYMENTS, "review watchlists", request.deployment_id)
+        record = await self._record(request.deployment_id, context)
+        officer = request.officer.strip()
+
+        async def refuse(code, message: str) -> None:
+            await self.audit.record(
+                "watchlist.review_refused",
+                request.deployment_id,
+                who.identity,
+                who.role,
+                officer=officer,
+                message=message,
+            )
+            await context.abort(code, message)
+
+        if not officer or len(officer) > 200 or not officer.isprintable():
+            await refuse(grpc.StatusCode.INVALID_ARGUMENT, "officer is required: who reviewed the watchlist")
+        if record["status"] != OPEN:
+            await refuse(
+                grpc.StatusCode.FAILED_PRECONDITION, f"deployment {request.deployment_id} is {record['state']}"
+            )
+        images = int(record.get("enrolled_images") or 0)
+        if not images:
+            await refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"the watchlist of {request.deployment_id} is empty: enrol it, then review it",
+            )
+        if not await self.store.review(request.deployment_id, officer, images, self.clock()):
+            await refuse(
+                grpc.StatusCode.ABORTED,
+                "images were enrolled while the review was recorded: review the watchlist as it stands now",
+            )
+        await self.audit.record(
+            "watchlist.reviewed",
+            request.deployment_id,
+            who.identity,
+            who.role,
+            officer=officer,
+            images=images,
+            subjects=int(record.get("enrolled_subjects") or 0),
+        )
+        record = await self.store.get(request.deployment_id)
+        return pb.ReviewWatchlistResponse(deployment=wire.deployment(record))
+
+    async def GetWatchlistManifest(
+        self, request: pb.GetWatchlistManifestRequest, context
+    ) -> pb.GetWatchlistManifestResponse:
+        who = await self.auth.require(context, WRITE_DEPLOYMENTS, "read watchlist manifests", request.deployment_id)
+        record = await self._record(request.deployment_id, context)
+        rows = await self.store.manifest(request.deployment_id)
+        closed_at = float(record.get("closed_at") or 0)
+        kept_until = closed_at + self.rules.manifest_retention_days * 86400 if closed_at else None
+        if kept_until is not None and (
+            self.clock() > kept_until or (not rows and int(record.get("enrolled_images") or 0))
+        ):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"the manifest of {request.deployment_id} was deleted: manifests are kept "
+                f"{self.rules.manifest_retention_days:g} days after close (the policy's manifest_retention_days)",
+            )
+        await self.audit.record(
+            "watchlist.manifest_read", request.deployment_id, who.identity, who.role, entries=len(rows)
+        )
+        return pb.GetWatchlistManifestResponse(
+            deployment=wire.deployment(record),
+            entries=[wire.manifest_entry(r) for r in rows],
+            kept_until=wire.timestamp(kept_until),
+        )
+
+    async def WasListed(self, request: pb.WasListedRequest, context) -> pb.WasListedResponse:
+        who = await self.auth.require(context, WRITE_DEPLOYMENTS, "ask which watchlists listed a subject")
+        subject_id = request.subject_id.strip()
+        if not valid_subject_id(subject_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "subject_id must be 1-128 letters, digits or ._@:-")
+        now = self.clock()
+        retention_s = self.rules.manifest_retention_days * 86400
+        closed = await self.store.listings(subject_id, now, retention_s)
+        open_ = [r["deployment_id"] for r in await self.store.list() if r["status"] == OPEN]
+        listings = []
+        for deployment_id in sorted(set(closed) | set(open_)):
+            record = await self.store.get(deployment_id)
+            if record is None or not who.may_see(deployment_id):
+                continue
+            rows = [r for r in await self.store.manifest(deployment_id) if r["subject_id"] == subject_id]
+            if rows:
+                listings.append(wire.listing(record, rows))
+        await self.audit.record(
+            "subject.queried", "", who.identity, who.role, subject_id=subject_id, deployments=len(listings)
+        )
+        return pb.WasListedResponse(
+            subject_id=subject_id, listings=listings, answered_since=wire.timestamp(now - retention_s)
+        )
+
     async def GetDeploymentReport(
         self, request: pb.GetDeploymentReportRequest, context
     ) -> pb.GetDeploymentReportResponse:
@@ -244,6 +357,16 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         record = await self._record(deployment_id, context)
         if record["status"] != OPEN:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {deployment_id} is {record['state']}")
+        earliest = float(record["planned_start"]) - self.rules.compile_before_start_h * 3600
+        if self.clock() < earliest:
+            message = (
+                f"the watchlist of {deployment_id} may be enrolled from {_utc(earliest)}, "
+                f"{self.rules.compile_before_start_h:g} h before its window opens at {_utc(record['planned_start'])} "
+                "(the policy's compile_before_start_h: a watchlist holds current intelligence); nothing was enrolled"
+            )
+            await self.audit.record("watchlist.enrol_refused", deployment_id, who.identity, who.role, message=message)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
+        reviewed = bool(record.get("reviewed_at"))
         lock = self._enrol_locks.setdefault(deployment_id, asyncio.Lock())
         async with lock:
             limit = int(record["watchlist_size_limit"])
@@ -266,7 +389,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                             f"the watchlist is full ({limit} images); {request.image.client_ref} was not enrolled",
                         )
                     try:
-                        result = await self._enrol_one(deployment_id, request.image, who)
+                        result = await self._enrol_one(deployment_id, request.image, who, float(record["threshold"]))
                     except DeploymentClosedDuringEnrolment:
                         await context.abort(
                             grpc.StatusCode.FAILED_PRECONDITION,
@@ -281,10 +404,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                         count += 1
                     yield result
             finally:
-                await self._finish_enrolment(deployment_id, who, outcomes, count)
+                await self._finish_enrolment(deployment_id, who, outcomes, count, reviewed)
 
     async def _enrol_one(
-        self, deployment_id: str, image: pb.WatchlistImage, who: Principal
+        self, deployment_id: str, image: pb.WatchlistImage, who: Principal, threshold: float
     ) -> pb.EnrolWatchlistResponse:
         def rejected(reason: str, detail: str) -> pb.EnrolWatchlistResponse:
             metrics.ENROLMENTS.labels("rejected", reason).inc()
@@ -296,19 +419,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 detail=detail,
             )
 
-        missing = [
-            f for f in ("subject_id", "category", "source_reference", "approved_by") if not getattr(image, f).strip()
-        ]
-        if missing:
-            return rejected("invalid_item", f"missing {', '.join(missing)}: every image needs its provenance")
-        if not valid_subject_id(image.subject_id):
-            return rejected("invalid_item", "subject_id must be 1-128 letters, digits or ._@:-")
-        for name, limit in PROVENANCE_LIMITS.items():
-            value = getattr(image, name).strip()
-            if len(value) > limit or not value.isprintable():
-                return rejected(
-                    "invalid_item", f"{name} must be at most {limit} printable characters (it is {len(value)})"
-                )
+        try:
+            provenance = checked(image, self.rules, dt.datetime.fromtimestamp(self.clock(), dt.UTC).date())
+        except ProvenanceRefused as exc:
+            return rejected(exc.reason, exc.detail)
         loop = asyncio.get_running_loop()
         try:
             decoding = self.enroller.plan(image.image)  # the header only
@@ -337,23 +451,51 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         entry = Entry(
             entry_id=str(uuid.uuid4()),
             vector=analysed.vector,
-            subject_id=image.subject_id,
-            category=image.category.strip(),
-            source_reference=image.source_reference.strip(),
-            approved_by=image.approved_by.strip(),
+            subject_id=provenance.subject_id,
+            category=provenance.category,
+            source_reference=provenance.source_reference,
+            approved_by=provenance.approved_by,
             enrolled_at=self.clock(),
             image_sha256=analysed.image_sha256,
         )
+        lookalikes = await self._lookalikes(deployment_id, provenance.subject_id, analysed.vector, threshold)
         # One unit, shielded from the client: a client that goes away mid-way does not interrupt it
         # (a Redis transaction half-sent is never second-guessed); it ends recorded, or undone.
-        await asyncio.shield(asyncio.ensure_future(self._add_entry(deployment_id, entry, analysed.thumbnail, who)))
+        await asyncio.shield(
+            asyncio.ensure_future(self._add_entry(deployment_id, entry, provenance, analysed.thumbnail, who))
+        )
         metrics.ENROLMENTS.labels("enrolled", "").inc()
+        for other in lookalikes:
+            await self.audit.record(
+                "watchlist.lookalike",
+                deployment_id,
+                who.identity,
+                who.role,
+                subject_id=provenance.subject_id,
+                entry_id=entry.entry_id,
+                other_subject_id=other.subject_id,
+                score=round(other.score, 4),
+            )
         return pb.EnrolWatchlistResponse(
             client_ref=image.client_ref,
-            subject_id=image.subject_id,
+            subject_id=provenance.subject_id,
             status=pb.ENROL_STATUS_ENROLLED,
             entry_id=entry.entry_id,
+            lookalikes=lookalikes,
         )
+
+    async def _lookalikes(self, deployment_id: str, subject_id: str, vector, threshold: float) -> list[pb.Lookalike]:
+        """Other subjects whose photos score at or above the deployment's threshold against this one:
+        the same person enrolled twice, or relatives. A face of one would alert as the other."""
+        search = functools.partial(self.index.search, exact=True)
+        nearest = await asyncio.get_running_loop().run_in_executor(
+            None, search, deployment_id, vector, LOOKALIKE_CANDIDATES
+        )
+        best: dict[str, float] = {}
+        for hit in nearest:
+            if hit.subject_id != subject_id and hit.score >= threshold:
+                best[hit.subject_id] = max(best.get(hit.subject_id, 0.0), hit.score)
+        return [pb.Lookalike(subject_id=s, score=v) for s, v in sorted(best.items(), key=lambda kv: -kv[1])]
 
     async def _other_person(self, deployment_id: str, image: pb.WatchlistImage, vector) -> str | None:
         """Why this photo seems to show someone else than the subject's photos enrolled so far, or None."""
@@ -371,7 +513,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             "too old or too poor to match the other; nothing of this photo was enrolled"
         )
 
-    async def _add_entry(self, deployment_id: str, entry: Entry, thumbnail: bytes, who: Principal) -> None:
+    async def _add_entry(
+        self, deployment_id: str, entry: Entry, provenance: Provenance, thumbnail: bytes, who: Principal
+    ) -> None:
         """The entry into this service's index, onto the watchlist log (the match replicas' copies),
         then its record into Redis with its audit event (`watchlist.image_enrolled`, in the same
         transaction: an acknowledged image is audited whatever happens next). If the log or Redis does
@@ -398,6 +542,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 count,
                 entry.entry_id,
                 thumbnail,
+                manifest_row={**provenance.manifest_row(), "enrolled_at": entry.enrolled_at},
                 audited=lambda pipe: self.audit.add(
                     pipe,
                     "watchlist.image_enrolled",
@@ -405,10 +550,8 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                     who.identity,
                     who.role,
                     entry_id=entry.entry_id,
-                    subject_id=entry.subject_id,
-                    category=entry.category,
-                    source_reference=entry.source_reference,
-                    approved_by=entry.approved_by,
+                    **provenance.manifest_row(),
+                    age_override_reason=provenance.age_override_reason or None,
                 ),
             )
         except asyncio.CancelledError:  # the process is stopping: undone in a worker thread
@@ -443,7 +586,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             pass  # the deployment was closed meanwhile: its whole watchlist is gone
         log.warning("enrolment undone: it could not be recorded", extra={"deployment_id": deployment_id})
 
-    async def _finish_enrolment(self, deployment_id: str, who: Principal, outcomes: Counter[str], count: int) -> None:
+    async def _finish_enrolment(
+        self, deployment_id: str, who: Principal, outcomes: Counter[str], count: int, reviewed: bool = False
+    ) -> None:
         rejected = sum(n for k, n in outcomes.items() if k != "enrolled")
         try:
             await self.store.record_rejected(deployment_id, rejected)
@@ -467,6 +612,8 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             rejected=rejected,
             rejections={k: n for k, n in outcomes.items() if k != "enrolled"},
             watchlist_size=count,
+            # Enrolled after its review: the watchlist needs reviewing again before anything is matched.
+            review_cleared=reviewed and bool(outcomes.get("enrolled")),
         )
 
     async def _record(self, deployment_id: str, context) -> dict[str, str]:
@@ -474,3 +621,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no deployment {deployment_id!r}")
         return record
+
+
+def _utc(seconds: float | str) -> str:
+    return dt.datetime.fromtimestamp(float(seconds), dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

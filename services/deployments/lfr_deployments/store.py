@@ -16,6 +16,7 @@ from lfr_platform.registry import (
     CLOSED,
     EXPIRED,
     LOST,
+    STATS_PREFIX,
     RedisKeys,
     derived_state,
     kept_in_tombstone,
@@ -26,6 +27,9 @@ from lfr_platform.sealing import KeyWrap, seal
 from lfr_platform.signing import new_alert_key
 
 log = logging.getLogger(__name__)
+
+# The fields of a watchlist's pre-deployment review, cleared when an image is enrolled after it.
+REVIEW_FIELDS = ("reviewed_by", "reviewed_at", "reviewed_images")
 
 
 def _text(raw: dict) -> dict[str, str]:
@@ -66,7 +70,10 @@ class DeploymentStore:
             where=new.where,
             urgent=new.urgent,
             ratify_by=new.ratify_by,
+            min_margin=new.min_margin,
         )
+        if new.predicted is not None:
+            record["prediction"] = json.dumps(new.predicted.as_dict())
         ttl_s = new.planned_end - now + self.operational_retention_s
         await write_new_deployment(self.client, self.keys, self.key_wrap, record, data_key, alert_key, ttl_s)
         return record
@@ -170,6 +177,7 @@ class DeploymentStore:
         entry_id: str,
         thumbnail: bytes,
         audited: Callable[[object], None] = lambda pipe: None,
+        manifest_row: dict | None = None,
     ) -> int:
         """Returns the number of distinct subjects now enrolled. The reference thumbnail is sealed with
         the deployment's data key and kept under the deployment, so closing deletes it.
@@ -187,6 +195,12 @@ class DeploymentStore:
             pipe.sadd(self.keys.image_hashes(deployment_id), image_sha256)
             pipe.set(self.keys.reference_image(deployment_id, entry_id), seal(data_key, thumbnail, deployment_id))
             pipe.hset(self.keys.deployment(deployment_id), "enrolled_images", str(count))
+            pipe.hset(self.keys.manifest(deployment_id), entry_id, json.dumps(manifest_row or {}))
+            if manifest_row and manifest_row.get("category"):  # the report's count per category (no ids)
+                listed = f"{STATS_PREFIX}listed_{manifest_row['category']}"
+                pipe.hincrby(self.keys.deployment(deployment_id), listed, 1)
+            # The watchlist changed: its pre-deployment review no longer covers it (matching stops).
+            pipe.hdel(self.keys.deployment(deployment_id), *REVIEW_FIELDS)
             audited(pipe)
             pipe.scard(self.keys.subjects(deployment_id))
             *_, subjects = await pipe.execute()
@@ -196,6 +210,46 @@ class DeploymentStore:
             # The image is recorded; the next enrolment writes the count again.
             log.warning("count of enrolled subjects not updated: %s", exc, extra={"deployment_id": deployment_id})
         return subjects
+
+    async def review(self, deployment_id: str, officer: str, images: int, now: float) -> bool:
+        """Records the review of the watchlist as it stands (`images` of it); False if an image was
+        enrolled meanwhile (the review would not cover it)."""
+        key = self.keys.deployment(deployment_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if int(await pipe.hget(key, "enrolled_images") or 0) != images:
+                return False
+            pipe.multi()
+            pipe.hset(key, mapping={"reviewed_by": officer, "reviewed_at": repr(now), "reviewed_images": str(images)})
+            try:
+                await pipe.execute()
+            except redis.exceptions.WatchError:
+                return False
+        return True
+
+    async def keep_manifest(self, deployment_id: str, closed_at: float, retention_s: float) -> int:
+        """At close: the manifest kept `retention_s` more, each listed subject indexed to it. Returns
+        the entries kept."""
+        rows = await self.manifest(deployment_id)
+        ms = max(1, int(retention_s * 1000))
+        async with self.client.pipeline(transaction=True) as pipe:
+            for subject in {row["subject_id"] for row in rows}:
+                pipe.zadd(self.keys.listed(subject), {deployment_id: closed_at})
+                pipe.pexpire(self.keys.listed(subject), ms)
+            pipe.pexpire(self.keys.manifest(deployment_id), ms)
+            await pipe.execute()
+        return len(rows)
+
+    async def manifest(self, deployment_id: str) -> list[dict]:
+        raw = await self.client.hgetall(self.keys.manifest(deployment_id))
+        rows = [{"entry_id": k.decode(), **json.loads(v)} for k, v in raw.items()]
+        return sorted(rows, key=lambda r: (r.get("enrolled_at", 0), r["entry_id"]))
+
+    async def listings(self, subject_id: str, now: float, retention_s: float) -> list[str]:
+        """The deployments whose kept manifests list the subject (those closed within `retention_s`)."""
+        key = self.keys.listed(subject_id)
+        await self.client.zremrangebyscore(key, "-inf", now - retention_s)
+        return [d.decode() for d in await self.client.zrange(key, 0, -1)]
 
     async def count_reference_images(self, deployment_id: str) -> int:
         return sum([1 async for _ in self.client.scan_iter(match=self.keys.reference_images_pattern(deployment_id))])

@@ -8,6 +8,8 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import deployments_pb2 as pb
+from lfr_deployments import report as reports
+from lfr_deployments.prediction import Prediction
 from lfr_deployments.report import Outcomes, Report
 from lfr_platform.rates import Rate
 
@@ -31,6 +33,7 @@ REASONS = {
     "pose_not_frontal": pb.REJECTION_REASON_POSE_NOT_FRONTAL,
     "duplicate": pb.REJECTION_REASON_DUPLICATE,
     "subject_mismatch": pb.REJECTION_REASON_SUBJECT_MISMATCH,
+    "image_too_old": pb.REJECTION_REASON_IMAGE_TOO_OLD,
 }
 
 
@@ -70,8 +73,13 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
         urgent=record.get("urgent") == "1",
         ratified_by=record.get("ratified_by", ""),
         close_reason=record.get("close_reason", ""),
+        reviewed_by=record.get("reviewed_by", ""),
+        reviewed_images=int(record.get("reviewed_images") or 0),
     )
-    for field in ("planned_start", "planned_end", "created_at", "closed_at", "ratified_at"):
+    predicted = reports.predicted(record)
+    if predicted is not None:
+        message.predicted_false_alerts.CopyFrom(prediction(predicted))
+    for field in ("planned_start", "planned_end", "created_at", "closed_at", "ratified_at", "reviewed_at"):
         ts = timestamp(record.get(field))
         if ts is not None:
             getattr(message, field).CopyFrom(ts)
@@ -100,6 +108,22 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
             )
         )
     return message
+
+
+def prediction(p: Prediction) -> pb.FalseAlertPrediction:
+    low, high = p.expected_interval
+    return pb.FalseAlertPrediction(
+        watchlist_size=p.watchlist_size,
+        per_face=p.per_face,
+        per_face_lower_95=p.per_face_lower_95,
+        per_face_upper_95=p.per_face_upper_95,
+        expected_faces=p.expected_faces,
+        expected=p.expected,
+        expected_lower_95=low,
+        expected_upper_95=high,
+        fmr_pairs=p.fmr_pairs,
+        override_reason=p.override_reason,
+    )
 
 
 def _rate(rate: Rate) -> pb.RateEstimate:
@@ -144,4 +168,35 @@ def report(r: Report) -> pb.DeploymentReport:
             for van, f in r.vans.items()
         ],
         generated_at=timestamp(r.generated_at),
+        predicted_false_alerts=prediction(r.predicted) if r.predicted is not None else None,
+        watchlist_categories=r.watchlist_categories,
+    )
+
+
+def manifest_entry(row: dict) -> pb.ManifestEntry:
+    return pb.ManifestEntry(
+        entry_id=row["entry_id"],
+        subject_id=row.get("subject_id", ""),
+        category=row.get("category", ""),
+        source_reference=row.get("source_reference", ""),
+        approved_by=row.get("approved_by", ""),
+        enrolled_at=timestamp(row.get("enrolled_at")),
+        image_source=row.get("image_source", ""),
+        legal_basis=row.get("legal_basis", ""),
+        image_date=row.get("image_date", ""),
+        minor=bool(row.get("minor")),
+    )
+
+
+def listing(record: dict[str, str], rows: list[dict]) -> pb.Listing:
+    closed = record.get("closed_at")
+    return pb.Listing(
+        deployment_id=record["deployment_id"],
+        name=record.get("name", ""),
+        location=record.get("location", ""),
+        where=record.get("where", ""),
+        state=STATES.get(record.get("state", ""), pb.DEPLOYMENT_STATE_UNSPECIFIED),
+        start=timestamp(record.get("planned_start")),
+        end=timestamp(closed or record.get("planned_end")),
+        entries=[manifest_entry(r) for r in rows],
     )

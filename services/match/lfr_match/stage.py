@@ -16,7 +16,7 @@ from lfr_platform import metrics, sealing
 from lfr_platform.registry import DeploymentRegistry, DeploymentStats
 from lfr_platform.skeleton import Admitted, DeploymentStage
 from lfr_platform.stage import Outcome, Output, Rejected, Skipped
-from lfr_watchlist import CollectionMissing, WatchlistIndex, search_for_decision
+from lfr_watchlist import CollectionMissing, WatchlistIndex, search_for_decision, with_runner_up
 from lfr_watchlist.decision import decide
 
 
@@ -92,11 +92,12 @@ class MatchHandler(DeploymentStage[embeddings_pb2.FacesEmbedded]):
         return outputs
 
     def _search(self, deployment_id: str, probes, threshold: float):
+        """Each probe's top k, and for a match its runner-up (another subject's best entry, scored
+        against the same probe: the track's fused template, as the match's score is)."""
         results = []
         for probe in probes:
             started = time.perf_counter()
-            results.append(
-                search_for_decision(self.index, deployment_id, probe, self.top_k, threshold, self.recheck_margin)
-            )
+            hits = search_for_decision(self.index, deployment_id, probe, self.top_k, threshold, self.recheck_margin)
+            results.append(with_runner_up(self.index, deployment_id, probe, hits, self.top_k, threshold))
             metrics.WATCHLIST_SEARCH_SECONDS.observe(time.perf_counter() - started)
         return results

@@ -34,6 +34,7 @@ def match_found(
     matched_at = Timestamp()
     matched_at.GetCurrentTime()
     best = decision.candidates[0]
+    runner_up = decision.runner_up
     return matches_pb2.MatchFound(
         match_id=match_id(message, face),
         camera=message.camera,
@@ -54,4 +55,6 @@ def match_found(
         probe_crop=probe_crop,
         track_id=face.track_id,
         shots=shots,
+        runner_up_subject_id=runner_up.subject_id if runner_up is not None else "",
+        runner_up_score=runner_up.score if runner_up is not None else 0.0,
     )

@@ -1,7 +1,9 @@
-"""`lfr alert list|get` shows only alerts signed by their deployment's alert key."""
+"""`lfr alert list|get` shows only alerts signed by their deployment's alert key, each with its runner-up."""
+
+import json
 
 from lfr.v1 import alerts_pb2, common_pb2
-from lfr_cli.control_room import genuine
+from lfr_cli.control_room import _print, genuine
 from lfr_platform.signing import new_alert_key, sign_alert
 
 
@@ -23,3 +25,33 @@ def test_alerts_not_signed_by_their_deployment_are_dropped_and_named(capsys):
 
     assert [a.alert_id for a in genuine(alerts, public_key)] == ["a-1", "b-2"]
     assert "dropped alert 'b-1' revision 1: not signed by its deployment's alert key" in capsys.readouterr().err
+
+
+def _lookalike(held: bool) -> alerts_pb2.AlertRaised:
+    camera = common_pb2.CameraRef(deployment_id="dep-a", van_id="van-1", camera_id="cam-1")
+    return alerts_pb2.AlertRaised(
+        alert_id="a-1", revision=1, camera=camera, subject_id="S-1", score=0.73, threshold=0.69,
+        state=alerts_pb2.ALERT_STATE_RAISED, runner_up_subject_id="S-2", runner_up_score=0.71, margin=0.02,
+        held_for_supervisor=held, hold_reason="runner-up S-2 scores 0.710, within 0.020 of 0.730" if held else "",
+    )  # fmt: skip
+
+
+def test_alert_list_shows_the_runner_up_the_margin_and_the_hold(capsys):
+    _print([_lookalike(held=True)], as_json=False)
+    table = capsys.readouterr().out
+    assert "S-2 0.710" in table and "0.020" in table and "held for a supervisor" in table
+    assert "a-1 held for a supervisor: runner-up S-2 scores 0.710, within 0.020 of 0.730" in table
+    _print([_lookalike(held=False)], as_json=True)
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["runner_up_subject_id"], shown["runner_up_score"], shown["margin"]) == ("S-2", 0.71, 0.02)
+    assert shown["held_for_supervisor"] is False and shown["hold_reason"] == ""
+
+
+def test_an_alert_without_another_subject_on_the_watchlist_has_no_runner_up_nor_margin(capsys):
+    alert = _lookalike(held=False)
+    alert.ClearField("runner_up_subject_id")
+    alert.ClearField("runner_up_score")
+    alert.ClearField("margin")
+    _print([alert], as_json=True)
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["runner_up_subject_id"], shown["runner_up_score"], shown["margin"]) == ("", None, None)

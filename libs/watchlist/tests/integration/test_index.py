@@ -37,6 +37,10 @@ def test_collections_are_created_searched_counted_and_dropped(index):
     assert hits[0].subject_id == "s7" and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert hits[0].score >= hits[1].score >= hits[2].score
     assert [h.entry_id for h in index.search("dep-a", vectors[7], 3, exact=True)] == [h.entry_id for h in hits]
+    # One subject's entries, or every other subject's (a match's runner-up when its top k are all one person).
+    assert [h.subject_id for h in index.search("dep-a", vectors[7], 3, subject_id="s9")] == ["s9"]
+    others = index.search("dep-a", vectors[7], 2, except_subject_id="s7")
+    assert [h.entry_id for h in others] == [h.entry_id for h in hits[1:3]]
     index.delete("dep-a", [hits[0].entry_id])  # an enrolment undone
     assert index.count("dep-a") == 49 and index.search("dep-a", vectors[7], 1)[0].subject_id != "s7"
     assert index.collections() == ["dep-a", "dep-b"]

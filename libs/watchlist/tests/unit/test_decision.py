@@ -19,3 +19,14 @@ def test_below_the_threshold_nothing_matches_but_the_best_is_known():
 
 def test_an_empty_watchlist_matches_nothing():
     assert decide([], 0.5).best is None
+
+
+def test_the_runner_up_is_the_best_of_another_subject_not_another_photo_of_the_same():
+    hits = [_hit("a", 0.80), Hit("a-2", "a", "wanted", 0.78), _hit("b", 0.74), _hit("c", 0.50)]
+    decision = decide(hits, 0.69)
+    assert decision.best.subject_id == "a" and decision.runner_up.subject_id == "b"
+    assert decision.runner_up.score == 0.74  # scored as the best is: the same probe, another subject
+
+
+def test_a_watchlist_of_one_subject_has_no_runner_up():
+    assert decide([_hit("a", 0.80), Hit("a-2", "a", "wanted", 0.70)], 0.69).runner_up is None

@@ -338,3 +338,62 @@ async def test_alerts_waiting_for_a_decision_are_counted_per_van(platform, alert
     await _api(alert)("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
     await eventually(lambda: waiting() == 0, timeout_s=10)
     assert json.dumps(waiting())  # a number Prometheus can scrape
+
+
+def _held_total(deployment_id: str, camera_id: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"deployment_id": deployment_id, "van_id": "van-1", "camera_id": camera_id}
+    return REGISTRY.get_sample_value("lfr_alerts_held_total", labels) or 0.0
+
+
+async def test_a_lookalike_within_min_margin_holds_the_alert_and_only_a_supervisor_adjudicates_it(platform, alert):
+    """Issue 18 (Thompson & Carlo v MPC: a man stopped as his brother): with the policy's min_margin set,
+    an alert whose runner-up scores within it is held for a supervisor; an officer's adjudication is
+    refused, audited and counted, a supervisor's accepted, and the officer goes on from there."""
+    from prometheus_client import REGISTRY
+
+    deployment_id, key = await seed_deployment(platform, min_margin=0.05)
+    refused_before = REGISTRY.get_sample_value("lfr_alert_decisions_refused_total", {"reason": "held"}) or 0.0
+    await produce(
+        platform,
+        MATCHES_FOUND,
+        [
+            match_record(deployment_id, "cam-1", "S1", 1, 0.73, key=key, runner_up="S2", runner_up_score=0.71),
+            match_record(deployment_id, "cam-2", "S1", 2, 0.80, key=key, runner_up="S2", runner_up_score=0.60),
+        ],
+    )
+    alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=2))
+    [held] = [a for a in alerts if a.camera.camera_id == "cam-1"]
+    [clear] = [a for a in alerts if a.camera.camera_id == "cam-2"]
+    assert held.held_for_supervisor and round(held.margin, 3) == 0.02
+    assert held.hold_reason == (
+        "runner-up S2 scores 0.710, within 0.020 of 0.730 (the policy's min_margin 0.05): a supervisor decides"
+    )
+    assert not clear.held_for_supervisor and clear.hold_reason == "" and round(clear.margin, 2) == 0.20
+    assert (_held_total(deployment_id, "cam-1"), _held_total(deployment_id, "cam-2")) == (1.0, 0.0)
+
+    officer, supervisor = _api(alert), _api(alert, SUPERVISOR_TOKEN)
+    with pytest.raises(grpc.RpcError) as refused:
+        await officer("adjudicate", held.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "held for a supervisor" in refused.value.details() and "runner-up S2" in refused.value.details()
+    assert (await officer("get", held.alert_id)).state == pb.ALERT_STATE_RAISED
+    assert (await officer("adjudicate", clear.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "PC 1")).changed
+
+    decided = await supervisor("adjudicate", held.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "Sgt 9")
+    assert decided.changed and decided.alert.adjudication.decision.role == "supervisor"
+    assert decided.alert.held_for_supervisor and decided.alert.runner_up_subject_id == "S2"  # kept on record
+    engaged = await officer("engage", held.alert_id, False, "PC 1")  # the steps after it are the officer's
+    assert engaged.changed and engaged.alert.state == pb.ALERT_STATE_NOT_ENGAGED
+
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=4, settle_s=0.5))
+    assert [(a.event, a.role) for a in audit] == [
+        ("alert.refused", "officer"),
+        ("alert.adjudicated", "officer"),
+        ("alert.adjudicated", "supervisor"),
+        ("alert.engagement_recorded", "officer"),
+    ]
+    assert audit[0].details["reason"] == "held" and audit[0].details["alert_id"] == held.alert_id
+    refused_now = REGISTRY.get_sample_value("lfr_alert_decisions_refused_total", {"reason": "held"})
+    assert refused_now == refused_before + 1

@@ -174,3 +174,37 @@ async def test_a_replayed_match_is_dead_lettered_not_a_new_alert(platform):
     assert [d.reason for d in letters] == ["replayed_match", "unauthenticated_match", "stale_match"]
     assert alerts[0] == raised and alerts[1].best_match_id == MATCHES_FOUND.decode(later[1]).match_id
     assert alerts[1].alert_id != raised.alert_id and alerts[1].revision == 1
+
+
+async def test_an_alert_carries_the_runner_up_and_margin_of_its_best_match_signed(platform):
+    """Issue 18 (lookalikes): each revision names the best other subject for its best match and the
+    margin between the two scores, follows the best match as it changes, and is signed with them."""
+    from lfr_platform.signing import verify_alert
+    from lfr_testing.services import alert_public_key
+
+    deployment_id, key = await seed_deployment(platform)
+    t = time.time()
+    records = [
+        _match(deployment_id, "cam-1", "S1", 1, 0.75, t, key=key, runner_up="S2", runner_up_score=0.60),
+        _match(deployment_id, "cam-1", "S1", 2, 0.82, t + 0.2, key=key, runner_up="S9", runner_up_score=0.70),
+        _match(deployment_id, "cam-1", "S1", 3, 0.78, t + 0.4, key=key, runner_up="S2", runner_up_score=0.77),
+        _match(deployment_id, "cam-2", "S1", 4, 0.80, t, key=key),  # a watchlist of one: no runner-up
+    ]
+    await produce(platform, MATCHES_FOUND, records)
+    async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
+        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=4))
+    cam1 = [a for a in alerts if a.camera.camera_id == "cam-1"]
+    assert [(a.runner_up_subject_id, round(a.runner_up_score, 2), round(a.margin, 2)) for a in cam1] == [
+        ("S2", 0.60, 0.15),
+        ("S9", 0.70, 0.12),  # the better match brought its own runner-up
+        ("S9", 0.70, 0.12),  # a lesser match changes neither
+    ]
+    assert not any(a.held_for_supervisor or a.hold_reason for a in alerts)  # no min_margin: never held
+    [alone] = [a for a in alerts if a.camera.camera_id == "cam-2"]
+    assert alone.runner_up_subject_id == "" and not alone.HasField("margin")
+    public = await alert_public_key(platform, deployment_id)
+    assert all(verify_alert(public, a) for a in alerts)
+    altered = type(cam1[-1])()
+    altered.CopyFrom(cam1[-1])
+    altered.runner_up_score = 0.50  # a wider margin than the match had: the signature covers it
+    assert not verify_alert(public, altered)

@@ -11,7 +11,7 @@ from lfr_alert.adjudication import (
     count_changes,
     decide,
 )
-from lfr_alert.alerting import Alert
+from lfr_alert.alerting import Alert, hold_reason
 
 
 def _alert(**fields) -> Alert:
@@ -23,10 +23,13 @@ def _alert(**fields) -> Alert:
     return Alert(**{**base, **fields})
 
 
-def _d(step, value, *, may_correct=False, reason="", officer="PC 1", detail="", revision=0) -> DecisionInput:
+def _d(
+    step, value, *, may_correct=False, reason="", officer="PC 1", detail="", revision=0, may_decide_held=False
+) -> DecisionInput:
     return DecisionInput(
         step=step, value=value, officer=officer, recorded_by="token-1", role="officer", at=10.0,
         may_correct=may_correct, detail=detail, correction_reason=reason, revision=revision,
+        may_decide_held=may_decide_held,
     )  # fmt: skip
 
 
@@ -89,3 +92,24 @@ def test_an_engagement_with_a_final_outcome_cannot_change():
     with pytest.raises(DecisionRefused) as refused:
         decide(resolved, _d(ENGAGEMENT, "not_engaged", may_correct=True, reason="x"))
     assert refused.value.reason == "conflict"
+
+
+def test_a_runner_up_within_the_min_margin_holds_and_says_why():
+    assert hold_reason(0.73, "S2", 0.71, 0.05) == (
+        "runner-up S2 scores 0.710, within 0.020 of 0.730 (the policy's min_margin 0.05): a supervisor decides"
+    )
+    assert hold_reason(0.73, "S2", 0.60, 0.05) == ""  # a clear margin
+    assert hold_reason(0.73, "S2", 0.72, 0.0) == ""  # no min_margin: never held
+    assert hold_reason(0.73, "", 0.0, 0.05) == ""  # no other subject on the watchlist
+
+
+def test_a_held_alert_is_adjudicated_by_a_supervisor_only_then_anyone_may_go_on():
+    held = _alert(held=True, hold_reason="runner-up S2 scores 0.790, within 0.010 of 0.800", runner_up_subject_id="S2")
+    with pytest.raises(DecisionRefused) as refused:
+        decide(held, _d(ADJUDICATION, "true"))
+    assert refused.value.reason == "held"
+    assert "held for a supervisor" in refused.value.message and "runner-up S2" in refused.value.message
+    adjudicated = decide(held, _d(ADJUDICATION, "false", may_decide_held=True)).alert
+    assert adjudicated.outcome == "false" and adjudicated.held  # the hold stays on the record
+    assert decide(adjudicated, _d(ADJUDICATION, "false")) is None  # a repeat changes nothing
+    assert decide(adjudicated, _d(ENGAGEMENT, "not_engaged")).alert.state == "not_engaged"

@@ -160,12 +160,28 @@ function since(iso) {
 }
 
 function describe(a) {
-  if (a.state === "raised") return "waiting for a decision";
+  if (a.state === "raised") return a.held_for_supervisor ? "waiting for a supervisor's decision" : "waiting for a decision";
   const parts = [`adjudicated ${a.outcome}`];
   if (a.engaged !== null) parts.push(a.engaged ? "engaged" : "not engaged");
   if (a.final_outcome) parts.push(a.final_outcome.replaceAll("_", " ") + (a.final_detail ? `: ${a.final_detail}` : ""));
   const by = a.adjudication ? ` (${a.adjudication.officer})` : "";
   return parts.join(", ") + by;
+}
+
+// The runner-up: the best other subject for the same face, so that a lookalike scoring nearly as
+// high is seen before anyone acts.
+function runnerUp(a) {
+  if (!a.runner_up_subject_id) return "runner-up: none (no other subject on the watchlist)";
+  return `runner-up ${a.runner_up_subject_id} ${a.runner_up_score.toFixed(3)} \u00b7 margin ${a.margin.toFixed(3)}`;
+}
+
+// The steps this session may take on an alert: none when it only reads, and no adjudication of an
+// alert held for a supervisor unless it is one (the AlertService refuses it anyway).
+function allowedSteps(a) {
+  if (!state.session || !state.session.may_decide) return [];
+  const steps = STEPS[a.state] || [];
+  if (a.held_for_supervisor && !state.session.may_decide_held) return steps.filter((s) => s !== "adjudication");
+  return steps;
 }
 
 function render() {
@@ -183,11 +199,16 @@ function render() {
     item.querySelector(".score").textContent =
       `score ${a.score.toFixed(3)} against threshold ${a.threshold.toFixed(2)} \u00b7 seen ${a.match_count} ` +
       (a.match_count === 1 ? "time" : "times");
+    item.querySelector(".runner-up").textContent = runnerUp(a);
+    item.dataset.held = String(a.held_for_supervisor);
+    const hold = item.querySelector(".hold");
+    hold.hidden = !a.held_for_supervisor;
+    hold.textContent = a.held_for_supervisor ? `Held for a supervisor: ${a.hold_reason}` : "";
     item.querySelector(".where").textContent = `${a.van_id} / ${a.camera_id}`;
     item.querySelector(".when").dataset.raised = a.raised_at;
     item.querySelector(".when").textContent = `raised ${since(a.raised_at)}`;
     item.querySelector(".state").textContent = describe(a);
-    const allowed = state.session && state.session.may_decide ? STEPS[a.state] || [] : [];
+    const allowed = allowedSteps(a);
     for (const step of item.querySelectorAll(".step")) {
       const name = [...step.classList].find((c) => c !== "step");
       step.hidden = !allowed.includes(name);
@@ -254,7 +275,7 @@ document.addEventListener("keydown", (event) => {
   const action = KEYS[event.key];
   if (!action || !state.selected || !state.session.may_decide) return;
   const alert = state.alerts.get(state.selected);
-  if (alert && (STEPS[alert.state] || []).includes(action[0])) decide(alert.alert_id, action[0], action[1]);
+  if (alert && allowedSteps(alert).includes(action[0])) decide(alert.alert_id, action[0], action[1]);
 });
 
 $("sign-in").addEventListener("submit", async (event) => {

@@ -29,6 +29,7 @@ from lfr_testing.deployments import (
     Api,
     create_request,
     deployments_settings,
+    provenance,
 )
 from lfr_testing.kafka import produce, read
 from lfr_testing.media import lfw
@@ -114,6 +115,7 @@ async def _alert(platform, stack, data_dir):
     api = Api(deployments.control.port, MANAGER_TOKEN)
     deployment = await api("create", create_request())
     image = pb.WatchlistImage(
+        **provenance(),
         client_ref="1",
         subject_id="S-1",
         category="wanted",
@@ -122,6 +124,7 @@ async def _alert(platform, stack, data_dir):
         image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
     )
     [enrolled] = await api.enrol(deployment.deployment_id, [image])
+    await api("review", deployment.deployment_id, "Insp. R")
     data_key = await deployment_key(platform, deployment.deployment_id)
     key, value = match_record(
         deployment.deployment_id, "cam-1", "S-1", 1, 0.9, entry_id=enrolled.entry_id, key=data_key
@@ -427,3 +430,131 @@ async def test_an_event_stream_left_early_is_closed_quietly(platform, stack, bro
     finally:
         await watcher.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text[-2000:]
+
+
+async def _lookalike_alert(platform, stack, data_dir, min_margin: float = 0.05):
+    """A deployment whose policy holds alerts within `min_margin`, and an alert for S-1 whose runner-up
+    (another subject, its id with markup in it: shown as text) scores 0.71 against its 0.73: held."""
+    from lfr_platform.registry import RedisKeys
+
+    deployments, _, _ = stack
+    api = Api(deployments.control.port, MANAGER_TOKEN)
+    deployment_id = (await api("create", create_request())).deployment_id
+    image = pb.WatchlistImage(
+        **provenance(),
+        client_ref="1",
+        subject_id="S-1",
+        category="wanted",
+        source_reference="PNC/1",
+        approved_by="Insp. B",
+        image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
+    )
+    [enrolled] = await api.enrol(deployment_id, [image])
+    await api("review", deployment_id, "Insp. R")  # nothing is matched or alerted before the review
+    client = aioredis.from_url(platform.redis_url)
+    try:  # the policy's min_margin, as the deployments service copies it into the deployment's record
+        await client.hset(RedisKeys(platform.redis_prefix).deployment(deployment_id), "min_margin", repr(min_margin))
+    finally:
+        await client.aclose()
+    data_key = await deployment_key(platform, deployment_id)
+    key, value = match_record(
+        deployment_id, "cam-1", "S-1", 1, 0.73, entry_id=enrolled.entry_id, key=data_key,
+        runner_up="S-2 <b>brother</b>", runner_up_score=0.71,
+    )  # fmt: skip
+    await produce(platform, MATCHES_FOUND, [(key, value)])
+    return deployment_id
+
+
+async def test_an_alert_shows_its_runner_up_and_margin_and_a_held_one_is_a_supervisors_to_decide(
+    platform, stack, browser, data_dir
+):
+    """Issue 18 (lookalikes): the console's alerts carry the runner-up, the margin and the hold with its
+    reason; an officer's adjudication of a held alert is refused (409), a supervisor's recorded."""
+    from lfr_testing.deployments import SUPERVISOR_TOKEN
+
+    deployment_id = await _lookalike_alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    session = json.loads((await browser.call("GET", "/api/session"))[2])
+    assert (session["may_decide"], session["may_decide_held"]) == (True, False)
+    [alert] = await _alerts(browser, deployment_id)
+    assert (alert["runner_up_subject_id"], alert["runner_up_score"], alert["margin"]) == (
+        "S-2 <b>brother</b>",
+        0.71,
+        0.02,
+    )
+    assert alert["held_for_supervisor"] is True
+    assert alert["hold_reason"] == (
+        "runner-up S-2 <b>brother</b> scores 0.710, within 0.020 of 0.730 (the policy's min_margin 0.05): "
+        "a supervisor decides"
+    )
+    status, _, body = await browser.decide(alert["alert_id"], "adjudication", {"outcome": "true"})
+    assert status == 409 and "held for a supervisor" in json.loads(body)["error"]
+
+    supervisor = Browser(browser.base)
+    try:
+        await supervisor.sign_in(SUPERVISOR_TOKEN, "Sgt 9")
+        assert json.loads((await supervisor.call("GET", "/api/session"))[2])["may_decide_held"] is True
+        status, _, body = await supervisor.decide(alert["alert_id"], "adjudication", {"outcome": "false"})
+        decided = json.loads(body)
+        assert status == 200 and decided["outcome"] == "false" and decided["adjudication"]["role"] == "supervisor"
+        assert decided["held_for_supervisor"] is True and decided["runner_up_subject_id"] == "S-2 <b>brother</b>"
+    finally:
+        await supervisor.close()
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def _cards(url: str, logins: list[tuple[str, str]]) -> list[dict]:
+    """Each user's first alert card as the page renders it (Playwright's sync API: in a thread of its own)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("chromium not found: apt-get install chromium (`make install` does it)")
+    seen = []
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            for token, officer in logins:
+                page = chromium.new_context().new_page()
+                page.goto(url)
+                page.fill("#officer", officer)
+                page.fill("#token", token)
+                page.click("#sign-in button[type=submit]")
+                card = page.locator("li.alert").first
+                card.wait_for(timeout=30_000)
+                seen.append(
+                    {
+                        "runner_up": card.locator(".runner-up").inner_text(),
+                        "hold": card.locator(".hold").inner_text() if card.locator(".hold").is_visible() else None,
+                        "state": card.locator(".state").inner_text(),
+                        "adjudicate": card.locator(".step.adjudication").is_visible(),
+                        "markup": card.locator(".facts b").count(),
+                    }
+                )
+        finally:
+            chromium.close()
+    return seen
+
+
+@pytest.mark.browser
+async def test_the_alert_card_shows_the_runner_up_the_margin_and_the_hold_without_buttons_for_an_officer(
+    platform, stack, data_dir
+):
+    """The card, rendered in a real browser: the runner-up and the margin as text (its markup escaped),
+    the hold and its reason, and the adjudication buttons for a supervisor only."""
+    from lfr_testing.deployments import SUPERVISOR_TOKEN
+
+    _, _, console = stack
+    await _lookalike_alert(platform, stack, data_dir)
+    officer, supervisor = await asyncio.to_thread(
+        _cards, f"http://127.0.0.1:{console.web.port}/", [(OFFICER_TOKEN, "PC 1234"), (SUPERVISOR_TOKEN, "Sgt 9")]
+    )
+    for card in (officer, supervisor):
+        assert card["runner_up"] == "runner-up S-2 <b>brother</b> 0.710 \u00b7 margin 0.020"
+        assert card["hold"].startswith("Held for a supervisor: runner-up S-2 <b>brother</b> scores 0.710")
+        assert card["state"] == "waiting for a supervisor's decision" and card["markup"] == 0
+    assert (officer["adjudicate"], supervisor["adjudicate"]) == (False, True)

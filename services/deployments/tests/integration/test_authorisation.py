@@ -13,17 +13,14 @@ from lfr_contracts import AUDIT_RECORDED
 from lfr_deployments.app import build
 from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
 from lfr_platform.runtime import StartRefused
-from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings
+from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings, policy_yaml, provenance
 from lfr_testing.kafka import decoded, read
+from lfr_testing.media import lfw
 from lfr_testing.services import running
 
 pytestmark = pytest.mark.integration
 
-POLICY = """version: 1
-where: [crime_hotspot, protective_security, intelligence_led]
-max_duration_h: 24
-ratify_within_h: 1
-"""
+POLICY = policy_yaml(ratify_within_h=1)
 
 
 async def test_a_record_captured_outside_the_window_is_skipped_whenever_it_is_processed(platform, deployments):
@@ -35,7 +32,8 @@ async def test_a_record_captured_outside_the_window_is_skipped_whenever_it_is_pr
     try:
         for captured_at in (start - 60, end + 1):  # a van clock an hour behind, a frame after the end
             assert (await admit(registry, camera, captured_at)).reason == "outside_authorisation"
-        assert (await admit(registry, camera, start + 1)).deployment_id == created.deployment_id
+        # Inside the window: on to the next gate (its watchlist is not reviewed yet).
+        assert (await admit(registry, camera, start + 1)).reason == "watchlist_not_reviewed"
     finally:
         await client.aclose()
 
@@ -113,3 +111,88 @@ async def test_a_bad_policy_file_stops_the_service_with_the_field_named(platform
     policy.write_text(POLICY.replace("ratify_within_h: 1", "ratify_within_h: -1"))
     with pytest.raises(StartRefused, match="ratify_within_h: Input should be greater than 0"):
         build(platform, deployments_settings(tmp_path, policy_file=policy))
+
+
+async def test_was_listed_is_answered_after_close_from_an_ids_only_manifest(platform, deployments, data_dir, tmp_path):
+    """What a subject may ask: after the watchlist is destroyed, the ids-only manifest (subject id,
+    category, source, approver; no image, no template) answers "was X on deployment D?" for the
+    policy's manifest_retention_days, to a manager, audited; then nothing is answered."""
+    api = Api(deployments.control.port)
+    created = await api("create", create_request())
+    photos = [("Colin_Powell", "S-1042"), ("Ariel_Sharon", "S-2217")]
+    images = [
+        pb.WatchlistImage(**provenance(),
+            client_ref=person, subject_id=subject, category="wanted", source_reference=f"PNC/{subject}",
+            approved_by="Insp. B", image=lfw(data_dir, person, 1).read_bytes(),
+        )
+        for person, subject in photos
+    ]  # fmt: skip
+    assert all(r.status == pb.ENROL_STATUS_ENROLLED for r in await api.enrol(created.deployment_id, images))
+    closed = await api("close", created.deployment_id, "operation over")
+    assert closed.deletion.watchlist_points_deleted == 2 and closed.deletion.data_key_destroyed
+    manifest = await api("manifest", created.deployment_id)
+    assert [(e.subject_id, e.category, e.source_reference, e.approved_by) for e in manifest.entries] == [
+        ("S-1042", "wanted", "PNC/S-1042", "Insp. B"),
+        ("S-2217", "wanted", "PNC/S-2217", "Insp. B"),
+    ]
+    assert manifest.kept_until.ToNanoseconds() / 1e9 == pytest.approx(time.time() + 365 * 86400, abs=120)
+    assert max(len(e.SerializeToString()) for e in manifest.entries) < 200  # ids, never an image or template
+    listed = await api("was_listed", "S-1042")
+    assert [(x.deployment_id, x.state, len(x.entries)) for x in listed.listings] == [
+        (created.deployment_id, pb.DEPLOYMENT_STATE_CLOSED, 1)
+    ]
+    assert (await api("was_listed", "S-0000")).listings == []
+    with pytest.raises(grpc.RpcError) as viewer:
+        await Api(deployments.control.port, VIEWER_TOKEN)("was_listed", "S-1042")
+    assert viewer.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=10, settle_s=0.5))
+    assert {"watchlist.manifest_read", "subject.queried"} <= {a.event for a in audit}
+    # A year and a day on, the manifest is gone, and the subject is no longer answered for.
+    later = build(platform, deployments_settings(tmp_path), clock=lambda: time.time() + 366 * 86400)
+    async with running(later):
+        api = Api(later.control.port)
+        with pytest.raises(grpc.RpcError) as gone:
+            await api("manifest", created.deployment_id)
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND and "kept 365 days after close" in gone.value.details()
+        assert (await api("was_listed", "S-1042")).listings == []
+
+
+async def test_a_watchlist_is_enrolled_no_earlier_than_the_policy_allows_before_its_window(platform, deployments):
+    api = Api(deployments.control.port)
+    request = create_request(hours=50)
+    request.planned_start.FromSeconds(int(time.time() + 30 * 3600))  # opens in 30 h: 6 h too early to enrol
+    created = await api("create", request)
+    with pytest.raises(grpc.RpcError) as refused:
+        await api.enrol(created.deployment_id, [])
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "the policy's compile_before_start_h" in refused.value.details()
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=3, settle_s=0.5))
+    assert "watchlist.enrol_refused" in {a.event for a in audit}
+
+
+async def test_one_person_enrolled_under_two_subject_ids_is_flagged_as_a_lookalike_pair(
+    platform, deployments, data_dir
+):
+    """The same LFW identity under two subject ids (a person enrolled twice; or brothers): the second
+    enrolment names the first, with their score, and the pair is audited."""
+    api = Api(deployments.control.port)
+    created = await api("create", create_request())
+    images = [
+        pb.WatchlistImage(
+            **provenance(), client_ref=str(n), subject_id=subject, category="wanted", source_reference=f"PNC/{subject}",
+            approved_by="Insp. B", image=lfw(data_dir, "Colin_Powell", n).read_bytes(),
+        )
+        for n, subject in ((1, "S-1042"), (2, "S-7310"))
+    ] + [
+        pb.WatchlistImage(
+            **provenance(), client_ref="3", subject_id="S-2217", category="wanted", source_reference="PNC/S-2217",
+            approved_by="Insp. B", image=lfw(data_dir, "Ariel_Sharon", 1).read_bytes(),
+        )
+    ]  # fmt: skip
+    first, second, other = await api.enrol(created.deployment_id, images)
+    assert all(r.status == pb.ENROL_STATUS_ENROLLED for r in (first, second, other))
+    assert [(x.subject_id, x.score >= created.threshold) for x in second.lookalikes] == [("S-1042", True)]
+    assert not first.lookalikes and not other.lookalikes
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=7, settle_s=0.5))
+    [pair] = [a for a in audit if a.event == "watchlist.lookalike"]
+    assert (pair.details["subject_id"], pair.details["other_subject_id"]) == ("S-7310", "S-1042")

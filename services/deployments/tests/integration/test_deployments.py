@@ -17,7 +17,7 @@ from lfr_platform import sealing
 from lfr_platform.auth import Authenticator
 from lfr_platform.logs import JsonFormatter
 from lfr_platform.registry import RedisKeys, kept_in_tombstone
-from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings
+from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings, provenance
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
 from lfr_testing.services import deployment_key, running
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 def _image(data_dir, identity, n=1, subject=None):
     return pb.WatchlistImage(
+        **provenance(),
         client_ref=f"{identity}_{n}",
         subject_id=subject or identity,
         category="wanted",
@@ -83,9 +84,14 @@ async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, deplo
     with pytest.raises(grpc.RpcError) as refused:
         await api("create", create_request(threshold=0.5))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "below the floor" in refused.value.details()
-    created = await api("create", create_request(threshold=0.5, threshold_override_reason="missing child, ACC"))
+    created = await api(
+        "create",
+        create_request(
+            threshold=0.5, threshold_override_reason="missing child, ACC", false_alert_override_reason="one child"
+        ),
+    )
     assert created.threshold == pytest.approx(0.5) and created.threshold_override_reason == "missing child, ACC"
-    audit = {a.event: a for a in await _audit(platform, 2)}
+    audit = {a.event: a for a in await _audit(platform, 3)}
     override = audit["threshold.overridden"]
     assert override.actor == "officer-1" and override.details["override_reason"] == "missing child, ACC"
     assert override.details["threshold_floor"] == pytest.approx(0.69)
@@ -179,10 +185,19 @@ async def test_after_close_nothing_biometric_remains(platform, deployments, data
     # (and the janitor's marker of this Redis, whose loss would say that Redis lost data).
     # And its alert-signing key: it signs decisions made after the close and opens nothing; wrapped by
     # the key-encryption key, it expires by itself the operational retention after the planned end.
-    assert left - {keys.all_deployments(), keys.outbox(), keys.epoch()} == {
+    # And the ids-only manifest of its watchlist (subject ids, sources; no image, no template), kept for
+    # subject access requests the policy's manifest_retention_days, then deleted by Redis.
+    # And the audit chains' heads, day counts and markers of events chained (hashes, sequences and
+    # event ids: docs/audit.md), beside the outbox.
+    chain = {k for k in left if k.startswith(f"{keys.outbox()}:chain:")}
+    assert chain and left - chain - {keys.all_deployments(), keys.outbox(), keys.epoch()} == {
         keys.deployment(deployment_id),
         keys.alert_key(deployment_id),
+        keys.manifest(deployment_id),
+        keys.listed("Colin_Powell"),
+        keys.listed("Ariel_Sharon"),
     }
+    assert 0 < await client.ttl(keys.manifest(deployment_id)) <= 365 * 86400
     assert 0 < await client.ttl(keys.alert_key(deployment_id)) <= 2 * 3600 + 7 * 86400
     assert await client.xlen(keys.outbox()) == 0
     tombstone = {k.decode() for k in await client.hkeys(keys.deployment(deployment_id))}

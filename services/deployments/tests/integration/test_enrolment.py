@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_testing.deployments import Api, create_request
+from lfr_testing.deployments import Api, create_request, provenance
 from lfr_testing.media import jpeg, lfw, video_frame
 
 pytestmark = pytest.mark.integration
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 def _item(name: str, data: bytes, subject: str = "subject-1") -> pb.WatchlistImage:
     return pb.WatchlistImage(
+        **provenance(),
         client_ref=name,
         subject_id=subject,
         category="wanted",

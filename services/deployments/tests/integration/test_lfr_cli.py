@@ -1,16 +1,27 @@
 """The `lfr` command against a real DeploymentService: what the platform team types."""
 
 import asyncio
+import datetime as dt
 import json
 import shutil
+import time
 
 import pytest
+import redis.asyncio as aioredis
+from google.protobuf import json_format
 
+from lfr.v1 import common_pb2
 from lfr_cli.main import main
+from lfr_contracts import AUDIT_RECORDED
+from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
 from lfr_testing.deployments import MANAGER_TOKEN, VIEWER_TOKEN
+from lfr_testing.kafka import decoded, read
 from lfr_testing.media import lfw
 
 pytestmark = pytest.mark.integration
+
+RECENT = (dt.date.today() - dt.timedelta(days=30)).isoformat()
+PROVENANCE = ("--image-source", "custody", "--legal-basis", "dpa_2018_part_3", "--image-date", RECENT)
 
 
 async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(deployments, data_dir, tmp_path, capsys):
@@ -58,6 +69,7 @@ async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(de
         "wanted",
         "--approved-by",
         "Insp. B",
+        *PROVENANCE,
         "--json",
     )
     rows = [json.loads(line) for line in out.out.splitlines()]
@@ -114,6 +126,97 @@ async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(de
     assert code == 0 and closed["state"] == "closed" and closed["deletion"]["watchlist_points_deleted"] == 3
     assert (
         await lfr(
-            "watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B"
+            "watchlist",
+            "enrol",
+            deployment_id,
+            str(watchlist),
+            "--category",
+            "wanted",
+            "--approved-by",
+            "Insp. B",
+            *PROVENANCE,
         )
     )[0] == 4  # FAILED_PRECONDITION: closed
+
+
+async def test_a_manifest_gives_each_photo_its_provenance_and_nothing_matches_before_the_review(
+    platform, deployments, data_dir, tmp_path, capsys
+):
+    """The manifest beside the photos: a row for an absent photo, or a photo without a row, stops the
+    command before anything is sent; an image older than the policy allows is refused unless its row
+    says why (audited); the watchlist is matched only once an officer has reviewed it (not a viewer)."""
+    address = ["--address", f"127.0.0.1:{deployments.control.port}"]
+
+    async def lfr(*args, token=MANAGER_TOKEN):
+        code = await asyncio.to_thread(main, [*args, *address, "--token", token])
+        return code, capsys.readouterr()
+
+    code, out = await lfr(
+        "deployment", "create", "--name", "Op Manifest", "--purpose", "wanted persons", "--officer", "Supt. A",
+        "--location", "Station Road", "--where", "crime_hotspot", "--camera", "van-1/cam-1",
+        "--expected-faces", "50000",
+    )  # fmt: skip
+    assert code == 0, out.err
+    deployment_id = out.out.strip()
+    assert "predicted false alerts" in out.err and "in 50,000 faces" in out.err
+    watchlist = tmp_path / "watchlist"
+    for subject in ("Colin_Powell", "Ariel_Sharon"):
+        (watchlist / subject).mkdir(parents=True)
+        shutil.copy(lfw(data_dir, subject, 1), watchlist / subject / "1.jpg")
+    row = {"category": "wanted", "image_source": "custody", "legal_basis": "dpa_2018_part_3", "approved_by": "Insp. B"}
+    rows = [
+        {"file": "Colin_Powell/1.jpg", **row, "image_date": RECENT},
+        {"file": "Ariel_Sharon/1.jpg", **row, "image_date": "2003-05-01"},
+    ]
+    manifest = watchlist / "manifest.json"
+    for bad, message in (
+        ([*rows, {"file": "Nobody/1.jpg", **row, "image_date": RECENT}], "rows for photos that are not in"),
+        (rows[:1], "Ariel_Sharon/1.jpg has no row in the manifest"),
+        ([rows[0], {**rows[1], "minor": "perhaps"}], "minor must be true or false"),
+    ):
+        manifest.write_text(json.dumps(bad))
+        code, out = await lfr("watchlist", "enrol", deployment_id, str(watchlist))
+        assert code == 2 and message in out.err
+    assert (await lfr("deployment", "get", deployment_id, "--json"))[1].out.count('"enrolled_images": 0') == 1
+
+    manifest.write_text(json.dumps(rows))
+    code, out = await lfr("watchlist", "enrol", deployment_id, str(watchlist), "--json")
+    results = {r["file"]: r for r in map(json.loads, out.out.splitlines())}
+    assert results["Colin_Powell/1.jpg"]["status"] == "enrolled"
+    assert results["Ariel_Sharon/1.jpg"]["reason"] == "image_too_old"
+    assert "the policy allows 5 years" in results["Ariel_Sharon/1.jpg"]["detail"]
+    assert "nothing is matched until the watchlist is reviewed" in out.err
+    manifest.write_text(json.dumps([rows[0], {**rows[1], "age_override_reason": "the only photo held"}]))
+    code, out = await lfr("watchlist", "enrol", deployment_id, str(watchlist), "--json")
+    results = {r["file"]: r for r in map(json.loads, out.out.splitlines())}
+    assert results["Ariel_Sharon/1.jpg"]["status"] == "enrolled"
+
+    client = aioredis.from_url(platform.redis_url)
+    registry = DeploymentRegistry(client, RedisKeys(platform.redis_prefix), platform.key_wrap())
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
+    try:
+        assert (await admit(registry, camera, time.time())).reason == "watchlist_not_reviewed"
+        code, out = await lfr("watchlist", "review", deployment_id, "--officer", "Insp. R", token=VIEWER_TOKEN)
+        assert code == 5 and "PERMISSION_DENIED" in out.err
+        code, out = await lfr("watchlist", "review", deployment_id, "--officer", "Insp. R", "--json")
+        reviewed = json.loads(out.out)
+        assert code == 0 and (reviewed["reviewed_by"], reviewed["reviewed_images"]) == ("Insp. R", 2)
+        assert (await admit(registry, camera, time.time())).deployment_id == deployment_id
+        # One more image after the review: the review no longer covers the watchlist.
+        (watchlist / "Colin_Powell" / "2.jpg").write_bytes(lfw(data_dir, "Colin_Powell", 2).read_bytes())
+        manifest.write_text(json.dumps([*rows[:1], {**rows[0], "file": "Colin_Powell/2.jpg"}]))
+        shutil.rmtree(watchlist / "Ariel_Sharon")
+        code, out = await lfr("watchlist", "enrol", deployment_id, str(watchlist), "--json")
+        assert code == 0 and (await admit(registry, camera, time.time())).reason == "watchlist_not_reviewed"
+    finally:
+        await client.aclose()
+
+    events = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=11, settle_s=1.0))
+    by_event: dict[str, list[dict]] = {}
+    for a in events:
+        by_event.setdefault(a.event, []).append(json_format.MessageToDict(a.details))
+    assert [d["officer"] for d in by_event["watchlist.reviewed"]] == ["Insp. R"]
+    old = [d for d in by_event["watchlist.image_enrolled"] if d["subject_id"] == "Ariel_Sharon"]
+    assert old[0]["age_override_reason"] == "the only photo held" and old[0]["image_date"] == "2003-05-01"
+    assert by_event["watchlist.enrolled"][-1]["review_cleared"] is True
+    assert "access.denied" in by_event

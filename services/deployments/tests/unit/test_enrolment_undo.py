@@ -10,10 +10,12 @@ import redis.exceptions
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_deployments.lifecycle import ThresholdPolicy
+from lfr_deployments.policy import SHIPPED, DeploymentPolicy
 from lfr_deployments.service import DeploymentService
 from lfr_faces import images
 from lfr_faces.enrolment import Analysed
 from lfr_platform.rpc import Unavailable
+from lfr_testing.deployments import provenance
 from lfr_watchlist.edge import EdgeIndex
 
 
@@ -54,7 +56,7 @@ class SlowRedis(Store):
         self.release = asyncio.Event()
         self.recorded = False
 
-    async def record_enrolled(self, *args, audited=None) -> int:
+    async def record_enrolled(self, *args, **kwargs) -> int:
         await self.release.wait()
         self.recorded = True
         return 1
@@ -66,7 +68,7 @@ class RedisGoesAway(Store):
     def __init__(self, fail_with: BaseException) -> None:
         self.fail_with = fail_with
 
-    async def record_enrolled(self, *args, audited=None) -> int:
+    async def record_enrolled(self, *args, **kwargs) -> int:
         raise self.fail_with
 
 
@@ -83,12 +85,14 @@ def _service(index: EdgeIndex, store, log: Log | None = None) -> DeploymentServi
         default_size_limit=10,
         max_size_limit=10,
         duplicate_similarity=0.95,
-        rules=None,
+        rules=DeploymentPolicy.load(SHIPPED),
     )
 
 
 def _image() -> pb.WatchlistImage:
-    return pb.WatchlistImage(image=b"jpeg", subject_id="S1", category="wanted", source_reference="ref", approved_by="B")
+    return pb.WatchlistImage(
+        **provenance(), image=b"jpeg", subject_id="S1", category="wanted", source_reference="ref", approved_by="B"
+    )
 
 
 async def test_an_enrolment_redis_did_not_record_is_removed_from_the_index_and_the_log(tmp_path):
@@ -97,7 +101,7 @@ async def test_an_enrolment_redis_did_not_record_is_removed_from_the_index_and_t
     log = Log()
     service = _service(index, RedisGoesAway(redis.exceptions.ConnectionError("Connection refused")), log)
     with pytest.raises(redis.exceptions.ConnectionError):
-        await service._enrol_one("dep-a", _image(), who=None)
+        await service._enrol_one("dep-a", _image(), who=None, threshold=0.69)
     assert index.count("dep-a") == 0
     assert log.changes == ["upserted", "deleted"]  # the match replicas' copies take it back too
     index.close()
@@ -110,7 +114,7 @@ async def test_an_enrolment_the_log_did_not_take_is_removed_from_the_index_and_n
     store.release.set()
     service = _service(index, store, Log(refuse=True))
     with pytest.raises(Unavailable, match="watchlist log"):
-        await service._enrol_one("dep-a", _image(), who=None)
+        await service._enrol_one("dep-a", _image(), who=None, threshold=0.69)
     assert index.count("dep-a") == 0 and not store.recorded
     index.close()
 
@@ -120,7 +124,7 @@ async def test_a_cancelled_enrolment_is_removed_from_the_index_too(tmp_path, eve
     index.create("dep-a", 128)
     service = _service(index, RedisGoesAway(asyncio.CancelledError()))
     with pytest.raises(asyncio.CancelledError):
-        await service._enrol_one("dep-a", _image(), who=None)
+        await service._enrol_one("dep-a", _image(), who=None, threshold=0.69)
     await eventually(lambda: index.count("dep-a") == 0)  # undone in a worker thread
     index.close()
 
@@ -130,7 +134,7 @@ async def test_a_client_going_away_mid_record_leaves_the_record_and_the_entry_in
     index.create("dep-a", 128)
     store = SlowRedis()
     service = _service(index, store)
-    call = asyncio.create_task(service._enrol_one("dep-a", _image(), who=None))
+    call = asyncio.create_task(service._enrol_one("dep-a", _image(), who=None, threshold=0.69))
     # In the index; its record about to be written, or being written.
     await eventually(lambda: index.count("dep-a") == 1, interval_s=0.01)
     call.cancel()

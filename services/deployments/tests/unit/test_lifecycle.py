@@ -95,12 +95,21 @@ def test_an_urgent_deployment_is_to_be_ratified_within_the_policys_hours():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("version: 1\nwhere: [a]\nmax_duration_h: 24\n", "ratify_within_h: Field required"),
+        ("version: 1\nwhere: [a]\nmax_duration_h: 24\nmanifest_retention_days: 1\n", "ratify_within_h: Field required"),
         ("version: 1\nwhere: [a]\nmax_duration_h: 24\nratify_within_h: 24\nwhen: always\n", "when: Extra inputs"),
-        ("version: 1\nwhere: [Car Park]\nmax_duration_h: 24\nratify_within_h: 24\n", "where: Value error, codes"),
-        ("version: 1\nwhere: []\nmax_duration_h: 24\nratify_within_h: 24\n", "where: "),
-        ("version: 1\nwhere: [a]\nmax_duration_h: 0\nratify_within_h: 24\n", "max_duration_h: Input should be greater"),
-        ("version: 2\nwhere: [a]\nmax_duration_h: 1\nratify_within_h: 24\n", "version: Input should be 1"),
+        (
+            "version: 1\nwhere: [Car Park]\nmax_duration_h: 24\nratify_within_h: 24\nmanifest_retention_days: 1\n",
+            "where: Value error, codes",
+        ),
+        ("version: 1\nwhere: []\nmax_duration_h: 24\nratify_within_h: 24\nmanifest_retention_days: 1\n", "where: "),
+        (
+            "version: 1\nwhere: [a]\nmax_duration_h: 0\nratify_within_h: 24\nmanifest_retention_days: 1\n",
+            "max_duration_h: Input should be greater",
+        ),
+        (
+            "version: 2\nwhere: [a]\nmax_duration_h: 1\nratify_within_h: 24\nmanifest_retention_days: 1\n",
+            "version: Input should be 1",
+        ),
         ("- a list\n", "must be a mapping"),
         ("where: [a\n", "is not YAML"),
     ],

@@ -11,7 +11,7 @@ from lfr_faces.detectors import build_detector
 from lfr_faces.embedders import build_embedder
 from lfr_faces.quality import QualityPolicy
 from lfr_platform import metrics, sealing
-from lfr_testing.deployments import Api, create_request
+from lfr_testing.deployments import Api, create_request, provenance
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
 from lfr_testing.services import deployment_key
@@ -42,6 +42,7 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
         deployment_id,
         [
             pb.WatchlistImage(
+                **provenance(),
                 client_ref="p",
                 subject_id="Colin_Powell",
                 category="wanted",
@@ -51,6 +52,7 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
             )
         ],
     )
+    await api("review", deployment_id, "Insp. R")  # nothing is matched before the review
     key = await deployment_key(platform, deployment_id)
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
 
@@ -104,6 +106,7 @@ async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_depl
         deployment_id,
         [
             pb.WatchlistImage(
+                **provenance(),
                 client_ref="p",
                 subject_id="Colin_Powell",
                 category="wanted",
@@ -113,6 +116,7 @@ async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_depl
             )
         ],
     )
+    await api("review", deployment_id, "Insp. R")  # nothing is matched before the review
     key = await deployment_key(platform, deployment_id)
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
     records, vectors = [], []

@@ -1,0 +1,88 @@
+"""The transparency notice and record: built from deployment reports, valid against their versioned
+schemas, empty periods included, and free of anything personal or biometric."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_cli import transparency
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+PERIOD = transparency.Period(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def _report(
+    deployment_id="dep-0123456789abcdef", start=T0, faces=31_000, alerts=4, false_alerts=1,
+    state=pb.DEPLOYMENT_STATE_CLOSED,
+):  # fmt: skip
+    report = pb.DeploymentReport(
+        deployment_id=deployment_id, name="Op Harbour", purpose="find John Q. Wanted, PNC 12/345", location="High St",
+        authorising_officer="Supt. A. Example", where="crime_hotspot", state=state,
+        authorisation="urgent, ratified in writing by Ch Insp. Other", threshold=0.69, threshold_floor=0.69,
+        model_id="sface-2021dec", watchlist_images=120, watchlist_subjects=110, faces_scanned=faces,
+        outcomes=pb.AlertOutcomes(alerts=alerts, true_alerts=alerts - false_alerts, false_alerts=false_alerts,
+                                  engaged=2, arrests=1),
+        false_alerts_per_face_scanned=pb.RateEstimate(count=false_alerts, total=faces, rate=false_alerts / faces,
+                                                      lower_95=0.0, upper_95=0.001),
+        false_alerts_per_alert=pb.RateEstimate(count=false_alerts, total=alerts, rate=false_alerts / alerts,
+                                               lower_95=0.0, upper_95=0.7),
+        watchlist_categories={"wanted": 100, "missing": 20},
+        predicted_false_alerts=pb.FalseAlertPrediction(watchlist_size=120, per_face=1e-6, expected=0.031,
+                                                       expected_lower_95=0.0, expected_upper_95=2.4),
+    )  # fmt: skip
+    report.start.FromDatetime(start)
+    report.end.FromDatetime(start.replace(hour=17))
+    return report
+
+
+def test_the_record_sums_deployments_per_month_and_in_total_and_validates():
+    reports = [_report(), _report("dep-1111111111111111", T0.replace(day=20), faces=9_000, alerts=1, false_alerts=0)]
+    record = transparency.record(reports, PERIOD, T0)
+    assert [d["deployment_id"] for d in record["deployments"]] == ["dep-0123456789abcdef", "dep-1111111111111111"]
+    totals = record["totals"]
+    assert (totals["deployments"], totals["faces_scanned"], totals["alerts"], totals["false_alerts"]) == (
+        2,
+        40_000,
+        5,
+        1,
+    )
+    assert totals["false_alerts_per_face_scanned"]["total"] == 40_000 and totals["false_alerts_per_alert"]["count"] == 1
+    assert [m["month"] for m in record["months"]] == ["2026-11"]
+    assert record["deployments"][0]["predicted_false_alerts"]["expected"] == pytest.approx(0.031)
+    assert record["deployments"][0]["authorisation"] == "urgent, ratified in writing"
+    assert "| 2026-11-02 | Op Harbour |" in transparency.markdown(record)
+    assert transparency.csv_text(record).splitlines()[0].startswith("deployment_id,operation,location")
+
+
+def test_a_period_without_deployments_gives_a_valid_empty_record():
+    outside = _report(start=datetime(2026, 10, 30, tzinfo=UTC))
+    running = _report(state=pb.DEPLOYMENT_STATE_ACTIVE)
+    record = transparency.record([outside, running], PERIOD, T0)
+    assert record["deployments"] == [] and record["months"] == [] and record["totals"]["deployments"] == 0
+    assert record["totals"]["false_alerts_per_alert"] == {
+        "count": 0, "total": 0, "rate": 0.0, "lower_95": 0.0, "upper_95": 1.0
+    }  # fmt: skip
+
+
+def test_neither_document_holds_a_name_a_purpose_or_anything_biometric():
+    deployment = pb.Deployment(
+        deployment_id="dep-0123456789abcdef", name="Op Harbour", location="High St", where="crime_hotspot",
+        purpose="find John Q. Wanted", authorising_officer="Supt. A. Example", threshold=0.69, model_id="sface-2021dec",
+        enrolled_images=120, alert_public_key=b"k" * 32,
+    )  # fmt: skip
+    deployment.planned_start.FromDatetime(T0)
+    deployment.planned_end.FromDatetime(T0.replace(hour=17))
+    for document in (transparency.notice(deployment, _report(), T0), transparency.record([_report()], PERIOD, T0)):
+        text = json.dumps(document)
+        for personal in ("John Q. Wanted", "PNC 12/345", "Supt. A. Example", "Ch Insp. Other"):
+            assert personal not in text
+        assert transparency.markdown(document) and transparency.csv_text(document)
+
+
+def test_a_document_that_breaks_its_schema_is_refused_naming_the_field():
+    record = transparency.record([_report()], PERIOD, T0)
+    record["deployments"][0]["subject_ids"] = ["S-1042"]
+    with pytest.raises(transparency.TransparencyError, match="deployments/0: Additional properties"):
+        transparency.validated(record, transparency.RECORD_SCHEMA)

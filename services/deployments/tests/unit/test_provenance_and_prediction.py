@@ -1,0 +1,98 @@
+"""A watchlist image's provenance against the shipped policy, and the false alerts a deployment is
+predicted to raise, from the model's calibration."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from lfr.v1 import deployments_pb2 as pb
+from lfr_deployments import prediction
+from lfr_deployments.policy import DeploymentPolicy
+from lfr_deployments.provenance import ProvenanceRefused, checked
+from lfr_faces import calibration
+
+RULES = DeploymentPolicy.load(Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml")
+TODAY = dt.date(2026, 12, 3)
+
+
+def _image(**overrides) -> pb.WatchlistImage:
+    fields = dict(
+        subject_id="S1", category="wanted", image_source="custody", legal_basis="dpa_2018_part_3",
+        image_date="2026-10-01", source_reference="PNC/1", approved_by="Insp. A",
+    )  # fmt: skip
+    fields.update(overrides)
+    return pb.WatchlistImage(**fields)
+
+
+def test_a_complete_row_on_the_policys_lists_is_accepted():
+    accepted = checked(_image(), RULES, TODAY)
+    assert (accepted.image_source, accepted.legal_basis, accepted.image_date) == (
+        "custody", "dpa_2018_part_3", "2026-10-01"
+    )  # fmt: skip
+    assert "image" not in accepted.manifest_row() and accepted.manifest_row()["minor"] is False
+
+
+@pytest.mark.parametrize(
+    "overrides, reason, message",
+    [
+        ({"image_source": ""}, "invalid_item", "missing image_source"),
+        ({"legal_basis": ""}, "invalid_item", "missing legal_basis"),
+        ({"image_source": "facebook"}, "invalid_item", "image_source 'facebook' is not one of the policy's: custody"),
+        ({"legal_basis": "hunch"}, "invalid_item", "legal_basis 'hunch' is not one of the policy's"),
+        ({"category": "protester"}, "invalid_item", "category 'protester' is not one of the policy's: wanted"),
+        ({"image_date": "01/10/2026"}, "invalid_item", "image_date must be a date, YYYY-MM-DD"),
+        ({"image_date": "2027-01-01"}, "invalid_item", "image_date 2027-01-01 is in the future"),
+        ({"minor": True}, "invalid_item", "a minor's image needs a second approver"),
+        ({"minor": True, "second_approver": "insp. a"}, "invalid_item", "another person than approved_by"),
+        ({"image_date": "2015-06-01"}, "image_too_old", "taken 2015-06-01, 11.5 years ago; the policy allows 5"),
+        ({"age_override_reason": "x" * 1001}, "invalid_item", "age_override_reason must be at most 1000"),
+    ],
+)
+def test_bad_provenance_is_refused_naming_the_field(overrides, reason, message):
+    with pytest.raises(ProvenanceRefused) as refused:
+        checked(_image(**overrides), RULES, TODAY)
+    assert refused.value.reason == reason and message in refused.value.detail
+
+
+def test_an_old_image_is_accepted_with_an_age_override_reason_that_is_kept():
+    accepted = checked(
+        _image(image_date="2015-06-01", age_override_reason="the only photo: missing since 2016"), RULES, TODAY
+    )
+    assert accepted.age_override_reason.startswith("the only photo")
+    assert checked(_image(age_override_reason="not needed"), RULES, TODAY).age_override_reason == ""
+
+
+def test_a_minor_with_a_second_approver_is_accepted():
+    accepted = checked(_image(minor=True, second_approver="Supt. B"), RULES, TODAY)
+    assert accepted.minor and accepted.second_approver == "Supt. B"
+
+
+CURVE = tuple(tuple(row) for row in calibration.load("sface-2021dec").basis["fmr"])
+
+
+def test_the_prediction_is_the_calibrated_false_match_rate_times_watchlist_and_faces():
+    at_060 = prediction.predict(CURVE, 0.60, watchlist_size=10_000, expected_faces=100_000)
+    k, n = next((k, n) for t, k, n in CURVE if t == pytest.approx(0.60))
+    assert at_060.per_face == pytest.approx(k / n * 10_000) and at_060.fmr_pairs == n
+    assert at_060.expected == pytest.approx(k / n * 10_000 * 100_000)
+    low, high = at_060.expected_interval
+    assert low < at_060.expected < high
+    # A threshold between grid points takes the lower point's rate (never an optimistic one).
+    assert prediction.predict(CURVE, 0.605, 10_000, 1).per_face == at_060.per_face
+    # No impostor pair of the calibration scored 0.69: 0 expected, and the upper bound says how many pairs.
+    at_069 = prediction.predict(CURVE, 0.69, 1_000, 1_000_000)
+    assert at_069.expected == 0 and 0 < at_069.expected_interval[1] < 1_000
+    assert prediction.predict((), 0.69, 1_000, 1) is None
+
+
+def test_the_policys_limits_refuse_a_prediction_above_them():
+    low_threshold = prediction.predict(CURVE, 0.60, watchlist_size=10_000, expected_faces=0)
+    with pytest.raises(prediction.OverLimit, match="more than the policy's 1 in 1,000"):
+        prediction.check(low_threshold, per_faces=1_000, per_deployment=None)
+    prediction.check(low_threshold, per_faces=None, per_deployment=None)
+    many = prediction.predict(CURVE, 0.64, watchlist_size=10_000, expected_faces=1_000_000)
+    with pytest.raises(prediction.OverLimit, match="per deployment"):
+        prediction.check(many, per_faces=None, per_deployment=1)
+    # Recomputed for the watchlist as enrolled: the same rate per entry.
+    assert many.for_watchlist(1_000).per_face == pytest.approx(many.per_face / 10)

@@ -1,0 +1,146 @@
+"""The runner-up of a match over the real broker, Redis and watchlist copy (issue 18, lookalikes): the
+best other subject, scored on the same fused template as the match, never another photo of the same
+subject; none on a watchlist of one subject."""
+
+import numpy as np
+import pytest
+
+from lfr.v1 import common_pb2, embeddings_pb2
+from lfr.v1 import deployments_pb2 as pb
+from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key
+from lfr_faces import images
+from lfr_faces.crops import embed_crops, find_faces
+from lfr_faces.detectors import build_detector
+from lfr_faces.embedders import build_embedder
+from lfr_faces.fusion import fuse
+from lfr_faces.quality import QualityPolicy
+from lfr_platform import sealing
+from lfr_testing.deployments import Api, create_request, provenance
+from lfr_testing.kafka import decoded, produce, read
+from lfr_testing.media import lfw
+from lfr_testing.services import deployment_key
+
+pytestmark = pytest.mark.integration
+
+# One person enrolled under two subject ids (as when two brothers look alike, Thompson & Carlo v MPC):
+# five photos of "Colin_Powell" fill the whole top k (5) of a search, so the brother's one photo, which
+# scores below all of them, is found by the search that leaves the best subject out.
+SUBJECT, BROTHER, STRANGER = "Colin_Powell", "Colin_Powell_brother", "George_W_Bush"
+ENROLLED = [(SUBJECT, "Colin_Powell", n) for n in (1, 2, 4, 5, 6)] + [
+    (BROTHER, "Colin_Powell", 3),
+    (STRANGER, "George_W_Bush", 1),
+]
+SHOTS = (7, 8)  # two shots of one pass, fused into the track's template
+
+
+class Faces:
+    """YuNet and SFace, loaded once, as detect and embed run them."""
+
+    def __init__(self, models_dir) -> None:
+        self.detector = build_detector("yunet", models_dir / "yunet-2023mar.onnx", input_width=640)
+        self.embedder = build_embedder("sface", models_dir / "sface-2021dec.onnx")
+
+    def probe(self, photo):
+        image = images.decode(photo.read_bytes(), max_bytes=10**7, max_pixels=10**7)
+        crops, _ = find_faces(self.detector, image, QualityPolicy(), 0.6)
+        vector = embed_crops(self.embedder, [(crops[0].jpeg, crops[0].landmarks)])[0]
+        return crops[0], vector
+
+
+def _unit(vector) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+async def test_a_match_carries_the_other_subject_as_runner_up_with_its_margin_on_the_fused_template(
+    platform, deployments, match, data_dir, models_dir
+):
+    api = Api(deployments.control.port)
+    deployment_id = (await api("create", create_request())).deployment_id
+    await api.enrol(
+        deployment_id,
+        [
+            pb.WatchlistImage(
+                **provenance(),
+                client_ref=f"{subject}-{number}",
+                subject_id=subject,
+                category="wanted",
+                source_reference=f"ref-{number}",
+                approved_by="Insp. A",
+                image=lfw(data_dir, person, number).read_bytes(),
+            )
+            for subject, person, number in ENROLLED
+        ],
+    )
+    await api("review", deployment_id, "Insp. R")  # nothing is matched before the watchlist's review
+    key = await deployment_key(platform, deployment_id)
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
+    faces = Faces(models_dir)
+    records, vectors = [], []
+    for sequence, number in enumerate(SHOTS, start=1):
+        crop, vector = faces.probe(lfw(data_dir, "Colin_Powell", number))
+        vectors.append(vector)
+        out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=sequence, model_id="sface-2021dec", dimension=128)
+        out.captured_at.GetCurrentTime()
+        out.faces.add(
+            index=0,
+            detector_score=crop.score,
+            embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
+            crop=sealing.seal(key, crop.jpeg, deployment_id),
+            track_id="detect-a:3",
+            shot_quality=0.5,
+        )
+        records.append((camera_key(camera), out.SerializeToString()))
+    await produce(platform, FACES_EMBEDDED, records)
+    matches = decoded(MATCHES_FOUND, await read(platform, MATCHES_FOUND, count=2, settle_s=0.5))
+
+    assert [(m.subject_id, m.runner_up_subject_id, m.shots) for m in matches] == [
+        (SUBJECT, BROTHER, 1),
+        (SUBJECT, BROTHER, 2),
+    ]  # the brother, not another photo of the subject, nor the stranger
+    # Both scores are the same probe's, the track's fused template, each against its subject's best entry.
+    enrolled = {
+        (subject, number): _unit(faces.probe(lfw(data_dir, person, number))[1]) for subject, person, number in ENROLLED
+    }
+    template = _unit(fuse(np.stack(vectors), [0.5, 0.5]))
+    best = max(float(template @ v) for (subject, _), v in enrolled.items() if subject == SUBJECT)
+    brother = max(float(template @ v) for (subject, _), v in enrolled.items() if subject == BROTHER)
+    last = matches[-1]
+    assert last.score == pytest.approx(best, abs=0.02)
+    assert last.runner_up_score == pytest.approx(brother, abs=0.02)
+    assert 0 < last.score - last.runner_up_score < 0.2  # a lookalike: close, and the officer sees by how much
+
+
+async def test_a_watchlist_of_one_subject_gives_no_runner_up(platform, deployments, match, data_dir, models_dir):
+    api = Api(deployments.control.port)
+    deployment_id = (await api("create", create_request())).deployment_id
+    await api.enrol(
+        deployment_id,
+        [
+            pb.WatchlistImage(
+                **provenance(),
+                client_ref=f"p{number}",
+                subject_id=SUBJECT,
+                category="wanted",
+                source_reference=f"ref-{number}",
+                approved_by="Insp. A",
+                image=lfw(data_dir, "Colin_Powell", number).read_bytes(),
+            )
+            for number in (1, 2)
+        ],
+    )
+    await api("review", deployment_id, "Insp. R")
+    key = await deployment_key(platform, deployment_id)
+    camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
+    crop, vector = Faces(models_dir).probe(lfw(data_dir, "Colin_Powell", 7))
+    out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=1, model_id="sface-2021dec", dimension=128)
+    out.captured_at.GetCurrentTime()
+    out.faces.add(
+        index=0,
+        detector_score=crop.score,
+        embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
+        crop=sealing.seal(key, crop.jpeg, deployment_id),
+    )
+    await produce(platform, FACES_EMBEDDED, [(camera_key(camera), out.SerializeToString())])
+    [found] = decoded(MATCHES_FOUND, await read(platform, MATCHES_FOUND, count=1, settle_s=0.5))
+    assert found.subject_id == SUBJECT and found.score >= found.threshold
+    assert (found.runner_up_subject_id, found.runner_up_score) == ("", 0.0)
