@@ -2,9 +2,12 @@
 deploy/grafana/dashboards/*.json, the provisioning files Grafana and the chart load. A test fails if
 the JSON drifts from this file, and runs every panel's query against a real Prometheus.
 
-- fleet: per van, faces scanned, alerts, outcomes, both false-alert rates, cameras up;
+- fleet: per van, faces scanned, alerts, outcomes, both false-alert rates, cameras up; the equity
+  monitor (false alerts per perceived group against their reference shares);
 - pipeline: throughput and latency per stage, consumer lag, drops, dead letters, inference, provider;
-- deployment: one deployment's report as panels.
+- deployment: one deployment's report as panels;
+- transparency: the period's rollup (deployments, faces scanned, alerts, false alerts, both rates) and
+  the equity monitor's fleet window, as the force publishes them.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh
+from grafana_foundation_sdk.models.common import ScaleDistribution
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, DataTransformerConfig, VariableRefresh
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 OUT = Path(__file__).with_name("dashboards")
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -45,11 +50,71 @@ def number(title: str, expr: str, unit: str = "short", description: str = "", wi
     return panel.with_target(query(expr, instant=True).ref_id("A"))
 
 
-def grid(title: str, *queries: prometheus.Dataquery, width: int = 24):
+def grid(title: str, *queries: prometheus.Dataquery, width: int = 24, description: str = ""):
     panel = table.Panel().title(title).datasource(DATASOURCE).span(width).height(8)
+    if description:
+        panel = panel.description(description)
     for i, q in enumerate(queries):
         panel = panel.with_target(q.ref_id(chr(ord("A") + i)))
     return panel
+
+
+def joined(title: str, by: str, columns: dict[str, str], description: str = "", width: int = 24):
+    """A table of instant queries, one column each (`columns`: name -> expr), joined on the labels `by`."""
+    panel = grid(
+        title,
+        *(query(expr, name, instant=True).format(PromQueryFormat.TABLE) for name, expr in columns.items()),
+        width=width,
+        description=description,
+    )
+    organize = {
+        "excludeByName": {"Time": True},
+        "renameByName": {f"Value #{chr(ord('A') + i)}": n for i, n in enumerate(columns)},
+    }
+    return panel.with_transformation(DataTransformerConfig(id_val="merge", options={})).with_transformation(
+        DataTransformerConfig(
+            id_val="organize", options={**organize, "indexByName": {n: i for i, n in enumerate(by.split(", "))}}
+        )
+    )
+
+
+# --- the equity monitor (alert: lfr_platform.equity) -------------------------------------------
+EQUITY_DESCRIPTION = (
+    "False alerts by the person's perceived group, as adjudicating officers recorded it (the policy's lists), "
+    "against the group's reference share (the policy's, e.g. the area's census): the exact binomial test, "
+    "one-sided. LfrFalseAlertDisparity fires below the policy's p-value once its minimum of false alerts is "
+    "tested; it recommends a pause, and a person decides."
+)
+
+
+def equity_table(window: str = 'window="fleet"') -> table.Panel:
+    by = "dimension, group"
+    return joined(
+        "False alerts per perceived group, the fleet's rolling window",
+        by,
+        {
+            "false alerts": f"max by ({by}) (lfr_equity_false_alerts{{{window}}})",
+            "reference share": f"max by ({by}) (lfr_equity_reference_share{{{window}}})",
+            "p": f"max by ({by}) (lfr_equity_p_value{{{window}}})",
+        },
+        EQUITY_DESCRIPTION,
+        width=12,
+    )
+
+
+def equity_p_values(scope: str) -> timeseries.Panel:
+    selected = f'lfr_equity_p_value{{window="fleet"}} or lfr_equity_p_value{{window="deployment",{scope}}}'
+    limit = f'lfr_equity_p_value_limit{{window="fleet"}} or lfr_equity_p_value_limit{{window="deployment",{scope}}}'
+    return graph(
+        "p-value per perceived group, against the policy's",
+        "none",
+        query(
+            f"max by (window, deployment_id, dimension, group) ({selected})",
+            "{{window}} {{deployment_id}} {{dimension}} {{group}}",
+        ),
+        query(f"min({limit})", "the policy's p-value"),
+        description=EQUITY_DESCRIPTION,
+    ).scale_distribution(common.ScaleDistributionConfig().type(ScaleDistribution.LOG).log(10))
 
 
 def base(uid: str, title: str, description: str, variables: list) -> dashboard.Dashboard:
@@ -187,6 +252,26 @@ def fleet() -> dashboard.Dashboard:
                 "Oldest alert waiting for a decision",
                 "s",
                 query(f"max by (van_id) (lfr_alert_oldest_unadjudicated_seconds{{{SCOPE}}})", "{{van_id}}"),
+            )
+        )
+        .with_row(dashboard.Row("Equity: whom false alerts fall on"))
+        .with_panel(equity_table())
+        .with_panel(equity_p_values(DEPLOYMENT))
+        .with_panel(
+            graph(
+                "False alerts per perceived group, per hour",
+                "short",
+                query(
+                    "sum by (dimension, group) "
+                    f"(increase(lfr_false_alerts_by_group_total{{{DEPLOYMENT}}}[1h]))"
+                    " - (sum by (dimension, group) "
+                    f"(increase(lfr_false_alerts_by_group_withdrawn_total{{{DEPLOYMENT}}}[1h]))"
+                    " or sum by (dimension, group) "
+                    f"(increase(lfr_false_alerts_by_group_total{{{DEPLOYMENT}}}[1h])) * 0)",
+                    "{{dimension}} {{group}}",
+                ),
+                description="Of the selected deployments, net of supervisors' corrections. " + EQUITY_DESCRIPTION,
+                width=24,
             )
         )
         .build()
@@ -367,7 +452,82 @@ def one_deployment() -> dashboard.Dashboard:
     )
 
 
-DASHBOARDS = {"fleet": fleet, "pipeline": pipeline, "deployment": one_deployment}
+def transparency() -> dashboard.Dashboard:
+    """The period's rollup, as the force publishes it (`lfr transparency record`; the figures of
+    reference are the reports, which outlive Prometheus's retention): the dashboard's time range is the period."""
+    net_false = (
+        'sum(increase(lfr_alerts_adjudicated_total{outcome="false"}[$__range]))'
+        ' - (sum(increase(lfr_alert_adjudications_withdrawn_total{outcome="false"}[$__range]))'
+        ' or sum(increase(lfr_alerts_adjudicated_total{outcome="false"}[$__range])) * 0)'
+    )
+    scanned = "sum(increase(lfr_faces_scanned_total[$__range]))"
+    alerts = "sum(increase(lfr_alerts_total[$__range]))"
+    per = "sum by (deployment_id) (increase({m}[$__range]))"
+    return (
+        base(
+            "lfr-transparency",
+            "LFR transparency",
+            "The period's rollup (the time range): deployments, faces scanned, alerts, false alerts, both rates; "
+            "and whom false alerts fall on. The published record is `lfr transparency record`.",
+            [],
+        )
+        .time("now-30d", "now")
+        .with_row(dashboard.Row("The period"))
+        .with_panel(
+            number(
+                "Deployments",
+                "count(count by (deployment_id) (max_over_time(lfr_faces_scanned_total[$__range])))",
+                description="Deployments whose cameras were counted in the period",
+            )
+        )
+        .with_panel(number("Faces scanned", scanned))
+        .with_panel(number("Alerts", alerts))
+        .with_panel(number("False alerts", net_false, description="Adjudicated false, net of corrections"))
+        .with_panel(
+            number("False alerts per face scanned", f"({net_false}) / {scanned}", "percentunit", "The Met's measure")
+        )
+        .with_panel(
+            number("False alerts per alert", f"({net_false}) / {alerts}", "percentunit", "Its critics' measure")
+        )
+        .with_row(dashboard.Row("Per deployment"))
+        .with_panel(
+            joined(
+                "Per deployment, over the period",
+                "deployment_id",
+                {
+                    "faces scanned": per.format(m="lfr_faces_scanned_total"),
+                    "alerts": per.format(m="lfr_alerts_total"),
+                    "false alerts": per.format(m='lfr_alerts_adjudicated_total{outcome="false"}')
+                    + " - ("
+                    + per.format(m='lfr_alert_adjudications_withdrawn_total{outcome="false"}')
+                    + " or "
+                    + per.format(m='lfr_alerts_adjudicated_total{outcome="false"}')
+                    + " * 0)",
+                },
+            )
+        )
+        .with_panel(
+            graph(
+                "False alerts per face scanned (1 day), per deployment",
+                "percentunit",
+                query("deployment:lfr_false_alerts_per_face_scanned:ratio1d", "{{deployment_id}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "False alerts per alert (1 day), per deployment",
+                "percentunit",
+                query("deployment:lfr_false_alerts_per_alert:ratio1d", "{{deployment_id}}"),
+            )
+        )
+        .with_row(dashboard.Row("Equity: whom false alerts fall on"))
+        .with_panel(equity_table())
+        .with_panel(equity_p_values('deployment_id=~".+"'))
+        .build()
+    )
+
+
+DASHBOARDS = {"fleet": fleet, "pipeline": pipeline, "deployment": one_deployment, "transparency": transparency}
 
 
 def render(name: str) -> str:

@@ -71,3 +71,20 @@ def test_the_dashboards_are_what_their_code_builds():
     for name in module.DASHBOARDS:
         path = ROOT / "deploy" / "grafana" / "dashboards" / f"lfr-{name}.json"
         assert path.read_text() == module.render(name), f"{path.name} drifted: run `make dashboards`"
+
+
+def test_the_equity_rule_reads_the_policys_limits_and_recommends_a_pause():
+    """LfrFalseAlertDisparity compares with the policy's p-value and minimum count, which alert exports
+    from the deployment records (deploy/policy.yaml is their one source): no number is typed twice."""
+    import yaml
+
+    rules = {
+        r["alert"]: r
+        for g in yaml.safe_load((RULES_DIR / "lfr-alerts.rules.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    rule = rules["LfrFalseAlertDisparity"]
+    assert "lfr_equity_p_value_limit" in rule["expr"] and "lfr_equity_min_false_alerts" in rule["expr"]
+    policy = yaml.safe_load((ROOT / "deploy" / "policy.yaml").read_text())["equity"]
+    assert str(policy["p_value"]) not in rule["expr"] and f" {policy['min_false_alerts']}" not in rule["expr"]
+    assert "recommend a pause; a person decides" in rule["annotations"]["summary"]

@@ -6,16 +6,10 @@ deployment report. Every dashboard panel's query then runs against that Promethe
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-import shutil
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lfr.v1 import alerts_pb2 as apb
 from lfr.v1 import deployments_pb2 as pb
@@ -25,7 +19,7 @@ from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
 from lfr_contracts.clients import AlertClient, DeploymentClient
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, produce, read
-from lfr_testing.prometheus import Prometheus
+from lfr_testing.prometheus import Prometheus, every_dashboard_query_runs, metric_names_pass_promtool
 from lfr_testing.stack import eventually  # a PrometheusError is an AssertionError: retried too
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +87,9 @@ def _decide_and_check(stack, state, prometheus, deployments, officer, supervisor
     def both_kinds():
         alerts = officer.list(deployment_id)
         true = [a for a in alerts if a.camera.camera_id == "cam-1" and a.subject_id == "liveportrait-d0"]
-        false = [a for a in alerts if a.camera.camera_id == "cam-2"]
+        # A stranger whose alert an officer may decide: one whose runner-up scored within the policy's
+        # min_margin is held for a supervisor (docs/alerts.md), and at this low threshold some are.
+        false = [a for a in alerts if a.camera.camera_id == "cam-2" and not a.held_for_supervisor]
         assert true and false, f"{len(alerts)} alert(s) so far"
         return true[0], false[0]
 
@@ -156,7 +152,7 @@ def _decide_and_check(stack, state, prometheus, deployments, officer, supervisor
         assert prometheus.value('sum(lfr_messages_dead_lettered_total{reason="malformed_message"})') >= 1
 
     eventually(counted, timeout_s=60)
-    _metric_names_pass_promtool({n: stack.http_port(n) for n in state.processes if n not in ("broker", "redis")})
+    metric_names_pass_promtool({n: stack.http_port(n) for n in state.processes if n not in ("broker", "redis")})
     jobs = ("deployments", "detect", "embed", "match", "alert", "ingest")
     assert prometheus.targets_up() == dict.fromkeys(jobs, True)
     _every_dashboard_query_runs(prometheus, deployment_id)
@@ -172,47 +168,6 @@ def _decide_and_check(stack, state, prometheus, deployments, officer, supervisor
     assert {a.event for a in audit} >= {"alert.adjudicated", "alert.corrected", "alert.outcome_recorded"}
 
 
-def _metric_names_pass_promtool(ports: dict[str, int]) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool not found: apt-get install prometheus (`make install` does it)"
-    for name, port in ports.items():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            scrape = response.read()
-        checked = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True)
-        problems = (checked.stdout + checked.stderr).decode()
-        assert checked.returncode == 0 and not problems.strip(), f"{name}: {problems}"
-
-
-_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$__interval": "15s"}
-# lfr_ metric names, recording rules (level:metric:operation) and histogram series of both.
-_NAMES = re.compile(r"\b((?:[a-z_]+:)?lfr_[a-z0-9_]+(?::[a-z0-9_]+)?)\b")
-
-
 def _every_dashboard_query_runs(prometheus: Prometheus, deployment_id: str) -> None:
-    recorded = {
-        rule["record"]
-        for path in RULES
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-        if "record" in rule
-    }
-    known = prometheus.metric_names() | recorded
-    assert len(DASHBOARDS) == 3
-    checked = 0
-    for path in DASHBOARDS:
-        board = json.loads(path.read_text())
-        exprs = [t["expr"] for p in board["panels"] for t in p.get("targets") or []]
-        exprs += [v["query"] for v in board["templating"]["list"] if v["type"] == "query"]
-        for expr in exprs:
-            names = {re.sub(r"_(bucket|sum|count)$", "", n) for n in _NAMES.findall(expr)}
-            unknown = {n for n in names if n not in known and f"{n}_total" not in known}
-            assert not unknown, f"{path.name}: unknown metric(s) {unknown} in {expr}"
-            query = expr.replace("$deployment", deployment_id).replace("$van", "van-1")
-            for variable, value in _VARIABLES.items():
-                query = query.replace(variable, value)
-            if query.startswith("label_values("):
-                metric = query.removeprefix("label_values(").split(",")[0].split("{")[0]
-                query = f"count({metric})"
-            prometheus.query(query)  # raises on a query error
-            checked += 1
-    assert checked >= 40
+    assert len(DASHBOARDS) == 4
+    assert every_dashboard_query_runs(prometheus, RULES, DASHBOARDS, deployment_id) >= 50

@@ -61,9 +61,15 @@ def add_parser(commands, connection_options) -> None:
         )
         return parser
 
-    decision("adjudicate", "was it the person on the watchlist?").add_argument(
-        "--outcome", required=True, choices=sorted(OUTCOMES)
-    )
+    adjudicate = decision("adjudicate", "was it the person on the watchlist?")
+    adjudicate.add_argument("--outcome", required=True, choices=sorted(OUTCOMES))
+    for dimension in ("sex", "ethnicity"):
+        adjudicate.add_argument(
+            f"--perceived-{dimension}",
+            default="",
+            help=f"optional: the person's {dimension} as you perceived it, one of the deployment's list "
+            "(the policy's perceived_groups; `lfr deployment get` shows it); counted for the equity monitor",
+        )
     decision("engage", "was the person engaged (spoken to, stopped)?").add_argument(
         "--engaged", required=True, choices=("yes", "no")
     )
@@ -119,7 +125,8 @@ def run(client: AlertClient, args, public_key: PublicKeys) -> int:
         "revision": args.revision,
     }
     if command == "adjudicate":
-        response = client.adjudicate(*common, OUTCOMES[args.outcome], **options)
+        perceived = {"perceived_sex": args.perceived_sex, "perceived_ethnicity": args.perceived_ethnicity}
+        response = client.adjudicate(*common, OUTCOMES[args.outcome], **options, **perceived)
     elif command == "engage":
         response = client.engage(*common, args.engaged == "yes", **options)
     else:

@@ -79,6 +79,10 @@ def print_deployment(deployment: pb.Deployment, as_json: bool) -> None:
         table.add_row("predicted", predicted_line(deployment.predicted_false_alerts).removeprefix("predicted "))
     if data.get("cameras"):
         table.add_row("cameras", ", ".join(f"{c['van_id']}/{c['camera_id']}" for c in data["cameras"]))
+    groups = deployment.perceived_groups
+    for dimension in ("sex", "ethnicity"):
+        if getattr(groups, dimension):
+            table.add_row(f"perceived {dimension}", ", ".join(getattr(groups, dimension)))
     if deployment.HasField("deletion"):
         d = deployment.deletion
         table.add_row(
@@ -248,6 +252,10 @@ def plain(message) -> dict:
     out: dict = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
+        if field.message_type is None and not field.is_repeated and field.has_presence:
+            if not message.HasField(field.name):  # an `optional` scalar left unset: absent, not 0
+                out[field.name] = None
+                continue
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             out[field.name] = dict(value)
         elif field.is_repeated:
@@ -321,8 +329,47 @@ def report_markdown(r: dict) -> str:
                 f"{_rate_text(v['false_alerts_per_alert'])} |"
             )
         lines.append("")
+    lines += _equity_rows(r.get("equity"))
     lines.append(f"Generated {r['generated_at']}. Intervals: Wilson score, 95%.")
     return "\n".join(lines)
+
+
+def _equity_rows(e: dict | None) -> list[str]:
+    """True and false alerts per perceived group, each group's false alerts against its reference share."""
+    if not e or not e.get("groups"):
+        return []
+    tested = e.get("false_alerts_tested") or {}
+    lines = [
+        "## Alerts per perceived group",
+        "",
+        "As the adjudicating officers perceived the person (recorded with the adjudication, when they did; the "
+        "policy's lists). Each group's false alerts are tested against its reference share (exact binomial test, "
+        f"one-sided): p below {e['p_value_limit']:g} with at least {e['min_false_alerts']} false alerts tested is "
+        "a disparity. It recommends a pause; a person decides.",
+        "",
+        "| perceived | true alerts | false alerts | share of false alerts tested | reference share | p | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in e["groups"]:
+        n = tested.get(g["dimension"], 0)
+        untested = g["reference_share"] is None
+        share = "" if untested or not n else f"{g['false_alerts'] / n:.1%}"
+        lines.append(
+            f"| {g['dimension']} {g['group']} | {g['true_alerts']} | {g['false_alerts']} | {share} | "
+            f"{'not tested' if untested else format(g['reference_share'], '.1%')} | "
+            f"{'' if g['p_value'] is None else format(g['p_value'], '.2g')} | "
+            f"{'**disparity**' if g['disparity'] else ''} |"
+        )
+    few = [d for d, n in sorted(tested.items()) if n < e["min_false_alerts"]]
+    lines += [
+        "",
+        "False alerts tested: "
+        + ", ".join(f"{d} {n}" for d, n in sorted(tested.items()))
+        + (f" (fewer than {e['min_false_alerts']} for {', '.join(few)}: too few to conclude)" if few else "")
+        + ".",
+        "",
+    ]
+    return lines
 
 
 def _predicted_rows(p: dict | None, observed: int) -> list[str]:

@@ -110,6 +110,17 @@ def deployment_entry(report: pb.DeploymentReport) -> dict:
         "false_alerts_per_face_scanned": _rate(r["false_alerts_per_face_scanned"]),
         "false_alerts_per_alert": _rate(r["false_alerts_per_alert"]),
         "predicted_false_alerts": None,
+        "false_alerts_by_perceived_group": [
+            {
+                "dimension": g.dimension,
+                "group": g.group,
+                "true_alerts": g.true_alerts,
+                "false_alerts": g.false_alerts,
+                "reference_share": g.reference_share if g.HasField("reference_share") else None,
+                "p_value": g.p_value if g.HasField("p_value") else None,
+            }
+            for g in report.equity.groups
+        ],
     }
     p = r.get("predicted_false_alerts") or {}
     if p.get("watchlist_size"):

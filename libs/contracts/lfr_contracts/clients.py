@@ -120,10 +120,23 @@ class AlertClient(_Client):
         )
 
     def adjudicate(
-        self, alert_id: str, outcome: int, officer: str, note: str = "", correction_reason: str = "", revision: int = 0
+        self,
+        alert_id: str,
+        outcome: int,
+        officer: str,
+        note: str = "",
+        correction_reason: str = "",
+        revision: int = 0,
+        *,
+        perceived_sex: str = "",
+        perceived_ethnicity: str = "",
     ) -> alerts_pb2.AdjudicateAlertResponse:
+        """`perceived_*`: how the officer perceived the person, from the deployment's lists ("": not recorded)."""
         request = alerts_pb2.AdjudicateAlertRequest(
-            decision=self._decision(alert_id, officer, note, correction_reason, revision), outcome=outcome
+            decision=self._decision(alert_id, officer, note, correction_reason, revision),
+            outcome=outcome,
+            perceived_sex=perceived_sex,
+            perceived_ethnicity=perceived_ethnicity,
         )
         return self.stub.AdjudicateAlert(request, metadata=self.metadata, timeout=self.timeout_s)
 

@@ -60,6 +60,9 @@ def alert_json(alert: alerts_pb2.AlertRaised) -> dict:
         "updated_at": _iso(alert.updated_at),
         "latency_s": round((alert.raised_at.ToNanoseconds() - alert.captured_at.ToNanoseconds()) / 1e9, 3),
         "adjudication": _decision(alert.adjudication),
+        # How the adjudicating officer perceived the person ("": not recorded): the policy's lists.
+        "perceived_sex": alert.adjudication.perceived_sex,
+        "perceived_ethnicity": alert.adjudication.perceived_ethnicity,
         "engagement": _decision(alert.engagement),
         "resolution": _decision(alert.resolution),
         "model_id": alert.model_id,

@@ -203,6 +203,47 @@ FALSE_ALERT_LIMIT = Gauge(
     "The configured limit of false alerts per face scanned (1/N of LFR_ALERT_FALSE_ALERT_LIMIT_ONE_IN)",
 )
 
+# --- the equity monitor (alert; lfr_platform.equity) -------------------------------------------
+# Per deployment, not per camera: officers' perceptions are counted in as few, large cells as serve.
+GROUP = ("deployment_id", "dimension", "group")
+FALSE_ALERTS_BY_GROUP = Counter(
+    "lfr_false_alerts_by_group_total",
+    "False alerts by the adjudicating officer's perceived group of the person (dimension: sex, ethnicity); a "
+    "correction counts the new group or outcome here and the old one in lfr_false_alerts_by_group_withdrawn_total",
+    GROUP,
+)
+FALSE_ALERTS_BY_GROUP_WITHDRAWN = Counter(
+    "lfr_false_alerts_by_group_withdrawn_total",
+    "False alerts of a perceived group taken back by a supervisor's correction (of the outcome or the group)",
+    GROUP,
+)
+# window="fleet": every deployment's false alerts captured within the policy's window_days (deployment_id
+# empty); window="deployment": one open deployment's so far. Every alert replica computes the same values
+# from Redis.
+WINDOW = ("window", "deployment_id")
+EQUITY_FALSE_ALERTS = Gauge(
+    "lfr_equity_false_alerts", "False alerts of a perceived group in the window", [*WINDOW, "dimension", "group"]
+)
+EQUITY_FALSE_ALERTS_TESTED = Gauge(
+    "lfr_equity_false_alerts_tested",
+    "False alerts in the window whose perceived group has a reference share: the binomial test's n",
+    [*WINDOW, "dimension"],
+)
+EQUITY_REFERENCE_SHARE = Gauge(
+    "lfr_equity_reference_share", "A perceived group's reference share (the policy's)", [*WINDOW, "dimension", "group"]
+)
+EQUITY_P_VALUE = Gauge(
+    "lfr_equity_p_value",
+    "Exact one-sided binomial test of a group's false alerts against its reference share: P(this many or more)",
+    [*WINDOW, "dimension", "group"],
+)
+EQUITY_P_VALUE_LIMIT = Gauge(
+    "lfr_equity_p_value_limit", "The policy's p-value below which a group's false alerts are a disparity", WINDOW
+)
+EQUITY_MIN_FALSE_ALERTS = Gauge(
+    "lfr_equity_min_false_alerts", "The policy's least false alerts tested before a disparity is concluded", WINDOW
+)
+
 
 def camera_labels(camera) -> dict[str, str]:
     """Label values of a `CameraRef` message."""
@@ -217,8 +258,9 @@ EVENT_STREAMS = Gauge("lfr_event_streams", "Live alert streams open to browsers"
 
 class CameraSeries:
     """Starts per-camera counters at 0 for the cameras a deployment covers, and removes them when it
-    closes. A counter that appears at 1 hides its first event from increase() and rate(): the first
-    alert of a camera, or its first false alert, would never be counted by the rules."""
+    closes (or per-deployment ones, keyed by other label values the same way). A counter that appears
+    at 1 hides its first event from increase() and rate(): the first alert of a camera, or its first
+    false alert, would never be counted by the rules."""
 
     def __init__(self, *families: tuple[Counter, tuple[tuple[str, ...], ...]]) -> None:
         # Each family: a counter, and the values of its labels beyond the camera's (one tuple each).

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+
+from lfr_platform.equity import PERCEIVED, EquityPolicy
 
 DEPLOYMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 
@@ -62,6 +65,8 @@ TOMBSTONE_FIELDS = frozenset(
         "min_margin",
         "expected_faces",
         "prediction",
+        "perceived_groups",
+        "equity",
     }
 )
 
@@ -72,8 +77,11 @@ TOMBSTONE_FIELDS = frozenset(
 STATS_PREFIX = "stats:"
 
 
-def stat_fields(name: str, van_id: str) -> tuple[str, str]:
-    """The deployment-wide and the per-van field of one count."""
+def stat_fields(name: str, van_id: str) -> tuple[str, ...]:
+    """The deployment-wide and the per-van field of one count; the counts per perceived group
+    (lfr_platform.equity) are deployment-wide only: fewer, larger counts of officers' perceptions."""
+    if name.startswith(PERCEIVED):
+        return (f"{STATS_PREFIX}{name}",)
     return f"{STATS_PREFIX}{name}", f"{STATS_PREFIX}{name}@{van_id}"
 
 
@@ -182,6 +190,12 @@ class RedisKeys:
     def planned_ends(self) -> str:
         return f"{self.prefix}:deployments:ends"
 
+    def false_alerts_by_group(self, day: str) -> str:
+        """The fleet's false alerts of one UTC capture day (YYYY-MM-DD) per perceived group
+        (`<dimension>:<group>` -> count; no alert id, no person): the equity monitor's rolling window
+        sums the days it spans. Each expires once the longest window has passed it."""
+        return f"{self.prefix}:equity:false-alerts:{day}"
+
 
 def new_deployment_record(
     deployment_id: str,
@@ -206,15 +220,25 @@ def new_deployment_record(
     ratify_by: float = 0.0,
     min_margin: float = 0.0,
     reviewed_at: float = 0.0,
+    perceived_groups: Mapping[str, Sequence[str]] | None = None,
+    equity: EquityPolicy | None = None,
 ) -> dict[str, str]:
     """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera),
     with the public key that verifies its alert revisions (lfr_platform.signing); an `urgent` one must
     be ratified by `ratify_by`. Nothing of it is matched until its watchlist is reviewed
     (`reviewed_at`, set by the review); an alert whose runner-up scores within `min_margin` of it is
-    held for a supervisor."""
+    held for a supervisor. `perceived_groups` (dimension -> the closed list an officer's perception is
+    recorded from) and `equity` (the monitor's reference shares and limits) are the policy's, copied
+    at creation as `min_margin` is: alert reads them from here."""
     reviewed = {"reviewed_at": repr(reviewed_at), "reviewed_by": created_by} if reviewed_at else {}
+    policy = {}
+    if perceived_groups is not None:
+        policy["perceived_groups"] = json.dumps({d: list(groups) for d, groups in perceived_groups.items()})
+    if equity is not None:
+        policy["equity"] = equity.to_json()
     return {
         **reviewed,
+        **policy,
         "min_margin": repr(min_margin),
         "deployment_id": deployment_id,
         "name": name,
@@ -295,6 +319,10 @@ class DeploymentView:
     reviewed: bool = True
     # An alert whose runner-up (another subject) scores within this of it is held for a supervisor.
     min_margin: float = 0.0
+    # The closed list of each perceived dimension an adjudication may record (empty: none recorded),
+    # and the equity monitor's reference shares and limits: the policy's at creation.
+    perceived_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    equity: EquityPolicy | None = None
 
     def authorises(self, captured_at: float) -> bool:
         """The capture time is inside the authorised window (whenever it is processed)."""
@@ -361,6 +389,10 @@ class DeploymentRegistry:
             planned_end=float(record.get("planned_end") or "inf"),
             reviewed=bool(record.get("reviewed_at")),
             min_margin=float(record.get("min_margin") or 0.0),
+            perceived_groups={
+                d: tuple(groups) for d, groups in json.loads(record.get("perceived_groups") or "{}").items()
+            },
+            equity=EquityPolicy.from_json(record["equity"]) if record.get("equity") else None,
         )
 
 

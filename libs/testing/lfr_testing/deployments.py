@@ -12,6 +12,7 @@ from lfr.v1 import deployments_pb2 as pb
 from lfr_contracts.clients import DeploymentClient
 from lfr_deployments.settings import DeploymentsSettings
 from lfr_match.settings import MatchSettings
+from lfr_platform.equity import EquityPolicy
 
 MANAGER_TOKEN = "manager-token-for-tests-0123456789"
 VIEWER_TOKEN = "viewer-token-for-tests-0123456789"
@@ -58,11 +59,22 @@ class Api:
         return await asyncio.to_thread(lambda: list(self.client.enrol(deployment_id, images, expected)))
 
 
+def shipped_policy() -> dict:
+    """The shipped policy file (deploy/policy.yaml), as data."""
+    return yaml.safe_load((Path(__file__).resolve().parents[3] / "deploy" / "policy.yaml").read_text())
+
+
 def policy_yaml(**overrides) -> str:
     """The shipped policy file (deploy/policy.yaml) with `overrides`, as YAML to write for a test."""
-    data = yaml.safe_load((Path(__file__).resolve().parents[3] / "deploy" / "policy.yaml").read_text())
+    data = shipped_policy()
     data.update(overrides)
     return yaml.safe_dump(data)
+
+
+def shipped_equity(**overrides) -> EquityPolicy:
+    """The shipped policy's equity block (with `overrides`), as the deployments service copies it into
+    a deployment's record."""
+    return EquityPolicy(**{**shipped_policy()["equity"], **overrides})
 
 
 def provenance(**overrides) -> dict:

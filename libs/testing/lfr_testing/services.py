@@ -12,10 +12,12 @@ import traceback
 import redis.asyncio as aioredis
 
 from lfr_platform import registry, sealing
+from lfr_platform.equity import EquityPolicy
 from lfr_platform.registry import DeploymentRegistry, RedisKeys, new_deployment_record, write_new_deployment
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.signing import new_alert_key
+from lfr_testing.deployments import shipped_equity, shipped_policy
 
 
 @contextlib.asynccontextmanager
@@ -75,11 +77,14 @@ async def seed_deployment(
     subjects: tuple[str, ...] = ("S1", "S2", "S9"),
     reviewed: bool = True,
     min_margin: float = 0.0,
+    perceived_groups: dict[str, list[str]] | None = None,
+    equity: EquityPolicy | None = None,
 ) -> tuple[str, bytes]:
     """An open deployment record and its data key, written as the deployments service writes them
     (lfr_platform.registry), with `subjects` on its watchlist (as enrolment records them). Its window
     opened `start_offset_s` ago (an hour: tests may produce records captured minutes back); its
-    watchlist is `reviewed` (or nothing of it is matched)."""
+    watchlist is `reviewed` (or nothing of it is matched). Its perceived-group lists and equity block
+    are the shipped policy's unless given."""
     client = aioredis.from_url(platform.redis_url)
     now = time.time()
     deployment_id = f"dep-test{int(now * 1e6) % 10**12:012d}"
@@ -105,6 +110,8 @@ async def seed_deployment(
         where="intelligence_led",
         reviewed_at=now if reviewed else 0.0,
         min_margin=min_margin,
+        perceived_groups=shipped_policy()["perceived_groups"] if perceived_groups is None else perceived_groups,
+        equity=shipped_equity() if equity is None else equity,
     )
     try:
         keys = RedisKeys(platform.redis_prefix)

@@ -11,14 +11,20 @@ raised -> adjudicated (true, false, undetermined) -> engaged | not_engaged -> re
 - An alert held for a supervisor (a runner-up within the deployment's min_margin) is adjudicated by a
   supervisor only: an officer's adjudication is refused with the hold's reason. Its later steps
   (engagement, final outcome) are anyone's who may decide.
+- An adjudication may carry the officer's perceived sex and ethnicity of the person, each a value of
+  the deployment's lists (any other is refused, naming the list). A value not given keeps the one
+  recorded; changing a recorded one is a correction, as changing the outcome is. They are counted
+  per group (true and false alerts), a correction moving the counts (`perceived_deltas`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from lfr_alert.alerting import ADJUDICATED, ENGAGED, NOT_ENGAGED, RAISED, RESOLVED, Alert, Decision
+from lfr_platform.equity import COUNTED_OUTCOMES
 
 ADJUDICATION, ENGAGEMENT, OUTCOME = "adjudication", "engagement", "outcome"
 OUTCOMES = ("true", "false", "undetermined")
@@ -50,12 +56,16 @@ class DecisionInput:
     correction_reason: str = ""
     revision: int = 0  # the alert's revision the decision was made on (0: not given)
     may_decide_held: bool = False  # the role may adjudicate an alert held for a supervisor
+    # An adjudication's perceived groups, by dimension (only those given), and the deployment's lists.
+    perceived: Mapping[str, str] = field(default_factory=dict)
+    perceived_lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Change:
     alert: Alert  # as it is after the decision, revision + 1
     previous: str  # the value the step had before ("" when it was not decided)
+    before: Alert | None = None  # the alert as it was
 
     @property
     def correction(self) -> bool:
@@ -86,6 +96,22 @@ def validate(d: DecisionInput) -> None:
         raise DecisionRefused("invalid", f"{d.step} must be one of {', '.join(allowed)}, not {d.value or 'nothing'}")
     if d.step == OUTCOME and d.value == "other" and not d.detail.strip():
         raise DecisionRefused("invalid", "an 'other' outcome needs its detail: say what happened")
+    for dimension, group in d.perceived.items():
+        listed = d.perceived_lists.get(dimension, ())
+        if d.step != ADJUDICATION:
+            raise DecisionRefused("invalid", f"a perceived {dimension} is recorded with an adjudication only")
+        if not listed:
+            raise DecisionRefused(
+                "invalid",
+                f"perceived_{dimension} cannot be recorded: the deployment's policy lists no perceived {dimension}",
+            )
+        if group not in listed:
+            # The value is not quoted back: the refusal is audited, and the trail keeps no perception.
+            raise DecisionRefused(
+                "invalid",
+                f"perceived_{dimension} must be one of the deployment's list: {', '.join(listed)} "
+                f"(the policy's perceived_groups.{dimension})",
+            )
 
 
 def decide(alert: Alert, d: DecisionInput) -> Change | None:
@@ -107,18 +133,20 @@ def decide(alert: Alert, d: DecisionInput) -> Change | None:
     )
     if d.step == ADJUDICATION:
         current = alert.outcome
-        if current == d.value:
+        perceived = {**alert.perceived, **d.perceived}  # a value not given keeps the one recorded
+        if current == d.value and perceived == alert.perceived:
             return None
         if alert.held and not d.may_decide_held:
             raise DecisionRefused(
                 "held",
                 f"alert {alert.alert_id} is held for a supervisor, who alone may adjudicate it: {alert.hold_reason}",
             )
+        groups = {f"perceived_{dimension}": perceived.get(dimension, "") for dimension in ("sex", "ethnicity")}
         if not current:
             _first(alert, d)
-            return _changed(alert, "", state=ADJUDICATED, outcome=d.value, adjudication=decision)
-        _correctable(alert, d, current)
-        return _changed(alert, current, outcome=d.value, adjudication=decision)
+            return _changed(alert, "", state=ADJUDICATED, outcome=d.value, adjudication=decision, **groups)
+        _correctable(alert, d, _adjudication_text(alert))
+        return _changed(alert, current, outcome=d.value, adjudication=decision, **groups)
     if d.step == ENGAGEMENT:
         if alert.state == RAISED:
             raise DecisionRefused(
@@ -191,16 +219,37 @@ def _correctable(alert: Alert, d: DecisionInput, current: str) -> None:
         )
 
 
+def _adjudication_text(alert: Alert) -> str:
+    """The adjudication as recorded: its outcome, and the perceived groups if any."""
+    perceived = ", ".join(f"perceived {d} {g}" for d, g in alert.perceived.items())
+    return f"{alert.outcome}, {perceived}" if perceived else alert.outcome
+
+
 def _changed(alert: Alert, previous: str, **fields) -> Change:
     at = next(v.at for v in fields.values() if isinstance(v, Decision))
     updated = dataclasses.replace(alert, revision=alert.revision + 1, updated_at=at, **fields)
-    return Change(alert=updated, previous=previous)
+    return Change(alert=updated, previous=previous, before=alert)
 
 
 def count_changes(step: str, previous: str, value: str) -> dict[str, int]:
-    """How a decision changes the deployment's counts (the report's stats): a correction moves one."""
+    """How a decision changes the deployment's counts (the report's stats): a correction moves one
+    (none when only the perceived groups were corrected: the outcome is the same)."""
     name = {ADJUDICATION: "adjudicated_{}", ENGAGEMENT: "{}", OUTCOME: "outcome_{}"}[step]
     counts = {name.format(value): 1}
     if previous:
-        counts[name.format(previous)] = -1
-    return counts
+        counts[name.format(previous)] = counts.get(name.format(previous), 0) - 1
+    return {k: n for k, n in counts.items() if n}
+
+
+def perceived_deltas(change: Change) -> dict[tuple[str, str, str], int]:
+    """How an adjudication moves the counts per perceived group: (outcome, dimension, group) -> +1 or
+    -1, for true and false alerts. A correction takes out what the alert counted before (its old
+    outcome or group) and counts what it is now, so a count moves and never doubles."""
+    deltas: dict[tuple[str, str, str], int] = {}
+    for alert, sign in ((change.before, -1), (change.alert, 1)):
+        if alert is None or alert.outcome not in COUNTED_OUTCOMES:
+            continue
+        for dimension, group in alert.perceived.items():
+            key = (alert.outcome, dimension, group)
+            deltas[key] = deltas.get(key, 0) + sign
+    return {k: n for k, n in deltas.items() if n}

@@ -104,6 +104,15 @@ class Alert:
     # Held for a supervisor (only a supervisor adjudicates it), and why; once held, always held.
     held: bool = False
     hold_reason: str = ""
+    # How the adjudicating officer perceived the person (a value of the deployment's lists; "": not
+    # recorded): counted per group by the equity monitor (lfr_platform.equity).
+    perceived_sex: str = ""
+    perceived_ethnicity: str = ""
+
+    @property
+    def perceived(self) -> dict[str, str]:
+        """The perceived groups recorded, by dimension (only those recorded)."""
+        return {d: v for d, v in (("sex", self.perceived_sex), ("ethnicity", self.perceived_ethnicity)) if v}
 
     @property
     def margin(self) -> float | None:

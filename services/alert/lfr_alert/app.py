@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc, matches_pb2
 from lfr_alert.adjudication import FINAL_OUTCOMES, OUTCOMES
 from lfr_alert.alerting import RAISED
+from lfr_alert.monitor import EquityMonitor
 from lfr_alert.service import AlertService
 from lfr_alert.settings import AlertSettings
 from lfr_alert.store import RedisAlertStore
@@ -102,7 +103,8 @@ class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
 class Sweep:
     """Counts, per open deployment and van, the alerts waiting for a decision and the age of the
     oldest (what the 'alert left unadjudicated' rule watches); starts the per-camera counters of the
-    cameras open deployments cover at 0."""
+    cameras open deployments cover at 0; measures the false alerts per perceived group (the equity
+    monitor)."""
 
     def __init__(
         self,
@@ -120,6 +122,7 @@ class Sweep:
         self.registry = registry
         self.interval_s = interval_s
         self._reported: set[tuple[str, str]] = set()
+        self.equity = EquityMonitor(client, keys)
         self.series = metrics.CameraSeries(
             (metrics.ALERTS, ((),)),
             (metrics.ALERT_REVISIONS, ((),)),
@@ -142,11 +145,13 @@ class Sweep:
         now = self.clock() if now is None else now
         waiting: dict[tuple[str, str], list[float]] = {}
         cameras: set[tuple[str, str, str]] = set()
-        for raw in await self.client.zrange(self.keys.all_deployments(), 0, -1):
-            deployment_id = raw.decode()
+        open_views = []
+        ids = [raw.decode() for raw in await self.client.zrange(self.keys.all_deployments(), 0, -1)]
+        for deployment_id in ids:
             view = await self.registry.lookup(deployment_id)
             if view is None or view.state in (CLOSED, EXPIRED):
                 continue
+            open_views.append(view)
             cameras.update((deployment_id, van, camera) for van, camera in view.cameras)
             for alert in await self.store.list(deployment_id):
                 ages = waiting.setdefault((deployment_id, alert.van_id), [])
@@ -160,6 +165,11 @@ class Sweep:
             metrics.ALERT_OLDEST_UNADJUDICATED_SECONDS.labels(*labels).set(max(ages, default=0.0))
         self._reported = set(waiting)
         self.series.keep(cameras)
+        # The fleet's window is tested against the newest deployment's policy (by creation time).
+        newest = next((v for v in open_views if v.deployment_id == ids[-1]), None) if ids else None
+        if ids and newest is None:
+            newest = await self.registry.lookup(ids[-1])
+        await self.equity.measure(now, open_views, newest)
 
 
 class ControlRoom:

@@ -20,8 +20,10 @@ from lfr_alert.adjudication import (
     DecisionRefused,
     count_changes,
     decide,
+    perceived_deltas,
 )
 from lfr_alert.alerting import Alert
+from lfr_alert.monitor import fleet_counts
 from lfr_alert.store import AlertNotFound, RedisAlertStore
 from lfr_contracts import ALERTS_ADJUDICATED, ALERTS_RAISED, camera_key
 from lfr_platform import metrics, sealing
@@ -35,6 +37,7 @@ from lfr_platform.auth import (
     Principal,
 )
 from lfr_platform.clock import Clock, system
+from lfr_platform.equity import stat_name
 from lfr_platform.logs import printable
 from lfr_platform.outbox import Outbox, OutboxRecord
 from lfr_platform.registry import DeploymentRegistry
@@ -117,7 +120,10 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
     # --- deciding ------------------------------------------------------------------------------
     async def AdjudicateAlert(self, request: pb.AdjudicateAlertRequest, context) -> pb.AdjudicateAlertResponse:
         value = wire.OUTCOME_NAME.get(request.outcome, "")
-        alert, changed = await self._decide(request.decision, ADJUDICATION, value, "", context)
+        perceived = {"sex": request.perceived_sex, "ethnicity": request.perceived_ethnicity}
+        alert, changed = await self._decide(
+            request.decision, ADJUDICATION, value, "", context, {d: g for d, g in perceived.items() if g}
+        )
         return pb.AdjudicateAlertResponse(alert=alert, changed=changed)
 
     async def RecordEngagement(self, request: pb.RecordEngagementRequest, context) -> pb.RecordEngagementResponse:
@@ -131,11 +137,19 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
         return pb.RecordOutcomeResponse(alert=alert, changed=changed)
 
     async def _decide(
-        self, request: pb.DecisionRequest, step: str, value: str, detail: str, context
+        self,
+        request: pb.DecisionRequest,
+        step: str,
+        value: str,
+        detail: str,
+        context,
+        perceived: dict[str, str] | None = None,
     ) -> tuple[pb.AlertRaised, bool]:
         action = f"record the {step} of alerts"
         who = await self.auth.require(context, DECIDE_ALERTS, action)
         alert = await self._visible(request.alert_id, who, action, context)
+        # The deployment's lists of perceived groups and its equity block: the policy's at its creation.
+        view = await self.registry.lookup(alert.deployment_id)
         decision = DecisionInput(
             step=step,
             value=value,
@@ -149,13 +163,20 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             correction_reason=request.correction_reason,
             revision=request.revision,
             may_decide_held=who.role in DECIDE_HELD_ALERTS,
+            perceived=perceived or {},
+            perceived_lists=view.perceived_groups if view is not None else {},
         )
+        equity = view.equity if view is not None else None
         try:
             after, change = await self.store.apply(
                 alert.alert_id,
                 lambda current: decide(current, decision),
                 lambda c: self._announce(c, step, who, decision),
-                lambda c: count_changes(step, c.previous, value),
+                lambda c: {
+                    **count_changes(step, c.previous, value),
+                    **{stat_name(*key): n for key, n in perceived_deltas(c).items()},
+                },
+                lambda c: fleet_counts(c, equity),
             )
         except DecisionRefused as exc:
             await self._refused(who, alert, step, exc.reason, exc.message)
@@ -210,6 +231,10 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             detail=d.detail.strip() or None,
             correction_reason=d.correction_reason.strip() or None,
             revision=alert.revision,
+            # That a perceived group was recorded or changed, never which: the trail is kept forever, the
+            # values only as counts (docs/deletion.md).
+            perceived_recorded=(sorted(alert.perceived) or None) if step == ADJUDICATION else None,
+            perceived_changed=_perceived_changed(change) or None,
         )
         return [
             OutboxRecord(ALERTS_RAISED.name(self.topic_prefix), key, ALERTS_RAISED.encode(revision)),
@@ -225,11 +250,16 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
         alert = change.alert
         labels = {"deployment_id": alert.deployment_id, "van_id": alert.van_id, "camera_id": alert.camera_id}
         if step == ADJUDICATION:
-            metrics.ALERTS_ADJUDICATED_TOTAL.labels(**labels, outcome=value).inc()
-            if change.previous:
+            if change.previous != value:  # not when a correction changed only the perceived groups
+                metrics.ALERTS_ADJUDICATED_TOTAL.labels(**labels, outcome=value).inc()
+            if change.previous and change.previous != value:
                 metrics.ADJUDICATIONS_WITHDRAWN.labels(**labels, outcome=change.previous).inc()
-            else:
+            elif not change.previous:
                 metrics.ALERT_DECISION_SECONDS.labels(**labels).observe(max(0.0, alert.updated_at - alert.raised_at))
+            for (outcome, dimension, group), n in perceived_deltas(change).items():
+                if outcome == "false":
+                    counter = metrics.FALSE_ALERTS_BY_GROUP if n > 0 else metrics.FALSE_ALERTS_BY_GROUP_WITHDRAWN
+                    counter.labels(alert.deployment_id, dimension, group).inc(abs(n))
         elif step == ENGAGEMENT:
             metrics.ALERT_ENGAGEMENTS.labels(**labels, engaged=str(value == "engaged").lower()).inc()
         else:
@@ -261,3 +291,11 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             reason=reason,
             message=message,
         )
+
+
+def _perceived_changed(change: Change) -> list[str]:
+    """The perceived dimensions a correction changed or added (their values are not audited)."""
+    if not change.previous or change.before is None:
+        return []
+    before, after = change.before.perceived, change.alert.perceived
+    return sorted(d for d in set(before) | set(after) if before.get(d) != after.get(d))

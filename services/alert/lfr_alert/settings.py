@@ -37,5 +37,8 @@ class AlertSettings(BaseSettings):
         "(6,000: the NPL's figure for the Met at its default threshold)",
     )
     sweep_interval_s: float = Field(
-        10.0, gt=0, description="How often the alerts waiting for a decision are counted (metrics)"
+        10.0,
+        gt=0,
+        description="How often the alerts waiting for a decision are counted, and the equity monitor's "
+        "false alerts per perceived group tested (metrics)",
     )

@@ -6,8 +6,9 @@
   for the operational retention after their last change, also after close: decisions can follow up
   and the report counts them.
 - A decision is an optimistic transaction (WATCH the record, decide in Python, MULTI): the record,
-  the deployment's counts and the records announcing the decision (the outbox) change together or
-  not at all.
+  the deployment's counts, the fleet's false alerts per perceived group of the alert's capture day
+  (the equity monitor's window) and the records announcing the decision (the outbox) change together
+  or not at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import redis.exceptions
 
 from lfr_alert.adjudication import Change
 from lfr_alert.alerting import Alert, Decision, Folded, MatchToFold
+from lfr_alert.monitor import DayCounts
 from lfr_platform.outbox import Outbox, OutboxRecord
 from lfr_platform.registry import RedisKeys, stat_fields
 
@@ -45,6 +47,8 @@ _TEXT = (
     "final_detail",
     "runner_up_subject_id",
     "hold_reason",
+    "perceived_sex",
+    "perceived_ethnicity",
 )
 _DECISIONS = ("adjudication", "engagement", "resolution")
 
@@ -220,8 +224,10 @@ class RedisAlertStore:
         decide: Callable[[Alert], Change | None],
         announce: Callable[[Change], Awaitable[list[OutboxRecord]]],
         counts: Callable[[Change], dict[str, int]],
+        window: Callable[[Change], DayCounts | None] = lambda change: None,
     ) -> tuple[Alert, Change | None]:
-        """Decide on the current alert and store the change with its counts and announcements, atomically.
+        """Decide on the current alert and store the change with its counts (the deployment's, and
+        the fleet window's counts per perceived group) and announcements, atomically.
 
         `decide` may raise (a refusal): nothing is written then. Returns the alert as it now is and
         the change (None for a repeat)."""
@@ -248,6 +254,12 @@ class RedisAlertStore:
                     for name, n in counts(change).items():
                         for field_name in stat_fields(name, after.van_id):
                             pipe.hincrby(deployment, field_name, n)
+                    day = window(change)
+                    if day is not None:
+                        fleet = self.keys.false_alerts_by_group(day.day)
+                        for field_name, n in day.counts.items():
+                            pipe.hincrby(fleet, field_name, n)
+                        pipe.pexpireat(fleet, int(day.keep_until * 1000))
                     for record in records:
                         self.outbox.add(pipe, record)
                     await pipe.execute()

@@ -76,7 +76,10 @@ def _steps(alert: Alert) -> dict:
     steps = {}
     if alert.outcome:
         steps["adjudication"] = pb.Adjudication(
-            outcome=OUTCOME_VALUE[alert.outcome], decision=_decision(alert.adjudication)
+            outcome=OUTCOME_VALUE[alert.outcome],
+            decision=_decision(alert.adjudication),
+            perceived_sex=alert.perceived_sex,
+            perceived_ethnicity=alert.perceived_ethnicity,
         )
     if alert.engaged is not None:
         steps["engagement"] = pb.Engagement(engaged=alert.engaged, decision=_decision(alert.engagement))

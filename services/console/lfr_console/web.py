@@ -282,6 +282,11 @@ class Console:
                     "location": d.location,
                     "threshold": round(d.threshold, 4),
                     "vans": sorted({c.van_id for c in d.cameras}),
+                    # What an officer may record of how they perceived the person (the policy's lists).
+                    "perceived_groups": {
+                        "sex": list(d.perceived_groups.sex),
+                        "ethnicity": list(d.perceived_groups.ethnicity),
+                    },
                 }
                 for d in await self._open_deployments(session)
             ]
@@ -364,11 +369,15 @@ class Console:
             outcome = body.get("outcome")
             if outcome not in _OUTCOMES:
                 raise Refused(400, f"outcome must be one of {', '.join(sorted(_OUTCOMES))}")
+            perceived = {k: body.get(k, "") for k in ("perceived_sex", "perceived_ethnicity")}
+            if not all(isinstance(v, str) and len(v) <= 64 for v in perceived.values()):
+                raise Refused(400, "perceived_sex and perceived_ethnicity are values of the deployment's lists")
             call, message = (
                 stub.AdjudicateAlert,
                 alerts_pb2.AdjudicateAlertRequest(
                     decision=decision,
                     outcome=alerts_pb2.AdjudicationOutcome.Value(f"ADJUDICATION_OUTCOME_{outcome.upper()}"),
+                    **perceived,  # checked against the deployment's lists by the AlertService
                 ),
             )
         elif step == "engagement":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from lfr_deployments import prediction
 from lfr_deployments.policy import DeploymentPolicy
+from lfr_platform.equity import EquityPolicy
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Free-text fields go into Redis, every audit event (kept forever) and the published report: each
@@ -95,6 +96,9 @@ class NewDeployment:
     # False alerts predicted by the model's calibration for the watchlist's size limit (None: uncalibrated).
     predicted: prediction.Prediction | None = None
     min_margin: float = 0.0
+    # The policy's perceived-group lists and equity block, copied into the record (alert reads them there).
+    perceived_groups: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    equity: EquityPolicy | None = None
 
 
 def validate_new(
@@ -205,6 +209,8 @@ def validate_new(
         ratify_by=now + rules.ratify_within_h * 3600 if urgent else 0.0,
         predicted=predicted,
         min_margin=rules.min_margin,
+        perceived_groups=rules.perceived_groups.model_dump(),
+        equity=rules.equity.as_policy(),
     )
 
 

@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lfr_platform.equity import EquityPolicy
 
 _CODE = r"^[a-z][a-z0-9_]{0,63}$"
+# A perceived group's code: letters, digits, _ and - (the IC codes are upper case: IC1, ..., IC9).
+_GROUP = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+# Reference shares are rounded by whoever writes them: they must sum to 1 within this.
+_SHARES_SUM_TOLERANCE = 0.005
 
 
 # The shipped policy (deploy/policy.yaml, packaged beside this module).
@@ -20,6 +26,60 @@ SHIPPED = Path(__file__).with_name("policy.yaml")
 
 class PolicyError(ValueError):
     """The policy file cannot be used; the message names the file and the field."""
+
+
+class PerceivedGroups(BaseModel):
+    """The closed lists an officer records a perceived sex and ethnicity from, with an adjudication."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sex: tuple[str, ...] = Field(description="Perceived sex: the values an officer may record")
+    ethnicity: tuple[str, ...] = Field(description="Perceived ethnicity (the UK's IC codes as shipped)")
+
+    @field_validator("sex", "ethnicity")
+    @classmethod
+    def _groups(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in values if not re.match(_GROUP, v)]
+        if bad:
+            raise ValueError(f"groups are 1-32 letters, digits, _ or -: {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError("a group is listed twice")
+        return values
+
+
+class Equity(BaseModel):
+    """The live equity monitor: false alerts per perceived group against a reference share."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference_shares: dict[str, dict[str, float]] = Field(
+        description="Per dimension, each group's share of the reference population (the area's census): sums to 1"
+    )
+    p_value: float = Field(gt=0, lt=1, description="A group's exact binomial test below this is a disparity")
+    min_false_alerts: int = Field(ge=1, le=100000, description="...once at least this many false alerts are tested")
+    window_days: int = Field(ge=1, le=3650, description="The fleet's rolling window, in days of capture time")
+
+    @field_validator("reference_shares")
+    @classmethod
+    def _shares(cls, shares: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for dimension, groups in shares.items():
+            if not groups:
+                raise ValueError(f"{dimension}: no group has a share (leave the dimension out instead)")
+            out_of_range = {g: s for g, s in groups.items() if not 0 < s <= 1}
+            if out_of_range:
+                raise ValueError(f"{dimension}: shares are above 0 and at most 1: {out_of_range}")
+            total = sum(groups.values())
+            if abs(total - 1) > _SHARES_SUM_TOLERANCE:
+                raise ValueError(f"{dimension}: the shares sum to {total:.4f}, not 1")
+        return shares
+
+    def as_policy(self) -> EquityPolicy:
+        return EquityPolicy(
+            reference_shares=self.reference_shares,
+            p_value=self.p_value,
+            min_false_alerts=self.min_false_alerts,
+            window_days=self.window_days,
+        )
 
 
 class DeploymentPolicy(BaseModel):
@@ -48,6 +108,19 @@ class DeploymentPolicy(BaseModel):
     min_margin: float = Field(
         ge=0, lt=1, description="An alert whose runner-up scores within this of it is held for a supervisor"
     )
+    perceived_groups: PerceivedGroups = Field(description="What an officer may record of a person's perceived group")
+    equity: Equity = Field(description="The equity monitor: reference shares, p-value, minimum count, window")
+
+    @model_validator(mode="after")
+    def _shares_of_listed_groups(self) -> DeploymentPolicy:
+        lists = self.perceived_groups.model_dump()
+        for dimension, shares in self.equity.reference_shares.items():
+            if dimension not in lists:
+                raise ValueError(f"equity.reference_shares.{dimension}: not a perceived dimension ({', '.join(lists)})")
+            unlisted = sorted(set(shares) - set(lists[dimension]))
+            if unlisted:
+                raise ValueError(f"equity.reference_shares.{dimension}: {unlisted} not in perceived_groups.{dimension}")
+        return self
 
     @field_validator("where", "categories", "image_sources", "legal_bases")
     @classmethod

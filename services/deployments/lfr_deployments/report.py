@@ -1,6 +1,8 @@
 """The deployment report, in the shape forces publish (South Wales Police, the Met): when and where,
 why and on whose authority, at what threshold, against how large a watchlist, how many faces were
-scanned, what came of the alerts, and both false-alert rates with their 95% intervals.
+scanned, what came of the alerts, and both false-alert rates with their 95% intervals; and whom the
+alerts fell on, as officers perceived them (true and false alerts per perceived group, each group's
+false alerts tested against the policy's reference share: lfr_platform.equity).
 
 Free of I/O: built from the deployment's record, whose stats fields count faces scanned (match),
 alerts and decisions (alert). Those fields are kept in the tombstone, so the report outlives the
@@ -14,6 +16,7 @@ import json
 from dataclasses import dataclass
 
 from lfr_deployments.prediction import Prediction
+from lfr_platform.equity import DIMENSIONS, EquityPolicy, disparity, false_alerts_tested, perceived_counts
 from lfr_platform.rates import Rate, wilson
 from lfr_platform.registry import STATS_PREFIX
 
@@ -48,6 +51,27 @@ class Figures:
 
 
 @dataclass(frozen=True)
+class GroupFigures:
+    """One perceived group's alerts, and its false alerts against its reference share."""
+
+    dimension: str
+    group: str
+    true_alerts: int
+    false_alerts: int
+    reference_share: float | None  # None: the group has none (counted, not tested)
+    p_value: float | None  # the exact one-sided binomial test; None when not tested
+    disparity: bool  # p_value below the policy's with at least its minimum of false alerts tested
+
+
+@dataclass(frozen=True)
+class EquityFigures:
+    groups: list[GroupFigures]
+    false_alerts_tested: dict[str, int]  # per dimension: false alerts on a group with a reference share
+    p_value_limit: float
+    min_false_alerts: int
+
+
+@dataclass(frozen=True)
 class Report:
     deployment_id: str
     name: str
@@ -74,6 +98,8 @@ class Report:
     predicted: Prediction | None = None
     # Images enrolled per category of the policy's list: who was sought, never who.
     watchlist_categories: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Alerts per perceived group (None: a deployment created without the policy's equity block).
+    equity: EquityFigures | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready (the audit event at close, `lfr deployment report --json`)."""
@@ -163,6 +189,41 @@ def build_report(record: dict[str, str], now: float) -> Report:
         watchlist_categories={
             name.removeprefix(LISTED): n for name, n in sorted(total.items()) if name.startswith(LISTED)
         },
+        equity=equity(record, total),
+    )
+
+
+def equity(record: dict[str, str], counts: dict[str, int]) -> EquityFigures | None:
+    """True and false alerts per perceived group of the deployment's lists, and each group's false
+    alerts tested against the reference share of the policy copied into its record at creation."""
+    if not record.get("equity"):
+        return None
+    policy = EquityPolicy.from_json(record["equity"])
+    lists = json.loads(record.get("perceived_groups") or "{}")
+    true, false = perceived_counts(counts, "true"), perceived_counts(counts, "false")
+    tests = {(t.dimension, t.group): t for t in disparity(false, policy)}
+    groups = []
+    for dimension in DIMENSIONS:
+        listed = list(lists.get(dimension, []))
+        counted = set(true.get(dimension, {})) | set(false.get(dimension, {}))
+        for group in listed + sorted(counted - set(listed)):  # counted yet not listed: shown, never hidden
+            test = tests.get((dimension, group))
+            groups.append(
+                GroupFigures(
+                    dimension=dimension,
+                    group=group,
+                    true_alerts=true.get(dimension, {}).get(group, 0),
+                    false_alerts=false.get(dimension, {}).get(group, 0),
+                    reference_share=test.reference_share if test else None,
+                    p_value=test.p_value if test else None,
+                    disparity=test.flagged(policy) if test else False,
+                )
+            )
+    return EquityFigures(
+        groups=groups,
+        false_alerts_tested=false_alerts_tested(false, policy),
+        p_value_limit=policy.p_value,
+        min_false_alerts=policy.min_false_alerts,
     )
 
 

@@ -71,6 +71,8 @@ class DeploymentStore:
             urgent=new.urgent,
             ratify_by=new.ratify_by,
             min_margin=new.min_margin,
+            perceived_groups=new.perceived_groups,
+            equity=new.equity,
         )
         if new.predicted is not None:
             record["prediction"] = json.dumps(new.predicted.as_dict())

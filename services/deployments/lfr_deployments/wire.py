@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lfr.v1 import deployments_pb2 as pb
 from lfr_deployments import report as reports
 from lfr_deployments.prediction import Prediction
-from lfr_deployments.report import Outcomes, Report
+from lfr_deployments.report import EquityFigures, Outcomes, Report
 from lfr_platform.rates import Rate
 
 STATES = {
@@ -76,6 +76,8 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
         reviewed_by=record.get("reviewed_by", ""),
         reviewed_images=int(record.get("reviewed_images") or 0),
     )
+    if record.get("perceived_groups"):
+        message.perceived_groups.CopyFrom(pb.PerceivedGroups(**json.loads(record["perceived_groups"])))
     predicted = reports.predicted(record)
     if predicted is not None:
         message.predicted_false_alerts.CopyFrom(prediction(predicted))
@@ -170,6 +172,27 @@ def report(r: Report) -> pb.DeploymentReport:
         generated_at=timestamp(r.generated_at),
         predicted_false_alerts=prediction(r.predicted) if r.predicted is not None else None,
         watchlist_categories=r.watchlist_categories,
+        equity=_equity(r.equity) if r.equity is not None else None,
+    )
+
+
+def _equity(e: EquityFigures) -> pb.EquityReport:
+    return pb.EquityReport(
+        groups=[
+            pb.PerceivedGroupFigures(
+                dimension=g.dimension,
+                group=g.group,
+                true_alerts=g.true_alerts,
+                false_alerts=g.false_alerts,
+                reference_share=g.reference_share,
+                p_value=g.p_value,
+                disparity=g.disparity,
+            )
+            for g in e.groups
+        ],
+        false_alerts_tested=e.false_alerts_tested,
+        p_value_limit=e.p_value_limit,
+        min_false_alerts=e.min_false_alerts,
     )
 
 

@@ -31,6 +31,8 @@ def _report(
         watchlist_categories={"wanted": 100, "missing": 20},
         predicted_false_alerts=pb.FalseAlertPrediction(watchlist_size=120, per_face=1e-6, expected=0.031,
                                                        expected_lower_95=0.0, expected_upper_95=2.4),
+        equity=pb.EquityReport(groups=[pb.PerceivedGroupFigures(dimension="ethnicity", group="IC3", true_alerts=2,
+                                                                false_alerts=1, reference_share=0.042, p_value=0.12)]),
     )  # fmt: skip
     report.start.FromDatetime(start)
     report.end.FromDatetime(start.replace(hour=17))
@@ -52,6 +54,10 @@ def test_the_record_sums_deployments_per_month_and_in_total_and_validates():
     assert [m["month"] for m in record["months"]] == ["2026-11"]
     assert record["deployments"][0]["predicted_false_alerts"]["expected"] == pytest.approx(0.031)
     assert record["deployments"][0]["authorisation"] == "urgent, ratified in writing"
+    assert record["deployments"][0]["false_alerts_by_perceived_group"] == [
+        {"dimension": "ethnicity", "group": "IC3", "true_alerts": 2, "false_alerts": 1, "reference_share": 0.042,
+         "p_value": pytest.approx(0.12)}
+    ]  # fmt: skip
     assert "| 2026-11-02 | Op Harbour |" in transparency.markdown(record)
     assert transparency.csv_text(record).splitlines()[0].startswith("deployment_id,operation,location")
 

@@ -3,10 +3,12 @@ refusals, what each publishes and audits, and the counts the deployment report r
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from lfr.v1 import alerts_pb2 as pb
 from lfr_alert.app import build
@@ -397,3 +399,88 @@ async def test_a_lookalike_within_min_margin_holds_the_alert_and_only_a_supervis
     assert audit[0].details["reason"] == "held" and audit[0].details["alert_id"] == held.alert_id
     refused_now = REGISTRY.get_sample_value("lfr_alert_decisions_refused_total", {"reason": "held"})
     assert refused_now == refused_before + 1
+
+
+async def _fleet_window(platform, day: str) -> dict[str, int]:
+    client = aioredis.from_url(platform.redis_url)
+    try:
+        raw = await client.hgetall(RedisKeys(platform.redis_prefix).false_alerts_by_group(day))
+    finally:
+        await client.aclose()
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+async def test_perceived_groups_are_recorded_counted_corrected_and_measured(platform, alert, eventually):
+    deployment_id, key = await seed_deployment(platform)
+    raised = await _raise(platform, deployment_id, key)
+    officer, supervisor = _api(alert), _api(alert, SUPERVISOR_TOKEN)
+
+    # A value outside the deployment's list (the shipped policy's): refused with the list named, audited.
+    with pytest.raises(grpc.RpcError) as outside:
+        await officer("adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_FALSE, "PC 1", perceived_ethnicity="IC7")
+    assert outside.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "one of the deployment's list: IC1, IC2, IC3, IC4, IC5, IC6, IC9" in outside.value.details()
+
+    false = await officer(
+        "adjudicate",
+        raised.alert_id,
+        pb.ADJUDICATION_OUTCOME_FALSE,
+        "PC 1",
+        perceived_sex="male",
+        perceived_ethnicity="IC3",
+    )
+    adjudication = false.alert.adjudication
+    assert (adjudication.perceived_sex, adjudication.perceived_ethnicity) == ("male", "IC3")
+    stats = await _stats(platform, deployment_id)
+    # Deployment-wide only, no per-van split of perceptions.
+    assert {k: v for k, v in stats.items() if "perceived" in k} == {
+        "stats:perceived_false:sex:male": 1,
+        "stats:perceived_false:ethnicity:IC3": 1,
+    }
+    day = datetime.fromtimestamp(raised.captured_at.ToNanoseconds() / 1e9, UTC).date().isoformat()
+    assert await _fleet_window(platform, day) == {"sex:male": 1, "ethnicity:IC3": 1}
+
+    # The live monitor: per deployment and for the fleet, with the policy's limits beside them.
+    def measured():
+        sample = REGISTRY.get_sample_value
+        mine = {"window": "deployment", "deployment_id": deployment_id}
+        assert sample("lfr_equity_false_alerts", {**mine, "dimension": "ethnicity", "group": "IC3"}) == 1
+        assert sample("lfr_equity_false_alerts_tested", {**mine, "dimension": "ethnicity"}) == 1
+        assert sample("lfr_equity_p_value", {**mine, "dimension": "ethnicity", "group": "IC3"}) == pytest.approx(0.042)
+        assert sample("lfr_equity_p_value_limit", mine) == 0.001 and sample("lfr_equity_min_false_alerts", mine) == 10
+        fleet = {"window": "fleet", "deployment_id": ""}
+        assert sample("lfr_equity_false_alerts", {**fleet, "dimension": "sex", "group": "male"}) == 1
+        assert sample("lfr_equity_reference_share", {**fleet, "dimension": "ethnicity", "group": "IC3"}) == 0.042
+        labels = {"deployment_id": deployment_id, "dimension": "ethnicity", "group": "IC3"}
+        assert sample("lfr_false_alerts_by_group_total", labels) == 1
+        assert sample("lfr_false_alerts_by_group_withdrawn_total", {**labels, "group": "IC1"}) == 0  # started at 0
+
+    await eventually(measured, timeout_s=10)
+
+    # A supervisor finds it was the subject: the counts move from false to true, none doubles.
+    corrected = await supervisor(
+        "adjudicate", raised.alert_id, pb.ADJUDICATION_OUTCOME_TRUE, "Sgt 9", "", "ID checked: it was him",
+        false.alert.revision,
+    )  # fmt: skip
+    assert corrected.alert.adjudication.perceived_ethnicity == "IC3"  # the perception stays
+    stats = await _stats(platform, deployment_id)
+    assert {k: v for k, v in stats.items() if "perceived" in k} == {
+        "stats:perceived_false:sex:male": 0,
+        "stats:perceived_false:ethnicity:IC3": 0,
+        "stats:perceived_true:sex:male": 1,
+        "stats:perceived_true:ethnicity:IC3": 1,
+    }
+    assert await _fleet_window(platform, day) == {"sex:male": 0, "ethnicity:IC3": 0}
+    labels = {"deployment_id": deployment_id, "dimension": "ethnicity", "group": "IC3"}
+    assert REGISTRY.get_sample_value("lfr_false_alerts_by_group_withdrawn_total", labels) == 1
+
+    # Recorded on the adjudication topic; the audit trail says a perception was recorded, never which.
+    events = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=2, settle_s=0.5))
+    assert [e.adjudication.perceived_ethnicity for e in events] == ["IC3", "IC3"]
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=3, settle_s=0.5))
+    assert [a.event for a in audit] == ["alert.refused", "alert.adjudicated", "alert.corrected"]
+    assert audit[0].details["reason"] == "invalid" and "IC7" not in audit[0].details["message"]
+    assert list(audit[1].details["perceived_recorded"]) == ["ethnicity", "sex"]
+    assert "perceived_changed" not in audit[2].details  # the outcome was corrected, not the perception
+    text = " ".join(str(a.details) for a in audit[1:])
+    assert "IC3" not in text and "male" not in text

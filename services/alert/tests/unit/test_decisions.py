@@ -1,5 +1,7 @@
 """The decision rules, without I/O: order, repeats, corrections and the counts they move."""
 
+import dataclasses
+
 import pytest
 
 from lfr_alert.adjudication import (
@@ -10,6 +12,7 @@ from lfr_alert.adjudication import (
     DecisionRefused,
     count_changes,
     decide,
+    perceived_deltas,
 )
 from lfr_alert.alerting import Alert, hold_reason
 
@@ -113,3 +116,62 @@ def test_a_held_alert_is_adjudicated_by_a_supervisor_only_then_anyone_may_go_on(
     assert adjudicated.outcome == "false" and adjudicated.held  # the hold stays on the record
     assert decide(adjudicated, _d(ADJUDICATION, "false")) is None  # a repeat changes nothing
     assert decide(adjudicated, _d(ENGAGEMENT, "not_engaged")).alert.state == "not_engaged"
+
+
+LISTS = {"sex": ("female", "male"), "ethnicity": ("IC1", "IC2", "IC3", "IC4", "IC5", "IC6", "IC9")}
+
+
+def _adjudicate(value, perceived=None, **options) -> DecisionInput:
+    return dataclasses.replace(_d(ADJUDICATION, value, **options), perceived=perceived or {}, perceived_lists=LISTS)
+
+
+def test_a_perceived_group_is_recorded_from_the_deployments_lists_only():
+    change = decide(_alert(), _adjudicate("false", {"sex": "male", "ethnicity": "IC3"}))
+    assert (change.alert.perceived_sex, change.alert.perceived_ethnicity) == ("male", "IC3")
+    assert perceived_deltas(change) == {("false", "sex", "male"): 1, ("false", "ethnicity", "IC3"): 1}
+    with pytest.raises(DecisionRefused) as outside:
+        decide(_alert(), _adjudicate("false", {"ethnicity": "IC7"}))
+    message = outside.value.message
+    assert outside.value.reason == "invalid" and "IC1, IC2, IC3, IC4, IC5, IC6, IC9" in message
+    assert "perceived_groups.ethnicity" in message and "IC7" not in message  # the list named, the value not kept
+    with pytest.raises(DecisionRefused) as unlisted:  # a deployment created before the policy listed any
+        decide(_alert(), dataclasses.replace(_adjudicate("true", {"sex": "female"}), perceived_lists={}))
+    assert unlisted.value.reason == "invalid" and "lists no perceived sex" in unlisted.value.message
+
+
+def test_an_undetermined_alert_records_a_perception_but_counts_none():
+    change = decide(_alert(), _adjudicate("undetermined", {"sex": "female"}))
+    assert change.alert.perceived_sex == "female" and perceived_deltas(change) == {}
+
+
+def test_a_repeat_keeps_the_perception_and_changing_it_is_a_supervisors_correction():
+    decided = decide(_alert(), _adjudicate("false", {"ethnicity": "IC3"})).alert
+    assert decide(decided, _adjudicate("false")) is None  # nothing given: what is recorded stays
+    assert decide(decided, _adjudicate("false", {"ethnicity": "IC3"})) is None
+    with pytest.raises(DecisionRefused) as conflict:
+        decide(decided, _adjudicate("false", {"ethnicity": "IC1"}))
+    assert conflict.value.reason == "conflict" and "'false, perceived ethnicity IC3' by PC 1" in conflict.value.message
+    with pytest.raises(DecisionRefused) as added:  # adding one later changes the record too
+        decide(decided, _adjudicate("false", {"sex": "male"}))
+    assert added.value.reason == "conflict"
+    regrouped = decide(
+        decided, _adjudicate("false", {"ethnicity": "IC1"}, may_correct=True, reason="misrecorded", revision=2)
+    )
+    assert regrouped.correction and regrouped.previous == "false" and regrouped.alert.perceived_ethnicity == "IC1"
+    # The group moves, the outcome's count does not.
+    assert perceived_deltas(regrouped) == {("false", "ethnicity", "IC3"): -1, ("false", "ethnicity", "IC1"): 1}
+    assert count_changes(ADJUDICATION, regrouped.previous, "false") == {}
+
+
+def test_correcting_false_to_true_moves_the_group_count_never_doubles_it():
+    decided = decide(_alert(), _adjudicate("false", {"sex": "male", "ethnicity": "IC3"})).alert
+    corrected = decide(decided, _adjudicate("true", may_correct=True, reason="ID checked: it was him", revision=2))
+    assert (corrected.alert.outcome, corrected.alert.perceived_ethnicity) == ("true", "IC3")  # the perception stays
+    assert perceived_deltas(corrected) == {
+        ("false", "sex", "male"): -1,
+        ("false", "ethnicity", "IC3"): -1,
+        ("true", "sex", "male"): 1,
+        ("true", "ethnicity", "IC3"): 1,
+    }
+    back = decide(corrected.alert, _adjudicate("undetermined", may_correct=True, reason="unsure", revision=3))
+    assert perceived_deltas(back) == {("true", "sex", "male"): -1, ("true", "ethnicity", "IC3"): -1}

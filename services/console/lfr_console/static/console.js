@@ -4,7 +4,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, alerts: new Map(), selected: null, stream: null, deployments: [] };
+// perceived: alert id -> the perceived groups chosen on its card, sent with its adjudication.
+const state = { session: null, alerts: new Map(), selected: null, stream: null, deployments: [], perceived: new Map() };
 
 const STEPS = {
   raised: ["adjudication"],
@@ -164,7 +165,8 @@ function describe(a) {
   const parts = [`adjudicated ${a.outcome}`];
   if (a.engaged !== null) parts.push(a.engaged ? "engaged" : "not engaged");
   if (a.final_outcome) parts.push(a.final_outcome.replaceAll("_", " ") + (a.final_detail ? `: ${a.final_detail}` : ""));
-  const by = a.adjudication ? ` (${a.adjudication.officer})` : "";
+  const perceived = [a.perceived_sex, a.perceived_ethnicity].filter(Boolean).join(", ");
+  const by = a.adjudication ? ` (${a.adjudication.officer}${perceived ? `; perceived ${perceived}` : ""})` : "";
   return parts.join(", ") + by;
 }
 
@@ -214,9 +216,11 @@ function render() {
       step.hidden = !allowed.includes(name);
     }
     item.querySelector(".actions").hidden = !allowed.length;
+    perceivedChoices(item, a);
     if (a.alert_id === state.selected) item.classList.add("selected");
     item.addEventListener("click", (event) => {
       state.selected = a.alert_id;
+      if (event.target.closest(".perceived")) return; // choosing a perceived group: no re-render under it
       const button = event.target.closest("button");
       if (button) decideFromButton(a.alert_id, button);
       else render();
@@ -226,6 +230,24 @@ function render() {
   $("queue").replaceChildren(...items);
   $("empty").hidden = alerts.length > 0;
   $("count").textContent = `${alerts.length} shown, ${[...state.alerts.values()].filter((a) => a.state === "raised").length} waiting`;
+}
+
+// The optional perceived sex and ethnicity of an alert's adjudication, from the deployment's lists
+// (the policy's): what the officer chose is kept across re-renders and sent with the adjudication.
+function perceivedChoices(item, a) {
+  const info = state.deployments.find((d) => d.deployment_id === a.deployment_id);
+  const lists = (info && info.perceived_groups) || {};
+  const chosen = state.perceived.get(a.alert_id) || {};
+  for (const dimension of ["sex", "ethnicity"]) {
+    const select = item.querySelector(`.perceived-${dimension}`);
+    const values = lists[dimension] || [];
+    select.append(...values.map((v) => new Option(v, v)));
+    select.value = chosen[dimension] || "";
+    select.closest("label").hidden = !values.length;
+    select.addEventListener("change", () => {
+      state.perceived.set(a.alert_id, { ...(state.perceived.get(a.alert_id) || {}), [dimension]: select.value });
+    });
+  }
 }
 
 function renderTimes() {
@@ -249,6 +271,11 @@ async function decide(alertId, step, body) {
   // The revision the officer saw: if the alert changed meanwhile, the decision is refused, not misapplied.
   const seen = state.alerts.get(alertId);
   if (seen) body.revision = seen.revision;
+  if (step === "adjudication") {
+    const chosen = state.perceived.get(alertId) || {};
+    if (chosen.sex) body.perceived_sex = chosen.sex;
+    if (chosen.ethnicity) body.perceived_ethnicity = chosen.ethnicity;
+  }
   try {
     const alert = await api("POST", `/api/alerts/${encodeURIComponent(alertId)}/${step}`, body);
     upsert(alert);

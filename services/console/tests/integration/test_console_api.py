@@ -558,3 +558,60 @@ async def test_the_alert_card_shows_the_runner_up_the_margin_and_the_hold_withou
         assert card["hold"].startswith("Held for a supervisor: runner-up S-2 <b>brother</b> scores 0.710")
         assert card["state"] == "waiting for a supervisor's decision" and card["markup"] == 0
     assert (officer["adjudicate"], supervisor["adjudicate"]) == (False, True)
+
+
+async def test_an_adjudication_carries_the_officers_perceived_groups_from_the_deployments_lists(
+    platform, stack, browser, data_dir
+):
+    """Issue 19 (the equity monitor): the console offers the deployment's lists (the policy's) and sends
+    the chosen values with the adjudication; a value outside them is refused with the list named."""
+    deployment_id, _ = await _alert(platform, stack, data_dir)
+    await browser.sign_in(OFFICER_TOKEN)
+    listed = json.loads((await browser.call("GET", "/api/deployments"))[2])
+    lists = next(d for d in listed if d["deployment_id"] == deployment_id)["perceived_groups"]
+    assert lists == {"sex": ["female", "male"], "ethnicity": ["IC1", "IC2", "IC3", "IC4", "IC5", "IC6", "IC9"]}
+    [alert] = await _alerts(browser, deployment_id)
+    for body, status, error in (
+        ({"outcome": "false", "perceived_ethnicity": "IC7"}, 400, "IC1, IC2, IC3, IC4, IC5, IC6, IC9"),
+        ({"outcome": "false", "perceived_sex": ["male"]}, 400, "values of the deployment's lists"),
+    ):
+        answer, _, text = await browser.decide(alert["alert_id"], "adjudication", body)
+        assert answer == status and error in json.loads(text)["error"]
+    answer, _, text = await browser.decide(
+        alert["alert_id"], "adjudication", {"outcome": "false", "perceived_sex": "male", "perceived_ethnicity": "IC3"}
+    )
+    decided = json.loads(text)
+    assert answer == 200 and (decided["perceived_sex"], decided["perceived_ethnicity"]) == ("male", "IC3")
+
+
+def _choose_and_decide(url: str) -> str:
+    """An officer chooses a perceived ethnicity on the first card and clicks False; the card's state text."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_context().new_page()
+            page.goto(url)
+            page.fill("#officer", "PC 1234")
+            page.fill("#token", OFFICER_TOKEN)
+            page.click("#sign-in button[type=submit]")
+            card = page.locator("li.alert").first
+            card.wait_for(timeout=30_000)
+            card.locator(".perceived-ethnicity").select_option("IC4")
+            card.locator("button[data-outcome=false]").click()
+            state = page.locator("li.alert .state").first
+            state.filter(has_text="perceived").wait_for(timeout=30_000)
+            return state.inner_text()
+        finally:
+            chromium.close()
+
+
+@pytest.mark.browser
+async def test_an_officer_records_a_perceived_group_on_the_card(platform, stack, data_dir):
+    _, _, console = stack
+    await _alert(platform, stack, data_dir)
+    text = await asyncio.to_thread(_choose_and_decide, f"http://127.0.0.1:{console.web.port}/")
+    assert text == "adjudicated false (PC 1234; perceived IC4)"

@@ -16,7 +16,7 @@ from lfr_deployments.app import build
 from lfr_platform import sealing
 from lfr_platform.auth import Authenticator
 from lfr_platform.logs import JsonFormatter
-from lfr_platform.registry import RedisKeys, kept_in_tombstone
+from lfr_platform.registry import DeploymentStats, RedisKeys, kept_in_tombstone
 from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings, provenance
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
@@ -300,3 +300,40 @@ async def test_grpc_health_and_reflection_are_served(deployments):
     )
     assert response.status == health_pb2.HealthCheckResponse.SERVING
     await channel.close()
+
+
+async def test_the_policys_perceived_lists_and_equity_block_go_into_the_record_and_the_report(platform, deployments):
+    api = Api(deployments.control.port)
+    created = await api("create", create_request())
+    lists = created.perceived_groups  # what the console offers and alert checks against
+    assert (list(lists.sex), list(lists.ethnicity)) == (
+        ["female", "male"],
+        ["IC1", "IC2", "IC3", "IC4", "IC5", "IC6", "IC9"],
+    )
+    client = aioredis.from_url(platform.redis_url)
+    keys = RedisKeys(platform.redis_prefix)
+    try:
+        # As alert counts the officers' decisions: 10 false alerts perceived IC3, 2 IC1; 1 true IC1.
+        counts = {"perceived_false:ethnicity:IC3": 10, "perceived_false:ethnicity:IC1": 2}
+        await DeploymentStats(client, keys).add(
+            created.deployment_id, "van-1", **counts, **{"perceived_true:ethnicity:IC1": 1}
+        )
+        record = {
+            k.decode(): v.decode() for k, v in (await client.hgetall(keys.deployment(created.deployment_id))).items()
+        }
+    finally:
+        await client.aclose()
+    assert json.loads(record["equity"])["min_false_alerts"] == 10 and "IC9" in record["perceived_groups"]
+    assert not [k for k in record if k.startswith("stats:perceived") and "@" in k]  # no per-van split
+
+    report = await api("report", created.deployment_id)
+    equity = report.equity
+    assert dict(equity.false_alerts_tested) == {"ethnicity": 12, "sex": 0}
+    ic3 = next(g for g in equity.groups if g.group == "IC3")
+    assert (ic3.false_alerts, ic3.reference_share, ic3.disparity) == (10, pytest.approx(0.042), True)
+    assert ic3.p_value < 1e-10
+    ic9 = next(g for g in equity.groups if g.group == "IC9")
+    assert not ic9.HasField("reference_share") and not ic9.HasField("p_value")
+    await api("close", created.deployment_id, "operation over")
+    after = await api("report", created.deployment_id)  # from the tombstone
+    assert after.equity == equity and kept_in_tombstone("equity") and kept_in_tombstone("perceived_groups")

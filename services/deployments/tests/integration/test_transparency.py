@@ -21,7 +21,7 @@ SCOPED = "scoped-viewer-token-0123456789"
 
 
 async def test_a_notice_and_a_record_validate_agree_with_the_reports_and_respect_scopes(
-    platform, tmp_path, data_dir, capsys
+    platform, tmp_path, data_dir, capsys, eventually
 ):
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TEST_GRANTS))
@@ -44,15 +44,12 @@ async def test_a_notice_and_a_record_validate_agree_with_the_reports_and_respect
             code = await asyncio.to_thread(main, [*args, *address, "--token", token])
             return code, capsys.readouterr()
 
-        async def scoped_notice():
-            for _ in range(100):  # the token file is re-read when it changes
-                code, out = await lfr("transparency", "notice", mine.deployment_id, token=SCOPED)
-                if code == 0:
-                    return json.loads(out.out)
-                await asyncio.sleep(0.1)
-            raise AssertionError(out.err)
+        async def scoped_notice():  # the token file is re-read when it changes
+            code, out = await lfr("transparency", "notice", mine.deployment_id, token=SCOPED)
+            assert code == 0, out.err
+            return json.loads(out.out)
 
-        notice = await scoped_notice()
+        notice = await eventually(scoped_notice, timeout_s=10)
         jsonschema.validate(notice, transparency.schema(transparency.NOTICE_SCHEMA))
         assert (notice["operation"], notice["watchlist_categories"]) == ("Op Mine", {"wanted": 1})
         code, out = await lfr("transparency", "notice", theirs.deployment_id, token=SCOPED)

@@ -2,9 +2,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, validate_new
 from lfr_deployments.policy import DeploymentPolicy, PolicyError
+from lfr_testing.deployments import shipped_policy
 
 POLICY = ThresholdPolicy("sface-2021dec", default=0.6, floor=0.55)
 # The policy file as shipped: the tests check against what a new installation runs with.
@@ -121,3 +123,43 @@ def test_a_bad_policy_file_is_refused_with_the_field_named(tmp_path, text, messa
         DeploymentPolicy.load(path)
     with pytest.raises(PolicyError, match="cannot be read"):
         DeploymentPolicy.load(tmp_path / "missing.yaml")
+
+
+def _equity_policy(tmp_path, **equity) -> Path:
+    data = shipped_policy()
+    data["equity"].update(equity)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "equity, message",
+    [
+        ({"reference_shares": {"ethnicity": {"IC1": 0.5, "IC3": 0.4}}}, "ethnicity: the shares sum to 0.9000, not 1"),
+        ({"reference_shares": {"ethnicity": {"IC1": 0.9, "IC7": 0.1}}}, r"\['IC7'\] not in perceived_groups.ethnicity"),
+        ({"reference_shares": {"age": {"adult": 1.0}}}, "reference_shares.age: not a perceived dimension"),
+        ({"reference_shares": {"sex": {"female": 1.2, "male": -0.2}}}, "shares are above 0 and at most 1"),
+        ({"p_value": 0}, "equity.p_value: Input should be greater than 0"),
+        ({"min_false_alerts": 0}, "equity.min_false_alerts: Input should be greater than or equal to 1"),
+        ({"window": 90}, "equity.window: Extra inputs"),
+    ],
+)
+def test_the_equity_block_is_checked_against_the_perceived_lists(tmp_path, equity, message):
+    with pytest.raises(PolicyError, match=message):
+        DeploymentPolicy.load(_equity_policy(tmp_path, **equity))
+
+
+def test_the_shipped_policy_lists_the_ic_codes_and_their_example_shares_sum_to_one():
+    assert RULES.perceived_groups.ethnicity == ("IC1", "IC2", "IC3", "IC4", "IC5", "IC6", "IC9")
+    assert RULES.perceived_groups.sex == ("female", "male")
+    shares = RULES.equity.reference_shares
+    assert "IC9" not in shares["ethnicity"]  # not known: counted, never tested
+    assert sum(shares["ethnicity"].values()) == pytest.approx(1) and sum(shares["sex"].values()) == pytest.approx(1)
+    assert (RULES.equity.p_value, RULES.equity.min_false_alerts, RULES.equity.window_days) == (0.001, 10, 90)
+
+
+def test_a_new_deployment_carries_the_policys_perceived_lists_and_equity_block():
+    new = _new()
+    assert new.perceived_groups == {"sex": ("female", "male"), "ethnicity": RULES.perceived_groups.ethnicity}
+    assert new.equity == RULES.equity.as_policy() and new.equity.reference_shares["ethnicity"]["IC3"] == 0.042

@@ -1,8 +1,12 @@
 """The deployment report from a record's stats fields: counts, outcomes, both false-alert rates."""
 
+import json
+
 import pytest
+from scipy.stats import binomtest
 
 from lfr_deployments.report import build_report
+from lfr_testing.deployments import shipped_equity, shipped_policy
 
 RECORD = {
     "deployment_id": "dep-1",
@@ -54,3 +58,45 @@ def test_a_deployment_with_nothing_scanned_has_unknown_rates():
     report = build_report({"deployment_id": "dep-2", "state": "active", "planned_end": "10"}, now=1.0)
     rate = report.figures.false_alerts_per_face_scanned
     assert (rate.k, rate.n, rate.value, rate.low, rate.high) == (0, 0, None, 0.0, 1.0)
+
+
+def _with_perceived(**stats: int) -> dict:
+    record = {**RECORD, "perceived_groups": json.dumps(shipped_policy()["perceived_groups"])}
+    record["equity"] = shipped_equity().to_json()
+    record.update({f"stats:{name.replace('__', ':')}": str(n) for name, n in stats.items()})
+    return record
+
+
+def test_the_report_counts_alerts_per_perceived_group_and_tests_each_against_its_reference_share():
+    # 12 false alerts with a perceived ethnicity: 6 on IC3 (reference share 4.2%), 5 on IC1, 1 not known.
+    record = _with_perceived(
+        perceived_false__ethnicity__IC3=6,
+        perceived_false__ethnicity__IC1=5,
+        perceived_false__ethnicity__IC9=1,
+        perceived_true__ethnicity__IC1=2,
+        perceived_false__sex__male=7,
+        perceived_false__sex__female=4,
+    )
+    equity = build_report(record, now=6000.0).equity
+    assert equity.false_alerts_tested == {"sex": 11, "ethnicity": 11}  # IC9 has no share: not in n
+    assert (equity.p_value_limit, equity.min_false_alerts) == (0.001, 10)
+    groups = {(g.dimension, g.group): g for g in equity.groups}
+    assert [g.group for g in equity.groups] == ["female", "male", "IC1", "IC2", "IC3", "IC4", "IC5", "IC6", "IC9"]
+    ic3 = groups["ethnicity", "IC3"]
+    assert (ic3.false_alerts, ic3.true_alerts, ic3.reference_share) == (6, 0, 0.042)
+    assert ic3.p_value == pytest.approx(binomtest(6, 11, 0.042, alternative="greater").pvalue) and ic3.p_value < 1e-5
+    assert ic3.disparity and not groups["ethnicity", "IC1"].disparity and not groups["sex", "male"].disparity
+    assert groups["ethnicity", "IC1"].true_alerts == 2
+    ic9 = groups["ethnicity", "IC9"]
+    assert (ic9.false_alerts, ic9.reference_share, ic9.p_value, ic9.disparity) == (1, None, None, False)
+    assert build_report(record, now=6000.0).as_dict()["equity"]["groups"][4]["group"] == "IC3"
+
+
+def test_below_the_policys_minimum_count_no_disparity_is_concluded():
+    record = _with_perceived(perceived_false__ethnicity__IC3=4)  # 4 of 4 on IC3: p = 0.042**4, but n < 10
+    ic3 = next(g for g in build_report(record, now=6000.0).equity.groups if g.group == "IC3")
+    assert ic3.p_value == pytest.approx(0.042**4) and not ic3.disparity
+
+
+def test_a_deployment_without_the_equity_block_has_no_equity_section():
+    assert build_report(RECORD, now=6000.0).equity is None
