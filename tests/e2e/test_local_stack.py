@@ -211,6 +211,7 @@ def test_a_killed_replica_comes_back_by_itself_and_the_stack_keeps_its_deploymen
     ).strip()  # fmt: skip
     watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
     lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    lfr.ok("watchlist", "review", deployment_id, "--officer", "Insp. Reviewer")
     before = lfr.pids()
     os.kill(before["match-1"], 9)
 

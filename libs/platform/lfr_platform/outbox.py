@@ -30,6 +30,8 @@ from lfr_platform.runtime import pause
 log = logging.getLogger(__name__)
 
 _GROUP = "drainers"
+# How often a record held in memory (Redis away) is tried again.
+HELD_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class Outbox:
         self.senders: dict[str, Callable[[AIOKafkaProducer, OutboxRecord], Awaitable[None]]] = {}
         self._group_ready = False
         self._lock = asyncio.Lock()
+        # Records that reached neither the broker nor Redis (the audit chain needs Redis to send):
+        # held in memory and retried until Redis is back. Lost only if the process dies meanwhile.
+        self._held: list[OutboxRecord] = []
+        self._retrying: asyncio.Task | None = None
 
     def add(self, pipe, record: OutboxRecord) -> None:
         """Queue the record on a pipeline (or transaction) of the caller: it is kept if that commits."""
@@ -70,14 +76,36 @@ class Outbox:
         await self._ensure_group()
 
     async def send_or_keep(self, record: OutboxRecord) -> bool:
-        """Send now; if the broker cannot take it, keep it for `drain`. True when sent now."""
+        """Send now; if the broker cannot take it, keep it for `drain`; if Redis cannot either, hold
+        it in memory and retry until it can. True when sent now."""
         try:
-            await self._send(record)
-            return True
-        except (KafkaError, TimeoutError) as exc:
-            log.error("record for %s kept for re-sending: %s", record.topic, exc)
-            await self.keep(record)
+            try:
+                await self._send(record)
+                return True
+            except (KafkaError, TimeoutError) as exc:
+                log.error("record for %s kept for re-sending: %s", record.topic, exc)
+                await self.keep(record)
+                return False
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.error("record for %s held in memory until Redis is back: %s", record.topic, exc)
+            self._held.append(record)
+            if self._retrying is None or self._retrying.done():
+                self._retrying = asyncio.get_running_loop().create_task(self._retry_held())
             return False
+
+    async def _retry_held(self) -> None:
+        while self._held:
+            await pause(HELD_RETRY_S)
+            record = self._held[0]
+            try:
+                try:
+                    await self._send(record)
+                except (KafkaError, TimeoutError):
+                    await self.keep(record)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                continue  # Redis still away
+            self._held.pop(0)
+            log.info("a held record for %s reached %s", record.topic, "the broker or the outbox")
 
     async def _send(self, record: OutboxRecord) -> None:
         if self.producer is None:
