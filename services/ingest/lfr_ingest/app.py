@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -100,11 +101,16 @@ class Publisher:
             metrics.FRAMES_CAPTURED_TOTAL.labels(**labels).inc()
             if dropped:
                 metrics.FRAMES_DROPPED.labels(**labels, reason="queue_full").inc()
-            loop.call_soon_threadsafe(self._wake.set)
+            wake()
 
         def on_status(up: bool) -> None:
             metrics.CAMERA_UP.labels(**labels).set(1 if up else 0)
-            loop.call_soon_threadsafe(self._wake.set)
+            wake()
+
+        def wake() -> None:
+            # A camera thread ends after its service's loop has closed (a stop mid-read): nothing to wake.
+            with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+                loop.call_soon_threadsafe(self._wake.set)
 
         return CameraWorker(
             camera.settings,
