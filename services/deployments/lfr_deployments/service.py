@@ -195,17 +195,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         record = await self._record(request.deployment_id, context)
         officer = request.officer.strip()
 
-        async def refuse(code, message: str) -> None:
-            await self.audit.record(
-                "deployment.ratification_refused",
-                request.deployment_id,
-                who.identity,
-                who.role,
-                officer=officer,
-                message=message,
-            )
-            await context.abort(code, message)
-
+        refuse = self._refusal("deployment.ratification_refused", request.deployment_id, who, officer, context)
         if not officer or len(officer) > 200 or not officer.isprintable():
             await refuse(grpc.StatusCode.INVALID_ARGUMENT, "officer is required: the officer who ratifies in writing")
         if record.get("urgent") != "1":
@@ -250,17 +240,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         record = await self._record(request.deployment_id, context)
         officer = request.officer.strip()
 
-        async def refuse(code, message: str) -> None:
-            await self.audit.record(
-                "watchlist.review_refused",
-                request.deployment_id,
-                who.identity,
-                who.role,
-                officer=officer,
-                message=message,
-            )
-            await context.abort(code, message)
-
+        refuse = self._refusal("watchlist.review_refused", request.deployment_id, who, officer, context)
         if not officer or len(officer) > 200 or not officer.isprintable():
             await refuse(grpc.StatusCode.INVALID_ARGUMENT, "officer is required: who reviewed the watchlist")
         if record["status"] != OPEN:
@@ -615,6 +595,15 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             # Enrolled after its review: the watchlist needs reviewing again before anything is matched.
             review_cleared=reviewed and bool(outcomes.get("enrolled")),
         )
+
+    def _refusal(self, event: str, deployment_id: str, who: Principal, officer: str, context):
+        """A refusal of an officer's act: audited (`event`, with the officer and why), then the call ended."""
+
+        async def refuse(code, message: str) -> None:
+            await self.audit.record(event, deployment_id, who.identity, who.role, officer=officer, message=message)
+            await context.abort(code, message)
+
+        return refuse
 
     async def _record(self, deployment_id: str, context) -> dict[str, str]:
         record = await self.store.get(deployment_id)
