@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lfr_deployments.lifecycle import valid_subject_id
 from lfr_deployments.policy import DeploymentPolicy
+from lfr_faces.enrolment import EnrolRejected
 
 # Each field's length limit: free text goes into Redis, the audit trail (kept for good) and the manifest.
 LIMITS = {
@@ -28,13 +29,6 @@ LIMITS = {
 REQUIRED = ("subject_id", "category", "image_source", "legal_basis", "image_date", "source_reference", "approved_by")
 # A year of the policy's max_image_age_years.
 YEAR_DAYS = 365.25
-
-
-class ProvenanceRefused(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -66,18 +60,18 @@ class Provenance:
 
 
 def checked(image, policy: DeploymentPolicy, today: dt.date) -> Provenance:
-    """The provenance of a WatchlistImage, or ProvenanceRefused naming the field."""
+    """The provenance of a WatchlistImage, or EnrolRejected naming the field."""
     values = {name: getattr(image, name).strip() for name in (*REQUIRED, "second_approver", "age_override_reason")}
     missing = [name for name in REQUIRED if not values[name]]
     if missing:
-        raise ProvenanceRefused(
+        raise EnrolRejected(
             "invalid_item", f"missing {', '.join(missing)}: every image needs its provenance (docs/deployments.md)"
         )
     if not valid_subject_id(values["subject_id"]):
-        raise ProvenanceRefused("invalid_item", "subject_id must be 1-128 letters, digits or ._@:-")
+        raise EnrolRejected("invalid_item", "subject_id must be 1-128 letters, digits or ._@:-")
     for name, limit in LIMITS.items():
         if len(values[name]) > limit or not values[name].isprintable():
-            raise ProvenanceRefused(
+            raise EnrolRejected(
                 "invalid_item", f"{name} must be at most {limit} printable characters (it is {len(values[name])})"
             )
     for name, allowed in (
@@ -86,26 +80,26 @@ def checked(image, policy: DeploymentPolicy, today: dt.date) -> Provenance:
         ("legal_basis", policy.legal_bases),
     ):
         if values[name] not in allowed:
-            raise ProvenanceRefused(
+            raise EnrolRejected(
                 "invalid_item", f"{name} {values[name]!r} is not one of the policy's: {', '.join(allowed)}"
             )
     try:
         taken = dt.date.fromisoformat(values["image_date"])
     except ValueError:
-        raise ProvenanceRefused(
+        raise EnrolRejected(
             "invalid_item", f"image_date must be a date, YYYY-MM-DD (it is {values['image_date']!r})"
         ) from None
     if taken > today + dt.timedelta(days=1):  # a day's grace for time zones
-        raise ProvenanceRefused("invalid_item", f"image_date {taken} is in the future")
+        raise EnrolRejected("invalid_item", f"image_date {taken} is in the future")
     if image.minor:
         if not values["second_approver"]:
-            raise ProvenanceRefused("invalid_item", "a minor's image needs a second approver (second_approver)")
+            raise EnrolRejected("invalid_item", "a minor's image needs a second approver (second_approver)")
         if values["second_approver"].casefold() == values["approved_by"].casefold():
-            raise ProvenanceRefused("invalid_item", "a minor's second approver must be another person than approved_by")
+            raise EnrolRejected("invalid_item", "a minor's second approver must be another person than approved_by")
     years = (today - taken).days / YEAR_DAYS
     old = years > policy.max_image_age_years
     if old and not values["age_override_reason"]:
-        raise ProvenanceRefused(
+        raise EnrolRejected(
             "image_too_old",
             f"taken {taken}, {years:.1f} years ago; the policy allows {policy.max_image_age_years:g} years "
             "(max_image_age_years): use a recent photo, or give age_override_reason (audited)",

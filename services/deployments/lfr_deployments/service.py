@@ -20,7 +20,7 @@ from lfr_deployments.closing import Closer, DeploymentNotFound
 from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
 from lfr_deployments.memory import MemoryBudget
 from lfr_deployments.policy import DeploymentPolicy
-from lfr_deployments.provenance import Provenance, ProvenanceRefused, checked
+from lfr_deployments.provenance import Provenance, checked
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.report import build_report
 from lfr_deployments.store import DeploymentStore
@@ -401,7 +401,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
 
         try:
             provenance = checked(image, self.rules, dt.datetime.fromtimestamp(self.clock(), dt.UTC).date())
-        except ProvenanceRefused as exc:
+        except EnrolRejected as exc:
             return rejected(exc.reason, exc.detail)
         loop = asyncio.get_running_loop()
         try:

@@ -9,8 +9,9 @@ import pytest
 from lfr.v1 import deployments_pb2 as pb
 from lfr_deployments import prediction
 from lfr_deployments.policy import DeploymentPolicy
-from lfr_deployments.provenance import ProvenanceRefused, checked
+from lfr_deployments.provenance import checked
 from lfr_faces import calibration
+from lfr_faces.enrolment import EnrolRejected
 
 RULES = DeploymentPolicy.load(Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml")
 TODAY = dt.date(2026, 12, 3)
@@ -50,7 +51,7 @@ def test_a_complete_row_on_the_policys_lists_is_accepted():
     ],
 )
 def test_bad_provenance_is_refused_naming_the_field(overrides, reason, message):
-    with pytest.raises(ProvenanceRefused) as refused:
+    with pytest.raises(EnrolRejected) as refused:
         checked(_image(**overrides), RULES, TODAY)
     assert refused.value.reason == reason and message in refused.value.detail
 
