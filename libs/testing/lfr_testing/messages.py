@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from lfr.v1 import common_pb2, matches_pb2
+from lfr.v1 import common_pb2, embeddings_pb2, matches_pb2
 from lfr_contracts import camera_key
 from lfr_platform import sealing
 
@@ -48,3 +48,29 @@ def match_record(
     if key is not None:
         sealing.sign_message(key, message, "match")
     return camera_key(camera), message.SerializeToString()
+
+
+def faces_embedded_record(
+    camera: common_pb2.CameraRef,
+    sequence: int,
+    key: bytes,
+    crop,
+    vector,
+    *,
+    model_id: str = "sface-2021dec",
+    track_id: str = "",
+    shot_quality: float = 0.0,
+) -> tuple[bytes, bytes]:
+    """A faces.embedded.v1 record of one face (a detected `crop` and its `vector`), sealed with the
+    deployment's data key as embed seals them, captured now."""
+    out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=sequence, model_id=model_id, dimension=len(vector))
+    out.captured_at.GetCurrentTime()
+    out.faces.add(
+        index=0,
+        detector_score=crop.score,
+        embedding=sealing.seal(key, vector.astype("<f4").tobytes(), camera.deployment_id),
+        crop=sealing.seal(key, crop.jpeg, camera.deployment_id),
+        track_id=track_id,
+        shot_quality=shot_quality,
+    )
+    return camera_key(camera), out.SerializeToString()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lfr.v1 import common_pb2, embeddings_pb2
-from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key, dead_letter_topic
+from lfr.v1 import common_pb2
+from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, dead_letter_topic
 from lfr_faces import images
 from lfr_faces.crops import embed_crops, find_faces
 from lfr_faces.detectors import build_detector
@@ -14,6 +14,7 @@ from lfr_platform import metrics, sealing
 from lfr_testing.deployments import Api, create_request, provenance
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
+from lfr_testing.messages import faces_embedded_record
 from lfr_testing.services import deployment_key
 
 pytestmark = pytest.mark.integration
@@ -58,15 +59,7 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
 
     def message(photo, sequence, model="sface-2021dec"):
         crop, vector = _probe(models_dir, photo)
-        out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=sequence, model_id=model, dimension=128)
-        out.captured_at.GetCurrentTime()
-        out.faces.add(
-            index=0,
-            detector_score=crop.score,
-            embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
-            crop=sealing.seal(key, crop.jpeg, deployment_id),
-        )
-        return camera_key(camera), out.SerializeToString()
+        return faces_embedded_record(camera, sequence, key, crop, vector, model_id=model)
 
     scanned = metrics.FACES_SCANNED.labels(deployment_id, "van-1", "cam-1")
     await produce(
@@ -123,17 +116,9 @@ async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_depl
     for sequence, number in enumerate((2, 4, 5), start=1):
         crop, vector = _probe(models_dir, lfw(data_dir, "Colin_Powell", number))
         vectors.append(vector)
-        out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=sequence, model_id="sface-2021dec", dimension=128)
-        out.captured_at.GetCurrentTime()
-        out.faces.add(
-            index=0,
-            detector_score=crop.score,
-            embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
-            crop=sealing.seal(key, crop.jpeg, deployment_id),
-            track_id="detect-a:7",
-            shot_quality=0.5,
+        records.append(
+            faces_embedded_record(camera, sequence, key, crop, vector, track_id="detect-a:7", shot_quality=0.5)
         )
-        records.append((camera_key(camera), out.SerializeToString()))
     await produce(platform, FACES_EMBEDDED, records)
     matches = decoded(MATCHES_FOUND, await read(platform, MATCHES_FOUND, count=3, settle_s=0.5))
     assert [(m.track_id, m.shots) for m in matches] == [("detect-a:7", 1), ("detect-a:7", 2), ("detect-a:7", 3)]

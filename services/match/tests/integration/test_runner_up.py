@@ -5,19 +5,19 @@ subject; none on a watchlist of one subject."""
 import numpy as np
 import pytest
 
-from lfr.v1 import common_pb2, embeddings_pb2
+from lfr.v1 import common_pb2
 from lfr.v1 import deployments_pb2 as pb
-from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND, camera_key
+from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND
 from lfr_faces import images
 from lfr_faces.crops import embed_crops, find_faces
 from lfr_faces.detectors import build_detector
 from lfr_faces.embedders import build_embedder
 from lfr_faces.fusion import fuse
 from lfr_faces.quality import QualityPolicy
-from lfr_platform import sealing
 from lfr_testing.deployments import Api, create_request, provenance
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
+from lfr_testing.messages import faces_embedded_record
 from lfr_testing.services import deployment_key
 
 pytestmark = pytest.mark.integration
@@ -79,17 +79,9 @@ async def test_a_match_carries_the_other_subject_as_runner_up_with_its_margin_on
     for sequence, number in enumerate(SHOTS, start=1):
         crop, vector = faces.probe(lfw(data_dir, "Colin_Powell", number))
         vectors.append(vector)
-        out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=sequence, model_id="sface-2021dec", dimension=128)
-        out.captured_at.GetCurrentTime()
-        out.faces.add(
-            index=0,
-            detector_score=crop.score,
-            embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
-            crop=sealing.seal(key, crop.jpeg, deployment_id),
-            track_id="detect-a:3",
-            shot_quality=0.5,
+        records.append(
+            faces_embedded_record(camera, sequence, key, crop, vector, track_id="detect-a:3", shot_quality=0.5)
         )
-        records.append((camera_key(camera), out.SerializeToString()))
     await produce(platform, FACES_EMBEDDED, records)
     matches = decoded(MATCHES_FOUND, await read(platform, MATCHES_FOUND, count=2, settle_s=0.5))
 
@@ -132,15 +124,7 @@ async def test_a_watchlist_of_one_subject_gives_no_runner_up(platform, deploymen
     key = await deployment_key(platform, deployment_id)
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
     crop, vector = Faces(models_dir).probe(lfw(data_dir, "Colin_Powell", 7))
-    out = embeddings_pb2.FacesEmbedded(camera=camera, sequence=1, model_id="sface-2021dec", dimension=128)
-    out.captured_at.GetCurrentTime()
-    out.faces.add(
-        index=0,
-        detector_score=crop.score,
-        embedding=sealing.seal(key, vector.astype("<f4").tobytes(), deployment_id),
-        crop=sealing.seal(key, crop.jpeg, deployment_id),
-    )
-    await produce(platform, FACES_EMBEDDED, [(camera_key(camera), out.SerializeToString())])
+    await produce(platform, FACES_EMBEDDED, [faces_embedded_record(camera, 1, key, crop, vector)])
     [found] = decoded(MATCHES_FOUND, await read(platform, MATCHES_FOUND, count=1, settle_s=0.5))
     assert found.subject_id == SUBJECT and found.score >= found.threshold
     assert (found.runner_up_subject_id, found.runner_up_score) == ("", 0.0)
