@@ -118,6 +118,9 @@ def test_officers_see_a_live_alert_beside_its_watchlist_image_and_decide_it(chro
     again.wait_for()
     assert again.get_attribute("data-state") == "adjudicated"
     again.locator(".facts").click()  # select it
+    page.wait_for_function(
+        f"() => document.querySelector('[data-alert-id=\"{alert_id}\"]').classList.contains('selected')"
+    )
     page.keyboard.press("y")  # engaged
     page.wait_for_function(
         f"() => document.querySelector('[data-alert-id=\"{alert_id}\"]').dataset.state === 'engaged'"
