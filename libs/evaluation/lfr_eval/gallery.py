@@ -1,6 +1,6 @@
 """`lfr eval --gallery G`: is a subject enrolled from G photos better kept as G entries (a probe's
-best entry decides), as one template fused from them (lfr_faces.fusion.fuse, the mean of the
-vectors), or as both (the G entries and their template)?
+best entry decides), as one template fused from them (lfr_watchlist.templates, the mean of the
+vectors, as a reviewed watchlist builds it), or as both (the G entries and their template: live)?
 
 Design (LFW, or any mated dataset): identities with at least G+1 images are split at random in two.
 Those of the first half are enrolled from their first G enrollable images (the Enroller) and searched
@@ -17,7 +17,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from lfr_eval import review
@@ -27,8 +26,9 @@ from lfr_eval.experiment import Enrolled, Search, impostor_scores, run_searches
 from lfr_eval.multishot import _at, _pct, _plain
 from lfr_eval.results import Attribute, compute, recommend
 from lfr_faces import calibration
-from lfr_faces.fusion import fuse
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
+from lfr_watchlist import Entry
+from lfr_watchlist.templates import subject_templates
 
 err = Console(stderr=True, soft_wrap=True)
 MODES = ("separate", "fused", "both")
@@ -74,7 +74,8 @@ def main(args) -> int:
         first = gallery[0]
         for img, vector in zip(gallery, vectors, strict=True):
             watchlists["separate"].append(Enrolled(identity, img.key, img.path, vector, False, img.labels))
-        fused = fuse(np.stack(vectors), [1.0] * g)
+        photos = [Entry(gallery[n].key, v, identity, "", "", "", float(n), "") for n, v in enumerate(vectors)]
+        fused = subject_templates("eval", photos)[0].vector
         watchlists["fused"].append(Enrolled(identity, first.key, first.path, fused, False, first.labels))
         for img, vector in zip(gallery, vectors, strict=True):
             watchlists["both"].append(Enrolled(identity, img.key, img.path, vector, False, img.labels))

@@ -19,7 +19,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Entry:
-    """One enrolled image: its vector and its provenance manifest (never the image itself)."""
+    """One enrolled image: its vector and its provenance manifest (never the image itself). Or a
+    subject's template (`template_of` > 0, lfr_watchlist.templates): fused from that many of its
+    photo entries, holding no image of its own; its reference is the photo entry named."""
 
     entry_id: str  # a UUID
     vector: np.ndarray
@@ -29,9 +31,11 @@ class Entry:
     approved_by: str
     enrolled_at: float
     image_sha256: str
+    template_of: int = 0
+    reference_entry_id: str = ""
 
     def payload(self) -> dict[str, object]:
-        return {
+        payload: dict[str, object] = {
             "subject_id": self.subject_id,
             "category": self.category,
             "source_reference": self.source_reference,
@@ -39,6 +43,31 @@ class Entry:
             "enrolled_at": self.enrolled_at,
             "image_sha256": self.image_sha256,
         }
+        if self.template_of:
+            payload |= {TEMPLATE_OF: self.template_of, "reference_entry_id": self.reference_entry_id}
+        return payload
+
+    @classmethod
+    def stored(cls, point_id: object, vector, payload: dict | None) -> Entry:
+        """An entry as an index holds it (its point's id, vector and payload)."""
+        p = payload or {}
+        return cls(
+            entry_id=str(point_id),
+            vector=np.asarray(vector, dtype=np.float32),
+            subject_id=str(p.get("subject_id", "")),
+            category=str(p.get("category", "")),
+            source_reference=str(p.get("source_reference", "")),
+            approved_by=str(p.get("approved_by", "")),
+            enrolled_at=float(p.get("enrolled_at", 0.0)),
+            image_sha256=str(p.get("image_sha256", "")),
+            template_of=int(p.get(TEMPLATE_OF, 0)),
+            reference_entry_id=str(p.get("reference_entry_id", "")),
+        )
+
+
+# The payload key of a template's photo count (absent on a photo's entry, as on every entry stored
+# before templates): a range filter on it tells templates apart (a boolean match did not, in qdrant-edge).
+TEMPLATE_OF = "template_of"
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,19 @@ class Hit:
     category: str
     score: float
     source_reference: str = ""  # where the enrolled image came from (names it to a person)
+
+    @classmethod
+    def stored(cls, point_id: object, payload: dict | None, score: float) -> Hit:
+        """A search result. A template's hit names its reference photo's entry: the image an officer
+        compares the face with (a template has none of its own)."""
+        p = payload or {}
+        return cls(
+            str(p.get("reference_entry_id") or point_id),
+            str(p.get("subject_id", "")),
+            str(p.get("category", "")),
+            float(score),
+            str(p.get("source_reference", "")),
+        )
 
 
 class WatchlistIndex(Protocol):
@@ -82,7 +124,13 @@ class WatchlistIndex(Protocol):
         index; `subject_id` searches only that subject's entries, `except_subject_id` every other's."""
         ...
 
-    def count(self, deployment_id: str) -> int: ...
+    def entries(self, deployment_id: str) -> list[Entry]:
+        """Every entry with its vector: what a subject's template is fused from (lfr_watchlist.templates)."""
+        ...
+
+    def count(self, deployment_id: str, templates: bool = True) -> int:
+        """Entries; without the subjects' templates when `templates` is False (the images enrolled)."""
+        ...
 
     def optimize(self, deployment_id: str) -> None:
         """Build the search index after a bulk enrolment (a no-op where the engine does it itself)."""

@@ -26,13 +26,17 @@ from qdrant_edge import (
     Point,
     Query,
     QueryRequest,
+    RangeFloat,
+    ScrollRequest,
     SearchParams,
     UpdateOperation,
 )
 
-from lfr_watchlist import CollectionMissing, Entry, Hit
+from lfr_watchlist import TEMPLATE_OF, CollectionMissing, Entry, Hit
 
 log = logging.getLogger(__name__)
+
+_SCROLL_PAGE = 1024
 
 
 class EdgeIndex:
@@ -128,20 +132,24 @@ class EdgeIndex:
         )
         with self._using(deployment_id) as shard:
             points = shard.query(request)
-        return [
-            Hit(
-                str(p.id),
-                str(p.payload.get("subject_id", "")),
-                str(p.payload.get("category", "")),
-                float(p.score),
-                str(p.payload.get("source_reference", "")),
-            )
-            for p in points
-        ]
+        return [Hit.stored(p.id, p.payload, p.score) for p in points]
 
-    def count(self, deployment_id: str) -> int:
+    def entries(self, deployment_id: str) -> list[Entry]:
+        out: list[Entry] = []
+        offset = None
         with self._using(deployment_id) as shard:
-            return shard.count(CountRequest(exact=True))
+            while True:
+                page, offset = shard.scroll(
+                    ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=True)
+                )
+                out += [Entry.stored(p.id, p.vector, p.payload) for p in page]
+                if offset is None:
+                    return out
+
+    def count(self, deployment_id: str, templates: bool = True) -> int:
+        only = None if templates else Filter(must_not=[FieldCondition(TEMPLATE_OF, range=RangeFloat(gt=0))])
+        with self._using(deployment_id) as shard:
+            return shard.count(CountRequest(exact=True, filter=only))
 
     def optimize(self, deployment_id: str) -> None:
         with self._using(deployment_id) as shard:

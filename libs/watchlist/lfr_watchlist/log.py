@@ -40,6 +40,8 @@ def upserted(deployment_id: str, data_key: bytes, entries: list[Entry]) -> pb.Wa
             approved_by=entry.approved_by,
             enrolled_at=entry.enrolled_at,
             image_sha256=entry.image_sha256,
+            template_of=entry.template_of,
+            reference_entry_id=entry.reference_entry_id,
         )
         change.upserted.entries.append(sealing.seal(data_key, plain.SerializeToString(), deployment_id))
     return change
@@ -73,6 +75,8 @@ def entries(change: pb.WatchlistChanged, data_key: bytes) -> list[Entry]:
                 approved_by=plain.approved_by,
                 enrolled_at=plain.enrolled_at,
                 image_sha256=plain.image_sha256,
+                template_of=plain.template_of,
+                reference_entry_id=plain.reference_entry_id,
             )
         )
     return out

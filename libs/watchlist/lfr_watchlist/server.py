@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from lfr_watchlist import CollectionMissing, Entry, Hit
+from lfr_watchlist import TEMPLATE_OF, CollectionMissing, Entry, Hit
 
 
 class ServerIndex:
@@ -93,20 +93,26 @@ class ServerIndex:
             query_filter=only,
             search_params=models.SearchParams(exact=True) if exact else self.search_params,
         )
-        return [
-            Hit(
-                str(p.id),
-                str((p.payload or {}).get("subject_id", "")),
-                str((p.payload or {}).get("category", "")),
-                float(p.score),
-                str((p.payload or {}).get("source_reference", "")),
-            )
-            for p in result.points
-        ]
+        return [Hit.stored(p.id, p.payload, p.score) for p in result.points]
 
-    def count(self, deployment_id: str) -> int:
+    def entries(self, deployment_id: str) -> list[Entry]:
         self._require(deployment_id)
-        return self.client.count(self._name(deployment_id), exact=True).count
+        out: list[Entry] = []
+        offset = None
+        while True:
+            page, offset = self.client.scroll(
+                self._name(deployment_id), limit=1024, offset=offset, with_payload=True, with_vectors=True
+            )
+            out += [Entry.stored(p.id, p.vector, p.payload) for p in page]
+            if offset is None:
+                return out
+
+    def count(self, deployment_id: str, templates: bool = True) -> int:
+        self._require(deployment_id)
+        only = None
+        if not templates:
+            only = models.Filter(must_not=[models.FieldCondition(key=TEMPLATE_OF, range=models.Range(gt=0))])
+        return self.client.count(self._name(deployment_id), count_filter=only, exact=True).count
 
     def optimize(self, deployment_id: str) -> None:
         """The server indexes in the background by itself."""

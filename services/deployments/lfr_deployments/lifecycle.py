@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from lfr_deployments import prediction
 from lfr_deployments.policy import DeploymentPolicy
 from lfr_platform.equity import EquityPolicy
+from lfr_watchlist.templates import most_entries
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Free-text fields go into Redis, every audit event (kept forever) and the published report: each
@@ -179,7 +180,7 @@ def validate_new(
     if limit > max_size_limit:
         raise InvalidRequest(f"watchlist_size_limit {limit} is above the maximum {max_size_limit}")
     value, overridden = policy.resolve(threshold, threshold_override_reason)
-    predicted = prediction.predict(policy.fmr_curve, value, limit, expected_faces)
+    predicted = prediction.predict(policy.fmr_curve, value, most_entries(limit), expected_faces)
     if predicted is not None:
         try:
             prediction.check(predicted, rules.max_false_alerts_per_faces, rules.max_false_alerts_per_deployment)

@@ -228,13 +228,14 @@ def equity(record: dict[str, str], counts: dict[str, int]) -> EquityFigures | No
 
 
 def predicted(record: dict[str, str], faces: int | None = None) -> Prediction | None:
-    """The deployment's prediction (made at create for its size limit) for the watchlist as enrolled,
-    and for `faces` (default: the faces expected at create)."""
+    """The deployment's prediction (made at create for its size limit) for the watchlist as enrolled
+    (its entries as reviewed: the images and the subjects' templates), and for `faces` (default: the
+    faces expected at create)."""
     if not record.get("prediction"):
         return None
     made = Prediction.from_dict(json.loads(record["prediction"]))
-    enrolled = int(record.get("enrolled_images") or 0)
-    now = made.for_watchlist(enrolled) if enrolled else made
+    entries = int(record.get("reviewed_entries") or record.get("enrolled_images") or 0)
+    now = made.for_watchlist(entries) if entries else made
     return now if faces is None else now.for_faces(faces)
 
 

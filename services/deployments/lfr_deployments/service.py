@@ -34,12 +34,15 @@ from lfr_platform.rpc import Unavailable
 from lfr_platform.stage import TRANSIENT_ERRORS
 from lfr_watchlist import CollectionMissing, Entry, WatchlistIndex
 from lfr_watchlist import log as changes
+from lfr_watchlist.templates import subject_templates
 
 log = logging.getLogger(__name__)
 
 # Candidates looked at for lookalikes of a newly enrolled photo (other subjects scoring at or above
 # the deployment's threshold): more than a few means the watchlist is unusable for those subjects anyway.
 LOOKALIKE_CANDIDATES = 10
+# Templates per record of the watchlist log: about 600 bytes each sealed, well under a record's limit.
+TEMPLATES_PER_RECORD = 256
 
 
 class DeploymentClosedDuringEnrolment(RuntimeError):
@@ -253,7 +256,11 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"the watchlist of {request.deployment_id} is empty: enrol it, then review it",
             )
-        if not await self.store.review(request.deployment_id, officer, images, self.clock()):
+        try:
+            templates = await self._build_templates(request.deployment_id)
+        except (CollectionMissing, LookupError):
+            await refuse(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {request.deployment_id} was closed")
+        if not await self.store.review(request.deployment_id, officer, images, self.clock(), images + templates):
             await refuse(
                 grpc.StatusCode.ABORTED,
                 "images were enrolled while the review was recorded: review the watchlist as it stands now",
@@ -266,9 +273,29 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             officer=officer,
             images=images,
             subjects=int(record.get("enrolled_subjects") or 0),
+            templates=templates,
         )
         record = await self.store.get(request.deployment_id)
         return pb.ReviewWatchlistResponse(deployment=wire.deployment(record))
+
+    async def _build_templates(self, deployment_id: str) -> int:
+        """Each subject's template, from its photos as they stand (lfr_watchlist.templates): into this
+        service's index and onto the watchlist log, for the match replicas. Built again at each review
+        (a template's id follows from its subject, so it is replaced); a photo recorded is never taken
+        off a watchlist, so a template never outlives its photos. Returns how many there are."""
+        loop = asyncio.get_running_loop()
+        entries = await loop.run_in_executor(None, self.index.entries, deployment_id)
+        templates = subject_templates(deployment_id, entries)
+        if not templates:
+            return 0
+        data_key = await self.store.data_key(deployment_id)
+        if data_key is None:
+            raise LookupError(deployment_id)
+        await loop.run_in_executor(None, self.index.upsert, deployment_id, templates)
+        for start in range(0, len(templates), TEMPLATES_PER_RECORD):
+            chunk = templates[start : start + TEMPLATES_PER_RECORD]
+            await self.watchlist_log.publish(changes.upserted(deployment_id, data_key, chunk))
+        return len(templates)
 
     async def GetWatchlistManifest(
         self, request: pb.GetWatchlistManifestRequest, context
@@ -350,7 +377,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         lock = self._enrol_locks.setdefault(deployment_id, asyncio.Lock())
         async with lock:
             limit = int(record["watchlist_size_limit"])
-            count = await asyncio.get_running_loop().run_in_executor(None, self.index.count, deployment_id)
+            count = await asyncio.get_running_loop().run_in_executor(None, self._images, deployment_id)
             if first.header.expected_images and count + first.header.expected_images > limit:
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -514,7 +541,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         try:
             await self.watchlist_log.publish(changes.upserted(deployment_id, data_key, [entry]))
             logged = True
-            count = await loop.run_in_executor(None, self.index.count, deployment_id)
+            count = await loop.run_in_executor(None, self._images, deployment_id)
             await self.store.record_enrolled(
                 deployment_id,
                 entry.subject_id,
@@ -548,6 +575,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             if logged:
                 await self._unlog(deployment_id, entry.entry_id)
             raise
+
+    def _images(self, deployment_id: str) -> int:
+        """Images enrolled: the index's entries but the subjects' templates."""
+        return self.index.count(deployment_id, templates=False)
 
     async def _unlog(self, deployment_id: str, entry_id: str) -> None:
         try:

@@ -29,7 +29,7 @@ from lfr_platform.signing import new_alert_key
 log = logging.getLogger(__name__)
 
 # The fields of a watchlist's pre-deployment review, cleared when an image is enrolled after it.
-REVIEW_FIELDS = ("reviewed_by", "reviewed_at", "reviewed_images")
+REVIEW_FIELDS = ("reviewed_by", "reviewed_at", "reviewed_images", "reviewed_entries")
 
 
 def _text(raw: dict) -> dict[str, str]:
@@ -213,16 +213,25 @@ class DeploymentStore:
             log.warning("count of enrolled subjects not updated: %s", exc, extra={"deployment_id": deployment_id})
         return subjects
 
-    async def review(self, deployment_id: str, officer: str, images: int, now: float) -> bool:
-        """Records the review of the watchlist as it stands (`images` of it); False if an image was
-        enrolled meanwhile (the review would not cover it)."""
+    async def review(self, deployment_id: str, officer: str, images: int, now: float, entries: int) -> bool:
+        """Records the review of the watchlist as it stands (`images` of it, searched as `entries`
+        with the subjects' templates); False if an image was enrolled meanwhile (the review would not
+        cover it)."""
         key = self.keys.deployment(deployment_id)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
             if int(await pipe.hget(key, "enrolled_images") or 0) != images:
                 return False
             pipe.multi()
-            pipe.hset(key, mapping={"reviewed_by": officer, "reviewed_at": repr(now), "reviewed_images": str(images)})
+            pipe.hset(
+                key,
+                mapping={
+                    "reviewed_by": officer,
+                    "reviewed_at": repr(now),
+                    "reviewed_images": str(images),
+                    "reviewed_entries": str(entries),
+                },
+            )
             try:
                 await pipe.execute()
             except redis.exceptions.WatchError:

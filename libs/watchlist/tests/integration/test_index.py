@@ -8,6 +8,7 @@ import pytest
 from lfr_watchlist import CollectionMissing, Entry
 from lfr_watchlist.edge import EdgeIndex
 from lfr_watchlist.server import ServerIndex
+from lfr_watchlist.templates import subject_templates
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +61,28 @@ def test_embedded_watchlists_survive_a_restart_of_match(tmp_path):
     second = EdgeIndex(tmp_path)
     assert second.search("dep-a", vector, 1)[0].subject_id == "kept"
     second.close()
+
+
+def test_a_subjects_template_is_listed_apart_from_its_photos_and_its_hit_names_the_first_photo(index):
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(3, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    photos = [
+        Entry(str(uuid.uuid4()), vectors[i], subject, "wanted", f"ref-{i}", "approver", float(i), "sha")
+        for i, subject in enumerate(("s1", "s1", "s2"))
+    ]
+    index.create("dep-a", 128)
+    index.upsert("dep-a", photos)
+    [template] = subject_templates("dep-a", index.entries("dep-a"))
+    index.upsert("dep-a", [template])
+    assert index.count("dep-a") == 4 and index.count("dep-a", templates=False) == 3
+    stored = {e.entry_id: e for e in index.entries("dep-a")}
+    assert set(stored) == {p.entry_id for p in photos} | {template.entry_id}
+    assert stored[template.entry_id].template_of == 2 and stored[photos[2].entry_id].template_of == 0
+    np.testing.assert_allclose(stored[photos[1].entry_id].vector, vectors[1], atol=1e-6)
+    # Its search hit names the subject's first photo: the reference image an officer is shown.
+    hit = index.search("dep-a", template.vector, 1, exact=True)[0]
+    assert (hit.entry_id, hit.subject_id, hit.score) == (photos[0].entry_id, "s1", pytest.approx(1.0, abs=1e-4))
+    # Built again (another review), the template replaces itself.
+    index.upsert("dep-a", subject_templates("dep-a", index.entries("dep-a")))
+    assert index.count("dep-a") == 4

@@ -208,14 +208,19 @@ async def test_a_manifest_gives_each_photo_its_provenance_and_nothing_matches_be
         shutil.rmtree(watchlist / "Ariel_Sharon")
         code, out = await lfr("watchlist", "enrol", deployment_id, str(watchlist), "--json")
         assert code == 0 and (await admit(registry, camera, time.time())).reason == "watchlist_not_reviewed"
+        # Reviewed again: Colin Powell's two photos also make one template (gallery fusion), matched
+        # like an entry but no image: the review covers the three photos.
+        code, out = await lfr("watchlist", "review", deployment_id, "--officer", "Insp. R", "--json")
+        assert code == 0 and json.loads(out.out)["reviewed_images"] == 3
+        assert deployments.control.service.index.count(deployment_id) == 4
     finally:
         await client.aclose()
 
-    events = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=11, settle_s=1.0))
+    events = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=12, settle_s=1.0))
     by_event: dict[str, list[dict]] = {}
     for a in events:
         by_event.setdefault(a.event, []).append(json_format.MessageToDict(a.details))
-    assert [d["officer"] for d in by_event["watchlist.reviewed"]] == ["Insp. R"]
+    assert [(d["officer"], d["templates"]) for d in by_event["watchlist.reviewed"]] == [("Insp. R", 0), ("Insp. R", 1)]
     old = [d for d in by_event["watchlist.image_enrolled"] if d["subject_id"] == "Ariel_Sharon"]
     assert old[0]["age_override_reason"] == "the only photo held" and old[0]["image_date"] == "2003-05-01"
     assert by_event["watchlist.enrolled"][-1]["review_cleared"] is True

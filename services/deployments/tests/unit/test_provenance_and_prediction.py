@@ -2,6 +2,7 @@
 predicted to raise, from the model's calibration."""
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ from lfr.v1 import deployments_pb2 as pb
 from lfr_deployments import prediction
 from lfr_deployments.policy import DeploymentPolicy
 from lfr_deployments.provenance import checked
+from lfr_deployments.report import predicted
 from lfr_faces import calibration
 from lfr_faces.enrolment import EnrolRejected
+from lfr_watchlist.templates import most_entries
 
 RULES = DeploymentPolicy.load(Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml")
 TODAY = dt.date(2026, 12, 3)
@@ -97,3 +100,12 @@ def test_the_policys_limits_refuse_a_prediction_above_them():
         prediction.check(many, per_faces=None, per_deployment=1)
     # Recomputed for the watchlist as enrolled: the same rate per entry.
     assert many.for_watchlist(1_000).per_face == pytest.approx(many.per_face / 10)
+
+
+def test_the_report_predicts_for_the_entries_reviewed_templates_included():
+    made = prediction.predict(CURVE, 0.64, watchlist_size=most_entries(1_000), expected_faces=100_000)
+    assert made.watchlist_size == 1_500  # a watchlist of 1,000 images holds at most 500 templates more
+    record = {"prediction": json.dumps(made.as_dict()), "enrolled_images": "30"}
+    assert predicted(record).watchlist_size == 30  # enrolled, not yet reviewed: its images
+    record["reviewed_entries"] = "42"  # reviewed: 30 images and 12 subjects' templates are searched
+    assert predicted(record).per_face == pytest.approx(made.per_face * 42 / 1_500)
