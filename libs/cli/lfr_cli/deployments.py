@@ -306,7 +306,7 @@ def report_markdown(r: dict) -> str:
         f"| threshold | {r['threshold']:.2f}{override if r['threshold_override_reason'] else ''} ({r['model_id']}) |",
         f"| watchlist | {r['watchlist_images']} images of {r['watchlist_subjects']} subjects |",
         f"| faces scanned | {r['faces_scanned']:,} |",
-        f"| alerts | {o['alerts']} |",
+        f"| alerts | {o['alerts']} ({o['held']} held for a supervisor: a lookalike scored within the margin) |",
         f"| adjudicated true / false / undetermined / not yet | {o['true_alerts']} / {o['false_alerts']} / "
         f"{o['undetermined']} / {o['unadjudicated']} |",
         f"| engaged / not engaged | {o['engaged']} / {o['not_engaged']} |",

@@ -69,6 +69,8 @@ if redis.call("SADD", seen, match_id) == 1 then
     if ARGV[20] ~= "" and redis.call("HGET", record, "held") ~= "1" then
       held = 1
       redis.call("HSET", record, "held", "1", "hold_reason", ARGV[20])
+      redis.call("HINCRBY", deployment, "stats:held", 1)
+      redis.call("HINCRBY", deployment, "stats:held@" .. van, 1)
     end
   end
   if captured > tonumber(redis.call("HGET", record, "last_seen_at")) then

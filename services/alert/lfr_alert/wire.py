@@ -130,6 +130,8 @@ def alert_adjudicated(change: Change, step: str, event_id: str) -> pb.AlertAdjud
         state=STATE[alert.state],
         correction=change.correction,
         revision=alert.revision,
+        held_for_supervisor=alert.held,
+        hold_reason=alert.hold_reason,
         **_steps(alert),
     )
 

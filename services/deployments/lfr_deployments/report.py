@@ -37,6 +37,7 @@ class Outcomes:
     no_further_action: int = 0
     safeguarding: int = 0
     other_outcomes: int = 0
+    held: int = 0  # held for a supervisor: a lookalike scored within the policy's min_margin
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def figures(counts: dict[str, int]) -> Figures:
         no_further_action=c("outcome_no_further_action", 0),
         safeguarding=c("outcome_safeguarding", 0),
         other_outcomes=c("outcome_other", 0),
+        held=c("held", 0),
     )
     scanned = c("faces_scanned", 0)
     return Figures(

@@ -95,7 +95,7 @@ def _report(equity: dict) -> dict:
     rate = {"count": 0, "total": 0, "rate": 0.0, "lower_95": 0.0, "upper_95": 1.0}
     outcomes = dict.fromkeys(
         ("alerts", "true_alerts", "false_alerts", "undetermined", "unadjudicated", "engaged", "not_engaged",
-         "arrests", "no_further_action", "safeguarding", "other_outcomes"),
+         "arrests", "no_further_action", "safeguarding", "other_outcomes", "held"),
         0,
     )  # fmt: skip
     return {

@@ -388,6 +388,19 @@ async def test_a_lookalike_within_min_margin_holds_the_alert_and_only_a_supervis
     assert decided.alert.held_for_supervisor and decided.alert.runner_up_subject_id == "S2"  # kept on record
     engaged = await officer("engage", held.alert_id, False, "PC 1")  # the steps after it are the officer's
     assert engaged.changed and engaged.alert.state == pb.ALERT_STATE_NOT_ENGAGED
+    # Systems following decisions see which were held, and why; the deployment's report counts them.
+    adjudicated = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=3, settle_s=0.5))
+    assert [(e.alert_id == held.alert_id, e.held_for_supervisor, bool(e.hold_reason)) for e in adjudicated] == [
+        (False, False, False),
+        (True, True, True),
+        (True, True, True),
+    ]
+    client = aioredis.from_url(platform.redis_url)
+    try:
+        record = await client.hgetall(RedisKeys(platform.redis_prefix).deployment(deployment_id))
+    finally:
+        await client.aclose()
+    assert (record[b"stats:held"], record[b"stats:held@van-1"], record[b"stats:alerts"]) == (b"1", b"1", b"2")
 
     audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=4, settle_s=0.5))
     assert [(a.event, a.role) for a in audit] == [

@@ -35,6 +35,8 @@ RECORD = {
     "stats:adjudicated_true@van-2": "0",
     "stats:engaged": "2",
     "stats:outcome_arrest": "1",
+    "stats:held": "1",
+    "stats:held@van-2": "1",
 }
 
 
@@ -43,7 +45,7 @@ def test_the_report_counts_outcomes_and_states_both_rates_with_wilson_intervals(
     assert (report.start, report.end, report.watchlist_images) == (100.0, 5000.0, 12)
     f = report.figures
     assert (f.faces_scanned, f.outcomes.alerts, f.outcomes.false_alerts, f.outcomes.unadjudicated) == (3000, 4, 1, 1)
-    assert (f.outcomes.engaged, f.outcomes.arrests) == (2, 1)
+    assert (f.outcomes.engaged, f.outcomes.arrests, f.outcomes.held) == (2, 1, 1)
     per_face, per_alert = f.false_alerts_per_face_scanned, f.false_alerts_per_alert
     assert (per_face.k, per_face.n, per_alert.k, per_alert.n) == (1, 3000, 1, 4)
     assert per_face.low < 1 / 3000 < per_face.high and per_alert.low < 0.25 < per_alert.high
