@@ -1,186 +1,26 @@
 """The console over real HTTP, in front of a real AlertService and DeploymentService (deployments and alert
-in this loop, on the real broker and Redis): sessions, CSRF, headers, images, and bad requests."""
+in this loop, on the real broker and Redis; conftest.py): sessions, CSRF, headers, images, event streams,
+decisions and bad requests. The card as a browser renders it: test_console_cards.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from lfr.v1 import deployments_pb2 as pb
-from lfr_alert.app import build as build_alert
-from lfr_alert.settings import AlertSettings
-from lfr_console.app import build as build_console
-from lfr_console.settings import ConsoleSettings
 from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND
-from lfr_deployments.app import build as build_deployments
 from lfr_platform.signing import new_alert_key, sign_alert
-from lfr_testing.deployments import (
-    MANAGER_TOKEN,
-    OFFICER_TOKEN,
-    TEST_GRANTS,
-    VIEWER_TOKEN,
-    Api,
-    create_request,
-    deployments_settings,
-    provenance,
-)
+from lfr_testing.console import SCOPED_TOKEN, Browser, EventStream, listed_alerts
+from lfr_testing.deployments import OFFICER_TOKEN, SUPERVISOR_TOKEN, VIEWER_TOKEN
 from lfr_testing.kafka import produce, read
-from lfr_testing.media import lfw
 from lfr_testing.messages import match_record
-from lfr_testing.plugin import Eventually
-from lfr_testing.services import deployment_key, running
+from lfr_testing.services import deployment_key
 
 pytestmark = pytest.mark.integration
-
-
-class Browser:
-    """An HTTP client with a cookie jar, as a browser on the console's origin."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.csrf = ""
-
-    async def call(self, method: str, path: str, *, json_body=None, headers=None, data=None):
-        headers = {"Origin": self.base, **(headers or {})}
-        async with self.session.request(method, self.base + path, json=json_body, data=data, headers=headers) as r:
-            body = await r.read()
-            return r.status, r.headers, body
-
-    async def sign_in(self, token: str, officer: str = "PC 1234"):
-        status, headers, body = await self.call("POST", "/api/session", json_body={"token": token, "officer": officer})
-        if status == 200:
-            self.csrf = json.loads(body)["csrf"]
-        return status, headers, body
-
-    async def decide(self, alert_id: str, step: str, body: dict, csrf: str | None = None):
-        return await self.call(
-            "POST",
-            f"/api/alerts/{alert_id}/{step}",
-            json_body=body,
-            headers={"X-CSRF-Token": self.csrf if csrf is None else csrf},
-        )
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
-SCOPED_TOKEN = "scoped-token-for-tests-0123456789"
-
-
-@pytest.fixture
-async def stack(platform, tmp_path):
-    """deployments, alert and console, each as it runs in production, in this loop, sharing a token file
-    that also grants an officer of another deployment only."""
-    tokens = tmp_path / "tokens.json"
-    scoped = {"token": SCOPED_TOKEN, "identity": "officer-elsewhere", "role": "officer", "deployments": ["dep-none*"]}
-    tokens.write_text(json.dumps([*TEST_GRANTS, scoped]))
-    platform = platform.model_copy(update={"auth_tokens": "[]", "auth_tokens_file": tokens})
-    deployments = build_deployments(platform, deployments_settings(tmp_path))
-    alert = build_alert(platform, AlertSettings(http_port=0, grpc_port=0, sweep_interval_s=0.2))
-    async with running(deployments), running(alert):
-        console = build_console(
-            platform,
-            ConsoleSettings(
-                http_port=0,
-                web_port=0,
-                alert_address=f"127.0.0.1:{alert.control.port}",
-                deployment_address=f"127.0.0.1:{deployments.control.port}",
-                refresh_s=0.2,
-                session_idle_s=60,
-            ),
-        )
-        async with running(console):
-            yield deployments, alert, console
-
-
-@pytest.fixture
-async def browser(stack):
-    _, _, console = stack
-    browser = Browser(f"http://127.0.0.1:{console.web.port}")
-    yield browser
-    await browser.close()
-
-
-async def _alert(platform, stack, data_dir):
-    """A deployment with one enrolled person, and an alert for them (from a produced match)."""
-    deployments, _, _ = stack
-    api = Api(deployments.control.port, MANAGER_TOKEN)
-    deployment = await api("create", create_request())
-    image = pb.WatchlistImage(
-        **provenance(),
-        client_ref="1",
-        subject_id="S-1",
-        category="wanted",
-        source_reference="PNC/1",
-        approved_by="Insp. B",
-        image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
-    )
-    [enrolled] = await api.enrol(deployment.deployment_id, [image])
-    await api("review", deployment.deployment_id, "Insp. R")
-    data_key = await deployment_key(platform, deployment.deployment_id)
-    key, value = match_record(
-        deployment.deployment_id, "cam-1", "S-1", 1, 0.9, entry_id=enrolled.entry_id, key=data_key
-    )
-    await produce(platform, MATCHES_FOUND, [(key, value)])
-    return deployment.deployment_id, api
-
-
-class EventStream:
-    """The page's event stream (/api/events), read event by event."""
-
-    def __init__(self, browser: Browser, deployment_id: str) -> None:
-        self.browser = browser
-        self.deployment_id = deployment_id
-        self.events: list[tuple[str, dict]] = []
-        self.ended = False
-
-    async def __aenter__(self) -> EventStream:
-        self._response = await self.browser.session.get(
-            f"{self.browser.base}/api/events?deployment={self.deployment_id}", headers={"Origin": self.browser.base}
-        )
-        assert self._response.status == 200
-        await self.until(lambda kind, _: kind == "status")  # subscribed
-        return self
-
-    async def __aexit__(self, *_) -> None:
-        self._response.close()
-
-    async def until(self, wanted, timeout_s: float = 30.0) -> tuple[str, dict] | None:
-        """Read until an event `wanted(kind, data)` arrives (returned) or the stream ends (None)."""
-        kind = ""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                line = await self._response.content.readline()
-                if not line:
-                    self.ended = True
-                    return None
-                line = line.decode().rstrip("\n")
-                if line.startswith("event: "):
-                    kind = line[len("event: ") :]
-                elif line.startswith("data: "):
-                    data = json.loads(line[len("data: ") :])
-                    self.events.append((kind, data))
-                    if wanted(kind, data):
-                        return kind, data
-
-
-async def _alerts(browser: Browser, deployment_id: str, count: int = 1) -> list[dict]:
-    async def listed():
-        status, _, body = await browser.call("GET", f"/api/alerts?deployment={deployment_id}")
-        assert status == 200, body
-        alerts = json.loads(body)
-        assert len(alerts) >= count, alerts
-        return alerts
-
-    return await Eventually()(listed, timeout_s=30)
 
 
 async def test_sign_in_gives_a_strict_cookie_and_every_answer_is_locked_down(browser):
@@ -232,10 +72,10 @@ async def test_malformed_and_huge_requests_are_refused(browser):
     assert status == 413
 
 
-async def test_decisions_need_the_csrf_token_and_an_officer_role(platform, stack, browser, data_dir):
-    deployment_id, _ = await _alert(platform, stack, data_dir)
+async def test_decisions_need_the_csrf_token_and_an_officer_role(raise_alert, browser):
+    deployment_id, _ = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
-    [alert] = await _alerts(browser, deployment_id)
+    [alert] = await listed_alerts(browser, deployment_id)
     # A forged post (no token, a wrong one, another origin) changes nothing.
     for csrf, headers in (("", {}), ("forged", {}), (None, {"Origin": "https://evil.example"})):
         status, _, _ = await browser.call(
@@ -245,7 +85,7 @@ async def test_decisions_need_the_csrf_token_and_an_officer_role(platform, stack
             headers={"X-CSRF-Token": browser.csrf if csrf is None else csrf, **headers},
         )
         assert status == 403
-    assert (await _alerts(browser, deployment_id))[0]["state"] == "raised"
+    assert (await listed_alerts(browser, deployment_id))[0]["state"] == "raised"
     status, _, body = await browser.decide(alert["alert_id"], "adjudication", {"outcome": "maybe"})
     assert status == 400
     status, _, body = await browser.decide(alert["alert_id"], "engagement", {"engaged": True})
@@ -266,10 +106,10 @@ async def test_decisions_need_the_csrf_token_and_an_officer_role(platform, stack
         await viewer.close()
 
 
-async def test_images_only_to_a_signed_in_user_never_cached_and_gone_after_close(platform, stack, browser, data_dir):
-    deployment_id, api = await _alert(platform, stack, data_dir)
+async def test_images_only_to_a_signed_in_user_never_cached_and_gone_after_close(raise_alert, browser):
+    deployment_id, api = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
-    [alert] = await _alerts(browser, deployment_id)
+    [alert] = await listed_alerts(browser, deployment_id)
     path = f"/api/alerts/{alert['alert_id']}"
     anonymous = Browser(browser.base)
     try:
@@ -291,11 +131,11 @@ async def test_images_only_to_a_signed_in_user_never_cached_and_gone_after_close
     assert (await browser.call("GET", f"/api/events?deployment={deployment_id}"))[0] == 410
 
 
-async def test_an_ended_session_and_an_unreachable_service_get_a_clear_answer(platform, stack, browser, data_dir):
+async def test_an_ended_session_and_an_unreachable_service_get_a_clear_answer(raise_alert, platform, stack, browser):
     deployments, alert, console = stack
-    deployment_id, _ = await _alert(platform, stack, data_dir)
+    deployment_id, _ = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
-    [first] = await _alerts(browser, deployment_id)
+    [first] = await listed_alerts(browser, deployment_id)
     client = aioredis.from_url(platform.redis_url)
     async for key in client.scan_iter(match=f"{platform.redis_prefix}:console:session:*"):
         await client.delete(key)  # as when the idle time or the shift runs out
@@ -311,10 +151,10 @@ async def test_an_ended_session_and_an_unreachable_service_get_a_clear_answer(pl
     assert status == 503 and "cannot be reached" in json.loads(body)["error"]
 
 
-async def test_a_token_limited_to_other_deployments_sees_nothing_of_this_one(platform, stack, browser, data_dir):
-    deployment_id, _ = await _alert(platform, stack, data_dir)
+async def test_a_token_limited_to_other_deployments_sees_nothing_of_this_one(raise_alert, browser):
+    deployment_id, _ = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
-    [alert] = await _alerts(browser, deployment_id)
+    [alert] = await listed_alerts(browser, deployment_id)
     other = Browser(browser.base)
     try:
         assert (await other.sign_in(SCOPED_TOKEN))[0] == 200
@@ -328,19 +168,19 @@ async def test_a_token_limited_to_other_deployments_sees_nothing_of_this_one(pla
             assert status == 404
     finally:
         await other.close()
-    assert (await _alerts(browser, deployment_id))[0]["state"] == "raised"
+    assert (await listed_alerts(browser, deployment_id))[0]["state"] == "raised"
 
 
 def _refused(reason: str) -> float:
     return REGISTRY.get_sample_value("lfr_alert_revisions_refused_total", {"reason": reason}) or 0.0
 
 
-async def test_the_console_drops_forged_and_out_of_order_revisions(platform, stack, browser, data_dir):
+async def test_the_console_drops_forged_and_out_of_order_revisions(raise_alert, platform, browser):
     """Bus failure 3: a record produced onto alerts.raised.v1 put a forged subject into officers'
     queues, and revision 999 of a real alert hid its buttons."""
-    deployment_id, _ = await _alert(platform, stack, data_dir)
+    deployment_id, _ = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
-    [alert] = await _alerts(browser, deployment_id)
+    [alert] = await listed_alerts(browser, deployment_id)
     forged_before, older_before = _refused("forged"), _refused("out_of_order")
     async with EventStream(browser, deployment_id) as stream:
         # Revision 2, seen on the stream: the feed has read revisions 1 and 2 (one partition, in order).
@@ -369,15 +209,15 @@ async def test_the_console_drops_forged_and_out_of_order_revisions(platform, sta
     assert [(a["alert_id"], a["revision"], a["subject_id"]) for a in shown] == [(alert["alert_id"], 3, "S-1")]
     # (out_of_order: the two replays, and any revision the outbox delivered twice: at least once.)
     assert _refused("forged") - forged_before == 4 and _refused("out_of_order") - older_before >= 2
-    assert (await _alerts(browser, deployment_id))[0]["state"] == "engaged"
+    assert (await listed_alerts(browser, deployment_id))[0]["state"] == "engaged"
 
 
-async def test_sign_out_ends_every_open_event_stream_at_once(platform, stack, browser, data_dir):
+async def test_sign_out_ends_every_open_event_stream_at_once(raise_alert, platform, browser):
     """Bus failure 5: alert events kept arriving 69 s after sign-out (the session was re-checked only
     after 15 s without events)."""
-    deployment_id, _ = await _alert(platform, stack, data_dir)
+    deployment_id, _ = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
-    first_alert = (await _alerts(browser, deployment_id))[0]["alert_id"]
+    first_alert = (await listed_alerts(browser, deployment_id))[0]["alert_id"]
     watcher = Browser(browser.base)  # another officer, still signed in
     try:
         await watcher.sign_in(OFFICER_TOKEN, "PC 9")
@@ -405,12 +245,12 @@ async def test_sign_out_ends_every_open_event_stream_at_once(platform, stack, br
         await watcher.close()
 
 
-async def test_an_event_stream_left_early_is_closed_quietly(platform, stack, browser, data_dir, caplog, eventually):
+async def test_an_event_stream_left_early_is_closed_quietly(raise_alert, platform, stack, browser, caplog, eventually):
     """Bus gap: the console logged a traceback when an event-stream client left early."""
     _, _, console = stack
-    deployment_id, _ = await _alert(platform, stack, data_dir)
+    deployment_id, _ = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
-    first_alert = (await _alerts(browser, deployment_id))[0]["alert_id"]
+    first_alert = (await listed_alerts(browser, deployment_id))[0]["alert_id"]
     feed = console.web.console.feed
     watcher = Browser(browser.base)
     try:
@@ -432,51 +272,16 @@ async def test_an_event_stream_left_early_is_closed_quietly(platform, stack, bro
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text[-2000:]
 
 
-async def _lookalike_alert(platform, stack, data_dir, min_margin: float = 0.05):
-    """A deployment whose policy holds alerts within `min_margin`, and an alert for S-1 whose runner-up
-    (another subject, its id with markup in it: shown as text) scores 0.71 against its 0.73: held."""
-    from lfr_platform.registry import RedisKeys
-
-    deployments, _, _ = stack
-    api = Api(deployments.control.port, MANAGER_TOKEN)
-    deployment_id = (await api("create", create_request())).deployment_id
-    image = pb.WatchlistImage(
-        **provenance(),
-        client_ref="1",
-        subject_id="S-1",
-        category="wanted",
-        source_reference="PNC/1",
-        approved_by="Insp. B",
-        image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
-    )
-    [enrolled] = await api.enrol(deployment_id, [image])
-    await api("review", deployment_id, "Insp. R")  # nothing is matched or alerted before the review
-    client = aioredis.from_url(platform.redis_url)
-    try:  # the policy's min_margin, as the deployments service copies it into the deployment's record
-        await client.hset(RedisKeys(platform.redis_prefix).deployment(deployment_id), "min_margin", repr(min_margin))
-    finally:
-        await client.aclose()
-    data_key = await deployment_key(platform, deployment_id)
-    key, value = match_record(
-        deployment_id, "cam-1", "S-1", 1, 0.73, entry_id=enrolled.entry_id, key=data_key,
-        runner_up="S-2 <b>brother</b>", runner_up_score=0.71,
-    )  # fmt: skip
-    await produce(platform, MATCHES_FOUND, [(key, value)])
-    return deployment_id
-
-
 async def test_an_alert_shows_its_runner_up_and_margin_and_a_held_one_is_a_supervisors_to_decide(
-    platform, stack, browser, data_dir
+    lookalike_alert, browser
 ):
     """Issue 18 (lookalikes): the console's alerts carry the runner-up, the margin and the hold with its
     reason; an officer's adjudication of a held alert is refused (409), a supervisor's recorded."""
-    from lfr_testing.deployments import SUPERVISOR_TOKEN
-
-    deployment_id = await _lookalike_alert(platform, stack, data_dir)
+    deployment_id = await lookalike_alert()
     await browser.sign_in(OFFICER_TOKEN)
     session = json.loads((await browser.call("GET", "/api/session"))[2])
     assert (session["may_decide"], session["may_decide_held"]) == (True, False)
-    [alert] = await _alerts(browser, deployment_id)
+    [alert] = await listed_alerts(browser, deployment_id)
     assert (alert["runner_up_subject_id"], alert["runner_up_score"], alert["margin"]) == (
         "S-2 <b>brother</b>",
         0.71,
@@ -502,75 +307,15 @@ async def test_an_alert_shows_its_runner_up_and_margin_and_a_held_one_is_a_super
         await supervisor.close()
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-
-
-def _cards(url: str, logins: list[tuple[str, str]]) -> list[dict]:
-    """Each user's first alert card as the page renders it (Playwright's sync API: in a thread of its own)."""
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("chromium not found: apt-get install chromium (`make install` does it)")
-    seen = []
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        try:
-            for token, officer in logins:
-                page = chromium.new_context().new_page()
-                page.goto(url)
-                page.fill("#officer", officer)
-                page.fill("#token", token)
-                page.click("#sign-in button[type=submit]")
-                card = page.locator("li.alert").first
-                card.wait_for(timeout=30_000)
-                seen.append(
-                    {
-                        "runner_up": card.locator(".runner-up").inner_text(),
-                        "hold": card.locator(".hold").inner_text() if card.locator(".hold").is_visible() else None,
-                        "state": card.locator(".state").inner_text(),
-                        "adjudicate": card.locator(".step.adjudication").is_visible(),
-                        "markup": card.locator(".facts b").count(),
-                    }
-                )
-        finally:
-            chromium.close()
-    return seen
-
-
-@pytest.mark.browser
-async def test_the_alert_card_shows_the_runner_up_the_margin_and_the_hold_without_buttons_for_an_officer(
-    platform, stack, data_dir
-):
-    """The card, rendered in a real browser: the runner-up and the margin as text (its markup escaped),
-    the hold and its reason, and the adjudication buttons for a supervisor only."""
-    from lfr_testing.deployments import SUPERVISOR_TOKEN
-
-    _, _, console = stack
-    await _lookalike_alert(platform, stack, data_dir)
-    officer, supervisor = await asyncio.to_thread(
-        _cards, f"http://127.0.0.1:{console.web.port}/", [(OFFICER_TOKEN, "PC 1234"), (SUPERVISOR_TOKEN, "Sgt 9")]
-    )
-    for card in (officer, supervisor):
-        assert card["runner_up"] == "runner-up S-2 <b>brother</b> 0.710 \u00b7 margin 0.020"
-        assert card["hold"].startswith("Held for a supervisor: runner-up S-2 <b>brother</b> scores 0.710")
-        assert card["state"] == "waiting for a supervisor's decision" and card["markup"] == 0
-    assert (officer["adjudicate"], supervisor["adjudicate"]) == (False, True)
-
-
-async def test_an_adjudication_carries_the_officers_perceived_groups_from_the_deployments_lists(
-    platform, stack, browser, data_dir
-):
+async def test_an_adjudication_carries_the_officers_perceived_groups_from_the_deployments_lists(raise_alert, browser):
     """Issue 19 (the equity monitor): the console offers the deployment's lists (the policy's) and sends
     the chosen values with the adjudication; a value outside them is refused with the list named."""
-    deployment_id, _ = await _alert(platform, stack, data_dir)
+    deployment_id, _ = await raise_alert()
     await browser.sign_in(OFFICER_TOKEN)
     listed = json.loads((await browser.call("GET", "/api/deployments"))[2])
     lists = next(d for d in listed if d["deployment_id"] == deployment_id)["perceived_groups"]
     assert lists == {"sex": ["female", "male"], "ethnicity": ["IC1", "IC2", "IC3", "IC4", "IC5", "IC6", "IC9"]}
-    [alert] = await _alerts(browser, deployment_id)
+    [alert] = await listed_alerts(browser, deployment_id)
     for body, status, error in (
         ({"outcome": "false", "perceived_ethnicity": "IC7"}, 400, "IC1, IC2, IC3, IC4, IC5, IC6, IC9"),
         ({"outcome": "false", "perceived_sex": ["male"]}, 400, "values of the deployment's lists"),
@@ -582,36 +327,3 @@ async def test_an_adjudication_carries_the_officers_perceived_groups_from_the_de
     )
     decided = json.loads(text)
     assert answer == 200 and (decided["perceived_sex"], decided["perceived_ethnicity"]) == ("male", "IC3")
-
-
-def _choose_and_decide(url: str) -> str:
-    """An officer chooses a perceived ethnicity on the first card and clicks False; the card's state text."""
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-        try:
-            page = chromium.new_context().new_page()
-            page.goto(url)
-            page.fill("#officer", "PC 1234")
-            page.fill("#token", OFFICER_TOKEN)
-            page.click("#sign-in button[type=submit]")
-            card = page.locator("li.alert").first
-            card.wait_for(timeout=30_000)
-            card.locator(".perceived-ethnicity").select_option("IC4")
-            card.locator("button[data-outcome=false]").click()
-            state = page.locator("li.alert .state").first
-            state.filter(has_text="perceived").wait_for(timeout=30_000)
-            return state.inner_text()
-        finally:
-            chromium.close()
-
-
-@pytest.mark.browser
-async def test_an_officer_records_a_perceived_group_on_the_card(platform, stack, data_dir):
-    _, _, console = stack
-    await _alert(platform, stack, data_dir)
-    text = await asyncio.to_thread(_choose_and_decide, f"http://127.0.0.1:{console.web.port}/")
-    assert text == "adjudicated false (PC 1234; perceived IC4)"
