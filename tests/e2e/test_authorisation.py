@@ -249,7 +249,7 @@ def test_an_unreviewed_watchlist_matches_nothing_and_an_alert_names_its_runner_u
         eventually(lambda: drained(stack), timeout_s=120)
         assert alerts.list(deployment_id) == []
 
-        reviewed = client.review(deployment_id, "Insp. Reviewer")
+        reviewed = client.review(deployment_id, "Insp. Reviewer").deployment
         assert reviewed.reviewed_by == "Insp. Reviewer" and reviewed.reviewed_images == reviewed.enrolled_images
         passing = _frames(stack, data_dir, deployment_id, time.time(), first_sequence=10_000)
         asyncio.run(produce(platform, FRAMES_CAPTURED, passing))

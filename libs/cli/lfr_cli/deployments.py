@@ -416,7 +416,13 @@ def was_listed(client: DeploymentClient, args) -> int:
 
 
 def review(client: DeploymentClient, args) -> int:
-    print_deployment(client.review(args.deployment_id, args.officer), args.json)
+    answer = client.review(args.deployment_id, args.officer)
+    print_deployment(answer.deployment, args.json)
+    for pair in answer.template_lookalikes:
+        err.print(
+            f"[yellow]lookalike[/]: the template of {pair.subject_id}'s photos scores {pair.score:.2f} against "
+            f"{pair.other_subject_id}: a face of one would alert as the other (its runner-up names the other)"
+        )
     return 0
 
 

@@ -66,9 +66,10 @@ class DeploymentClient(_Client):
         request = pb.WasListedRequest(subject_id=subject_id)
         return self.stub.WasListed(request, metadata=self.metadata, timeout=self.timeout_s)
 
-    def review(self, deployment_id: str, officer: str) -> pb.Deployment:
+    def review(self, deployment_id: str, officer: str) -> pb.ReviewWatchlistResponse:
+        """The deployment as reviewed, and the lookalikes its subjects' templates made."""
         request = pb.ReviewWatchlistRequest(deployment_id=deployment_id, officer=officer)
-        return self.stub.ReviewWatchlist(request, metadata=self.metadata, timeout=self.timeout_s).deployment
+        return self.stub.ReviewWatchlist(request, metadata=self.metadata, timeout=self.timeout_s)
 
     def ratify(self, deployment_id: str, officer: str) -> pb.Deployment:
         request = pb.RatifyDeploymentRequest(deployment_id=deployment_id, officer=officer)

@@ -258,9 +258,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             )
         try:
             templates = await self._build_templates(request.deployment_id)
+            lookalikes = await self._template_lookalikes(request.deployment_id, templates, float(record["threshold"]))
         except (CollectionMissing, LookupError):
             await refuse(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {request.deployment_id} was closed")
-        if not await self.store.review(request.deployment_id, officer, images, self.clock(), images + templates):
+        if not await self.store.review(request.deployment_id, officer, images, self.clock(), images + len(templates)):
             await refuse(
                 grpc.StatusCode.ABORTED,
                 "images were enrolled while the review was recorded: review the watchlist as it stands now",
@@ -273,21 +274,33 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             officer=officer,
             images=images,
             subjects=int(record.get("enrolled_subjects") or 0),
-            templates=templates,
+            templates=len(templates),
+            template_lookalikes=len(lookalikes),
         )
+        for pair in lookalikes:
+            await self.audit.record(
+                "watchlist.lookalike",
+                request.deployment_id,
+                who.identity,
+                who.role,
+                subject_id=pair.subject_id,
+                template_of=next(t.template_of for t in templates if t.subject_id == pair.subject_id),
+                other_subject_id=pair.other_subject_id,
+                score=round(pair.score, 4),
+            )
         record = await self.store.get(request.deployment_id)
-        return pb.ReviewWatchlistResponse(deployment=wire.deployment(record))
+        return pb.ReviewWatchlistResponse(deployment=wire.deployment(record), template_lookalikes=lookalikes)
 
-    async def _build_templates(self, deployment_id: str) -> int:
+    async def _build_templates(self, deployment_id: str) -> list[Entry]:
         """Each subject's template, from its photos as they stand (lfr_watchlist.templates): into this
         service's index and onto the watchlist log, for the match replicas. Built again at each review
         (a template's id follows from its subject, so it is replaced); a photo recorded is never taken
-        off a watchlist, so a template never outlives its photos. Returns how many there are."""
+        off a watchlist, so a template never outlives its photos."""
         loop = asyncio.get_running_loop()
         entries = await loop.run_in_executor(None, self.index.entries, deployment_id)
         templates = subject_templates(deployment_id, entries)
         if not templates:
-            return 0
+            return []
         data_key = await self.store.data_key(deployment_id)
         if data_key is None:
             raise LookupError(deployment_id)
@@ -295,7 +308,31 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         for start in range(0, len(templates), TEMPLATES_PER_RECORD):
             chunk = templates[start : start + TEMPLATES_PER_RECORD]
             await self.watchlist_log.publish(changes.upserted(deployment_id, data_key, chunk))
-        return len(templates)
+        return templates
+
+    async def _template_lookalikes(
+        self, deployment_id: str, templates: list[Entry], threshold: float
+    ) -> list[pb.TemplateLookalike]:
+        """Templates scoring at or above the threshold against another subject's entry: enrolment checks
+        each photo for lookalikes (`_lookalikes`), a template is only made here."""
+
+        def best_others() -> list[pb.TemplateLookalike]:
+            found = []
+            for template in templates:
+                others = self.index.search(
+                    deployment_id, template.vector, 1, exact=True, except_subject_id=template.subject_id
+                )
+                if others and others[0].score >= threshold:
+                    found.append(
+                        pb.TemplateLookalike(
+                            subject_id=template.subject_id,
+                            other_subject_id=others[0].subject_id,
+                            score=others[0].score,
+                        )
+                    )
+            return found
+
+        return await asyncio.get_running_loop().run_in_executor(None, best_others) if templates else []
 
     async def GetWatchlistManifest(
         self, request: pb.GetWatchlistManifestRequest, context

@@ -72,7 +72,12 @@ async def test_a_match_carries_the_other_subject_as_runner_up_with_its_margin_on
             for subject, person, number in ENROLLED
         ],
     )
-    await api("review", deployment_id, "Insp. R")  # nothing is matched before the watchlist's review
+    reviewed = await api("review", deployment_id, "Insp. R")  # nothing is matched before the review
+    # The template of the subject's five photos scores above the threshold against the brother's photo
+    # (the same man): the review says so, as enrolment does for photos.
+    [pair] = reviewed.template_lookalikes
+    assert (pair.subject_id, pair.other_subject_id) == (SUBJECT, BROTHER)
+    assert pair.score >= reviewed.deployment.threshold
     key = await deployment_key(platform, deployment_id)
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
     faces = Faces(models_dir)
