@@ -277,6 +277,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             templates=len(templates),
             template_lookalikes=len(lookalikes),
         )
+        photos_of = {t.subject_id: t.template_of for t in templates}
         for pair in lookalikes:
             await self.audit.record(
                 "watchlist.lookalike",
@@ -284,7 +285,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 who.identity,
                 who.role,
                 subject_id=pair.subject_id,
-                template_of=next(t.template_of for t in templates if t.subject_id == pair.subject_id),
+                template_of=photos_of[pair.subject_id],
                 other_subject_id=pair.other_subject_id,
                 score=round(pair.score, 4),
             )
