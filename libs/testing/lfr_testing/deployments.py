@@ -89,6 +89,16 @@ def provenance(**overrides) -> dict:
     return fields
 
 
+def watchlist_image(photo: Path, subject_id: str, client_ref: str, **overrides) -> pb.WatchlistImage:
+    """A photo as one image of an enrolment: wanted, approved, with provenance on the shipped policy's lists."""
+    fields = dict(
+        provenance(), client_ref=client_ref, subject_id=subject_id, category="wanted", source_reference="ref",
+        approved_by="Insp. A", image=Path(photo).read_bytes(),
+    )  # fmt: skip
+    fields.update(overrides)
+    return pb.WatchlistImage(**fields)
+
+
 def create_request(**overrides) -> pb.CreateDeploymentRequest:
     request = pb.CreateDeploymentRequest(
         name="Operation Test",

@@ -8,7 +8,6 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
-from lfr.v1 import deployments_pb2 as pb
 from lfr_alert.app import build as build_alert
 from lfr_alert.settings import AlertSettings
 from lfr_console.app import build as build_console
@@ -17,7 +16,14 @@ from lfr_contracts import MATCHES_FOUND
 from lfr_deployments.app import build as build_deployments
 from lfr_platform.registry import RedisKeys
 from lfr_testing.console import SCOPED_TOKEN, Browser
-from lfr_testing.deployments import MANAGER_TOKEN, TEST_GRANTS, Api, create_request, deployments_settings, provenance
+from lfr_testing.deployments import (
+    MANAGER_TOKEN,
+    TEST_GRANTS,
+    Api,
+    create_request,
+    deployments_settings,
+    watchlist_image,
+)
 from lfr_testing.kafka import produce
 from lfr_testing.media import lfw
 from lfr_testing.messages import match_record
@@ -63,14 +69,8 @@ async def _enrolled(stack, data_dir):
     deployments, _, _ = stack
     api = Api(deployments.control.port, MANAGER_TOKEN)
     deployment_id = (await api("create", create_request())).deployment_id
-    image = pb.WatchlistImage(
-        **provenance(),
-        client_ref="1",
-        subject_id="S-1",
-        category="wanted",
-        source_reference="PNC/1",
-        approved_by="Insp. B",
-        image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
+    image = watchlist_image(
+        lfw(data_dir, "Colin_Powell", 1), "S-1", "1", source_reference="PNC/1", approved_by="Insp. B"
     )
     [enrolled] = await api.enrol(deployment_id, [image])
     await api("review", deployment_id, "Insp. R")  # nothing is matched or alerted before the review

@@ -11,7 +11,7 @@ from lfr_faces.detectors import build_detector
 from lfr_faces.embedders import build_embedder
 from lfr_faces.quality import QualityPolicy
 from lfr_platform import metrics, sealing
-from lfr_testing.deployments import Api, create_request, provenance
+from lfr_testing.deployments import Api, create_request, watchlist_image
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
 from lfr_testing.messages import faces_embedded_record
@@ -37,21 +37,9 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
     api = Api(deployments.control.port)
     deployment = await api("create", create_request())
     deployment_id = deployment.deployment_id
-    from lfr.v1 import deployments_pb2 as pb
-
     await api.enrol(
         deployment_id,
-        [
-            pb.WatchlistImage(
-                **provenance(),
-                client_ref="p",
-                subject_id="Colin_Powell",
-                category="wanted",
-                source_reference="ref",
-                approved_by="A",
-                image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
-            )
-        ],
+        [watchlist_image(lfw(data_dir, "Colin_Powell", 1), "Colin_Powell", "p", approved_by="A")],
     )
     await api("review", deployment_id, "Insp. R")  # nothing is matched before the review
     key = await deployment_key(platform, deployment_id)
@@ -91,23 +79,11 @@ async def test_a_track_is_decided_on_its_fused_shots_and_forgotten_when_its_depl
     platform, deployments, match, data_dir, models_dir, eventually
 ):
     """Three shots of one pass: each decision uses the template of the shots so far, with their count."""
-    from lfr.v1 import deployments_pb2 as pb
-
     api = Api(deployments.control.port)
     deployment_id = (await api("create", create_request())).deployment_id
     await api.enrol(
         deployment_id,
-        [
-            pb.WatchlistImage(
-                **provenance(),
-                client_ref="p",
-                subject_id="Colin_Powell",
-                category="wanted",
-                source_reference="ref",
-                approved_by="A",
-                image=lfw(data_dir, "Colin_Powell", 1).read_bytes(),
-            )
-        ],
+        [watchlist_image(lfw(data_dir, "Colin_Powell", 1), "Colin_Powell", "p", approved_by="A")],
     )
     await api("review", deployment_id, "Insp. R")  # nothing is matched before the review
     key = await deployment_key(platform, deployment_id)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from lfr.v1 import common_pb2
-from lfr.v1 import deployments_pb2 as pb
 from lfr_contracts import FACES_EMBEDDED, MATCHES_FOUND
 from lfr_faces import images
 from lfr_faces.crops import embed_crops, find_faces
@@ -15,7 +14,7 @@ from lfr_faces.detectors import build_detector
 from lfr_faces.embedders import build_embedder
 from lfr_faces.fusion import fuse
 from lfr_faces.quality import QualityPolicy
-from lfr_testing.deployments import Api, create_request, provenance
+from lfr_testing.deployments import Api, create_request, watchlist_image
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
 from lfr_testing.messages import faces_embedded_record
@@ -60,14 +59,8 @@ async def test_a_match_carries_the_other_subject_as_runner_up_with_its_margin_on
     enrolled_as = await api.enrol(
         deployment_id,
         [
-            pb.WatchlistImage(
-                **provenance(),
-                client_ref=f"{subject}-{number}",
-                subject_id=subject,
-                category="wanted",
-                source_reference=f"ref-{number}",
-                approved_by="Insp. A",
-                image=lfw(data_dir, person, number).read_bytes(),
+            watchlist_image(
+                lfw(data_dir, person, number), subject, f"{subject}-{number}", source_reference=f"ref-{number}"
             )
             for subject, person, number in ENROLLED
         ],
@@ -120,14 +113,8 @@ async def test_a_watchlist_of_one_subject_gives_no_runner_up(platform, deploymen
     await api.enrol(
         deployment_id,
         [
-            pb.WatchlistImage(
-                **provenance(),
-                client_ref=f"p{number}",
-                subject_id=SUBJECT,
-                category="wanted",
-                source_reference=f"ref-{number}",
-                approved_by="Insp. A",
-                image=lfw(data_dir, "Colin_Powell", number).read_bytes(),
+            watchlist_image(
+                lfw(data_dir, "Colin_Powell", number), SUBJECT, f"p{number}", source_reference=f"ref-{number}"
             )
             for number in (1, 2)
         ],
