@@ -22,6 +22,7 @@ from lfr_contracts import AUDIT_RECORDED
 from lfr_contracts.clients import DeploymentClient
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, read
+from lfr_testing.stack import drained, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -97,6 +98,14 @@ def test_officers_see_a_live_alert_beside_its_watchlist_image_and_decide_it(chro
     page.screenshot(path=str(screenshot), full_page=True)
     if os.environ.get("LFR_TEST_SCREENSHOT"):
         Path(os.environ["LFR_TEST_SCREENSHOT"]).write_bytes(screenshot.read_bytes())
+
+    # The clip has played: with ingest stopped and what was in flight through every stage, the alert
+    # no longer changes. The console sends the revision the officer saw with each decision, and a match
+    # folded in meanwhile makes it stale: refused, as it must be ("Not recorded: ... has changed").
+    stack.stop_service("ingest")
+    eventually(lambda: drained(stack), timeout_s=120)
+    page.reload()
+    card.wait_for()
 
     # Images: served to this user only, never cacheable.
     alert_id = card.get_attribute("data-alert-id")
