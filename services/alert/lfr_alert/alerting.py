@@ -127,6 +127,15 @@ class Folded:
     changed: bool  # False when the match had been folded before (a re-delivery)
     sealed_crop: bytes  # the alert's best probe face so far, sealed
     held: bool = False  # this match put the alert on hold for a supervisor (it was not held before)
+    # The highest revision of the alert the broker is known to have (a fold's revision once acknowledged,
+    # a decision's as it enters the outbox): a re-delivered match publishes nothing at or below it.
+    published_revision: int = 0
+
+    @property
+    def news(self) -> bool:
+        """Whether the alert's current revision is yet to be published: the match changed it, or it
+        changed it before and the revision never reached the broker (a crash between the two)."""
+        return self.changed or self.alert.revision > self.published_revision
 
 
 class AlertStore(Protocol):

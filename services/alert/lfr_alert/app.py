@@ -74,6 +74,10 @@ class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
         # A runner-up (another subject) within the deployment's min_margin holds the alert for a supervisor.
         to_fold = match_to_fold(match, match.probe_crop, record.deployment.min_margin)
         folded = await self.store.fold(to_fold, now, self.settings.window_s)
+        if not folded.news:
+            # A re-delivered match (a crash upstream or here) whose alert the broker already has as it
+            # is: each revision is published once (docs/alerts.md, the topic's contract).
+            return []
         labels = metrics.camera_labels(match.camera)
         metrics.ALERT_REVISIONS.labels(**labels).inc()
         if folded.created:
@@ -94,10 +98,28 @@ class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
         sign_alert(signing_key, revision)
         return [Output(ALERTS_RAISED, camera_key(match.camera), revision)]
 
+    async def process(self, records: list[Admitted[matches_pb2.MatchFound]]) -> list[Outcome]:
+        """One outcome per match; a revision that an earlier match of the batch already publishes is
+        not published again (two re-delivered matches of one alert both find its current revision)."""
+        outcomes = await super().process(records)
+        publishing: set[tuple[str, int]] = set()
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, list):
+                fresh = [o for o in outcome if (o.message.alert_id, o.message.revision) not in publishing]
+                publishing.update((o.message.alert_id, o.message.revision) for o in fresh)
+                outcomes[i] = fresh
+        return outcomes
+
     async def published(self, done: list[tuple[matches_pb2.MatchFound, Outcome]]) -> None:
-        """The broker has the revisions: their matches are announced, and refused if they come again."""
-        announced = [m for m, outcome in done if isinstance(outcome, list) and outcome]
-        await self.store.mark_announced(announced)
+        """The broker has the revisions: their matches are announced, and refused if they come again,
+        and each alert's highest revision published is remembered (none is published twice)."""
+        announced = [m for m, outcome in done if isinstance(outcome, list)]
+        revisions: dict[str, int] = {}
+        for _, outcome in done:
+            for output in outcome if isinstance(outcome, list) else ():
+                alert = output.message
+                revisions[alert.alert_id] = max(revisions.get(alert.alert_id, 0), alert.revision)
+        await self.store.mark_announced(announced, revisions)
 
 
 class Sweep:

@@ -27,6 +27,14 @@ from lfr_platform.outbox import Outbox, OutboxRecord
 from lfr_platform.registry import RedisKeys, stat_fields
 
 _FOLD = Path(__file__).with_name("fold.lua").read_text()
+# The broker has this revision of the alert (or a later one): raise the alert's published revision,
+# never lower it, and never recreate a record that expired meanwhile.
+_PUBLISHED = """
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+local before = tonumber(redis.call("HGET", KEYS[1], "published_revision") or "0")
+if tonumber(ARGV[1]) > before then redis.call("HSET", KEYS[1], "published_revision", ARGV[1]) end
+return 1
+"""
 
 _FLOATS = ("score", "threshold", "first_captured_at", "last_seen_at", "raised_at", "updated_at", "runner_up_score")
 _INTS = ("match_count", "revision")
@@ -115,6 +123,7 @@ class RedisAlertStore:
         self.outbox = outbox
         self.retention_ms = retention_s * 1000
         self._fold = client.register_script(_FOLD)
+        self._published = client.register_script(_PUBLISHED)
 
     async def fold(self, match: MatchToFold, now: float, window_s: float) -> Folded:
         # Keyed by subject and camera, not by track: a tracker that loses a person mid-pass (a turned
@@ -168,21 +177,30 @@ class RedisAlertStore:
                 continue
             fields = {raw[i]: raw[i + 1] for i in range(5, len(raw), 2)}
             return Folded(
-                from_fields(fields), created=raw[1] == 1, changed=raw[2] == 1, sealed_crop=raw[3], held=raw[4] == 1
+                from_fields(fields),
+                created=raw[1] == 1,
+                changed=raw[2] == 1,
+                sealed_crop=raw[3],
+                held=raw[4] == 1,
+                published_revision=int(fields.get(b"published_revision") or 0),
             )
 
     async def announced(self, deployment_id: str, match_id: str) -> bool:
         """The match's alert revision reached the broker before: this is a replay."""
         return bool(await self.client.sismember(self.keys.matches_announced(deployment_id), match_id))
 
-    async def mark_announced(self, matches) -> None:
-        """Remember matches whose revisions the broker took, for as long as the topic keeps matches."""
+    async def mark_announced(self, matches, revisions: dict[str, int] | None = None) -> None:
+        """Remember matches whose revisions the broker took, for as long as the topic keeps matches,
+        and each alert's highest revision the broker took (`revisions`: alert id -> revision), so that
+        a re-delivered match does not publish that revision again."""
         by_deployment: dict[str, list[str]] = {}
         for match in matches:
             by_deployment.setdefault(match.camera.deployment_id, []).append(match.match_id)
-        if not by_deployment:
+        if not by_deployment and not revisions:
             return
         async with self.client.pipeline(transaction=False) as pipe:
+            for alert_id, revision in (revisions or {}).items():
+                await self._published(keys=[self.keys.alert(alert_id)], args=[revision], client=pipe)
             for deployment_id, match_ids in by_deployment.items():
                 key = self.keys.matches_announced(deployment_id)
                 pipe.sadd(key, *match_ids)
@@ -248,6 +266,9 @@ class RedisAlertStore:
                     after = change.alert
                     pipe.multi()
                     pipe.hset(key, mapping=to_fields(after))
+                    # The outbox below carries this revision to the broker, in the same transaction:
+                    # a re-delivered match must not publish it a second time.
+                    pipe.hset(key, "published_revision", str(after.revision))
                     pipe.pexpire(key, self.retention_ms)
                     pipe.pexpire(self.keys.alerts_of(after.deployment_id), self.retention_ms)
                     deployment = self.keys.deployment(after.deployment_id)

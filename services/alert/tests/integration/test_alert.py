@@ -32,18 +32,49 @@ async def test_repeat_matches_fold_into_one_alert_per_subject_and_camera(platfor
     ]
     await produce(platform, MATCHES_FOUND, records)
     async with running(build(platform, AlertSettings(http_port=0, grpc_port=0))):
-        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=6))
+        alerts = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=5, settle_s=1))
     by_id: dict[str, list] = {}
     for alert in alerts:
         by_id.setdefault(alert.alert_id, []).append(alert)
     assert len(by_id) == 3
     s1_cam1 = next(v for v in by_id.values() if v[0].subject_id == "S1" and v[0].camera.camera_id == "cam-1")
-    assert [a.revision for a in s1_cam1] == [1, 2, 2, 3]  # the replay re-publishes, never double counts
+    assert [a.revision for a in s1_cam1] == [1, 2, 3]  # the re-delivery publishes nothing, counts nothing
     final = s1_cam1[-1]
     assert (final.match_count, final.score) == (3, pytest.approx(0.83))
     assert sealing.unseal(key, final.probe_crop, deployment_id) == b"crop-2"  # sealed on the bus
     assert final.best_match_id.endswith("/2/0") and final.threshold == pytest.approx(0.69)
     assert final.raised_at.ToNanoseconds() >= final.captured_at.ToNanoseconds()
+
+
+async def test_each_revision_is_published_once_whatever_comes_again(platform):
+    """Issue 25 (6): a match folded whose revision was never recorded as published (alert crashed
+    between the fold and the broker, or between the broker and Redis) publishes the alert's current
+    revision once when it comes again, however many of its matches come again in one batch; once
+    recorded, the same matches are replays."""
+    deployment_id, key = await seed_deployment(platform)
+    now = time.time()
+    first, second = (_match(deployment_id, "cam-1", "S1", n, 0.7 + n / 100, now - 10 + n, key=key) for n in (1, 2))
+    settings = AlertSettings(http_port=0, grpc_port=0, max_match_age_s=600)
+    async with running(build(platform, settings)):
+        await produce(platform, MATCHES_FOUND, [first, second])
+        before = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=2))
+    assert [a.revision for a in before] == [1, 2]
+    # The crash: Redis holds the fold, not its publication.
+    client = aioredis.from_url(platform.redis_url)
+    keys = RedisKeys(platform.redis_prefix)
+    await client.hdel(keys.alert(before[0].alert_id), "published_revision")
+    await client.delete(keys.matches_announced(deployment_id))
+    sentinel = _match(deployment_id, "cam-1", "S2", 3, 0.9, now, key=key)  # the sign that all were read
+    async with running(build(platform, settings)):
+        await produce(platform, MATCHES_FOUND, [first, second, first, sentinel])
+        after = decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=4))
+        assert after[:2] == before and after[3].subject_id == "S2"
+        assert after[2] == before[1]  # revision 2 again, once, byte for byte the same
+        await produce(platform, MATCHES_FOUND, [second])
+        letters = decoded(dead_letter_topic("alert"), await read(platform, dead_letter_topic("alert"), count=1))
+    assert [d.reason for d in letters] == ["replayed_match"]
+    assert len(decoded(ALERTS_RAISED, await read(platform, ALERTS_RAISED, count=4, settle_s=1))) == 4
+    await client.aclose()
 
 
 async def test_a_match_captured_after_the_window_raises_a_new_alert(platform):
