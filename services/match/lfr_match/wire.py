@@ -19,8 +19,12 @@ def vector(data: bytes, dimension: int) -> np.ndarray:
 
 
 def match_id(message: embeddings_pb2.FacesEmbedded, face: embeddings_pb2.EmbeddedFace) -> str:
+    """The frame's capture time is part of the id: ingest's sequence starts again at 0 when it
+    restarts, and a restarted camera's matches must not pass for replays of the last run's
+    (STYLE 20). The same record processed again gets the same id, so replay detection stays exact."""
     c = message.camera
-    return f"{c.deployment_id}/{c.van_id}/{c.camera_id}/{message.sequence}/{face.index}"
+    captured_ns = message.captured_at.ToNanoseconds()
+    return f"{c.deployment_id}/{c.van_id}/{c.camera_id}/{captured_ns}/{message.sequence}/{face.index}"
 
 
 def match_found(
