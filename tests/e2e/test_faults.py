@@ -180,6 +180,34 @@ def test_ingest_restarted_mid_pass_the_person_still_alerts_and_a_replay_is_still
     client.close_channel()
 
 
+def test_a_10_mb_record_on_every_input_stops_nothing_the_camera_still_alerts(stack, tmp_path, data_dir):
+    """Issue 25 (1): one 10 MB record produced onto an input made a dead letter too big to send, and
+    its stage retried it for ever while reporting ready: every replica stuck, the camera on that
+    partition silent. Each stage dead-letters it as a reference and goes on."""
+    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
+    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
+    client, deployment_id = _deployment(state, data_dir, tmp_path)
+    # On the camera's own partition (its key), ahead of its frames; tansu takes records up to 64 MB.
+    key = f"{deployment_id}/van-1/cam-1".encode()
+    big = platform.model_copy(update={"kafka_max_message_bytes": 16 * 1024 * 1024})
+    for topic in (FRAMES_CAPTURED, FACES_DETECTED, FACES_EMBEDDED, MATCHES_FOUND):
+        asyncio.run(produce(big, topic, [(key, b"\0" * (10 * 1024 * 1024))]))
+    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+    camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5}
+    stack.start_service("ingest", cameras=[camera])
+    stack.wait_ready(("ingest",), 60)
+
+    def alerted():
+        raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
+        assert any(a.subject_id == ENROLLED and a.camera.deployment_id == deployment_id for a in raised)
+
+    eventually(alerted, timeout_s=240)
+    for stage in ("detect", "embed", "match", "alert"):
+        assert total(stack.scrape(stage), "lfr_messages_dead_lettered_total", reason="record_too_large") == 1, stage
+        assert stack.ready(stage), stage
+    client.close_channel()
+
+
 def test_redis_killed_and_restarted_loses_no_deployment(stack, tmp_path, data_dir):
     state = stack.start(services=("deployments",))
     client, deployment_id = _deployment(state, data_dir, tmp_path)

@@ -16,6 +16,7 @@ DEAD_LETTER: dict[str, str] = {
     "unknown_deployment": "its deployment id was never a deployment",
     "deployment_state_lost": "its deployment's state was lost (Redis lost its data): nothing of it is processed",
     "camera_not_in_deployment": "its camera is not one its deployment covers",
+    "no_capture_time": "its capture time is unset: its deployment's authorised window cannot be checked",
     "unsealable": "its biometric payload does not open with its deployment's key (tampered, or another's)",
     "not_an_image_frame": "its frame is not an image file",
     "undecodable_frame": "its frame does not decode",
@@ -30,6 +31,8 @@ DEAD_LETTER: dict[str, str] = {
     "stale_match": "a match captured longer ago than LFR_ALERT_MAX_MATCH_AGE_S (a late or replayed record)",
     "subject_not_enrolled": "a match for a subject not on its deployment's watchlist",
     "output_too_large": "what the stage would publish for it is over the broker's message size",
+    "record_too_large": "the record is over its topic's max.message.bytes (dead-lettered as a reference, no copy)",
+    "unpublishable": "the broker refused what the stage published for it, every try (dead-lettered as a reference)",
     "handler_error": "the stage failed on it with an unexpected error (a bug: see the detail)",
 }
 

@@ -34,6 +34,15 @@ PROCESSING_SECONDS = Histogram(
 BATCH_RETRIES = Counter(
     "lfr_batch_retries_total", "Batches retried after a transient failure (broker or Redis)", ["topic"]
 )
+RECORDS_ABANDONED = Counter(
+    "lfr_records_abandoned_total",
+    "Records neither published for nor dead-lettered after every try, skipped so that the stage goes on "
+    "(each logged with its topic, partition and offset)",
+    ["topic"],
+)
+LAST_PROGRESS = Gauge(
+    "lfr_stage_last_progress_timestamp_seconds", "When the stage last committed a batch of its input", ["topic"]
+)
 CONSUMER_LAG = Gauge(
     "lfr_consumer_lag_records",
     "Records of an input partition not yet processed by this consumer (high-water mark - position)",

@@ -6,7 +6,13 @@ Guarantees (at-least-once, per camera order):
 - a record that cannot be decoded or that its handler rejects goes to the stage's dead-letter
   topic with the reason, topic, partition and offset, and the stage carries on;
 - a transient failure (broker, Redis) retries the same batch with backoff instead of dropping it;
-- an unexpected exception is isolated to the record that caused it, which is dead-lettered.
+- an unexpected exception is isolated to the record that caused it, which is dead-lettered;
+- a record over its topic's max.message.bytes is dead-lettered as a reference, never decoded, and a
+  dead letter always fits the broker (a reference when the copy would not);
+- a batch the broker keeps refusing (not unreachable: refusing) is published record by record after
+  `max_attempts`, and a record whose outputs and dead letter are both refused is skipped, counted
+  (lfr_records_abandoned_total) and logged: one poison record never stops a partition. Readiness
+  turns false while a batch retries (check `progress`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,15 @@ from typing import Generic, Protocol, TypeVar
 
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
 from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -39,6 +53,14 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
 # Most records a stage takes in one batch: embed runs its model once per batch (16 faces fill a run).
 BATCH_MAX_RECORDS = 16
+# Room left in a dead letter for its own fields (stage, reason, detail, topic, ...), under the broker's
+# message size: a copy that would leave less is left out.
+DEAD_LETTER_HEADROOM_BYTES = 64 * 1024
+# A dead letter's Kafka key is the record's when it is this small, else none (a key can be any size).
+DEAD_LETTER_MAX_KEY_BYTES = 1024
+# Failures that mean the broker cannot be reached, not that it refuses a record: retried for ever
+# (skipping would lose good records), with readiness false.
+UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)
 
 
 class TransientError(Exception):
@@ -117,6 +139,9 @@ class StageRunner(Generic[M]):
     health: Health
     group_id: str | None = None
     retry_max_delay_s: float = 10.0
+    # Tries of a batch the broker refuses before it is published record by record (about a minute at
+    # the default backoff), and of each of its records alone.
+    max_attempts: int = 8
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
     _lag_reported: set[TopicPartition] = field(default_factory=set, init=False)
@@ -141,6 +166,7 @@ class StageRunner(Generic[M]):
         )
         await self._refuse_idle_replicas()
         self.health.set("kafka", True)
+        self.health.set("progress", True)
         log.info("consuming %s as group %s", self.input_name, self.consumer_group)
         try:
             while True:
@@ -203,7 +229,12 @@ class StageRunner(Generic[M]):
         started = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(records)
         batch: list[tuple[int, Incoming[M]]] = []
+        limit = self.settings.kafka_max_message_bytes
         for i, record in enumerate(records):
+            size = len(record.value or b"")
+            if size > limit:  # the topic declares max.message.bytes; a broker may not enforce it
+                outcomes[i] = Rejected("record_too_large", f"{size} bytes, over the topic's max.message.bytes {limit}")
+                continue
             try:
                 batch.append((i, Incoming(self.handler.input.decode(record.value), record)))
             except MalformedMessage as exc:
@@ -244,18 +275,54 @@ class StageRunner(Generic[M]):
         self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Outcome], done: list[tuple]
     ) -> None:
         delay = 0.2
+        attempts = 0
         while True:
             try:
                 await self._publish(records, outcomes)
                 break
             except TRANSIENT_ERRORS + (KafkaError,) as exc:
                 # Nothing is committed: publishing again may duplicate some outputs, never lose one.
+                attempts += 1
                 metrics.BATCH_RETRIES.labels(self.input_name).inc()
+                self.health.set("progress", False, f"publishing a batch of {_where(records[0])} failed: {exc}")
+                if attempts >= self.max_attempts and not isinstance(exc, TRANSIENT_ERRORS + UNREACHABLE):
+                    # The broker answers, and refuses: find the record it refuses, and go on without it.
+                    await self._publish_each(records, outcomes, exc)
+                    break
                 log.warning("publishing failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay_s)
         await self._after_publish(done)
         await self._commit(tp, records[-1].offset + 1)
+        self.health.set("progress", True)
+        metrics.LAST_PROGRESS.labels(self.input_name).set(time.time())
+
+    async def _publish_each(self, records: list[ConsumerRecord], outcomes: list[Outcome], cause: Exception) -> None:
+        """The batch, one record at a time: a record whose outputs the broker refuses is dead-lettered
+        as a reference; one whose dead letter is refused too is skipped, counted and logged."""
+        for i, (record, outcome) in enumerate(zip(records, outcomes, strict=True)):
+            try:
+                await self._publish([record], [outcome])
+                continue
+            except TRANSIENT_ERRORS + UNREACHABLE:
+                raise  # not the record's fault: the batch is tried again later, whole
+            except KafkaError as exc:
+                refused = Rejected("unpublishable", f"{type(exc).__name__}: {exc} (the batch: {cause})")
+                outcomes[i] = refused
+            try:
+                fut, name = await self._dead_letter(record, refused, reference=True)
+                await fut
+                metrics.MESSAGES_PRODUCED.labels(name).inc()
+            except TRANSIENT_ERRORS + UNREACHABLE:
+                raise
+            except KafkaError as exc:
+                metrics.RECORDS_ABANDONED.labels(self.input_name).inc()
+                log.error(
+                    "abandoned %s: the broker refuses its outputs and its dead letter: %s",
+                    _where(record),
+                    exc,
+                    extra={"reason": "unpublishable"},
+                )
 
     async def _after_publish(self, done: list[tuple]) -> None:
         hook = getattr(self.handler, "published", None)
@@ -308,11 +375,16 @@ class StageRunner(Generic[M]):
                 except MessageSizeTooLargeError as exc:
                     outcome = Rejected("output_too_large", str(exc))
             pending.append(await self._dead_letter(record, outcome))
-        for fut, name in pending:
-            await fut
+        # Every acknowledgement is awaited (none left unretrieved), then the first failure raised.
+        results = await asyncio.gather(*(fut for fut, _ in pending), return_exceptions=True)
+        for (_, name), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
             metrics.MESSAGES_PRODUCED.labels(name).inc()
 
-    async def _dead_letter(self, record: ConsumerRecord, rejected: Rejected) -> tuple[asyncio.Future, str]:
+    async def _dead_letter(
+        self, record: ConsumerRecord, rejected: Rejected, reference: bool = False
+    ) -> tuple[asyncio.Future, str]:
         topic = dead_letter_topic(self.stage)
         now = Timestamp()
         now.GetCurrentTime()
@@ -323,11 +395,21 @@ class StageRunner(Generic[M]):
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
+            value_size=len(record.value or b""),
+            failed_at=now,
+        )
+        copy = deadletter_pb2.DeadLetter(
             key=record.key or b"",
             value=record.value or b"",
             headers=[deadletter_pb2.Header(key=k, value=v or b"") for k, v in (record.headers or ())],
-            failed_at=now,
         )
+        # Always fits: a copy that would take the letter over the broker's size is left out.
+        fits = letter.ByteSize() + copy.ByteSize() <= self.settings.kafka_max_message_bytes - DEAD_LETTER_HEADROOM_BYTES
+        if fits and not reference:
+            letter.MergeFrom(copy)
+        else:
+            letter.copy_omitted = True
+        key = record.key if record.key is not None and len(record.key) <= DEAD_LETTER_MAX_KEY_BYTES else None
         metrics.MESSAGES_DEAD_LETTERED.labels(self.input_name, rejected.reason).inc()
         log.warning(
             "dead-lettered %s: %s",
@@ -336,7 +418,7 @@ class StageRunner(Generic[M]):
             extra={"reason": rejected.reason, "detail": rejected.detail[:300]},
         )
         name = topic.name(self.settings.topic_prefix)
-        return await self._producer.send(name, topic.encode(letter), key=record.key), name
+        return await self._producer.send(name, topic.encode(letter), key=key), name
 
 
 def _where(record: ConsumerRecord) -> str:

@@ -13,8 +13,13 @@ from lfr_platform.kafka import ensure_topics
 from lfr_platform.settings import PlatformSettings
 
 
-async def produce(platform: PlatformSettings, topic: Topic, records: list[tuple[bytes, bytes]]) -> None:
-    """Send raw (key, value) records and wait for the broker's acknowledgements."""
+async def produce(
+    platform: PlatformSettings,
+    topic: Topic,
+    records: list[tuple[bytes, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Send raw (key, value) records, each with `headers`, and wait for the broker's acknowledgements."""
     await ensure_topics(platform, [topic])
     producer = AIOKafkaProducer(
         bootstrap_servers=platform.kafka_bootstrap_servers, max_request_size=platform.kafka_max_message_bytes
@@ -22,7 +27,7 @@ async def produce(platform: PlatformSettings, topic: Topic, records: list[tuple[
     await producer.start()
     try:
         for key, value in records:
-            await producer.send_and_wait(topic.name(platform.topic_prefix), value, key=key)
+            await producer.send_and_wait(topic.name(platform.topic_prefix), value, key=key, headers=headers)
     finally:
         await producer.stop()
 

@@ -206,3 +206,32 @@ async def test_more_replicas_than_the_input_has_partitions_are_refused_at_start(
 
     await eventually(consuming, timeout_s=60)
     await _stop(task)
+
+
+async def test_a_record_over_the_topics_limit_is_dead_lettered_as_a_reference_and_the_stage_goes_on(
+    platform, namespace
+):
+    """Issue 25 (1): a 10 MB record on an input (tansu, like a misconfigured broker, takes it) made a
+    dead letter too big to send, and the stage retried it for ever. It is dead-lettered as a
+    reference (topic, partition, offset, size), never decoded, and the next record goes through; a
+    record near the limit whose copy would not fit is referenced too."""
+    big = platform.model_copy(update={"kafka_max_message_bytes": 16 * 1024 * 1024})
+    near = frames_pb2.FrameCaptured(sequence=13, image=b"\0" * (platform.kafka_max_message_bytes - 4096))
+    headers = [("h", b"\1" * 100_000)]
+    await produce(big, FRAMES_CAPTURED, [(b"k", b"\0" * (10 * 1024 * 1024))])
+    await produce(big, FRAMES_CAPTURED, [(b"k", near.SerializeToString())], headers=headers)
+    await produce(big, FRAMES_CAPTURED, [(b"k", _frame(1))])
+    health = Health("kafka")
+    task = await _run(StageRunner("detect", Echo(), platform, health, group_id=namespace))
+    try:
+        assert [m.sequence for m in decoded(OUT, await read(big, OUT, count=1))] == [1]
+        letters = decoded(dead_letter_topic("detect"), await read(big, dead_letter_topic("detect"), count=2))
+        assert [(d.reason, d.offset, d.copy_omitted) for d in letters] == [
+            ("record_too_large", 0, True),
+            ("undecodable_frame", 1, True),
+        ]
+        assert letters[0].value_size == 10 * 1024 * 1024 and not letters[0].value and not letters[0].headers
+        assert letters[1].value_size == len(near.SerializeToString()) and not letters[1].value
+        assert health.report()["checks"]["progress"]["ok"]
+    finally:
+        await _stop(task)
