@@ -49,7 +49,12 @@ def add_parser(commands) -> None:
     check.add_argument(
         "--roots", type=Path, help="signed daily roots published elsewhere: a transparency record, or a JSON list"
     )
-    check.add_argument("--public-key", help="the published audit root key (hex): a root signed by another fails")
+    check.add_argument(
+        "--public-key",
+        action="append",
+        help="a published audit key (hex; again for each key it replaced): every entry and daily root must be "
+        "signed by one, the rest are named forged",
+    )
     check.add_argument("--json", action="store_true", help="machine-readable verdict on stdout")
     export.add_argument("--out", type=Path, required=True, help="the file to write (JSON lines)")
 
@@ -72,14 +77,17 @@ def _verify(args, stack_dir: Path) -> int:
     if args.export is not None:
         try:
             with args.export.open() as lines:
-                _, records = read_export(lines)
+                header, records = read_export(lines)
         except OSError as exc:
             raise AuditCommandError(f"cannot read {args.export}: {exc.strerror}") from None
+        # A period's export is checked as the period it holds (its header says which), unless asked otherwise.
+        start = start or _when(header.get("from"), "the export's 'from'")
+        end = end or _when(header.get("to"), "the export's 'to'")
     else:
         records = _read(args, stack_dir)
     roots = _roots(args.roots) if args.roots else []
-    public_key = _hex(args.public_key, "--public-key") if args.public_key else None
-    verdict = verify(records, start=start, end=end, roots=roots, public_key=public_key)
+    keys = [_hex(key, "--public-key") for key in args.public_key or ()]
+    verdict = verify(records, start=start, end=end, roots=roots, public_keys=keys)
     if args.json:
         _say(json.dumps(_as_json(verdict)), sys.stdout)
     else:
@@ -165,6 +173,8 @@ def _as_json(verdict: Verdict) -> dict:
         "roots_checked": verdict.roots,
         "root_keys": sorted(k.hex() for k in verdict.root_keys),
         "unchained": verdict.unchained,
+        "writers_checked": verdict.authors_checked,
+        "forged": [{**f.__dict__, "text": str(f)} for f in verdict.forged],
     }
 
 

@@ -58,12 +58,21 @@ def audit_event(event: str, deployment_id: str, actor: str, role: str, **details
 
 
 class AuditLog:
-    def __init__(self, outbox: Outbox, topic_prefix: str, clock: Clock = system) -> None:
+    def __init__(
+        self, outbox: Outbox, topic_prefix: str, clock: Clock = system, writer_key: bytes | None = None
+    ) -> None:
+        """`writer_key`: the audit key's private half (lfr_platform.audit_roots.audit_key), which signs
+        every entry; a service always gives it, so that a verifier with the published key can tell its
+        entries from ones anybody who can write the topic produced."""
         self.outbox = outbox
         self.topic = AUDIT_RECORDED.name(topic_prefix)
         # The outbox produces this topic's records through the chain, whichever path sends them.
         self.chain = AuditChain(
-            outbox.client, chain_keys(outbox.stream, topic_prefix), send_timeout_s=outbox.send_timeout_s, clock=clock
+            outbox.client,
+            chain_keys(outbox.stream, topic_prefix),
+            send_timeout_s=outbox.send_timeout_s,
+            clock=clock,
+            writer_key=writer_key,
         )
         outbox.senders[self.topic] = self.chain.send
 

@@ -186,8 +186,17 @@ class _Lock:
 
 
 class AuditChain:
-    def __init__(self, client, keys: ChainKeys, *, send_timeout_s: float = 10.0, clock: Clock = system) -> None:
+    def __init__(
+        self,
+        client,
+        keys: ChainKeys,
+        *,
+        send_timeout_s: float = 10.0,
+        clock: Clock = system,
+        writer_key: bytes | None = None,
+    ) -> None:
         self.client = client
+        self.writer_key = writer_key  # the audit key's private half: every entry signed with it
         self.keys = keys
         self.send_timeout_s = send_timeout_s
         self.clock = clock
@@ -284,7 +293,7 @@ class AuditChain:
         entry.link.epoch, entry.link.partition, entry.link.sequence = head.epoch, partition, head.sequence + 1
         entry.link.previous_hash = bytes.fromhex(head.hash)
         entry.link.chained_at.FromNanoseconds(int(chained_at * 1e9))
-        value, digest = seal_entry(entry)
+        value, digest = seal_entry(entry, self.writer_key)
         day = utc_day(chained_at)
         summary = json.loads(await self.client.hget(self.keys.days, f"{partition}:{head.epoch}:{day}") or "null")
         waiting = replace(

@@ -38,7 +38,9 @@ ROOT_KEY_PURPOSE = "audit root"
 
 
 def root_signing_key(key_wrap: KeyWrap) -> bytes:
-    """The audit root key's private half (raw Ed25519, 32 bytes)."""
+    """The audit key's private half (raw Ed25519, 32 bytes): it signs the daily roots and every entry
+    (AuditLog's writer_key). HKDF-SHA256 of the key-encryption key, no salt, info "lfr kek audit root":
+    every service that holds the KEK derives the same key, and nothing stores it (docs/audit.md)."""
     return key_wrap.derive(ROOT_KEY_PURPOSE)
 
 

@@ -6,9 +6,10 @@ what is written and what is checked are one definition. docs/audit.md has the de
 model; docs/decisions/0016-a-tamper-evident-audit-trail.md the reasons.
 
 An entry is the AuditRecorded with its `link` set, serialised deterministically, followed by its
-`hash` field: SHA-256 of CONTEXT and every byte before that field. A verifier hashes the bytes as the
-writer produced them, so a changed byte anywhere in the record changes the hash, whatever a parser
-would make of it.
+`hash` field: SHA-256 of CONTEXT and every byte before that field, then its `writer_signature` field:
+Ed25519 by the installation's audit key over WRITER_CONTEXT and the hash. A verifier hashes the bytes
+as the writer produced them, so a changed byte anywhere in the record changes the hash, whatever a
+parser would make of it; and with the published key it knows who wrote them.
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ from lfr.v1 import audit_pb2
 
 CONTEXT = b"lfr.v1.AuditRecorded\x00"
 ROOT_CONTEXT = b"lfr.v1.AuditDayRoot\x00"
+WRITER_CONTEXT = b"lfr.v1.AuditEntry.writer\x00"
 HASH_BYTES = 32
+SIGNATURE_BYTES = 64
 # The hash field's tag (field 15, length-delimited: 15 << 3 | 2 = 0x7a) and length (32): an entry's
-# last 34 bytes are these two and its hash.
+# last 34 bytes are these two and its hash (before its signature, when it is signed).
 HASH_FIELD = bytes([15 << 3 | 2, HASH_BYTES])
+# The writer signature's field: tag 16 << 3 | 2 = 130 (varint 0x82 0x01), length 64.
+SIGNATURE_FIELD = bytes([0x82, 0x01, SIGNATURE_BYTES])
+SIGNED_TAIL = len(SIGNATURE_FIELD) + SIGNATURE_BYTES
 GENESIS = bytes(HASH_BYTES)  # the previous hash of an epoch's first entry
 
 # The trail's own events (details in docs/audit.md).
@@ -43,22 +49,66 @@ CHAIN_REPEAT = "audit.chain_repeat"  # the broker kept one entry twice (a produc
 EXPORT_FORMAT = "lfr.audit-export.v1"
 
 
-def seal_entry(message: audit_pb2.AuditRecorded) -> tuple[bytes, bytes]:
-    """(record value, hash) of an entry whose `link` is set."""
+def seal_entry(message: audit_pb2.AuditRecorded, writer_key: bytes | None = None) -> tuple[bytes, bytes]:
+    """(record value, hash) of an entry whose `link` is set, signed with `writer_key` (the audit key's
+    private half) when given."""
     unhashed = audit_pb2.AuditRecorded()
     unhashed.CopyFrom(message)
     unhashed.ClearField("hash")
+    unhashed.ClearField("writer_signature")
     body = unhashed.SerializeToString(deterministic=True)
     digest = hashlib.sha256(CONTEXT + body).digest()
-    return body + HASH_FIELD + digest, digest
+    value = body + HASH_FIELD + digest
+    if writer_key is not None:
+        value += SIGNATURE_FIELD + Ed25519PrivateKey.from_private_bytes(writer_key).sign(WRITER_CONTEXT + digest)
+    return value, digest
+
+
+def _hashed(value: bytes) -> tuple[bytes, bytes | None]:
+    """(the bytes that end with the hash field, the writer's signature or None)."""
+    if (
+        len(value) >= len(HASH_FIELD) + HASH_BYTES + SIGNED_TAIL
+        and value[-SIGNED_TAIL:-SIGNATURE_BYTES] == SIGNATURE_FIELD
+        and value[-SIGNED_TAIL - 34 : -SIGNED_TAIL - 32] == HASH_FIELD
+    ):
+        return value[:-SIGNED_TAIL], value[-SIGNATURE_BYTES:]
+    return value, None
+
+
+def _hash_of(hashed: bytes) -> bytes | None:
+    if len(hashed) < len(HASH_FIELD) + HASH_BYTES or hashed[-34:-32] != HASH_FIELD:
+        return None
+    digest = hashed[-HASH_BYTES:]
+    return digest if hashlib.sha256(CONTEXT + hashed[:-34]).digest() == digest else None
 
 
 def entry_hash(value: bytes | None) -> bytes | None:
     """The hash an entry carries, if its bytes hash to it; None for a changed byte or a non-entry."""
-    if not value or len(value) < len(HASH_FIELD) + HASH_BYTES or value[-34:-32] != HASH_FIELD:
+    if not value:
         return None
-    digest = value[-HASH_BYTES:]
-    return digest if hashlib.sha256(CONTEXT + value[:-34]).digest() == digest else None
+    hashed, signature = _hashed(value)
+    digest = _hash_of(hashed)
+    if digest is None and signature is not None:  # bytes that only look like a signed tail
+        digest = _hash_of(value)
+    return digest
+
+
+def written_by(value: bytes | None, public_keys) -> bool:
+    """The entry's bytes hash to its hash, and that hash is signed by one of `public_keys` (raw
+    Ed25519, the published audit keys)."""
+    if not value:
+        return False
+    hashed, signature = _hashed(value)
+    digest = _hash_of(hashed)
+    if digest is None or signature is None:
+        return False
+    for key in public_keys:
+        try:
+            Ed25519PublicKey.from_public_bytes(key).verify(signature, WRITER_CONTEXT + digest)
+            return True
+        except (InvalidSignature, ValueError):
+            continue
+    return False
 
 
 def trail_event(event: str, **details) -> audit_pb2.AuditRecorded:

@@ -13,7 +13,10 @@ later entry of the chain notes it as the broker's repeat of a producer retry (au
 A keyless chain binds the past to the present, not to the writers: whoever can write the topic can
 rewrite a chain's tail consistently. The signed daily roots bound that: each names a chain's last
 entry at the end of a UTC day and how many entries the day added, signed with a key the broker does
-not hold, so a rewrite of anything a published root covers no longer matches it.
+not hold, so a rewrite of anything a published root covers no longer matches it. And every entry is
+signed by its writer with the same key: given the published keys, an entry anybody else produced (a
+forged epoch, a forged continuation) is named `forged` and left out of the walk, so the genuine
+entries around it are judged as if it were not there, never blamed for it.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from lfr_platform.audit_trail import (
     parsed,
     root_in_entry,
     verify_root,
+    written_by,
 )
 
 CHANGED, DROPPED, INSERTED, DUPLICATED, REORDERED = "changed", "dropped", "inserted", "duplicated", "reordered"
+FORGED = "forged"  # it hashes and may even chain, but no published audit key signed it
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class Verdict:
     repeats: list[str] = field(default_factory=list)  # the broker's repeats the writers noted
     roots: int = 0  # signed daily roots held against the chains
     root_keys: set[bytes] = field(default_factory=set)
+    authors_checked: bool = False  # every entry's signature held against the published keys
+    forged: list[Finding] = field(default_factory=list)  # entries no published key signed: left out
     finding: Finding | None = None
 
     @property
@@ -82,6 +89,9 @@ class Verdict:
         lines += [f"noted repeat: {r}" for r in self.repeats]
         if self.unchained:
             lines.append(f"{self.unchained} entries from before the chain began, not checked")
+        lines += [f"forged entry, left out of the chain: {f}" for f in self.forged]
+        if not self.authors_checked:
+            lines.append("writers not checked: give the published audit key (--public-key) to check who wrote each")
         return lines
 
 
@@ -160,21 +170,26 @@ def verify(
     start: datetime | None = None,
     end: datetime | None = None,
     roots: Iterable[audit_pb2.AuditDayRoot] = (),
-    public_key: bytes | None = None,
+    public_keys: Iterable[bytes] = (),
 ) -> Verdict:
     """Check the trail (records in each partition's order), or its entries chained in [start, end).
 
     A period's first entry in each chain is checked against the entry before it (the anchor, read
     but not itself checked: that is the earlier period's question, or a signed root's). Roots are
-    those the trail carries plus `roots` (from a transparency record); with `public_key` (the
-    published one) a root signed by any other key is a finding.
+    those the trail carries plus `roots` (from a transparency record). With `public_keys` (the
+    published audit keys: the current one and those it replaced) a root signed by any other key is a
+    finding, and so is an entry that none of them signed: it is named `forged` and left out.
     """
-    verdict = Verdict()
+    keys = set(public_keys)
+    verdict = Verdict(authors_checked=bool(keys))
     chains = _Chains()
     partitions: dict[int, list[_Entry]] = defaultdict(list)
     carried = []  # the roots on the trail, wherever they are: a signature, not a place, makes them evidence
     for record in records:
         entry = _opened(record)
+        if keys and entry.chained and not written_by(record.value, keys):
+            verdict.forged.append(entry.finding(FORGED, "no published audit key signed it"))
+            continue
         partitions[record.partition].append(entry)
         root = root_in_entry(entry.message) if entry.chained else None  # type: ignore[arg-type]
         if root is not None:
@@ -182,8 +197,11 @@ def verify(
     for partition in sorted(partitions):
         verdict.finding = _walk(partitions[partition], start, end, verdict, chains)
         if verdict.finding is not None:
-            return verdict
-    verdict.finding = _check_roots([*carried, *roots], chains, start, end, public_key, verdict)
+            break
+    if verdict.finding is None:
+        verdict.finding = _check_roots([*carried, *roots], chains, start, end, keys, verdict)
+    if verdict.forged:  # the first forged entry is what broke the trail; the walk saw the genuine ones
+        verdict.finding = verdict.forged[0]
     return verdict
 
 
@@ -268,6 +286,9 @@ def _walk(entries: list[_Entry], start, end, verdict: Verdict, chains: _Chains) 
             broken = _break(e, state, entries, i, stop)
             if broken is not None:
                 return broken
+            if e.time < state.time:  # type: ignore[operator, union-attr]
+                # The writers never chain back in time (nor into a sealed day): a rewritten entry.
+                return e.finding(CHANGED, f"chained at {e.time:%Y-%m-%d %H:%M:%S}, before {state.named()}")
         state = e
         epochs.add(link.epoch)
         seen[e.hash] = e  # type: ignore[index]
@@ -345,13 +366,14 @@ def _break(e: _Entry, state: _Entry | None, entries: list[_Entry], i: int, stop:
     return e.finding(REORDERED, f"sequence {link.sequence} comes after {state.named()}")
 
 
-def _check_roots(roots, chains: _Chains, start, end, public_key, verdict: Verdict) -> Finding | None:
+def _check_roots(roots, chains: _Chains, start, end, public_keys: set[bytes], verdict: Verdict) -> Finding | None:
     """Each signed root against the chain it names: its last entry's hash, and the day's count."""
     by_place: dict[tuple[int, str, str], audit_pb2.AuditDayRoot] = {}
     for root in roots:
         place = (root.partition, root.epoch, root.day)
-        if not verify_root(root, public_key):
-            why = "is not signed by the published key" if public_key is not None else "has an invalid signature"
+        signed = any(verify_root(root, k) for k in public_keys) if public_keys else verify_root(root)
+        if not signed:
+            why = "is not signed by a published key" if public_keys else "has an invalid signature"
             return Finding(
                 CHANGED, root.partition, None, "", f"the daily root of {root.day} (epoch {root.epoch}) {why}"
             )

@@ -21,6 +21,7 @@ from lfr_alert.wire import alert_raised, match_to_fold
 from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND, camera_key
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
+from lfr_platform.audit_roots import root_signing_key
 from lfr_platform.auth import Authenticator
 from lfr_platform.clock import Clock, system
 from lfr_platform.http import Health, HttpServer
@@ -240,8 +241,9 @@ def build(
     keys = RedisKeys(platform.redis_prefix)
     outbox = Outbox(redis, keys.outbox())
     store = RedisAlertStore(redis, keys, outbox, platform.operational_retention_s)
-    registry = DeploymentRegistry(redis, keys, platform.key_wrap())
-    audit = AuditLog(outbox, platform.topic_prefix)
+    key_wrap = platform.key_wrap()
+    registry = DeploymentRegistry(redis, keys, key_wrap)
+    audit = AuditLog(outbox, platform.topic_prefix, writer_key=root_signing_key(key_wrap))
     health = Health("kafka", "topics", "grpc")
     server = GrpcServer(
         settings.grpc_host,

@@ -25,6 +25,7 @@ from lfr_platform.audit_trail import (
     read_export,
     root_as_dict,
     seal_entry,
+    sign_root,
     verify_root,
 )
 from lfr_platform.audit_verify import verify
@@ -43,15 +44,16 @@ def platform3(platform):
 
 
 @contextlib.asynccontextmanager
-async def writer(platform, producer_type=None, clock=None):
-    """An AuditLog as a service has one: its own outbox object and producer, the shared Redis."""
+async def writer(platform, producer_type=None, clock=None, key: bytes | None = None):
+    """An AuditLog as a service has one: its own outbox object and producer, the shared Redis, and
+    the audit key (`key`) that signs its entries."""
     producer = new_producer(platform)
     await producer.start()
     redis = platform.redis_client()
     outbox = Outbox(redis, RedisKeys(platform.redis_prefix).outbox())
     outbox.producer = producer_type(producer) if producer_type else producer
     try:
-        yield AuditLog(outbox, platform.topic_prefix, **({"clock": clock} if clock else {}))
+        yield AuditLog(outbox, platform.topic_prefix, writer_key=key, **({"clock": clock} if clock else {}))
     finally:
         await producer.stop()
         await redis.aclose()
@@ -243,7 +245,7 @@ async def test_a_day_sealed_overnight_is_signed_on_the_trail_and_pins_that_day(p
     now = [datetime(2026, 3, 1, 22, 0, tzinfo=UTC).timestamp()]
     key = os.urandom(32)
     await ensure_topics(platform, [AUDIT_RECORDED])
-    async with writer(platform, clock=lambda: now[0]) as audit:
+    async with writer(platform, clock=lambda: now[0], key=key) as audit:
         for i in range(4):
             await audit.record("test.recorded", "dep-a", "officer-1", "officer", n=i)
         now[0] += 3 * 3600  # 01:00 the next day
@@ -291,9 +293,48 @@ async def test_a_day_sealed_overnight_is_signed_on_the_trail_and_pins_that_day(p
     assert len(read_export(export.read_text().splitlines())[1]) == 3  # the anchor and the day's two
     code, out = await _lfr_verify(platform, capsys, platform.topic_prefix, *period, "--export", str(export))
     assert code == 0 and "chain holds: 2 entries in 1 chains" in out, out
+    # The export alone: it is checked as the period its header names, with the writers' key.
+    code, out = await _lfr_verify(
+        platform, capsys, platform.topic_prefix, "--export", str(export), "--public-key", sealer.public_key.hex()
+    )
+    assert code == 0 and "chain holds: 2 entries in 1 chains" in out and "writers not checked" not in out, out
     # The sealed day alone: its export carries the root sealed after it, which is checked.
     day_one = ("--from", "2026-03-01", "--to", "2026-03-02")
     assert await _lfr("audit", "export", "--bootstrap-servers", platform.kafka_bootstrap_servers, "--topic-prefix",
                       platform.topic_prefix, *day_one, "--out", str(export)) == 0  # fmt: skip
     code, out = await _lfr_verify(platform, capsys, platform.topic_prefix, *day_one, "--export", str(export))
     assert code == 0 and "chain holds: 4 entries in 1 chains" in out and "1 signed daily roots checked" in out, out
+
+
+async def test_a_forged_epoch_and_a_forged_continuation_on_the_broker_are_named_by_lfr_audit_verify(platform, capsys):
+    """Issue 25 (5), on the real broker: anyone who can produce to the audit topic wrote a new epoch
+    (a `deployment.closed`) and a continuation of the chain, both correctly hashed and linked;
+    `lfr audit verify` passed the first and then blamed the genuine entry after it. With the
+    published key it names both as forged, and the genuine chain around them holds."""
+    key = os.urandom(32)
+    await ensure_topics(platform, [AUDIT_RECORDED])
+    async with writer(platform, key=key) as audit:
+        for i in range(3):
+            await audit.record("test.recorded", "dep-a", "officer-1", "officer", n=i)
+        head = (await _trail(platform))[-1]
+        forged_epoch = _message(head)
+        forged_epoch.event, forged_epoch.event_id = "deployment.closed", "e" * 32
+        forged_epoch.link.epoch, forged_epoch.link.sequence, forged_epoch.link.previous_hash = "forged", 0, bytes(32)
+        continuation = _message(head)
+        continuation.event, continuation.event_id = "deployment.closed", "c" * 32
+        continuation.link.sequence += 1
+        continuation.link.previous_hash = entry_hash(head.value)
+        forged = [
+            TrailRecord(head.partition, 0, head.key, seal_entry(m, os.urandom(32))[0])
+            for m in (forged_epoch, continuation)
+        ]
+        await _copy(platform, forged, platform.topic_prefix)
+        await audit.record("test.recorded", "dep-a", "officer-1", "officer", n=3)  # the genuine next write
+    public_key = sign_root(key, audit_pb2.AuditDayRoot()).public_key
+    code, out = await _lfr_verify(platform, capsys, platform.topic_prefix, "--public-key", public_key.hex())
+    assert code == 1, out
+    assert f"chain broken: forged: partition {head.partition} offset 3 event_id {'e' * 32}" in out, out
+    assert f"offset 4 event_id {'c' * 32}: no published audit key signed it" in out, out
+    assert "inserted" not in out and "dropped" not in out, out
+    verdict = verify(await _trail(platform), public_keys=[public_key])
+    assert verdict.entries == 4 and [f.offset for f in verdict.forged] == [3, 4]

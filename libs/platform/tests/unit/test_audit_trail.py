@@ -35,8 +35,8 @@ DAY = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 class Writer:
     """Chains entries the way lfr_platform.audit_chain does, one partition, one epoch at a time."""
 
-    def __init__(self, partition: int = 0, epoch: str = "e1") -> None:
-        self.partition, self.epoch = partition, epoch
+    def __init__(self, partition: int = 0, epoch: str = "e1", key: bytes | None = None) -> None:
+        self.partition, self.epoch, self.key = partition, epoch, key
         self.sequence, self.previous = -1, GENESIS
         self.records: list[TrailRecord] = []
 
@@ -49,7 +49,7 @@ class Writer:
         entry.link.epoch, entry.link.partition, entry.link.sequence = self.epoch, self.partition, self.sequence
         entry.link.previous_hash = self.previous
         entry.link.chained_at.FromDatetime(at)
-        value, self.previous = seal_entry(entry)
+        value, self.previous = seal_entry(entry, self.key)
         record = TrailRecord(self.partition, len(self.records), b"dep", value)
         self.records.append(record)
         return record
@@ -227,7 +227,7 @@ def _day_of(record: TrailRecord) -> str:
 
 
 def _with_roots(key: bytes) -> tuple[Writer, audit_pb2.AuditDayRoot]:
-    writer = Writer()
+    writer = Writer(key=key)
     for i in range(4):
         writer.add(at=DAY + timedelta(minutes=i))
     root = _sealed_day(writer, key, DAY)
@@ -240,13 +240,60 @@ def _with_roots(key: bytes) -> tuple[Writer, audit_pb2.AuditDayRoot]:
 def test_a_signed_root_on_the_trail_is_checked_and_names_its_key():
     key = os.urandom(32)
     writer, root = _with_roots(key)
-    verdict = verify(writer.records, public_key=root.public_key)
+    verdict = verify(writer.records, public_keys=[root.public_key])
     assert verdict.holds and verdict.roots == 1 and verdict.root_keys == {root.public_key}
-    assert "1 signed daily roots checked" in verdict.report()[1]
+    assert "1 signed daily roots checked" in verdict.report()[1] and verdict.authors_checked
     # The day alone: its root, chained the day after, is checked all the same.
     midnight = DAY.replace(hour=0)
     assert verify(writer.records, start=midnight, end=midnight + timedelta(days=1)).roots == 1
-    assert not verify(writer.records, public_key=os.urandom(32)).holds  # another key published
+    assert not verify(writer.records, public_keys=[os.urandom(32)]).holds  # another key published
+    # A key rotated: the old key still verifies what it signed, beside the new one.
+    assert verify(writer.records, public_keys=[os.urandom(32), root.public_key]).holds
+
+
+def _public(key: bytes) -> bytes:
+    return sign_root(key, audit_pb2.AuditDayRoot()).public_key
+
+
+def test_a_forged_epoch_and_a_forged_continuation_are_named_and_the_genuine_entries_hold():
+    """Issue 25 (5): whoever can produce to the topic can hash and chain entries, so a forged new
+    epoch (a `deployment.closed` blaming a lost Redis) or a forged continuation of the chain passed,
+    and the genuine entry after them was named `inserted`. Only the writers can sign: with the
+    published key, each forged entry is named and left out, and the genuine chain holds around it."""
+    key = os.urandom(32)
+    genuine = Writer(key=key)
+    for i in range(3):
+        genuine.add(at=DAY + timedelta(minutes=i))
+    # A forged epoch: sequence 0 of a new epoch, correctly hashed, unsigned (or signed by another key).
+    forger = Writer(epoch="forged", key=os.urandom(32))
+    epoch = forger.add("deployment.closed", at=DAY + timedelta(minutes=3))
+    # A forged continuation: the next sequence of the genuine chain, linked to its head's hash.
+    continuation = Writer(key=None)
+    continuation.epoch, continuation.sequence, continuation.previous = "e1", 2, entry_hash(genuine.records[-1].value)
+    follows = continuation.add("deployment.closed", at=DAY + timedelta(minutes=4))
+    records = [*genuine.records, epoch, follows]
+    genuine.add(at=DAY + timedelta(minutes=5))  # the next genuine write continues the genuine chain
+    records = _renumbered([*records, genuine.records[-1]])
+    verdict = verify(records, public_keys=[_public(key)])
+    assert [(f.kind, f.offset) for f in verdict.forged] == [("forged", 3), ("forged", 4)]
+    assert verdict.finding == verdict.forged[0] and not verdict.holds
+    assert verdict.entries == 4  # the genuine ones, every one accepted: none blamed
+    assert "forged: partition 0 offset 3" in verdict.report()[0]
+    # Without the published key the forged epoch passes as an epoch; the report says what was not checked.
+    unkeyed = verify(records)
+    assert not unkeyed.authors_checked and "writers not checked" in unkeyed.report()[-1]
+
+
+def test_a_signed_entry_whose_bytes_changed_is_changed_not_forged():
+    key = os.urandom(32)
+    writer = Writer(key=key)
+    for i in range(3):
+        writer.add(at=DAY + timedelta(minutes=i))
+    damaged = bytearray(writer.records[1].value)
+    damaged[10] ^= 0x01
+    records = [writer.records[0], TrailRecord(0, 1, b"dep", bytes(damaged)), writer.records[2]]
+    finding = verify(records, public_keys=[_public(key)]).finding
+    assert (finding.kind, finding.offset) == ("changed", 1)
 
 
 def test_a_consistent_rewrite_of_a_sealed_day_passes_the_chain_but_not_its_root():
@@ -303,3 +350,12 @@ def test_an_export_round_trips_and_a_damaged_line_is_refused():
         read_export(text.splitlines()[:2] + ['{"partition": 0}'])
     with pytest.raises(ExportError, match="header"):
         read_export(text.splitlines()[1:])
+
+
+def test_an_entry_chained_back_in_time_is_named_as_changed():
+    writer = Writer()
+    writer.add(at=DAY)
+    writer.add(at=DAY + timedelta(minutes=5))
+    writer.add(at=DAY + timedelta(minutes=1))  # the writers never do this: max(clock, the head's time)
+    finding = verify(writer.records).finding
+    assert (finding.kind, finding.offset) == ("changed", 2) and "before offset 1" in finding.detail
