@@ -64,7 +64,8 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
     assert [(m.subject_id, m.sequence) for m in matches] == [("Colin_Powell", 1)]
     match_found = matches[0]
     assert match_found.score >= match_found.threshold == pytest.approx(0.69)
-    assert match_found.match_id == f"{deployment_id}/van-1/cam-1/1/0"
+    captured_ns = match_found.captured_at.ToNanoseconds()  # in the id: a restarted camera's ids are new
+    assert captured_ns > 0 and match_found.match_id == f"{deployment_id}/van-1/cam-1/{captured_ns}/1/0"
     # The crop is sealed on the topic, as detect sealed it (the close makes it unreadable).
     with pytest.raises(images.ImageRejected):
         images.decode_jpeg(match_found.probe_crop, max_bytes=10**7, max_pixels=10**7)
