@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "report":
             sub.add_argument("--markdown", action="store_true", help="Markdown (the default text output)")
     ratify = dep.add_parser(
-        "ratify", help="ratify an urgent deployment in writing (another officer than the one who authorised it)"
+        "ratify",
+        help="ratify an urgent deployment in writing (another officer than the one who authorised it, with "
+        "another token than the one that created it)",
     )
     _connection_options(ratify)
     ratify.add_argument("deployment_id")

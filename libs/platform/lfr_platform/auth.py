@@ -68,6 +68,11 @@ class Principal:
     def may_see(self, deployment_id: str) -> bool:
         return any(fnmatch.fnmatchcase(deployment_id, pattern) for pattern in self.deployments)
 
+    @property
+    def scoped(self) -> bool:
+        """The token is limited to some deployments (not `*`): it may not act beyond them, nor make new ones."""
+        return "*" not in self.deployments
+
 
 def parse_grants(data: str | bytes | list) -> list[TokenGrant]:
     """A JSON list of grants; raises ValueError naming what is wrong (never the token)."""
@@ -184,6 +189,19 @@ class Authenticator:
                 action,
                 deployment_id,
                 f"{principal.identity} may not {action} of {printable(deployment_id, ID_LIMIT)}",
+            )
+
+    async def require_every_deployment(self, context, principal: Principal, action: str) -> None:
+        """An act that reaches beyond any one deployment (creating one): a token scoped to some
+        deployments is refused, audited, as any other refusal."""
+        if principal.scoped:
+            await self.deny(
+                context,
+                principal,
+                action,
+                "",
+                f"{principal.identity}'s token is scoped to {len(principal.deployments)} deployment pattern(s): "
+                f"only a token for every deployment (`*`) may {action}",
             )
 
     async def deny(self, context, principal: Principal, action: str, deployment_id: str, message: str) -> None:

@@ -31,6 +31,57 @@ def printable(value: object, limit: int = FIELD_LIMIT) -> str:
     return f"{text}…[{cut} more]" if cut > 0 else text
 
 
+class RateLimitedLog:
+    """At most `per_interval` lines per key (a reason) every `interval_s` seconds, for what an input
+    can make happen once per record: a flood of 50,000 junk records wrote 9 MB of warnings, one per
+    dead letter. The lines held back are counted, and the next line of that key that gets through says
+    how many (`suppressed=N`); the metrics count every one. Keys are a closed vocabulary (reasons);
+    beyond `max_keys` of them, the oldest is forgotten."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        per_interval: int = 10,
+        interval_s: float = 60.0,
+        max_keys: int = 1000,
+        clock=time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.per_interval = per_interval
+        self.interval_s = interval_s
+        self.max_keys = max_keys
+        self.clock = clock
+        self._windows: dict[str, list] = {}  # key -> [window start, lines written in it, held back since]
+
+    def log(self, level: int, key: str, msg: str, *args, extra: dict | None = None) -> bool:
+        """Log the line unless its key spent its lines in this interval; True when written."""
+        if not self.logger.isEnabledFor(level):
+            return False
+        now = self.clock()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self.interval_s:
+            held = window[2] if window is not None else 0
+            if window is None and len(self._windows) >= self.max_keys:
+                self._windows.pop(next(iter(self._windows)))
+            window = self._windows[key] = [now, 0, held]
+        if window[1] >= self.per_interval:
+            window[2] += 1
+            return False
+        window[1] += 1
+        extra = dict(extra or {})
+        if window[2]:
+            extra["suppressed"] = window[2]
+            msg += " (%d more like it not logged)"
+            args = (*args, window[2])
+            window[2] = 0
+        self.logger.log(level, msg, *args, extra=extra)
+        return True
+
+    def warning(self, key: str, msg: str, *args, extra: dict | None = None) -> bool:
+        return self.log(logging.WARNING, key, msg, *args, extra=extra)
+
+
 def _extras(record: logging.LogRecord) -> dict[str, object]:
     return {
         k: v if isinstance(v, int | float | bool) or v is None else printable(v)

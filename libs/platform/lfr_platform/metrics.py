@@ -261,7 +261,9 @@ def camera_labels(camera) -> dict[str, str]:
 
 # --- console -----------------------------------------------------------------------------------
 WEB_REQUESTS = Counter("lfr_web_requests_total", "Requests to the console, by route and status", ["route", "status"])
-SIGN_INS = Counter("lfr_sign_ins_total", "Sign-ins to the console, by outcome (signed_in, refused)", ["outcome"])
+SIGN_INS = Counter(
+    "lfr_sign_ins_total", "Sign-ins to the console, by outcome (signed_in, refused, throttled)", ["outcome"]
+)
 EVENT_STREAMS = Gauge("lfr_event_streams", "Live alert streams open to browsers")
 
 

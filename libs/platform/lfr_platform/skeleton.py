@@ -61,13 +61,25 @@ class Admitted(Generic[M]):
 
 async def admitted(registry: DeploymentRegistry, message, camera=None) -> Admitted | Rejected | Skipped:
     """The record admitted, or why not (`registry.admit`, with the message's capture time). `camera`
-    defaults to the message's."""
+    defaults to the message's.
+
+    A record whose message carries a capture time but has it unset is dead-lettered as
+    `no_capture_time`: the authorised window is decided on capture time, so a record without one
+    cannot be shown to fall inside it (admit alone would skip the window check)."""
     captured_at = getattr(message, "captured_at", None)  # a record's Timestamp, or ingest's frame's seconds
+    unset = False
     if captured_at is not None and not isinstance(captured_at, int | float):
-        captured_at = captured_at.ToNanoseconds() / 1e9 if message.HasField("captured_at") else None
+        unset = not message.HasField("captured_at")
+        captured_at = None if unset else captured_at.ToNanoseconds() / 1e9
     deployment = await admit(registry, camera if camera is not None else message.camera, captured_at)
     if isinstance(deployment, Rejected | Skipped):
         return deployment
+    if unset:
+        return Rejected(
+            "no_capture_time",
+            f"a {type(message).__name__} of {deployment.deployment_id!r} without captured_at: its authorised "
+            "window cannot be checked",
+        )
     return Admitted(message, deployment)
 
 

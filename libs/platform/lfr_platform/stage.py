@@ -45,10 +45,14 @@ from lfr_contracts.topics import MalformedMessage
 from lfr_platform import metrics
 from lfr_platform.http import Health
 from lfr_platform.kafka import new_consumer, new_producer, start_with_retry
+from lfr_platform.logs import RateLimitedLog
 from lfr_platform.runtime import StartRefused, honour_cancellation
 from lfr_platform.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
+# A flood of junk records must not flood the logs (50k wrote 9 MB): 10 lines a minute per reason; the
+# metrics count every one.
+_DEAD_LETTERS_LOG = RateLimitedLog(log, per_interval=10, interval_s=60)
 
 M = TypeVar("M", bound=Message)
 # Most records a stage takes in one batch: embed runs its model once per batch (16 faces fill a run).
@@ -411,7 +415,8 @@ class StageRunner(Generic[M]):
             letter.copy_omitted = True
         key = record.key if record.key is not None and len(record.key) <= DEAD_LETTER_MAX_KEY_BYTES else None
         metrics.MESSAGES_DEAD_LETTERED.labels(self.input_name, rejected.reason).inc()
-        log.warning(
+        _DEAD_LETTERS_LOG.warning(
+            rejected.reason,
             "dead-lettered %s: %s",
             _where(record),
             rejected.reason,

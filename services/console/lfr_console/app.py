@@ -19,10 +19,12 @@ from lfr.v1 import alerts_pb2_grpc, deployments_pb2_grpc
 from lfr_console.feed import Feed
 from lfr_console.sessions import SessionStore
 from lfr_console.settings import ConsoleSettings
+from lfr_console.signin import KeptAudit, SignIns
 from lfr_console.web import Backends, Console
 from lfr_platform import registry
 from lfr_platform.clock import Clock, system
 from lfr_platform.http import Health, HttpServer
+from lfr_platform.outbox import Outbox
 from lfr_platform.registry import RedisKeys
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
@@ -145,9 +147,13 @@ def build(
         )
 
     sessions = SessionStore(redis, platform.redis_prefix, key, settings.session_ttl_s, settings.session_idle_s, clock)
+    # Sign-ins are audited through the installation's outbox, which the deployments service and alert
+    # drain, chain and sign: the console holds no key-encryption key, hence no audit key.
+    audit = KeptAudit(Outbox(redis, keys.outbox()), platform.topic_prefix)
     console = Console(
         sessions=sessions,
         book=platform.token_book(),
+        signins=SignIns(audit, forwarded_for=settings.behind_tls_proxy),
         feed=feed,
         connect=connect,
         secure_cookies=settings.behind_tls_proxy or settings.web_tls_cert_file is not None,

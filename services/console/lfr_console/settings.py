@@ -19,7 +19,8 @@ class ConsoleSettings(BaseSettings):
     web_tls_key_file: Path | None = Field(None, description="PEM private key of the certificate")
     behind_tls_proxy: bool = Field(
         False,
-        description="An HTTPS proxy (an Ingress) terminates TLS in front: cookies are marked Secure",
+        description="An HTTPS proxy (an Ingress) terminates TLS in front: cookies are marked Secure, and failed "
+        "sign-ins are limited per client as the proxy reports it (the last X-Forwarded-For entry)",
     )
     alert_address: str = Field("127.0.0.1:50052", description="host:port of the AlertService (alert)")
     deployment_address: str = Field(

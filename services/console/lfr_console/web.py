@@ -28,6 +28,7 @@ from lfr.v1 import alerts_pb2_grpc as alerts_grpc
 from lfr.v1 import deployments_pb2_grpc as deployments_grpc
 from lfr_console.feed import Feed
 from lfr_console.sessions import Session, SessionStore
+from lfr_console.signin import SignIns
 from lfr_contracts.views import alert_json
 from lfr_platform import metrics
 from lfr_platform.auth import DECIDE_ALERTS, DECIDE_HELD_ALERTS, TokenBook
@@ -51,6 +52,9 @@ _HTTP_STATUS = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
 }
+# A proxy closes an idle connection after about a minute: an open event stream writes a comment
+# this often when it has nothing else to send.
+_KEEP_ALIVE_S = 15.0
 _OUTCOMES = {"true", "false", "undetermined"}
 _FINAL_OUTCOMES = {"arrest", "no_further_action", "safeguarding", "other"}
 
@@ -81,14 +85,20 @@ class Console:
         *,
         sessions: SessionStore,
         book: TokenBook,
+        signins: SignIns,
         feed: Feed,
         connect: Callable[[], Backends],
         secure_cookies: bool,
         max_body_bytes: int,
         call_timeout_s: float = 10.0,
+        stream_check_s: float = 1.0,
     ) -> None:
         self.sessions = sessions
         self.book = book
+        self.signins = signins
+        # How often an open event stream checks that its session and its token still stand: a token
+        # removed from the tokens file ends its streams within this (plus the book's re-read, 1 s).
+        self.stream_check_s = stream_check_s
         self.feed = feed
         self.connect = connect
         self.secure_cookies = secure_cookies
@@ -163,17 +173,20 @@ class Console:
     # --- sessions ---------------------------------------------------------------------------
     async def sign_in(self, request: web.Request) -> web.Response:
         self._same_origin(request)
+        peer = self.signins.peer(request)
+        throttled = await self.signins.refusal(peer)  # before any token is looked up
+        if throttled is not None:
+            return throttled
         body = await self._json(request)
         token, officer = str(body.get("token", "")).strip(), str(body.get("officer", "")).strip()
         if not officer or len(officer) > 200 or not officer.isprintable():
             raise Refused(400, "give your name or number (at most 200 characters): it is recorded with each decision")
         principal = self.book.lookup(token) if token else None
         if principal is None:
-            metrics.SIGN_INS.labels("refused").inc()
+            await self.signins.failed(peer, "no token" if not token else "not a granted token")
             raise Refused(401, "this token is not valid")
         session = await self.sessions.create(principal, token, officer)
-        metrics.SIGN_INS.labels("signed_in").inc()
-        log.info("signed in", extra={"identity": principal.identity, "role": principal.role})
+        await self.signins.succeeded(peer, principal, officer)
         response = web.json_response(self._session_view(session))
         response.set_cookie(
             COOKIE,
@@ -319,34 +332,50 @@ class Console:
         await response.prepare(request)
         subscription = self.feed.subscribe(session.session_id)
         metrics.EVENT_STREAMS.set(self.feed.streams)
-        # The stream lives while its session does: ended by a sign-out (here or on another replica) at
-        # once, by the end of its shift at that moment, and checked again before every event it sends.
+        # The stream lives while its session and its token do: ended by a sign-out (here or on another
+        # replica) at once, by the end of its shift at that moment, by the token's removal from the
+        # tokens file within seconds (checked every stream_check_s), and checked again before every
+        # event it sends.
         shift_ends = session.created_at + self.sessions.ttl_s
+        loop = asyncio.get_running_loop()
+        written_at = loop.time()
         try:
             while True:
                 getter = asyncio.ensure_future(subscription.queue.get())
                 ender = asyncio.ensure_future(subscription.ended.wait())
-                wait_s = max(0.0, min(15.0, shift_ends - self.sessions.clock()))
+                wait_s = max(0.0, min(self.stream_check_s, shift_ends - self.sessions.clock()))
                 done, _ = await asyncio.wait({getter, ender}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
                 for pending in (getter, ender):
                     if pending not in done:
                         pending.cancel()
                 event = getter.result() if getter in done else None
-                if ender in done or not await self.sessions.alive(session):
+                if ender in done or not await self._stream_may_go_on(session):
                     await response.write(b"event: signed_out\ndata: {}\n\n")
                     break
                 if event is None:
-                    await response.write(b": keep-alive\n\n")
+                    if loop.time() - written_at >= _KEEP_ALIVE_S:
+                        await response.write(b": keep-alive\n\n")
+                        written_at = loop.time()
                     continue
                 if event.kind == "alert" and event.data["deployment_id"] != deployment_id:
                     continue
                 await response.write(event.encode())
+                written_at = loop.time()
         except (ConnectionError, RuntimeError):
             pass  # the page went away (its connection reset, or closing under a write): nothing to tell
         finally:
             self.feed.unsubscribe(subscription)
             metrics.EVENT_STREAMS.set(self.feed.streams)
         return response
+
+    async def _stream_may_go_on(self, session: Session) -> bool:
+        """The session stands and its token is still granted; a revoked token ends the session too
+        (every replica's streams of it, and its cookie)."""
+        if self.book.lookup(session.token) is None:
+            log.info("token no longer granted: session ended", extra={"identity": session.principal.identity})
+            await self.sessions.end(session.session_id)
+            return False
+        return await self.sessions.alive(session)
 
     async def decide(self, request: web.Request) -> web.Response:
         session = await self._session(request, change=True)

@@ -41,10 +41,13 @@ class Echo(DeploymentStage[frames_pb2.FrameCaptured]):
         self.refusals.append((message.camera.deployment_id, outcome.reason))
 
 
-def _frame(deployment_id: str, image: bytes) -> Incoming:
+def _frame(deployment_id: str, image: bytes, *, captured: bool = True) -> Incoming:
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="v", camera_id="c")
     record = ConsumerRecord("t", 0, 0, 0, 0, None, b"", None, 0, 0, [])
-    return Incoming(frames_pb2.FrameCaptured(camera=camera, image=image), record)
+    frame = frames_pb2.FrameCaptured(camera=camera, image=image)
+    if captured:
+        frame.captured_at.FromSeconds(1_800_000_000)
+    return Incoming(frame, record)
 
 
 async def test_admitted_records_are_opened_and_sealed_and_the_others_get_their_reason():
@@ -63,3 +66,13 @@ async def test_admitted_records_are_opened_and_sealed_and_the_others_get_their_r
     assert isinstance(outcomes[2], Rejected) and outcomes[2].reason == "unsealable"
     assert isinstance(outcomes[3], Rejected) and outcomes[3].reason == "unknown_deployment"
     assert stage.refusals == [("dep-closed", "deployment_closed"), ("dep-nowhere", "unknown_deployment")]
+
+
+async def test_a_record_without_a_capture_time_is_dead_lettered_not_waved_through_the_window():
+    stage = Echo()
+    [outcome] = await stage.handle([_frame("dep-open", sealing.seal(KEY, b"jpeg", "dep-open"), captured=False)])
+    assert isinstance(outcome, Rejected) and outcome.reason == "no_capture_time"
+    assert "without captured_at" in outcome.detail and "dep-open" in outcome.detail
+    # A closed deployment's record is still skipped as closed, whatever its capture time.
+    [closed] = await stage.handle([_frame("dep-closed", b"whatever", captured=False)])
+    assert closed == Skipped("deployment_closed")

@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from lfr_contracts import ALERTS_RAISED, MATCHES_FOUND
+from lfr_console.signin import FAILURES_PER_MINUTE
+from lfr_contracts import ALERTS_RAISED, AUDIT_RECORDED, MATCHES_FOUND
 from lfr_platform.signing import new_alert_key, sign_alert
 from lfr_testing.console import SCOPED_TOKEN, Browser, EventStream, listed_alerts
 from lfr_testing.deployments import OFFICER_TOKEN, SUPERVISOR_TOKEN, VIEWER_TOKEN
@@ -327,3 +328,59 @@ async def test_an_adjudication_carries_the_officers_perceived_groups_from_the_de
     )
     decided = json.loads(text)
     assert answer == 200 and (decided["perceived_sex"], decided["perceived_ethnicity"]) == ("male", "IC3")
+
+
+async def test_a_token_removed_from_the_tokens_file_ends_its_open_event_streams_within_seconds(
+    raise_alert, platform, stack, browser
+):
+    """Bus failure 8: an event arrived 6.5 s after the token's revocation, and the stream stayed open."""
+    deployments, _, _ = stack
+    deployment_id, _ = await raise_alert()
+    await browser.sign_in(OFFICER_TOKEN)
+    first_alert = (await listed_alerts(browser, deployment_id))[0]["alert_id"]
+    watcher = Browser(browser.base)  # a supervisor, whose token stays
+    try:
+        await watcher.sign_in(SUPERVISOR_TOKEN, "Sgt 9")
+        async with EventStream(browser, deployment_id) as revoked, EventStream(watcher, deployment_id) as watching:
+            tokens = deployments.platform.auth_tokens_file
+            grants = json.loads(tokens.read_text())
+            tokens.write_text(json.dumps([g for g in grants if g["token"] != OFFICER_TOKEN]))
+            removed_at = time.monotonic()
+            assert await revoked.until(lambda kind, data: False, timeout_s=10) is None  # the stream ended...
+            assert time.monotonic() - removed_at < 5  # ...within seconds, with nothing to send meanwhile
+            assert revoked.events[-1][0] == "signed_out"
+            # A later pass: on the watcher's stream, and nowhere for the revoked token.
+            data_key = await deployment_key(platform, deployment_id)
+            later = match_record(deployment_id, "cam-1", "S-1", 2, 0.9, time.time() + 300, key=data_key)
+            await produce(platform, MATCHES_FOUND, [later])
+            await watching.until(lambda kind, data: kind == "alert" and data["alert_id"] != first_alert)
+        assert not any(kind == "alert" and data["alert_id"] != first_alert for kind, data in revoked.events)
+        status, _, body = await browser.call("GET", f"/api/alerts?deployment={deployment_id}")
+        assert status == 401 and "sign in again" in json.loads(body)["error"]  # the session ended with it
+        assert (await browser.sign_in(OFFICER_TOKEN))[0] == 401
+    finally:
+        await watcher.close()
+
+
+async def test_failed_sign_ins_are_limited_per_peer_and_every_sign_in_is_audited_without_its_token(platform, browser):
+    """Bus failure 8: 600 wrong tokens in 0.2 s were all tried, and no sign-in was audited."""
+    assert (await browser.sign_in(OFFICER_TOKEN, "PC 77"))[0] == 200
+    wrong = [f"wrong-token-number-{i:02d}-of-a-flood" for i in range(20)]
+    answers = [(await browser.sign_in(token))[0] for token in wrong]
+    assert answers == [401] * FAILURES_PER_MINUTE + [429] * (len(wrong) - FAILURES_PER_MINUTE)
+    status, headers, body = await browser.sign_in(OFFICER_TOKEN)  # even a good token, from this peer, for now
+    assert status == 429 and 1 <= int(headers["Retry-After"]) <= 61
+    assert "too many failed sign-ins" in json.loads(body)["error"]
+
+    audit = await read(platform, AUDIT_RECORDED, count=FAILURES_PER_MINUTE + 2, settle_s=0.5)
+    events = [AUDIT_RECORDED.decode(r.value) for r in audit]
+    signed_in = [e for e in events if e.event == "console.signed_in"]
+    refused = [e for e in events if e.event == "access.denied" and e.details["action"] == "sign in to the console"]
+    throttled = [e for e in events if e.event == "console.sign_in_throttled"]
+    assert [(e.actor, e.role, e.details["officer"]) for e in signed_in] == [("control-room-1", "officer", "PC 77")]
+    assert len(refused) == FAILURES_PER_MINUTE and len(throttled) == 1  # the flood: a few events, not 20
+    assert {(e.actor, e.details["outcome"], e.details["peer"]) for e in refused} == {
+        ("unauthenticated", "UNAUTHENTICATED", "127.0.0.1")
+    }
+    for record in audit:  # no token, nor a part of one, on the trail kept forever
+        assert not [t for t in [OFFICER_TOKEN, *wrong] if t[:16].encode() in record.value]
