@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-CONTEXT = b"lfr.v1.AlertRaised\x00"
+CONTEXT = b"lfr.v1.AlertRaised\x00"  # each signed type's context is its full name and a zero byte
 
 
 def new_alert_key() -> tuple[bytes, bytes]:
@@ -36,11 +36,12 @@ def _signed_bytes(message) -> bytes:
     unsigned = type(message)()
     unsigned.CopyFrom(message)
     unsigned.signature = b""
-    return CONTEXT + unsigned.SerializeToString(deterministic=True)
+    return message.DESCRIPTOR.full_name.encode() + b"\x00" + unsigned.SerializeToString(deterministic=True)
 
 
 def sign_alert(private_key: bytes, message) -> None:
-    """Set `message.signature` (an AlertRaised, signed with its deployment's private alert key)."""
+    """Set `message.signature` (an AlertRaised or an AlertAdjudicated, signed with its deployment's
+    private alert key)."""
     message.signature = Ed25519PrivateKey.from_private_bytes(private_key).sign(_signed_bytes(message))
 
 

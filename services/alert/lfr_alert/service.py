@@ -200,9 +200,9 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
                 log.warning("decision records not sent yet: %s", exc)
         return await self._signed(wire.alert_raised(after)), change is not None
 
-    async def _signed(self, revision: pb.AlertRaised) -> pb.AlertRaised:
-        """The revision signed with its deployment's alert key (unsigned once that key has expired,
-        the operational retention after the deployment's end)."""
+    async def _signed(self, revision):
+        """The revision (or decision event) signed with its deployment's alert key (unsigned once that
+        key has expired, the operational retention after the deployment's end)."""
         key = await self.registry.alert_key(revision.camera.deployment_id)
         if key is not None:
             sign_alert(key, revision)
@@ -241,7 +241,7 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             OutboxRecord(
                 ALERTS_ADJUDICATED.name(self.topic_prefix),
                 key,
-                ALERTS_ADJUDICATED.encode(wire.alert_adjudicated(change, step, event_id)),
+                ALERTS_ADJUDICATED.encode(await self._signed(wire.alert_adjudicated(change, step, event_id))),
             ),
             self.audit.as_record(audit),
         ]

@@ -81,6 +81,12 @@ async def test_an_alert_goes_through_every_step_and_each_is_published_audited_an
     events = decoded(ALERTS_ADJUDICATED, await read(platform, ALERTS_ADJUDICATED, count=3))
     assert [e.step for e in events] == ["adjudication", "engagement", "outcome"]
     assert all(e.alert_id == raised.alert_id and not e.correction for e in events)
+    # Each decision event is signed too (issue 25, item 6), and a changed byte fails it.
+    assert all(verify_alert(public, e) for e in events)
+    altered = type(events[0])()
+    altered.CopyFrom(events[0])
+    altered.correction = True
+    assert not verify_alert(public, altered)
     audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=3))
     assert [a.event for a in audit] == ["alert.adjudicated", "alert.engagement_recorded", "alert.outcome_recorded"]
     assert {(a.actor, a.role, a.details["officer"]) for a in audit} == {
