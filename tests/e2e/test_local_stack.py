@@ -232,6 +232,31 @@ def test_a_killed_replica_comes_back_by_itself_and_the_stack_keeps_its_deploymen
     assert lfr.alerts(deployment_id, "liveportrait-d0")["camera_id"] == "cam-1"
 
 
+def test_a_killed_supervisor_never_discards_a_deployment_without_its_close(lfr, tmp_path, data_dir):
+    """Issue 25 (8): with its supervisor killed (every process of the stack goes with it), the next
+    `make up` or `make down` removed the stack's data: its deployment and watchlist were gone with no
+    close, no deletion report and no audit event. Now they start its Redis and deployments service
+    again and close each open deployment, audited and reported, before anything is removed."""
+    lfr.ok("stack", "up", "--replicas", "1")
+    deployment_id = lfr.ok(
+        "deployment", "create", "--name", "Op Orphan", "--purpose", "wanted persons", "--officer", "Supt. A",
+        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
+    ).strip()  # fmt: skip
+    watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
+    lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    old = marked_processes(lfr.root)
+    os.kill(lfr.state().supervisor_pid, 9)
+    eventually(lambda: _none_alive(old), timeout_s=30)  # its children end with it (PR_SET_PDEATHSIG)
+    down = lfr("stack", "down")
+    assert down.returncode == 0, down.stderr
+    assert f"closed and erased 1 open deployment(s): {deployment_id}" in down.stderr, down.stderr
+    lines = (lfr.root / "logs" / "deployments.log").read_text().splitlines()
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    audited = {r["msg"] for r in logged if r.get("deployment_id") == deployment_id}
+    assert {"audit deployment.closed", "audit deployment.data_deleted", "audit deployment.reported"} <= audited
+    assert marked_processes(lfr.root) == [] and not (lfr.root / "redis").exists()
+
+
 def test_redis_killed_then_up_with_a_camera_then_down_leaves_no_process(lfr, tmp_path, data_dir):
     lfr.ok("stack", "up")
     deployment_id = lfr.ok(

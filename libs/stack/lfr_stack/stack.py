@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lfr_platform.auth import ROLES
 from lfr_stack import infrastructure, wiring
@@ -135,6 +136,37 @@ class Stack:
                 )
                 self._add("redis", command, dict(os.environ))
                 wait_for_port(redis_port, 20)
+
+    def revive(self, state: StackState, timeout_s: float = 120) -> StackState:
+        """A stack whose supervisor died (killed, or the machine restarted) with deployments in its
+        data: a new supervisor runs its broker and Redis again on the ports and folders the state names
+        (Redis reads its append-only file; the key-encryption key is on disk) and its deployments
+        service, so that each open deployment can be closed as any close is: audited, its data deleted
+        and its report written. Only what the stack itself ran is started again."""
+        state.processes, state.fixed_ports = [], {}
+        self.state = state
+        state.save()
+        state.supervisor_pid = self.supervisor.start(
+            dict(os.environ), self.log_dir / "supervisor.log", foreground=self.foreground
+        )
+        state.save()
+        with private_files():
+            if state.broker:  # a broker of its own (noida-db keeps its records in its folder; tansu none)
+                port = int(state.kafka_bootstrap_servers.rsplit(":", 1)[1])
+                self._add(
+                    "broker", infrastructure.broker_command(state.broker, port, self.root / "broker"), {**os.environ}
+                )
+                wait_for_port(port, 20)
+            if (self.root / "redis").is_dir():  # a Redis of its own, its append-only file in that folder
+                url = urlsplit(state.redis_url)
+                command = infrastructure.redis_command(
+                    url.port, self.log_dir / "redis.log", data_dir=self.root / "redis", password=url.password
+                )
+                self._add("redis", command, dict(os.environ))
+                wait_for_port(url.port, 20)
+        self.start_service("deployments")
+        self.wait_ready(("deployments",), timeout_s)
+        return state
 
     def _add(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         assert self.state is not None
@@ -305,7 +337,7 @@ def remove_stack_data(root: Path) -> list[str]:
     return removed
 
 
-def stop(root: Path) -> list[int]:
+def stop(root: Path, *, keep_data: bool = False) -> list[int]:
     """Stop the stack in `root` from outside, whatever state it is in: its supervisor's processes
     (services first), the supervisor, then any process still marked as the stack's (its state file
     lost or stale, its supervisor killed). Removes the state file and the stack's data. Returns the
@@ -328,6 +360,8 @@ def stop(root: Path) -> list[int]:
     strays = stop_marked(root)
     for socket_file in supervisor.run_dir.glob("*.sock"):  # a stopped supervisor's control sockets
         socket_file.unlink(missing_ok=True)
+    if keep_data:  # its deployments are still in it: the state file says how to reach them again
+        return strays
     (root / "stack.json").unlink(missing_ok=True)
     remove_stack_data(root)
     if state is None and not strays:
@@ -344,6 +378,23 @@ def down(root: Path, *, report: Callable[[str], None] | None = None) -> bool:
     root = Path(root).resolve()
     state, supervisor = StackState.load(root), Supervisor(root)
     running = supervisor.answers()
+    if state is not None and not running and (root / "redis").is_dir():
+        # Its supervisor died with deployments in its data: never discarded without their close.
+        stop_marked(root)  # what is left of it, its files kept
+        for socket_file in supervisor.run_dir.glob("*.sock"):
+            socket_file.unlink(missing_ok=True)
+        try:
+            report(
+                "the stack's supervisor had died: starting its Redis and deployments service to close its deployments"
+            )
+            Stack(root, foreground=False).revive(state)
+            running = True
+        except StackError as exc:
+            stop(root, keep_data=True)
+            raise StackError(
+                f"the stack's deployments could not be closed ({exc}); its data is kept in {root} "
+                "(run `lfr stack down` again, or remove the folder by hand: its deployments then go without a close)"
+            ) from exc
     if state is not None and running and "deployments" in state.processes and supervisor.pid("deployments"):
         try:
             closed = close_open_deployments(state)
