@@ -24,9 +24,10 @@
 - catchup: a new match replica rebuilding its copy of a watchlist from the watchlist log at 10,000
   and 200,000 entries, and a close's reach to every copy (lfr_bench.catchup, docs/decisions/0011);
 - fusion: single shot against fused templates, from `lfr eval --multi-shot 3` (make eval-multishot);
-- enrolment: the deployments service's peak memory while six 7000x7000 photos, then the bus probe's
-  bombs (progressive JPEGs, a PNG), are enrolled over three streams at once, with the decode limits,
-  the concurrency cap and the memory budget and without them (lfr_bench.enrol);
+- enrolment: the deployments service's peak memory while six 7000x7000 photos are enrolled over three
+  streams at once, with the decode limits and the concurrency cap and without them; then the bus
+  probe's bombs (multi-scan and progressive JPEGs, PNGs, WebP) over four streams: the enrolment RSS
+  bound (peak over idle, at most 300 MB) and each format's outcome (lfr_bench.enrol);
 - brokers: tansu and noida-db side by side (lfr_bench.broker, docs/decisions/0009).
 Medians of repeated runs; machines are shared and noisy, so compare ratios, not single figures.
 """

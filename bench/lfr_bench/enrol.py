@@ -3,18 +3,20 @@ enrolled at once.
 
 The deployments service runs as a process on the local stack. Six 7000x7000 JPEGs (49 Mpixel, under
 the 50 Mpixel limit; real LFW faces scaled up) are enrolled over three concurrent streams, twice: with
-the limits as configured (photos reduced while decoded, LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT at a
-time, each reserving its decoding's memory from LFR_DEPLOYMENTS_ENROL_MEMORY_MB) and without them
-(decoded at full size, all at once), as before. Then the bus probe's bombs (issue 16): 7000x7000
-baseline, progressive 4:2:0 and progressive 4:4:4 JPEGs and a PNG, over three streams, with the
-limits and without the memory budget. Meanwhile its resident memory is sampled every 20 ms, and its
-HTTP health endpoint, served by the event loop that also serves the DeploymentService and its janitor,
-is timed: a proxy for whether the control plane is kept waiting.
+the limits as configured (each photo decoded in a worker process under an address-space limit,
+LFR_DEPLOYMENTS_ENROL_DECODE_MEMORY_MB, and reduced to LFR_DEPLOYMENTS_ENROL_DECODE_MAX_SIDE there;
+LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT workers) and without them (decoded at full size, all at once).
+Then the bus probe's bombs (issue 25: a baseline JPEG with one scan per component, progressive JPEGs,
+PNGs, a WebP; lfr_testing.bombs), each twice, over four streams, with the defaults: the figure of
+record is the service process's peak resident memory over idle (the bound: 300 MB), beside its
+decoder workers' (each bounded by its own limit) and each format's outcome. Meanwhile resident
+memory is sampled every 20 ms, and the HTTP health endpoint, served by the event loop that also
+serves the DeploymentService and its janitor, is timed: a proxy for whether the control plane is
+kept waiting.
 """
 
 from __future__ import annotations
 
-import io
 import statistics
 import threading
 import time
@@ -24,13 +26,16 @@ from datetime import date
 from pathlib import Path
 
 import cv2
-from PIL import Image
+import psutil
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_contracts.clients import DeploymentClient
 from lfr_stack.stack import Stack
+from lfr_testing import bombs
 
 SIDE = 7000
+# What enrolment may add to the service's process, whatever the photos (docs/deployments.md).
+BOUND_MB = 300
 
 
 def _rss_mb(pid: int) -> float:
@@ -53,32 +58,26 @@ def _photos(data_dir: Path) -> list[tuple[str, bytes]]:
     return photos
 
 
-def _bombs(data_dir: Path) -> list[tuple[str, bytes]]:
-    """The probe's photos: one face at 7000x7000 as a baseline, a progressive (4:2:0), a progressive
-    4:4:4 JPEG and a PNG."""
-    face = cv2.imread(str(data_dir / "lfw" / "images" / "Colin_Powell" / "Colin_Powell_0001.jpg"))
-    big = cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_LINEAR)
-    buffer = io.BytesIO()
-    Image.fromarray(big[:, :, ::-1]).save(buffer, "JPEG", quality=90, progressive=True, subsampling=0)
-    return [
-        ("baseline", cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()),
-        (
-            "progressive",
-            cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
-        ),
-        ("progressive-444", buffer.getvalue()),
-        ("png", cv2.imencode(".png", big, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes()),
-    ]
-
-
 def _item(name: str, data: bytes) -> pb.WatchlistImage:
+    subject = "".join(c if c.isalnum() else "_" for c in name.split("#")[0])  # a probe's name, as an id
     return pb.WatchlistImage(
-        client_ref=name, subject_id=name, category="wanted", source_reference=f"bench/{name}", approved_by="bench",
+        client_ref=name, subject_id=subject, category="wanted", source_reference=f"bench/{name}", approved_by="bench",
         image_source="custody", legal_basis="research_and_testing", image_date=date.today().isoformat(), image=data,
     )  # fmt: skip
 
 
-def _run(root: Path, data_dir: Path, photos, env: dict[str, str]) -> dict:
+def _workers_rss_mb(pid: int) -> float:
+    """The resident memory of the service's decoder workers, together."""
+    total = 0
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 2**20
+
+
+def _run(root: Path, data_dir: Path, photos, env: dict[str, str], streams: int = 3) -> dict:
     stack = Stack(root, extra_env=env)
     try:
         state = stack.start(services=("deployments",))
@@ -96,12 +95,14 @@ def _run(root: Path, data_dir: Path, photos, env: dict[str, str]) -> dict:
             idle_health = [_timed(health) for _ in range(50)]
 
             samples: list[float] = []
+            worker_samples: list[float] = [0.0]
             health_s: list[float] = []
             done = threading.Event()
 
             def sample():
                 while not done.is_set():
                     samples.append(_rss_mb(pid))
+                    worker_samples.append(_workers_rss_mb(pid))
                     time.sleep(0.02)
 
             def probe():
@@ -113,32 +114,36 @@ def _run(root: Path, data_dir: Path, photos, env: dict[str, str]) -> dict:
             for w in watchers:
                 w.start()
             started = time.perf_counter()
-            streams = [photos[i::3] for i in range(3)]
-            with ThreadPoolExecutor(3) as pool:
+            with ThreadPoolExecutor(streams) as pool:
                 results = list(
-                    pool.map(lambda s: list(client.enrol(deployment_id, [_item(n, d) for n, d in s])), streams)
+                    pool.map(
+                        lambda s: list(client.enrol(deployment_id, [_item(n, d) for n, d in s])),
+                        [photos[i::streams] for i in range(streams)],
+                    )
                 )
             elapsed = time.perf_counter() - started
             done.set()
             for w in watchers:
                 w.join()
             enrolled = sum(r.status == pb.ENROL_STATUS_ENROLLED for rs in results for r in rs)
-            refused = sorted(
-                f"{r.client_ref}: {pb.RejectionReason.Name(r.reason).removeprefix('REJECTION_REASON_').lower()}"
-                for rs in results
-                for r in rs
-                if r.status != pb.ENROL_STATUS_ENROLLED
-            )
+            outcomes: dict[str, set[str]] = {}
+            for r in (r for rs in results for r in rs):
+                outcomes.setdefault(r.client_ref.split("#")[0], set()).add(
+                    "enrolled"
+                    if r.status == pb.ENROL_STATUS_ENROLLED
+                    else pb.RejectionReason.Name(r.reason).removeprefix("REJECTION_REASON_").lower()
+                )
     finally:
         stack.stop()
     return {
         "photos": len(photos),
         "enrolled": enrolled,
-        "refused": refused,
+        "outcomes": {name: "/".join(sorted(o)) for name, o in sorted(outcomes.items())},
         "seconds": round(elapsed, 1),
         "idle_rss_mb": round(idle_mb),
         "peak_rss_mb": round(max(samples)),
         "peak_over_idle_mb": round(max(samples) - idle_mb),
+        "decoder_workers_peak_rss_mb": round(max(worker_samples)),
         "health_ms_idle_p50": round(statistics.median(idle_health) * 1e3, 1),
         "health_ms_during_p50": round(statistics.median(health_s) * 1e3, 1),
         "health_ms_during_p95": round(sorted(health_s)[int(len(health_s) * 0.95)] * 1e3, 1),
@@ -163,21 +168,28 @@ def run(out: Path, data_dir: Path) -> dict:
         {
             "LFR_DEPLOYMENTS_ENROL_DECODE_MAX_SIDE": str(SIDE * 2),
             "LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT": "64",
-            "LFR_DEPLOYMENTS_ENROL_MEMORY_MB": "100000",
+            "LFR_DEPLOYMENTS_ENROL_DECODE_MEMORY_MB": "100000",
         },
     )
     print(f"  unbounded (full-size decode, no cap): {unbounded}")
-    bombs = _bombs(data_dir)
-    probe = _run(out / "enrol-bombs", data_dir, bombs, {})
-    print(f"  the probe's bombs, bounded (defaults): {probe}")
-    probe_unbounded = _run(
-        out / "enrol-bombs-unbounded", data_dir, bombs, {"LFR_DEPLOYMENTS_ENROL_MEMORY_MB": "100000"}
+    # Four streams of the probe's photos, each twice (the probe: four streams of two): "#1" and "#2"
+    # are the same file (the second is refused as a duplicate where the first is enrolled).
+    probe = [(f"{name}#{n}", data) for name, data in bombs.all_bombs().items() for n in (1, 2)]
+    attacked = _run(out / "enrol-bombs", data_dir, probe, {}, streams=4)
+    held = attacked["peak_over_idle_mb"] <= BOUND_MB
+    print(f"  the probe's bombs, four streams (defaults): {attacked}")
+    print(
+        f"  enrolment RSS bound under the probe's bombs: {attacked['peak_over_idle_mb']} MB over idle "
+        f"({attacked['idle_rss_mb']} MB), bound {BOUND_MB} MB: {'held' if held else 'BROKEN'}; decoder workers "
+        f"{attacked['decoder_workers_peak_rss_mb']} MB at most, each under its own address-space limit"
     )
-    print(f"  the probe's bombs, no memory budget: {probe_unbounded}")
+    for name, outcome in attacked["outcomes"].items():
+        print(f"    {name}: {outcome}")
     return {
         "photo": f"{SIDE}x{SIDE} JPEG",
         "bounded": bounded,
         "unbounded": unbounded,
-        "bombs_bounded": probe,
-        "bombs_no_budget": probe_unbounded,
+        "bombs": attacked,
+        "bound_mb": BOUND_MB,
+        "bound_held": held,
     }

@@ -7,7 +7,6 @@ carries a reason a person can act on.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -53,10 +52,6 @@ class EnrolmentPolicy:
     mirrored: bool = MIRRORED
 
 
-# Analysing a decoded photo (the detector's scaled input, the quality measures, the crop) holds up to
-# this many copies of it at once: measured 133 MB for a 3500x3500 photo (37 MB), 2026-12-03.
-ANALYSIS_COPIES = 4
-
 # The reference thumbnail an officer compares the live face with: the aligned face the model saw.
 THUMBNAIL_JPEG_QUALITY = 85
 
@@ -76,26 +71,26 @@ class Enroller:
         self.policy = policy
 
     def plan(self, data: bytes) -> images.Decoding:
-        """How the photo will be decoded, and the most memory analysing it takes (`peak_bytes`: the
-        decoding's, or ANALYSIS_COPIES times the decoded image, whichever is more), from its header
-        alone; EnrolRejected for a photo that would never be analysed."""
+        """How the photo will be decoded, from its header alone (the first line of defence: its
+        size in bytes and in pixels, its format, a truncated JPEG); EnrolRejected for a photo that
+        would never be analysed. What decoding it takes is not planned: the deployments service
+        decodes it under a limit the operating system enforces (lfr_deployments.decoding)."""
         p = self.policy
         try:
-            decoding = images.plan(data, max_bytes=p.max_bytes, max_pixels=p.max_pixels, max_side=p.decode_max_side)
+            return images.plan(data, max_bytes=p.max_bytes, max_pixels=p.max_pixels, max_side=p.decode_max_side)
         except images.ImageRejected as exc:
             raise EnrolRejected(exc.reason, exc.detail) from exc
-        return dataclasses.replace(
-            decoding, peak_bytes=max(decoding.peak_bytes, ANALYSIS_COPIES * decoding.pixels_bytes)
-        )
 
-    def analyse(self, data: bytes, decoding: images.Decoding | None = None) -> Analysed:
-        """The vector of the one face in `data`, or EnrolRejected with the reason."""
+    def analyse(self, data: bytes, image: np.ndarray | None = None) -> Analysed:
+        """The vector of the one face in `data`, or EnrolRejected with the reason. `image`: its pixels,
+        decoded already (an untrusted photo, in a bounded worker); without it, `data` is decoded here,
+        for files that are trusted (the evaluation's data sets)."""
         p = self.policy
-        try:
-            decoding = decoding or self.plan(data)
-            image = images.decode_planned(data, decoding, p.decode_max_side)
-        except images.ImageRejected as exc:
-            raise EnrolRejected(exc.reason, exc.detail) from exc
+        if image is None:
+            try:
+                image = images.decode_planned(data, self.plan(data), p.decode_max_side)
+            except images.ImageRejected as exc:
+                raise EnrolRejected(exc.reason, exc.detail) from exc
         faces = self.detector.detect(image, p.min_score)
         if faces:
             largest = max(min(d.box[2:]) for d in faces)

@@ -57,13 +57,16 @@ class DeploymentsSettings(BaseSettings):
         2000, ge=256, description="Photos with a longer side are reduced while decoded (bounds memory per photo)"
     )
     enrol_max_concurrent: int = Field(
-        2, ge=1, description="Photos analysed at once by this process (bounds CPU beside live matching); more wait"
+        2,
+        ge=1,
+        description="Photos decoded and analysed at once (bounds CPU beside live matching); each is decoded in one "
+        "of as many worker processes; more wait",
     )
-    enrol_memory_mb: int = Field(
-        200,
+    enrol_decode_memory_mb: int = Field(
+        256,
         ge=64,
-        description="Memory the photos being decoded and analysed may take together (each reserves its most, read "
-        "from its header, and waits its turn); a photo that needs more is rejected too_large before decoding",
+        description="Address space a photo's decoding may take in its worker process, over the worker's own "
+        "(RLIMIT_AS, enforced by the OS); a photo that needs more is rejected image_too_complex",
     )
     enrol_min_face_px: float = Field(64, ge=16, description="Smallest face side accepted for enrolment")
     enrol_min_sharpness: float = Field(40, ge=0, description="Least sharpness accepted for enrolment")

@@ -34,6 +34,7 @@ REASONS = {
     "duplicate": pb.REJECTION_REASON_DUPLICATE,
     "subject_mismatch": pb.REJECTION_REASON_SUBJECT_MISMATCH,
     "image_too_old": pb.REJECTION_REASON_IMAGE_TOO_OLD,
+    "image_too_complex": pb.REJECTION_REASON_IMAGE_TOO_COMPLEX,
 }
 
 
