@@ -109,6 +109,13 @@ class RedisKeys:
     def image_hashes(self, deployment_id: str) -> str:
         return f"{self.prefix}:dep:{deployment_id}:images"
 
+    def pending_entries(self, deployment_id: str) -> str:
+        """Watchlist entries on their way in (entry id -> the time it was prepared): written, with the
+        review cleared, before an entry reaches the watchlist log, removed in the transaction that
+        records it. One left behind (the service died between the two) is taken back out by the
+        janitor, and audited."""
+        return f"{self.prefix}:dep:{deployment_id}:pending-entries"
+
     def enrol_lock(self, deployment_id: str) -> str:
         return f"{self.prefix}:dep:{deployment_id}:enrol-lock"
 
@@ -127,6 +134,12 @@ class RedisKeys:
         """The closed deployments a subject was listed on (deployment id -> close time), as long as
         their manifests are kept."""
         return f"{self.prefix}:listed:{subject_id}"
+
+    def pseudonym_key(self, deployment_id: str) -> str:
+        """The key of the subjects' pseudonyms in the deployment's audit events, wrapped: outside its
+        `dep:` keys, kept exactly as long as its manifest (the audit trail is linkable to subjects as
+        long as the manifest answers for them, and no longer)."""
+        return f"{self.prefix}:pseudonym-key:{deployment_id}"
 
     def alert_key(self, deployment_id: str) -> str:
         """The deployment's private alert-signing key, wrapped: outside its `dep:` keys, since it must

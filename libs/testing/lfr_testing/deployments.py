@@ -18,9 +18,21 @@ MANAGER_TOKEN = "manager-token-for-tests-0123456789"
 VIEWER_TOKEN = "viewer-token-for-tests-0123456789"
 OFFICER_TOKEN = "officer-token-for-tests-0123456789"
 SUPERVISOR_TOKEN = "supervisor-token-for-tests-0123456789"
+# Another manager (another principal: ratifies what officer-1 created), and a manager scoped to one
+# deployment id (it may not create any).
+SECOND_MANAGER_TOKEN = "second-manager-token-for-tests-0123"
+SCOPED_MANAGER_TOKEN = "scoped-manager-token-for-tests-0123"
+SCOPED_DEPLOYMENT = "dep-scoped0000000000"
 # The tokens of the `platform` fixture (LFR_AUTH_TOKENS of every service a test builds).
 TEST_GRANTS = [
     {"token": MANAGER_TOKEN, "identity": "officer-1", "role": "manager"},
+    {"token": SECOND_MANAGER_TOKEN, "identity": "officer-2", "role": "manager"},
+    {
+        "token": SCOPED_MANAGER_TOKEN,
+        "identity": "manager-scoped",
+        "role": "manager",
+        "deployments": [SCOPED_DEPLOYMENT],
+    },
     {"token": VIEWER_TOKEN, "identity": "analyst-1", "role": "viewer"},
     {"token": OFFICER_TOKEN, "identity": "control-room-1", "role": "officer"},
     {"token": SUPERVISOR_TOKEN, "identity": "sergeant-1", "role": "supervisor"},

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from lfr.v1 import deployments_pb2, deployments_pb2_grpc
 from lfr_deployments.closing import Closer
+from lfr_deployments.decoding import DecoderPool
 from lfr_deployments.janitor import Janitor
 from lfr_deployments.lifecycle import ThresholdPolicy
 from lfr_deployments.policy import SHIPPED, DeploymentPolicy, PolicyError
@@ -131,15 +132,9 @@ def build(
 ) -> DeploymentsShell:
     try:
         rules = DeploymentPolicy.load(settings.policy_file or SHIPPED)
+        rules.check_watchlist_log(platform.watchlist_retention_s, settings.policy_file or SHIPPED)
     except PolicyError as exc:
         raise StartRefused(str(exc)) from exc
-    if rules.max_duration_h * 3600 >= platform.watchlist_retention_s:
-        raise StartRefused(
-            f"the policy's max_duration_h ({rules.max_duration_h:g} h, {settings.policy_file or SHIPPED}) is not "
-            "shorter than the watchlist log's retention, "
-            f"LFR_WATCHLIST_RETENTION_S={platform.watchlist_retention_s} s: a match replica started late in a long "
-            "deployment could not rebuild its watchlist (raise the retention or lower the longest deployment)"
-        )
     if detector is None:
         detector = build_detector(
             settings.detector,
@@ -164,7 +159,7 @@ def build(
     key_wrap = platform.key_wrap()
     store = DeploymentStore(redis, keys, key_wrap, platform.operational_retention_s)
     outbox = Outbox(redis, keys.outbox())
-    audit = AuditLog(outbox, platform.topic_prefix)
+    audit = AuditLog(outbox, platform.topic_prefix, writer_key=root_signing_key(key_wrap))
     sealer = DaySealer(audit, root_signing_key(key_wrap))
     log.info("audit daily roots are signed with Ed25519 key %s", sealer.public_key.hex())
     watchlist_log = WatchlistLog(redis, keys, platform.topic_prefix)
@@ -190,11 +185,15 @@ def build(
             min_score=settings.enrol_min_score,
         ),
     )
+    decoder = DecoderPool(
+        settings.enrol_max_concurrent, settings.enrol_decode_memory_mb * 2**20, settings.enrol_decode_max_side
+    )
     service = DeploymentService(
         store=store,
         index=index,
         watchlist_log=watchlist_log,
         enroller=enroller,
+        decoder=decoder,
         closer=closer,
         audit=audit,
         auth=Authenticator(platform.token_book(), audit),
@@ -204,7 +203,6 @@ def build(
         duplicate_similarity=DUPLICATE_SIMILARITY,
         rules=rules,
         max_concurrent_enrolments=settings.enrol_max_concurrent,
-        enrol_memory_bytes=settings.enrol_memory_mb * 2**20,
         clock=clock,
     )
     health_state = Health("kafka", "topics", "grpc")
@@ -223,7 +221,17 @@ def build(
         service,
         outbox,
         watchlist_log,
-        Janitor(store, index, closer, audit, outbox, settings.janitor_interval_s, clock, roots=sealer),
+        Janitor(
+            store,
+            index,
+            closer,
+            audit,
+            outbox,
+            settings.janitor_interval_s,
+            clock,
+            roots=sealer,
+            watchlist_log=watchlist_log,
+        ),
         health_state,
     )
 
@@ -236,6 +244,6 @@ def build(
         health=health_state,
         http=HttpServer(health_state, settings.http_host, settings.http_port),
         tasks=[control.run],
-        closers=[redis.aclose, close_index],
+        closers=[redis.aclose, close_index, decoder.close],
         control=control,
     )

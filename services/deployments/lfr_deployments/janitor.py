@@ -1,6 +1,7 @@
 """What must happen even when nobody calls: expiry at the planned end, unfinished deletions
-finished, orphaned watchlists dropped, the start of a deployment audited, kept audit events re-sent,
-a loss of Redis's state detected and audited, and the audit chains' daily roots signed.
+finished, orphaned watchlists dropped, entries an interrupted enrolment left pending taken back
+out, the start of a deployment audited, kept audit events re-sent, a loss of Redis's state
+detected and audited, and the audit chains' daily roots signed.
 
 Fail-closed, never silent: a watchlist whose deployment record is gone (Redis lost its data) can no
 longer be used (its key and threshold went with the record), so it is recorded as a *lost*
@@ -17,6 +18,7 @@ import asyncio
 import logging
 
 from lfr_deployments.closing import Closer
+from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.store import DeploymentStore
 from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
@@ -24,11 +26,18 @@ from lfr_platform.audit_roots import DaySealer
 from lfr_platform.clock import Clock, system
 from lfr_platform.outbox import Outbox
 from lfr_platform.registry import CLOSED, EXPIRED, LOST
+from lfr_platform.rpc import Unavailable
 from lfr_platform.runtime import pause
 from lfr_platform.stage import TRANSIENT_ERRORS
-from lfr_watchlist import WatchlistIndex
+from lfr_watchlist import CollectionMissing, WatchlistIndex
+from lfr_watchlist import log as changes
 
 log = logging.getLogger(__name__)
+
+# An entry pending longer than this was left by an enrolment that died: one image's enrolment, from
+# its preparation to its record, takes at most the watchlist log's send timeout (15 s) and a Redis
+# transaction.
+PENDING_STALE_S = 60.0
 
 
 class Janitor:
@@ -42,6 +51,7 @@ class Janitor:
         interval_s: float,
         clock: Clock = system,
         roots: DaySealer | None = None,
+        watchlist_log: WatchlistLog | None = None,
     ) -> None:
         self.store = store
         self.index = index
@@ -52,6 +62,7 @@ class Janitor:
         self.clock = clock
         self.roots = roots  # signs the audit chains' daily roots once their day has ended
         self.epoch: str | None = None  # Redis's epoch marker as this process first saw it
+        self.watchlist_log = watchlist_log  # takes entries left pending back out of the match replicas
 
     async def run(self) -> None:
         while True:
@@ -109,6 +120,7 @@ class Janitor:
             if record["state"] == "active" and not record.get("started_at"):
                 await self.store.set_field(deployment_id, started_at=repr(now))
                 await self.audit.record("deployment.started", deployment_id, SYSTEM, SYSTEM)
+            await self.undo_pending(deployment_id, now)
             if self.index.exists(deployment_id):
                 count = await asyncio.get_running_loop().run_in_executor(None, self.index.count, deployment_id)
                 metrics.WATCHLIST_ENTRIES.labels(deployment_id).set(count)
@@ -129,6 +141,37 @@ class Janitor:
         await self.outbox.drain()
         if self.roots is not None:
             await self.roots.seal_due()  # their audit.day_sealed events go out with the next drain
+
+    async def undo_pending(self, deployment_id: str, now: float) -> None:
+        """Entries an enrolment prepared and never recorded (the service died between the watchlist
+        log and Redis): out of this service's index and of the log (so of every match replica's
+        copy), then no longer pending, each audited `watchlist.enrolment_undone`. The review was
+        cleared when they were prepared, so none was ever matched."""
+        if self.watchlist_log is None:
+            return
+        for entry_id, prepared_at in (await self.store.pending_entries(deployment_id)).items():
+            if now - prepared_at < PENDING_STALE_S:
+                continue  # an enrolment in progress
+            if not await self.store.entry_recorded(deployment_id, entry_id):
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.index.delete, deployment_id, [entry_id])
+                except CollectionMissing:
+                    pass
+                try:
+                    await self.watchlist_log.publish(changes.deleted(deployment_id, [entry_id]))
+                except Unavailable as exc:
+                    log.warning("a pending entry is taken out at the next sweep: %s", exc)
+                    continue
+                await self.audit.record(
+                    "watchlist.enrolment_undone",
+                    deployment_id,
+                    SYSTEM,
+                    SYSTEM,
+                    entry_id=entry_id,
+                    reason="the enrolment stopped between the watchlist log and its record",
+                )
+                log.warning("an interrupted enrolment's entry taken back out", extra={"deployment_id": deployment_id})
+            await self.store.drop_pending(deployment_id, entry_id)
 
     async def lost(self, deployment_id: str, now: float) -> None:
         """A watchlist without any record: Redis lost the deployment. Record, audit, count, then delete."""

@@ -217,3 +217,14 @@ def validate_new(
 
 def valid_subject_id(subject_id: str) -> bool:
     return bool(_SUBJECT.match(subject_id))
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def same_name(a: str, b: str) -> bool:
+    """Two officer names written differently ("Supt. A. Example", "supt a example"): the same words,
+    ignoring case, spacing and punctuation. A second line of defence only: ratification is refused on
+    the caller's principal (its token's identity) first."""
+    words = _WORDS.findall(a.casefold())
+    return bool(words) and words == _WORDS.findall(b.casefold())

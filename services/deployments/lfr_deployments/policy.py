@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lfr_platform.equity import EquityPolicy
 
@@ -28,7 +28,31 @@ class PolicyError(ValueError):
     """The policy file cannot be used; the message names the file and the field."""
 
 
-class PerceivedGroups(BaseModel):
+def _not_a_boolean(value: object) -> object:
+    # YAML reads true/false, on/off and yes/no as booleans, and pydantic would take True as 1:
+    # `max_false_alerts_per_faces: on` would be a cap of 1 false alert in 1 face, no cap at all.
+    if isinstance(value, bool):
+        raise ValueError(
+            f"a number is required, not the boolean {str(value).lower()} (YAML reads true, on and yes as booleans)"
+        )
+    return value
+
+
+# A number of the policy: never a boolean. Every policy field refuses one (`_Strict`); the shares'
+# values, inside a mapping, through this type.
+Share = Annotated[float, BeforeValidator(_not_a_boolean)]
+
+
+class _Strict(BaseModel):
+    """No field of the policy is a boolean: a field given one is refused, named, not read as 0 or 1."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: object) -> object:
+        return _not_a_boolean(value)
+
+
+class PerceivedGroups(_Strict):
     """The closed lists an officer records a perceived sex and ethnicity from, with an adjudication."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,12 +71,12 @@ class PerceivedGroups(BaseModel):
         return values
 
 
-class Equity(BaseModel):
+class Equity(_Strict):
     """The live equity monitor: false alerts per perceived group against a reference share."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reference_shares: dict[str, dict[str, float]] = Field(
+    reference_shares: dict[str, dict[str, Share]] = Field(
         description="Per dimension, each group's share of the reference population (the area's census): sums to 1"
     )
     p_value: float = Field(gt=0, lt=1, description="A group's exact binomial test below this is a disparity")
@@ -82,7 +106,7 @@ class Equity(BaseModel):
         )
 
 
-class DeploymentPolicy(BaseModel):
+class DeploymentPolicy(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1]
@@ -131,6 +155,26 @@ class DeploymentPolicy(BaseModel):
         if len(set(values)) != len(values):
             raise ValueError("a code is listed twice")
         return values
+
+    def check_watchlist_log(self, retention_s: int, source: object) -> None:
+        """Refuse (PolicyError) a policy the watchlist log cannot serve: its entries must outlive the
+        longest deployment (a match replica started late rebuilds its watchlist from the log), and an
+        entry enrolled compile_before_start_h before the window must still be on the log at its end."""
+        retention = f"LFR_WATCHLIST_RETENTION_S={retention_s} s ({retention_s / 3600:g} h)"
+        if self.max_duration_h * 3600 >= retention_s:
+            raise PolicyError(
+                f"the policy's max_duration_h ({self.max_duration_h:g} h, {source}) is not shorter than the watchlist "
+                f"log's retention, {retention}: a match replica started late in a long deployment could not rebuild "
+                "its watchlist (raise the retention or lower the longest deployment)"
+            )
+        kept_h = self.compile_before_start_h + self.max_duration_h
+        if kept_h * 3600 >= retention_s:
+            raise PolicyError(
+                f"the policy's compile_before_start_h ({self.compile_before_start_h:g} h, {source}) plus its "
+                f"max_duration_h ({self.max_duration_h:g} h) is {kept_h:g} h, not shorter than the watchlist log's "
+                f"retention, {retention}: an entry enrolled that early would leave the log before its deployment "
+                "ends (raise the retention or lower compile_before_start_h)"
+            )
 
     @classmethod
     def load(cls, path: Path) -> DeploymentPolicy:

@@ -9,6 +9,8 @@ Every check names the field and what to do; a refusal is one of the enrolment's 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from lfr_deployments.lifecycle import valid_subject_id
@@ -57,6 +59,23 @@ class Provenance:
             "approved_by": self.approved_by,
             "second_approver": self.second_approver,
         }
+
+
+def pseudonym(key: bytes, subject_id: str) -> str:
+    """A subject as the audit trail names it: HMAC-SHA256 of the id under its deployment's pseudonym
+    key (80 bits, hex). While the key lives (as long as the deployment's manifest) the force can link
+    an audit entry to its subject by computing this again; once the key expires with the manifest, no
+    one can, and the entries, their hashes and signatures are unchanged (docs/audit.md)."""
+    return "subj-" + hmac.new(key, subject_id.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def audit_row(provenance: Provenance, subject: str) -> dict:
+    """What the audit trail (kept for good) records of an enrolled image: its manifest row without
+    the subject id and the image's source reference (both identify the person, and the manifest keeps
+    them for its retention only), with the subject's pseudonym."""
+    row = provenance.manifest_row()
+    del row["subject_id"], row["source_reference"]
+    return {"subject": subject, **row}
 
 
 def checked(image, policy: DeploymentPolicy, today: dt.date) -> Provenance:

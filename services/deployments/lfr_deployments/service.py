@@ -17,14 +17,15 @@ from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import deployments_pb2_grpc
 from lfr_deployments import wire
 from lfr_deployments.closing import Closer, DeploymentNotFound
-from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, valid_subject_id, validate_new
-from lfr_deployments.memory import MemoryBudget
+from lfr_deployments.decoding import DecoderPool
+from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, same_name, valid_subject_id, validate_new
 from lfr_deployments.policy import DeploymentPolicy
-from lfr_deployments.provenance import Provenance, checked
+from lfr_deployments.provenance import Provenance, audit_row, checked, pseudonym
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.report import build_report
 from lfr_deployments.store import DeploymentStore
 from lfr_faces.enrolment import Enroller, EnrolRejected
+from lfr_faces.images import ImageRejected
 from lfr_platform import metrics, sealing
 from lfr_platform.audit import AuditLog
 from lfr_platform.auth import READ_DEPLOYMENTS, WRITE_DEPLOYMENTS, Authenticator, Principal
@@ -57,6 +58,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         index: WatchlistIndex,
         watchlist_log: WatchlistLog,
         enroller: Enroller,
+        decoder: DecoderPool,
         closer: Closer,
         audit: AuditLog,
         auth: Authenticator,
@@ -66,7 +68,6 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         duplicate_similarity: float,
         rules: DeploymentPolicy,
         max_concurrent_enrolments: int = 2,
-        enrol_memory_bytes: int = 200 * 2**20,
         clock: Clock = system,
     ) -> None:
         self.clock = clock
@@ -74,6 +75,7 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         self.index = index
         self.watchlist_log = watchlist_log
         self.enroller = enroller
+        self.decoder = decoder
         self.closer = closer
         self.audit = audit
         self.auth = auth
@@ -82,15 +84,15 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         self.max_size_limit = max_size_limit
         self.duplicate_similarity = duplicate_similarity
         self.rules = rules  # the force's policy file (deploy/policy.yaml)
-        # Decoding and analysing a photo takes memory in proportion to it (a progressive JPEG or a PNG
-        # far more than its reduced size): each reserves what it will take from one budget, and a few
-        # at a time, whatever the number of enrolment streams, so enrolment never takes live matching down.
+        # A few photos at a time, whatever the number of enrolment streams, so enrolment never takes
+        # live matching down: each is decoded in a worker process the OS bounds (the decoder's pool,
+        # as many workers), and this process only analyses the reduced photo it gets back.
         self._analysing = asyncio.Semaphore(max_concurrent_enrolments)
-        self._memory = MemoryBudget(enrol_memory_bytes)
         self._enrol_locks: dict[str, asyncio.Lock] = {}
 
     async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context) -> pb.CreateDeploymentResponse:
         who = await self.auth.require(context, WRITE_DEPLOYMENTS, "create a deployment")
+        await self.auth.require_every_deployment(context, who, "create a deployment")
         try:
             new = validate_new(
                 name=request.name,
@@ -219,10 +221,25 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 f"deployment {request.deployment_id} is {record['state']}: too late to ratify "
                 f"({record.get('close_reason', '')})",
             )
-        if officer.casefold() == record.get("authorising_officer", "").strip().casefold():
+        creator = record.get("created_by", "")
+        if creator and who.identity == creator:
+            # On the caller's token identity, not on the names typed: "Supt A Example" and
+            # "Supt. A. Example" are one person, whose token is one principal.
+            await refuse(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{who.identity} created deployment {request.deployment_id}: it must be ratified by another "
+                "principal (a different token holder), whatever officer name is given",
+            )
+        if same_name(officer, record.get("authorising_officer", "")):
             await refuse(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"{officer} authorised this deployment: another officer must ratify it",
+                f"{officer} authorised this deployment: another officer must ratify it"
+                + (
+                    ""
+                    if creator
+                    else " (its record, made before creators were recorded, names no creating principal: "
+                    "only the officers' names could be compared)"
+                ),
             )
         now = self.clock()
         if now > float(record.get("ratify_by") or 0):
@@ -278,15 +295,16 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             template_lookalikes=len(lookalikes),
         )
         photos_of = {t.subject_id: t.template_of for t in templates}
+        key = await self.store.pseudonym_key(request.deployment_id) if lookalikes else b""
         for pair in lookalikes:
             await self.audit.record(
                 "watchlist.lookalike",
                 request.deployment_id,
                 who.identity,
                 who.role,
-                subject_id=pair.subject_id,
+                subject=pseudonym(key, pair.subject_id),
                 template_of=photos_of[pair.subject_id],
-                other_subject_id=pair.other_subject_id,
+                other_subject=pseudonym(key, pair.other_subject_id),
                 score=round(pair.score, 4),
             )
         record = await self.store.get(request.deployment_id)
@@ -470,15 +488,12 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             return rejected(exc.reason, exc.detail)
         loop = asyncio.get_running_loop()
         try:
-            decoding = self.enroller.plan(image.image)  # the header only
-            if decoding.peak_bytes > self._memory.total:
-                return rejected(
-                    "too_large",
-                    f"{decoding.detail} takes about {decoding.peak_bytes / 2**20:.0f} MB to decode and analyse; at "
-                    f"most {self._memory.total / 2**20:.0f} MB: save it as a baseline JPEG, or with fewer pixels",
-                )
-            async with self._memory.reserve(decoding.peak_bytes), self._analysing:
-                analysed = await loop.run_in_executor(None, self.enroller.analyse, image.image, decoding)
+            decoding = self.enroller.plan(image.image)  # the header only: bytes, pixels, format
+            async with self._analysing:
+                pixels = await self.decoder.decode(image.image, decoding.flag)
+                analysed = await loop.run_in_executor(None, self.enroller.analyse, image.image, pixels)
+        except ImageRejected as exc:
+            return rejected(exc.reason, exc.detail)
         except EnrolRejected as exc:
             return rejected(exc.reason, exc.detail)
         if await self.store.image_enrolled(deployment_id, analysed.image_sha256):
@@ -510,15 +525,16 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             asyncio.ensure_future(self._add_entry(deployment_id, entry, provenance, analysed.thumbnail, who))
         )
         metrics.ENROLMENTS.labels("enrolled", "").inc()
+        key = await self.store.pseudonym_key(deployment_id) if lookalikes else b""
         for other in lookalikes:
             await self.audit.record(
                 "watchlist.lookalike",
                 deployment_id,
                 who.identity,
                 who.role,
-                subject_id=provenance.subject_id,
+                subject=pseudonym(key, provenance.subject_id),
                 entry_id=entry.entry_id,
-                other_subject_id=other.subject_id,
+                other_subject=pseudonym(key, other.subject_id),
                 score=round(other.score, 4),
             )
         return pb.EnrolWatchlistResponse(
@@ -571,6 +587,10 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
         data_key = await self.store.data_key(deployment_id)
         if data_key is None:
             raise DeploymentClosedDuringEnrolment(deployment_id)
+        subject = pseudonym(await self.store.pseudonym_key(deployment_id), entry.subject_id)  # for the audit
+        # Pending, and the review cleared, before anything of it is written: a crash from here on leaves
+        # an entry the janitor takes back out (audited), never one matched under the old review.
+        await self.store.prepare_entry(deployment_id, entry.entry_id, self.clock())
         try:
             await loop.run_in_executor(None, self.index.upsert, deployment_id, [entry])
         except CollectionMissing:
@@ -595,14 +615,13 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                     who.identity,
                     who.role,
                     entry_id=entry.entry_id,
-                    **provenance.manifest_row(),
+                    **audit_row(provenance, subject),
                     age_override_reason=provenance.age_override_reason or None,
                 ),
             )
         except asyncio.CancelledError:  # the process is stopping: undone in a worker thread
             loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
-            if logged:
-                asyncio.ensure_future(self._unlog(deployment_id, entry.entry_id))
+            asyncio.ensure_future(self._unlog(deployment_id, entry.entry_id, logged))
             raise
         except LookupError:
             raise DeploymentClosedDuringEnrolment(deployment_id) from None
@@ -610,22 +629,25 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             # The log or Redis did not take it (unreachable, restarting): the client is told the call
             # failed (UNAVAILABLE) and can send the image again.
             await loop.run_in_executor(None, self._forget, deployment_id, entry.entry_id)
-            if logged:
-                await self._unlog(deployment_id, entry.entry_id)
+            await self._unlog(deployment_id, entry.entry_id, logged)
             raise
 
     def _images(self, deployment_id: str) -> int:
         """Images enrolled: the index's entries but the subjects' templates."""
         return self.index.count(deployment_id, templates=False)
 
-    async def _unlog(self, deployment_id: str, entry_id: str) -> None:
+    async def _unlog(self, deployment_id: str, entry_id: str, logged: bool = True) -> None:
+        """The undone entry out of the watchlist log (if it reached it), then no longer pending. If the
+        log or Redis cannot be reached, it stays pending: the janitor takes it out later."""
         try:
-            await self.watchlist_log.publish(changes.deleted(deployment_id, [entry_id]))
-        except Unavailable as exc:
-            # The replicas keep the entry until the deployment closes; Redis has no record of its
-            # subject, so alert refuses its matches (subject_not_enrolled), as before the log.
+            if logged:
+                await self.watchlist_log.publish(changes.deleted(deployment_id, [entry_id]))
+            await self.store.drop_pending(deployment_id, entry_id)
+        except (Unavailable, *TRANSIENT_ERRORS) as exc:
             log.error(
-                "an undone entry stays in the match replicas' copies: %s", exc, extra={"deployment_id": deployment_id}
+                "an undone entry stays pending, for the janitor to take out: %s",
+                exc,
+                extra={"deployment_id": deployment_id},
             )
 
     def _forget(self, deployment_id: str, entry_id: str) -> None:

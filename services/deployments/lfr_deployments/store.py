@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -170,6 +171,26 @@ class DeploymentStore:
         wrapped = await self.client.get(self.keys.data_key(deployment_id))
         return None if wrapped is None else self.key_wrap.unwrap(wrapped, deployment_id)
 
+    async def prepare_entry(self, deployment_id: str, entry_id: str, now: float) -> None:
+        """Before an entry reaches the watchlist log (and so the match replicas): it is marked pending
+        and the watchlist's review cleared, in one transaction, so that no entry a crash leaves in the
+        log without its record can be matched under a review that never saw it."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.pending_entries(deployment_id), entry_id, repr(now))
+            pipe.hdel(self.keys.deployment(deployment_id), *REVIEW_FIELDS)
+            await pipe.execute()
+
+    async def pending_entries(self, deployment_id: str) -> dict[str, float]:
+        """Entries prepared and neither recorded nor taken back out (entry id -> time prepared)."""
+        raw = await self.client.hgetall(self.keys.pending_entries(deployment_id))
+        return {k.decode(): float(v) for k, v in raw.items()}
+
+    async def drop_pending(self, deployment_id: str, entry_id: str) -> None:
+        await self.client.hdel(self.keys.pending_entries(deployment_id), entry_id)
+
+    async def entry_recorded(self, deployment_id: str, entry_id: str) -> bool:
+        return bool(await self.client.hexists(self.keys.manifest(deployment_id), entry_id))
+
     async def record_enrolled(
         self,
         deployment_id: str,
@@ -203,6 +224,7 @@ class DeploymentStore:
                 pipe.hincrby(self.keys.deployment(deployment_id), listed, 1)
             # The watchlist changed: its pre-deployment review no longer covers it (matching stops).
             pipe.hdel(self.keys.deployment(deployment_id), *REVIEW_FIELDS)
+            pipe.hdel(self.keys.pending_entries(deployment_id), entry_id)  # prepared, now recorded
             audited(pipe)
             pipe.scard(self.keys.subjects(deployment_id))
             *_, subjects = await pipe.execute()
@@ -238,6 +260,16 @@ class DeploymentStore:
                 return False
         return True
 
+    async def pseudonym_key(self, deployment_id: str) -> bytes:
+        """The deployment's pseudonym key (lfr_deployments.provenance.pseudonym), made at first use,
+        stored wrapped by the key-encryption key."""
+        key, context = self.keys.pseudonym_key(deployment_id), f"pseudonym:{deployment_id}"
+        wrapped = await self.client.get(key)
+        if wrapped is None:
+            await self.client.set(key, self.key_wrap.wrap(os.urandom(32), context), nx=True)
+            wrapped = await self.client.get(key)
+        return self.key_wrap.unwrap(wrapped, context)
+
     async def keep_manifest(self, deployment_id: str, closed_at: float, retention_s: float) -> int:
         """At close: the manifest kept `retention_s` more, each listed subject indexed to it. Returns
         the entries kept."""
@@ -248,6 +280,7 @@ class DeploymentStore:
                 pipe.zadd(self.keys.listed(subject), {deployment_id: closed_at})
                 pipe.pexpire(self.keys.listed(subject), ms)
             pipe.pexpire(self.keys.manifest(deployment_id), ms)
+            pipe.pexpire(self.keys.pseudonym_key(deployment_id), ms)  # the audit's pseudonyms go with it
             await pipe.execute()
         return len(rows)
 

@@ -11,9 +11,20 @@ from lfr.v1 import common_pb2
 from lfr.v1 import deployments_pb2 as pb
 from lfr_contracts import AUDIT_RECORDED
 from lfr_deployments.app import build
+from lfr_deployments.provenance import pseudonym
 from lfr_platform.registry import DeploymentRegistry, RedisKeys, admit
 from lfr_platform.runtime import StartRefused
-from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings, policy_yaml, provenance
+from lfr_testing.deployments import (
+    SCOPED_DEPLOYMENT,
+    SCOPED_MANAGER_TOKEN,
+    SECOND_MANAGER_TOKEN,
+    VIEWER_TOKEN,
+    Api,
+    create_request,
+    deployments_settings,
+    policy_yaml,
+    provenance,
+)
 from lfr_testing.kafka import decoded, read
 from lfr_testing.media import lfw
 from lfr_testing.services import running
@@ -58,15 +69,20 @@ async def test_an_urgent_deployment_is_ratified_by_another_officer_or_closed_whe
     policy.write_text(POLICY)
     settings = deployments_settings(tmp_path, policy_file=policy)
     async with running(build(platform, settings)) as first:
-        api = Api(first.control.port)
-        urgent = await api("create", create_request(urgent=True, authorising_officer="Supt. Example", hours=4))
-        ratified = await api("create", create_request(urgent=True, authorising_officer="Supt. Example", hours=4))
+        api = Api(first.control.port)  # officer-1, who creates
+        other = Api(first.control.port, SECOND_MANAGER_TOKEN)  # officer-2, another principal
+        urgent = await api("create", create_request(urgent=True, authorising_officer="Supt. A. Example", hours=4))
+        ratified = await api("create", create_request(urgent=True, authorising_officer="Supt. A. Example", hours=4))
         written = await api("create", create_request())
         assert urgent.urgent and urgent.ratify_by.ToNanoseconds() / 1e9 == pytest.approx(time.time() + 3600, abs=60)
+        assert ratified.created_by == "officer-1"
         for who, deployment_id, officer, code, message in (
-            (api, urgent.deployment_id, "supt. example ", grpc.StatusCode.INVALID_ARGUMENT, "another officer must"),
-            (api, written.deployment_id, "Ch Insp. B", grpc.StatusCode.FAILED_PRECONDITION, "nothing to ratify"),
-            (api, urgent.deployment_id, " ", grpc.StatusCode.INVALID_ARGUMENT, "officer is required"),
+            # The creator's own token, whatever name it gives: refused on the caller, not on the name.
+            (api, urgent.deployment_id, "Ch Insp. B", grpc.StatusCode.PERMISSION_DENIED, "another principal"),
+            # Another principal naming the authorising officer, written differently: still the same officer.
+            (other, urgent.deployment_id, "supt a  example ", grpc.StatusCode.INVALID_ARGUMENT, "another officer must"),
+            (other, written.deployment_id, "Ch Insp. B", grpc.StatusCode.FAILED_PRECONDITION, "nothing to ratify"),
+            (other, urgent.deployment_id, " ", grpc.StatusCode.INVALID_ARGUMENT, "officer is required"),
             (
                 Api(first.control.port, VIEWER_TOKEN),
                 urgent.deployment_id,
@@ -78,9 +94,9 @@ async def test_an_urgent_deployment_is_ratified_by_another_officer_or_closed_whe
             with pytest.raises(grpc.RpcError) as refused:
                 await who("ratify", deployment_id, officer)
             assert refused.value.code() == code and message in refused.value.details()
-        done = await api("ratify", ratified.deployment_id, "Ch Insp. B")
+        done = await other("ratify", ratified.deployment_id, "Ch Insp. B")
         assert done.ratified_by == "Ch Insp. B" and done.HasField("ratified_at")
-        assert (await api("ratify", ratified.deployment_id, "Ch Insp. B")) == done  # a repeat changes nothing
+        assert (await other("ratify", ratified.deployment_id, "Ch Insp. B")) == done  # a repeat changes nothing
     # The service again, two hours on: the urgent deployment's hour has run out.
     async with running(build(platform, settings, clock=lambda: time.time() + 7200)) as later:
         api = Api(later.control.port)
@@ -106,10 +122,56 @@ async def test_an_urgent_deployment_is_ratified_by_another_officer_or_closed_whe
     assert ("deployment.closed", urgent.deployment_id) in events
 
 
+async def test_a_manager_scoped_to_one_deployment_may_not_create_one_and_is_audited(platform, deployments):
+    scoped = Api(deployments.control.port, SCOPED_MANAGER_TOKEN)
+    with pytest.raises(grpc.RpcError) as refused:
+        await scoped("create", create_request())
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "manager-scoped's token is scoped" in refused.value.details() and "create a deployment" in (
+        refused.value.details()
+    )
+    # Within its scope, it reads as before (and its deployment does not exist).
+    with pytest.raises(grpc.RpcError) as missing:
+        await scoped("get", SCOPED_DEPLOYMENT)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not [d for d in await Api(deployments.control.port)("list") if d.created_by == "manager-scoped"]
+
+    def denied(audit):
+        return [a for a in audit if a.event == "access.denied" and a.actor == "manager-scoped"]
+
+    audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=1, settle_s=0.5))
+    [entry] = denied(audit)
+    assert (entry.role, entry.details["action"], entry.details["outcome"]) == (
+        "manager",
+        "create a deployment",
+        "PERMISSION_DENIED",
+    )
+
+
+async def test_a_record_without_its_creator_falls_back_to_the_officers_names_and_says_so(platform, deployments):
+    """A deployment recorded before its creating principal was kept: only the names can be compared."""
+    api = Api(deployments.control.port)
+    old = await api("create", create_request(urgent=True, authorising_officer="Supt A Example", hours=4))
+    client = aioredis.from_url(platform.redis_url)
+    await client.hdel(RedisKeys(platform.redis_prefix).deployment(old.deployment_id), "created_by")
+    await client.aclose()
+    with pytest.raises(grpc.RpcError) as refused:
+        await api("ratify", old.deployment_id, "Supt. A. Example")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "another officer must ratify it" in refused.value.details()
+    assert "names no creating principal: only the officers' names could be compared" in refused.value.details()
+    assert (await api("ratify", old.deployment_id, "Ch Insp. B")).ratified_by == "Ch Insp. B"
+
+
 async def test_a_bad_policy_file_stops_the_service_with_the_field_named(platform, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.replace("ratify_within_h: 1", "ratify_within_h: -1"))
     with pytest.raises(StartRefused, match="ratify_within_h: Input should be greater than 0"):
+        build(platform, deployments_settings(tmp_path, policy_file=policy))
+    # A watchlist enrolled longer before its window than the watchlist log keeps would leave the log
+    # while its deployment runs: refused with both numbers named.
+    policy.write_text(policy_yaml(compile_before_start_h=400))
+    with pytest.raises(StartRefused, match=r"compile_before_start_h \(400 h.*LFR_WATCHLIST_RETENTION_S=\d+ s"):
         build(platform, deployments_settings(tmp_path, policy_file=policy))
 
 
@@ -195,4 +257,8 @@ async def test_one_person_enrolled_under_two_subject_ids_is_flagged_as_a_lookali
     assert not first.lookalikes and not other.lookalikes
     audit = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=7, settle_s=0.5))
     [pair] = [a for a in audit if a.event == "watchlist.lookalike"]
-    assert (pair.details["subject_id"], pair.details["other_subject_id"]) == ("S-7310", "S-1042")
+    key = await deployments.control.service.store.pseudonym_key(created.deployment_id)
+    assert (pair.details["subject"], pair.details["other_subject"]) == (
+        pseudonym(key, "S-7310"),
+        pseudonym(key, "S-1042"),
+    )

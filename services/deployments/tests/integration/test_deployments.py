@@ -13,6 +13,7 @@ from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import frames_pb2
 from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
 from lfr_deployments.app import build
+from lfr_deployments.provenance import pseudonym
 from lfr_platform import sealing
 from lfr_platform.auth import Authenticator
 from lfr_platform.logs import JsonFormatter
@@ -71,12 +72,22 @@ async def test_create_get_list_close_with_the_calibrated_threshold(platform, dep
         "deployment.reported",
     ]
     image = audit[2]
-    assert {k: image.details[k] for k in ("entry_id", "subject_id", "source_reference", "approved_by")} == {
+    # The trail is kept for good: it names the subject by a pseudonym whose key lives exactly as long
+    # as the manifest (issue 25, item 5); neither the subject id nor the image's source is in it.
+    store = deployments.control.service.store
+    subject = pseudonym(await store.pseudonym_key(created.deployment_id), "Colin_Powell")
+    assert {k: image.details[k] for k in ("entry_id", "subject", "approved_by")} == {
         "entry_id": results[0].entry_id,
-        "subject_id": "Colin_Powell",
-        "source_reference": "PNC/Colin_Powell",
+        "subject": subject,
         "approved_by": "Insp. Approver",
     }
+    assert "subject_id" not in image.details and "source_reference" not in image.details
+    keys = RedisKeys(platform.redis_prefix)
+    manifest_ttl = await store.client.pttl(keys.manifest(created.deployment_id))
+    assert (
+        manifest_ttl > 0
+        and abs(await store.client.pttl(keys.pseudonym_key(created.deployment_id)) - manifest_ttl) < 5000
+    )
 
 
 async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, deployments):
@@ -186,7 +197,8 @@ async def test_after_close_nothing_biometric_remains(platform, deployments, data
     # And its alert-signing key: it signs decisions made after the close and opens nothing; wrapped by
     # the key-encryption key, it expires by itself the operational retention after the planned end.
     # And the ids-only manifest of its watchlist (subject ids, sources; no image, no template), kept for
-    # subject access requests the policy's manifest_retention_days, then deleted by Redis.
+    # subject access requests the policy's manifest_retention_days, then deleted by Redis; and the key
+    # of the audit trail's subject pseudonyms, wrapped, deleted with it.
     # And the audit chains' heads, day counts and markers of events chained (hashes, sequences and
     # event ids: docs/audit.md), beside the outbox.
     chain = {k for k in left if k.startswith(f"{keys.outbox()}:chain:")}
@@ -194,10 +206,12 @@ async def test_after_close_nothing_biometric_remains(platform, deployments, data
         keys.deployment(deployment_id),
         keys.alert_key(deployment_id),
         keys.manifest(deployment_id),
+        keys.pseudonym_key(deployment_id),
         keys.listed("Colin_Powell"),
         keys.listed("Ariel_Sharon"),
     }
     assert 0 < await client.ttl(keys.manifest(deployment_id)) <= 365 * 86400
+    assert 0 < await client.ttl(keys.pseudonym_key(deployment_id)) <= 365 * 86400
     assert 0 < await client.ttl(keys.alert_key(deployment_id)) <= 2 * 3600 + 7 * 86400
     assert await client.xlen(keys.outbox()) == 0
     tombstone = {k.decode() for k in await client.hkeys(keys.deployment(deployment_id))}

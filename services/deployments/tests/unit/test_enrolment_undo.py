@@ -23,9 +23,14 @@ class AnalysesAnything:
     def plan(self, image: bytes) -> images.Decoding:
         return images.Decoding("JPEG", 1, 1, 0, peak_bytes=len(image), pixels_bytes=3, detail="a photo")
 
-    def analyse(self, image: bytes, decoding: images.Decoding | None = None) -> Analysed:
+    def analyse(self, image: bytes, pixels: np.ndarray | None = None) -> Analysed:
         vector = np.random.default_rng(len(image)).standard_normal(128).astype(np.float32)
         return Analysed(vector / np.linalg.norm(vector), f"sha-{len(image)}", b"thumbnail")
+
+
+class DecodesAnything:
+    async def decode(self, data: bytes, flag: int) -> np.ndarray:
+        return np.zeros((1, 1, 3), np.uint8)
 
 
 class Log:
@@ -42,8 +47,19 @@ class Log:
 
 
 class Store:
+    pending: dict[str, float]
+
     async def data_key(self, deployment_id: str) -> bytes:
         return bytes(32)
+
+    async def pseudonym_key(self, deployment_id: str) -> bytes:
+        return bytes(32)
+
+    async def prepare_entry(self, deployment_id: str, entry_id: str, now: float) -> None:
+        self.pending = {**getattr(self, "pending", {}), entry_id: now}
+
+    async def drop_pending(self, deployment_id: str, entry_id: str) -> None:
+        self.pending.pop(entry_id, None)
 
     async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
         return False
@@ -78,6 +94,7 @@ def _service(index: EdgeIndex, store, log: Log | None = None) -> DeploymentServi
         index=index,
         watchlist_log=log or Log(),
         enroller=AnalysesAnything(),
+        decoder=DecodesAnything(),
         closer=None,
         audit=None,
         auth=None,
@@ -99,10 +116,11 @@ async def test_an_enrolment_redis_did_not_record_is_removed_from_the_index_and_t
     index = EdgeIndex(tmp_path)
     index.create("dep-a", 128)
     log = Log()
-    service = _service(index, RedisGoesAway(redis.exceptions.ConnectionError("Connection refused")), log)
+    store = RedisGoesAway(redis.exceptions.ConnectionError("Connection refused"))
+    service = _service(index, store, log)
     with pytest.raises(redis.exceptions.ConnectionError):
         await service._enrol_one("dep-a", _image(), who=None, threshold=0.69)
-    assert index.count("dep-a") == 0
+    assert index.count("dep-a") == 0 and store.pending == {}  # taken back: nothing for the janitor
     assert log.changes == ["upserted", "deleted"]  # the match replicas' copies take it back too
     index.close()
 

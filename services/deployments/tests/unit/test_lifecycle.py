@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, validate_new
+from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, same_name, validate_new
 from lfr_deployments.policy import DeploymentPolicy, PolicyError
 from lfr_testing.deployments import shipped_policy
 
@@ -125,6 +125,62 @@ def test_a_bad_policy_file_is_refused_with_the_field_named(tmp_path, text, messa
         DeploymentPolicy.load(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ("max_false_alerts_per_faces: true", "max_false_alerts_per_faces"),
+        ("max_false_alerts_per_faces: on", "max_false_alerts_per_faces"),
+        ("max_false_alerts_per_faces: yes", "max_false_alerts_per_faces"),
+        ("max_false_alerts_per_deployment: on", "max_false_alerts_per_deployment"),
+        ("max_duration_h: yes", "max_duration_h"),
+        ("min_margin: false", "min_margin"),
+        ("version: true", "version"),
+    ],
+)
+def test_a_boolean_for_a_number_is_refused_with_the_field_named_not_read_as_1(tmp_path, line, field):
+    # YAML reads true/on/yes as True, which pydantic would take as 1: a cap of 1 false alert in 1 face.
+    path = tmp_path / "policy.yaml"
+    text = (Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml").read_text()
+    key = line.split(":")[0]
+    lines = [line if raw.startswith(f"{key}:") else raw for raw in text.splitlines()]
+    assert line in lines
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PolicyError, match=f"{field}: Value error, a number is required, not the boolean"):
+        DeploymentPolicy.load(path)
+
+
+def test_a_boolean_share_is_refused_too(tmp_path):
+    with pytest.raises(PolicyError, match="equity.reference_shares.sex.female: Value error, a number is required"):
+        DeploymentPolicy.load(_equity_policy(tmp_path, reference_shares={"sex": {"female": True, "male": 0.5}}))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (
+            {"compile_before_start_h": 400},
+            r"compile_before_start_h \(400 h, policy.yaml\) plus its max_duration_h \(24 h\) is 424 h, not shorter "
+            r"than the watchlist log's retention, LFR_WATCHLIST_RETENTION_S=691200 s \(192 h\)",
+        ),
+        (
+            {"compile_before_start_h": 168},
+            r"compile_before_start_h \(168 h, policy.yaml\) plus its max_duration_h \(24 h\) is 192 h",
+        ),
+        ({"max_duration_h": 200}, r"max_duration_h \(200 h, policy.yaml\) is not shorter than the watchlist log"),
+    ],
+)
+def test_a_policy_the_watchlist_log_cannot_keep_is_refused_naming_both_numbers(tmp_path, fields, message):
+    data = shipped_policy()
+    data.update(fields)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    rules = DeploymentPolicy.load(path)
+    retention_s = 8 * 24 * 3600  # LFR_WATCHLIST_RETENTION_S as shipped (192 h)
+    with pytest.raises(PolicyError, match=message):
+        rules.check_watchlist_log(retention_s, path.name)
+    RULES.check_watchlist_log(retention_s, "shipped")  # 24 h + 24 h: kept
+
+
 def _equity_policy(tmp_path, **equity) -> Path:
     data = shipped_policy()
     data["equity"].update(equity)
@@ -163,3 +219,17 @@ def test_a_new_deployment_carries_the_policys_perceived_lists_and_equity_block()
     new = _new()
     assert new.perceived_groups == {"sex": ("female", "male"), "ethnicity": RULES.perceived_groups.ethnicity}
     assert new.equity == RULES.equity.as_policy() and new.equity.reference_shares["ethnicity"]["IC3"] == 0.042
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ("Supt A Example", "Supt. A. Example", True),
+        ("supt. a.  example ", "SUPT A EXAMPLE", True),
+        ("Supt A Example", "Supt A Examples", False),
+        ("Ch Insp. B", "Supt A Example", False),
+        ("", "", False),  # no name is nobody's
+    ],
+)
+def test_officer_names_are_compared_ignoring_case_spacing_and_punctuation(a, b, same):
+    assert same_name(a, b) is same
