@@ -5,6 +5,7 @@ nothing is published twice."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ import redis
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
+from lfr_cli.main import main as lfr
 from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import (
     ALERTS_RAISED,
@@ -26,7 +28,10 @@ from lfr_contracts import (
     MATCHES_FOUND,
 )
 from lfr_contracts.clients import DeploymentClient
+from lfr_platform.audit_roots import root_signing_key
+from lfr_platform.audit_trail import entry_hash, public_key_of, seal_entry
 from lfr_platform.registry import RedisKeys
+from lfr_platform.sealing import KeyWrap
 from lfr_platform.settings import PlatformSettings
 from lfr_stack.stack import Stack, total
 from lfr_testing.kafka import decoded, produce, read
@@ -302,8 +307,10 @@ def test_redis_restarted_mid_enrolment_leaves_the_watchlist_and_its_records_in_s
 def test_a_crash_mid_enrolment_loses_no_audit(stack, tmp_path, data_dir):
     """Bus failure 8: six images of a stream cut by a SIGKILL of deployments were in the watchlist and
     acknowledged, without their audit (the audit said 25, the watchlist 31). Each image's audit event
-    is written in the Redis transaction that records it, before its acknowledgement."""
-    state = stack.start(services=("deployments",))
+    is written in the Redis transaction that records it, before its acknowledgement. Issue 25 (3):
+    whatever step the kill hit, the watchlist log (match's copy) and Redis agree afterwards, and no
+    entry is left pending."""
+    state = stack.start(services=("deployments", "match"))
     client, deployment_id = _created(state, timeout_s=120)
     items = list(scan(demo_data.build_watchlist(data_dir, tmp_path / "watchlist"), category="wanted", approved_by="B"))
     acknowledged: list[pb.EnrolWatchlistResponse] = []
@@ -329,6 +336,16 @@ def test_a_crash_mid_enrolment_loses_no_audit(stack, tmp_path, data_dir):
 
     entries = eventually(audited, timeout_s=60)  # the restarted service drains its outbox
     assert {r.entry_id for r in acknowledged} <= entries and len(entries) == recorded
+
+    def log_and_redis_agree():  # match's copy is built from the log; an entry left pending is undone in 60 s
+        recorded = client.get(deployment_id).enrolled_images
+        entries = scraped(stack.http_port("match"), "lfr_watchlist_entries", deployment_id=deployment_id)
+        assert entries == recorded, (entries, recorded)
+        pending = redis.Redis.from_url(state.redis_url)
+        assert not pending.hgetall(RedisKeys(state.redis_prefix).pending_entries(deployment_id))
+        pending.close()
+
+    eventually(log_and_redis_agree, timeout_s=120)
     client.close_channel()
 
 
@@ -403,3 +420,36 @@ def test_on_noida_db_kcat_reads_alerts_a_broker_restart_loses_none_and_frames_go
         client.close_channel()
     finally:
         stack.stop()
+
+
+def test_a_forged_epoch_and_a_forged_continuation_on_the_trail_are_named_by_lfr_audit_verify(stack, capsys):
+    """Issue 25 (5), on the stack's broker: anyone who can produce to the audit topic appends a new
+    epoch and a continuation of the chain, each hashed and linked; with the published audit key
+    (derived from the stack's key-encryption key, as the deployments service logs it), `lfr audit
+    verify` names both as forged and never blames the genuine entry after them."""
+    state = stack.start(services=("deployments",))
+    client, deployment_id = _created(state)
+    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
+    trail = asyncio.run(read(platform, AUDIT_RECORDED, count=2, settle_s=1))
+    head = trail[-1]
+    forged = []
+    for event_id, epoch in (("e" * 32, "forged"), ("c" * 32, "")):
+        message = AUDIT_RECORDED.decode(head.value)
+        message.event, message.event_id = "deployment.closed", event_id
+        if epoch:
+            message.link.epoch, message.link.sequence, message.link.previous_hash = epoch, 0, bytes(32)
+        else:
+            message.link.sequence += 1
+            message.link.previous_hash = entry_hash(head.value)
+        forged.append((head.key, seal_entry(message, os.urandom(32))[0]))
+    asyncio.run(produce(platform, AUDIT_RECORDED, forged))
+    client.close(deployment_id)  # genuine writes after the forged ones
+    public_key = public_key_of(root_signing_key(KeyWrap.from_file(stack.root / "kek")))
+    capsys.readouterr()
+    verify = ["audit", "verify", "--bootstrap-servers", state.kafka_bootstrap_servers, "--topic-prefix", ""]
+    assert lfr(verify + ["--public-key", public_key.hex()]) == 1
+    out = capsys.readouterr().out
+    assert f"chain broken: forged: partition {head.partition}" in out and f"event_id {'e' * 32}" in out, out
+    assert f"event_id {'c' * 32}: no published audit key signed it" in out, out
+    assert "inserted" not in out and "dropped" not in out, out
+    client.close_channel()

@@ -250,10 +250,10 @@ def test_a_killed_supervisor_never_discards_a_deployment_without_its_close(lfr, 
     down = lfr("stack", "down")
     assert down.returncode == 0, down.stderr
     assert f"closed and erased 1 open deployment(s): {deployment_id}" in down.stderr, down.stderr
-    lines = (lfr.root / "logs" / "deployments.log").read_text().splitlines()
-    logged = [json.loads(line) for line in lines if line.startswith("{")]
-    audited = {r["msg"] for r in logged if r.get("deployment_id") == deployment_id}
-    assert {"audit deployment.closed", "audit deployment.data_deleted", "audit deployment.reported"} <= audited
+    # The stack's one deployment, closed by its revived deployments service (its log, kept with the stack's logs).
+    logged = (lfr.root / "logs" / "deployments.log").read_text()
+    for event in ("deployment.closed", "deployment.data_deleted", "deployment.reported"):
+        assert f"audit {event}" in logged, event
     assert marked_processes(lfr.root) == [] and not (lfr.root / "redis").exists()
 
 
