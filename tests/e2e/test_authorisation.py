@@ -141,7 +141,9 @@ def test_an_unratified_urgent_deployment_is_closed_and_deleted_on_time(tmp_path,
         # One photo each: enrolled in seconds, well inside the 72 s.
         unratified = _deployment(client, data_dir, tmp_path / "a", photos=1, urgent=True)
         ratified = _deployment(client, data_dir, tmp_path / "b", photos=1, urgent=True)
-        client.ratify(ratified.deployment_id, "Ch Insp. Other")
+        # By another principal than the creator (issue 25, item 7): the stack's second manager token.
+        with DeploymentClient(state.grpc_address, state.tokens["ratifier"], timeout_s=120) as ratifier:
+            ratifier.ratify(ratified.deployment_id, "Ch Insp. Other")
         deadline = unratified.ratify_by.ToNanoseconds() / 1e9
 
         def closed():

@@ -40,6 +40,7 @@ def _client(args, service: str | None = None):
     """A client of the DeploymentService, or of the AlertService for `lfr alert`."""
     from lfr_contracts.clients import AlertClient, DeploymentClient
     from lfr_stack.state import StackState
+    from lfr_stack.wiring import role_of
 
     alerts = (service or args.command) == "alert"
     service = "AlertService" if alerts else "DeploymentService"
@@ -58,7 +59,9 @@ def _client(args, service: str | None = None):
         address = address or (state.alert_grpc_address if alerts else state.grpc_address)
         # The local stack has a token per role: officers decide alerts, a manager runs deployments.
         role = "viewer" if args.viewer else (args.role or ("officer" if alerts else "manager"))
-        token = token or state.tokens[role]
+        if getattr(args, "deployment_command", None) == "ratify" and not args.role:
+            role = "ratifier"  # its second manager: never the creator's token (docs/deployments.md)
+        token = token or state.tokens.get(role) or state.tokens[role_of(role)]
     return (AlertClient if alerts else DeploymentClient)(address, token, tls_ca_file=args.tls_ca)
 
 

@@ -117,7 +117,7 @@ class Stack:
             broker="" if self.external_kafka else self.broker,
             alert_grpc_address=f"127.0.0.1:{free_port()}",
             console_url=f"http://127.0.0.1:{free_port()}/",
-            tokens={role: secrets.token_urlsafe(24) for role in ROLES},
+            tokens={name: secrets.token_urlsafe(24) for name in (*ROLES, wiring.RATIFIER)},
             planned_replicas=replicas,
         )
         self.state.save()  # before anything runs: a stop from here on finds what to stop

@@ -20,6 +20,15 @@ SERVICES = tuple(sorted(ALL_SERVICES, key=lambda s: (s != "deployments", s == "i
 # replica serves the AlertService on the stack's address, the others on ports of their own.
 SCALABLE = ("detect", "embed", "match", "alert")
 
+# A second manager's token: an urgent deployment is ratified by another principal than its creator
+# (the local stack's `lfr deployment ratify` uses it), as a force's second officer would.
+RATIFIER = "ratifier"
+
+
+def role_of(token_name: str) -> str:
+    """The role of a local stack token, named by its role, or the ratifier (a manager)."""
+    return "manager" if token_name == RATIFIER else token_name
+
 
 def replica_names(service: str, replicas: int) -> list[str]:
     """`detect` for one replica; `detect-1`, `detect-2`, ... for several."""
@@ -136,7 +145,7 @@ def environment(p: Process, extra_env: dict[str, str]) -> dict[str, str]:
             "LFR_MODELS_DIR": str(p.models_dir),
             "LFR_KEY_ENCRYPTION_KEY_FILE": str(p.root / "kek"),
             "LFR_AUTH_TOKENS": json.dumps(
-                [{"token": t, "identity": f"local-{role}", "role": role} for role, t in state.tokens.items()]
+                [{"token": t, "identity": f"local-{name}", "role": role_of(name)} for name, t in state.tokens.items()]
             ),
             "LFR_REPLICA_NAME": p.name,
             "LFR_STAGE_REPLICAS": str(p.replicas),
