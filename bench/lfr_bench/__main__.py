@@ -277,12 +277,11 @@ def real_embeddings() -> np.ndarray:
 
 def bench_search(queries: int = 1000) -> dict:
     from lfr_faces.calibration import load
-    from lfr_match.settings import MatchSettings
-    from lfr_watchlist import Entry, search_for_decision
+    from lfr_watchlist import EXACT_RECHECK_MARGIN, Entry, search_for_decision
     from lfr_watchlist.edge import EdgeIndex
 
     threshold = load("sface-2021dec").default_threshold
-    margin = MatchSettings.model_construct().exact_recheck_margin
+    margin = EXACT_RECHECK_MARGIN  # match's own (one source, in lfr_watchlist)
     real = real_embeddings()
     rng = np.random.default_rng(7)
     rng.shuffle(real)

@@ -18,7 +18,7 @@ from lfr_platform.replicas import Replicas, replica_name
 from lfr_platform.service import ServiceShell
 from lfr_platform.settings import PlatformSettings
 from lfr_platform.stage import StageRunner
-from lfr_watchlist import WatchlistIndex, open_index
+from lfr_watchlist import EXACT_RECHECK_MARGIN, WatchlistIndex, open_index
 
 
 @dataclass
@@ -31,9 +31,6 @@ class MatchShell(ServiceShell):
 
 # Candidates searched per face: the decision needs the best; a few more show runner-ups.
 TOP_K = 5
-# A best score this close below the threshold is re-checked by exact search: HNSW disagreed with exact
-# search once in 1,000 near the threshold without it, never with it (decision 0001).
-EXACT_RECHECK_MARGIN = 0.05
 
 
 def build(
