@@ -291,8 +291,11 @@ class StageRunner(Generic[M]):
                 self.health.set("progress", False, f"publishing a batch of {_where(records[0])} failed: {exc}")
                 if attempts >= self.max_attempts and not isinstance(exc, TRANSIENT_ERRORS + UNREACHABLE):
                     # The broker answers, and refuses: find the record it refuses, and go on without it.
-                    await self._publish_each(records, outcomes, exc)
-                    break
+                    try:
+                        await self._publish_each(records, outcomes, exc)
+                        break
+                    except TRANSIENT_ERRORS + UNREACHABLE as lost:  # the broker went away meanwhile
+                        exc = lost
                 log.warning("publishing failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay_s)

@@ -96,3 +96,26 @@ async def test_an_unreachable_broker_is_waited_for_and_nothing_is_skipped():
     assert {FRAMES_CAPTURED.decode(v).sequence for _, v in broker.taken} == {1, 2}  # once the broker is back
     assert _abandoned() == before and broker.committed == {TP: 12}
     assert not any(t == dead_letter_topic("detect").name("unit.") for t, _ in broker.taken)
+
+
+async def test_a_broker_that_goes_away_while_the_batch_is_split_is_waited_for():
+    """The record-by-record pass meets an unreachable broker: the batch is tried again, the stage
+    goes on (it never ends on it), and nothing is skipped."""
+
+    class Flaky(Broker):
+        def __init__(self) -> None:
+            super().__init__(poison={2})
+            self.sends = 0
+
+        async def send(self, topic: str, value: bytes, key=None):
+            self.sends += 1
+            if self.sends == 7:  # in the record-by-record pass (3 tries of 2 sends, then this)
+                self.unreachable = 1
+            return await super().send(topic, value, key)
+
+    broker, health = Flaky(), Health("progress")
+    before = _abandoned()
+    await _runner(broker, health)._process(TP, [_record(10, 1), _record(11, 2)])
+    assert broker.committed == {TP: 12} and _abandoned() == before and health.ready
+    letters = [deadletter_pb2.DeadLetter.FromString(v) for t, v in broker.taken if t != TP.topic]
+    assert [(d.reason, d.offset) for d in letters] == [("unpublishable", 11)]
