@@ -1,60 +1,30 @@
 """An enrolment killed at each of its steps (issue 25, item 3): the watchlist log and Redis agree
 afterwards, and no entry is ever searchable under a review that did not see it.
 
-The kill is a BaseException raised at the step (nothing of the service's own undo runs, as after a
-SIGKILL); the janitor of the service, as it runs after a restart, then reconciles. Real Redis, the real
-broker (the log read back from it), the real index and models."""
+The service runs in a process of its own (lfr_testing.crashing_enrolment), which ends itself at the
+step with os._exit, as a SIGKILL would end it: nothing of its own undo runs. A new service on the
+same Redis, broker and index then starts, and its janitor reconciles. Real Redis, the real broker
+(the log read back from it), the real index and models."""
+
+import asyncio
+import pickle
+import sys
 
 import pytest
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import watchlist_pb2
 from lfr_contracts import AUDIT_RECORDED, WATCHLIST_CHANGED
+from lfr_deployments.app import build
 from lfr_deployments.janitor import PENDING_STALE_S
 from lfr_platform import sealing
-from lfr_platform.auth import Principal
 from lfr_platform.registry import RedisKeys
-from lfr_testing.deployments import Api, create_request, provenance
+from lfr_testing.crashing_enrolment import KILLED, STEPS, photo
+from lfr_testing.deployments import Api, deployments_settings
 from lfr_testing.kafka import decoded, read
-from lfr_testing.media import lfw
+from lfr_testing.services import running
 
 pytestmark = pytest.mark.integration
-
-
-class Killed(BaseException):
-    """The process dies here: no except clause of the service's runs."""
-
-
-def _item(data_dir, person: str) -> pb.WatchlistImage:
-    return pb.WatchlistImage(
-        **provenance(),
-        client_ref=f"{person}.jpg",
-        subject_id=person,
-        category="wanted",
-        source_reference=f"ref/{person}",
-        approved_by="Insp. Approver",
-        image=lfw(data_dir, person).read_bytes(),
-    )
-
-
-def _kill_at(shell, step: str, monkeypatch) -> None:
-    """Arrange for the next enrolment to die at `step`."""
-    service = shell.control.service
-
-    def dies(*args, **kwargs):
-        raise Killed(step)
-
-    async def dies_async(*args, **kwargs):
-        raise Killed(step)
-
-    if step == "prepared":  # marked pending and review cleared; nothing written yet
-        monkeypatch.setattr(service.index, "upsert", dies)
-    elif step == "indexed":  # in this service's index, not on the log
-        monkeypatch.setattr(service.watchlist_log, "publish", dies_async)
-    elif step == "logged":  # on the log (the match replicas' copies), not recorded in Redis
-        monkeypatch.setattr(service.store, "record_enrolled", dies_async)
-    elif step == "recorded":  # recorded and audited, the subjects' count not written
-        monkeypatch.setattr(service.store, "set_field", dies_async)
 
 
 async def _logged_entries(platform, deployment_id: str, data_key: bytes) -> set[str]:
@@ -74,20 +44,22 @@ async def _logged_entries(platform, deployment_id: str, data_key: bytes) -> set[
     return entries
 
 
-@pytest.mark.parametrize("step", ["prepared", "indexed", "logged", "recorded"])
-async def test_an_enrolment_killed_at_each_step_leaves_the_log_and_redis_in_step(
-    step, deployments, platform, data_dir, monkeypatch
-):
+@pytest.mark.parametrize("step", list(STEPS))
+async def test_an_enrolment_killed_at_each_step_leaves_the_log_and_redis_in_step(step, platform, tmp_path, data_dir):
+    settings = deployments_settings(tmp_path)
+    spec, out = tmp_path / "spec.pickle", tmp_path / "deployment"
+    spec.write_bytes(pickle.dumps((platform, settings, str(data_dir), step, str(out))))
+    child = await asyncio.create_subprocess_exec(sys.executable, "-m", "lfr_testing.crashing_enrolment", str(spec))
+    assert await asyncio.wait_for(child.wait(), timeout=180) == KILLED  # the process died at the step
+    deployment_id = out.read_text()
+    # The service started again on the same Redis, broker and index; its janitor sweeps with a clock
+    # past the pending age.
+    async with running(build(platform, settings)) as deployments:
+        await _check(step, deployments, platform, data_dir, deployment_id)
+
+
+async def _check(step: str, deployments, platform, data_dir, deployment_id: str) -> None:
     api = Api(deployments.control.port)
-    deployment_id = (await api("create", create_request())).deployment_id
-    first = await api.enrol(deployment_id, [_item(data_dir, "Colin_Powell")])
-    assert first[0].status == pb.ENROL_STATUS_ENROLLED
-    await api("review", deployment_id, "Insp. Reviewer")
-    _kill_at(deployments, step, monkeypatch)
-    who = Principal("manager", "manager")
-    with pytest.raises(Killed):
-        await deployments.control.service._enrol_one(deployment_id, _item(data_dir, "Ariel_Sharon"), who, 0.69)
-    monkeypatch.undo()  # the service restarted: its janitor sweeps with a clock past the pending age
     keys = RedisKeys(platform.redis_prefix)
     redis = deployments.control.service.store.client
     # Whatever step it died at, the review no longer stands: nothing is matched until reviewed again.
@@ -105,6 +77,6 @@ async def test_an_enrolment_killed_at_each_step_leaves_the_log_and_redis_in_step
     undone = [a for a in audits if a.event == "watchlist.enrolment_undone" and a.deployment_id == deployment_id]
     assert len(undone) == (0 if step == "recorded" else 1)
     # The deployment takes the same photo again, and a review covers it.
-    again = await api.enrol(deployment_id, [_item(data_dir, "Ariel_Sharon")])
+    again = await api.enrol(deployment_id, [photo(data_dir, "Ariel_Sharon")])
     assert again[0].status == pb.ENROL_STATUS_ENROLLED or step == "recorded"
     await api("review", deployment_id, "Insp. Reviewer")
