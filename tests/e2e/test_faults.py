@@ -67,6 +67,28 @@ def _deployment(state, data_dir, tmp_path, cameras=("cam-1",)) -> tuple[Deployme
     return client, deployment_id
 
 
+def _streaming(stack: Stack, data_dir, tmp_path, *, loop: bool = True, before_ingest=None):
+    """Every stage running, a deployment with the demo's watchlist, and ingest streaming the enrolled
+    person's clip into it on cam-1, looped (`loop=False`: once). `before_ingest(platform, deployment_id)`
+    runs before the camera starts. Returns (state, platform, client, deployment_id)."""
+    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
+    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
+    client, deployment_id = _deployment(state, data_dir, tmp_path)
+    if before_ingest is not None:
+        before_ingest(platform, deployment_id)
+    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+    camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5, "loop": loop}
+    stack.start_service("ingest", cameras=[camera])
+    stack.wait_ready(("ingest",), 60)
+    return state, platform, client, deployment_id
+
+
+def _alerted(platform: PlatformSettings, deployment_id: str) -> None:
+    """AssertionError until the enrolled person's alert of the deployment is on the alert topic."""
+    raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
+    assert any(a.subject_id == ENROLLED and a.camera.deployment_id == deployment_id for a in raised)
+
+
 def _redis_back(stack: Stack, state) -> None:
     """Redis started again by the supervisor, on its port, from its folder, with its password, and
     waited for until it answers (LOADING is an error until its append-only file is read)."""
@@ -99,25 +121,15 @@ def _in_redis_file(stack: Stack, text: str) -> None:
 
 
 def test_every_stage_killed_mid_stream_the_alert_still_comes_once_per_revision(stack, tmp_path, data_dir):
-    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
-    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
-    client, deployment_id = _deployment(state, data_dir, tmp_path)
-    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
     # The enrolled person's clip, looped: every stage is killed while frames of it are in flight.
-    camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5, "loop": True}
-    stack.start_service("ingest", cameras=[camera])
-    stack.wait_ready(("ingest",), 60)
+    _, platform, client, deployment_id = _streaming(stack, data_dir, tmp_path)
     for name in ("detect", "embed", "match", "alert"):
         # Mid-stream: the stage is taking records of the clip when it is killed.
         seen = total(stack.scrape(name), "lfr_messages_consumed_total")
         eventually(partial(grown, stack, name, "lfr_messages_consumed_total", by=1, since=seen), timeout_s=120)
         _killed_and_back(stack, name)
 
-    def alerted():
-        raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
-        assert any(a.subject_id == ENROLLED and a.camera.deployment_id == deployment_id for a in raised)
-
-    eventually(alerted, timeout_s=240)
+    eventually(partial(_alerted, platform, deployment_id), timeout_s=240)
     stack.stop_service("ingest")
     eventually(lambda: drained(stack), timeout_s=120)  # what was in flight reaches the topic
     records = asyncio.run(read(platform, ALERTS_RAISED, count=1, settle_s=2))
@@ -139,13 +151,7 @@ def test_ingest_restarted_mid_pass_the_person_still_alerts_and_a_replay_is_still
     `replayed_match` (110 in 40 s) and a person who came back raised nothing. The id carries the
     frame's capture time now: every match of the restarted camera folds into an alert, and a match
     produced again is still refused."""
-    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
-    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
-    client, deployment_id = _deployment(state, data_dir, tmp_path)
-    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
-    camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5, "loop": True}
-    stack.start_service("ingest", cameras=[camera])
-    stack.wait_ready(("ingest",), 60)
+    _, platform, client, deployment_id = _streaming(stack, data_dir, tmp_path)
 
     def matches() -> list:
         found = decoded(MATCHES_FOUND, asyncio.run(read(platform, MATCHES_FOUND, count=1, timeout_s=10)))
@@ -189,24 +195,16 @@ def test_a_10_mb_record_on_every_input_stops_nothing_the_camera_still_alerts(sta
     """Issue 25 (1): one 10 MB record produced onto an input made a dead letter too big to send, and
     its stage retried it for ever while reporting ready: every replica stuck, the camera on that
     partition silent. Each stage dead-letters it as a reference and goes on."""
-    state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
-    platform = PlatformSettings(kafka_bootstrap_servers=state.kafka_bootstrap_servers)
-    client, deployment_id = _deployment(state, data_dir, tmp_path)
-    # On the camera's own partition (its key), ahead of its frames; tansu takes records up to 64 MB.
-    key = f"{deployment_id}/van-1/cam-1".encode()
-    big = platform.model_copy(update={"kafka_max_message_bytes": 16 * 1024 * 1024})
-    for topic in (FRAMES_CAPTURED, FACES_DETECTED, FACES_EMBEDDED, MATCHES_FOUND):
-        asyncio.run(produce(big, topic, [(key, b"\0" * (10 * 1024 * 1024))]))
-    video = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
-    camera = {"camera_id": "cam-1", "deployment_id": deployment_id, "source": str(video), "fps": 5}
-    stack.start_service("ingest", cameras=[camera])
-    stack.wait_ready(("ingest",), 60)
 
-    def alerted():
-        raised = decoded(ALERTS_RAISED, asyncio.run(read(platform, ALERTS_RAISED, count=1, timeout_s=5)))
-        assert any(a.subject_id == ENROLLED and a.camera.deployment_id == deployment_id for a in raised)
+    def poison(platform, deployment_id):
+        # On the camera's own partition (its key), ahead of its frames; tansu takes records up to 64 MB.
+        key = f"{deployment_id}/van-1/cam-1".encode()
+        big = platform.model_copy(update={"kafka_max_message_bytes": 16 * 1024 * 1024})
+        for topic in (FRAMES_CAPTURED, FACES_DETECTED, FACES_EMBEDDED, MATCHES_FOUND):
+            asyncio.run(produce(big, topic, [(key, b"\0" * (10 * 1024 * 1024))]))
 
-    eventually(alerted, timeout_s=240)
+    _, platform, client, deployment_id = _streaming(stack, data_dir, tmp_path, loop=False, before_ingest=poison)
+    eventually(partial(_alerted, platform, deployment_id), timeout_s=240)
     for stage in ("detect", "embed", "match", "alert"):
         assert total(stack.scrape(stage), "lfr_messages_dead_lettered_total", reason="record_too_large") == 1, stage
         assert stack.ready(stage), stage

@@ -50,6 +50,16 @@ class Lfr:
         assert result.returncode == 0, f"lfr {' '.join(args)}: {result.stderr[-2000:]}"
         return result.stdout
 
+    def create(self, name: str) -> str:
+        """A deployment of two hours on van-1/cam-1, made with `lfr deployment create`; its id."""
+        return self.ok(
+            "deployment", "create", "--name", name, "--purpose", "wanted persons", "--officer", "Supt. A",
+            "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
+        ).strip()  # fmt: skip
+
+    def enrol(self, deployment_id: str, watchlist: Path) -> None:
+        self.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+
     def state(self) -> StackState:
         state = StackState.load(self.root)
         assert state is not None
@@ -93,12 +103,9 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     again = lfr("stack", "up")  # a running stack is checked, and left as it is
     assert again.returncode == 0 and "already up" in again.stderr and lfr.pids() == first
 
-    deployment_id = lfr.ok(
-        "deployment", "create", "--name", "Op Harbour", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
-    ).strip()  # fmt: skip
+    deployment_id = lfr.create("Op Harbour")
     watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
-    lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    lfr.enrol(deployment_id, watchlist)
     lfr.ok("watchlist", "review", deployment_id, "--officer", "Insp. Reviewer")
     notice = json.loads(lfr.ok("transparency", "notice", deployment_id))
     jsonschema.validate(notice, transparency.schema(transparency.NOTICE_SCHEMA))
@@ -187,11 +194,8 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
     assert stat.S_IMODE((lfr.root / "logs" / "deployments.log").stat().st_mode) == 0o600
     # A deployment left open when the stack stops is closed through the DeploymentService (audited),
     # and nothing of any deployment stays on disk: Redis's file, the watchlists, the key-encryption key.
-    left_open = lfr.ok(
-        "deployment", "create", "--name", "Op Left Open", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
-    ).strip()  # fmt: skip
-    lfr.ok("watchlist", "enrol", left_open, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    left_open = lfr.create("Op Left Open")
+    lfr.enrol(left_open, watchlist)
     # Every copy of its watchlist: the deployments service's, and each match replica's.
     assert (lfr.root / "deployments-data" / left_open).exists()
     for replica in (n for n in first if service_of(n) == "match"):
@@ -205,12 +209,9 @@ def test_the_readme_flow_from_stack_up_to_the_report_after_close(lfr, tmp_path, 
 
 def test_a_killed_replica_comes_back_by_itself_and_the_stack_keeps_its_deployment(lfr, tmp_path, data_dir):
     lfr.ok("stack", "up", "--replicas", "2")
-    deployment_id = lfr.ok(
-        "deployment", "create", "--name", "Op Restart", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
-    ).strip()  # fmt: skip
+    deployment_id = lfr.create("Op Restart")
     watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
-    lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    lfr.enrol(deployment_id, watchlist)
     lfr.ok("watchlist", "review", deployment_id, "--officer", "Insp. Reviewer")
     before = lfr.pids()
     os.kill(before["match-1"], 9)
@@ -238,12 +239,9 @@ def test_a_killed_supervisor_never_discards_a_deployment_without_its_close(lfr, 
     close, no deletion report and no audit event. Now they start its Redis and deployments service
     again and close each open deployment, audited and reported, before anything is removed."""
     lfr.ok("stack", "up", "--replicas", "1")
-    deployment_id = lfr.ok(
-        "deployment", "create", "--name", "Op Orphan", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
-    ).strip()  # fmt: skip
+    deployment_id = lfr.create("Op Orphan")
     watchlist = demo_data.build_watchlist(data_dir, tmp_path / "watchlist")
-    lfr.ok("watchlist", "enrol", deployment_id, str(watchlist), "--category", "wanted", "--approved-by", "Insp. B")
+    lfr.enrol(deployment_id, watchlist)
     old = marked_processes(lfr.root)
     os.kill(lfr.state().supervisor_pid, 9)
     eventually(lambda: _none_alive(old), timeout_s=30)  # its children end with it (PR_SET_PDEATHSIG)
@@ -259,10 +257,7 @@ def test_a_killed_supervisor_never_discards_a_deployment_without_its_close(lfr, 
 
 def test_redis_killed_then_up_with_a_camera_then_down_leaves_no_process(lfr, tmp_path, data_dir):
     lfr.ok("stack", "up")
-    deployment_id = lfr.ok(
-        "deployment", "create", "--name", "Op Redis", "--purpose", "wanted persons", "--officer", "Supt. A",
-        "--hours", "2", "--camera", "van-1/cam-1", "--location", "Station Road", "--where", "crime_hotspot",
-    ).strip()  # fmt: skip
+    deployment_id = lfr.create("Op Redis")
     eventually(lambda: _in_redis_file(lfr.root, deployment_id), timeout_s=10)  # written to its append-only file
     before = lfr.pids()
     os.kill(before["redis"], 9)
