@@ -86,8 +86,16 @@ class Replicas:
 
 
 async def announced(replicas: Replicas, joined: asyncio.Event, interval_s: float = 5.0) -> None:
-    """Join (or refuse to start), then keep the heartbeat fresh until cancelled."""
-    await replicas.join()
+    """Join (or refuse to start), then keep the heartbeat fresh until cancelled. A Redis that is slow
+    or away when the replica starts is waited for, not fatal: on a loaded 2-core machine a join's read
+    timed out and the replica exited before it was ready (a fresh clone's make test saw embed-1 do it)."""
+    while True:
+        try:
+            await replicas.join()
+            break
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("joining the %s replicas postponed: %s", replicas.stage, exc)
+            await pause(1.0)
     joined.set()
     try:
         while True:
