@@ -16,7 +16,7 @@ export LFR_MODELS_DIR ?= $(abspath models)
 # The default demo: two cameras, one streaming an enrolled person, one a crowd of strangers.
 WATCHLIST ?=
 VIDEO ?=
-# e.g. EVAL_ARGS=--write-calibration to make the recommendation the model's default and floor
+# e.g. EVAL_ARGS=--write-calibration to write a command's section of the model's calibration
 EVAL_ARGS ?=
 PROTO_OUT := libs/contracts
 INSTALLED := $(VENV)/.installed-$(ORT)
@@ -130,7 +130,24 @@ eval-multishot: $(MODELS_OK) ## single shot vs templates fused from 3 shots (wha
 .PHONY: eval-video
 eval-video: $(MODELS_OK) ## per-pass recall and false alerts on real video, per shot policy (writes eval-out/video.*)
 	$(BIN)/lfr eval --video --dataset "$(LFR_DATA_DIR)/lfw" --xdomain "$(LFR_DATA_DIR)/xdomain" \
-	  --videos "$(LFR_DATA_DIR)/video" --out eval-out
+	  --videos "$(LFR_DATA_DIR)/video" --out eval-out $(EVAL_ARGS)
+
+.PHONY: eval-all-pairs
+eval-all-pairs: $(MODELS_OK) ## false match curves from every pair of faces of the shared data, as reviewed (eval-out/all-pairs.*)
+	$(BIN)/lfr eval --all-pairs --dataset "$(LFR_DATA_DIR)/lfw" --nonmated "$(LFR_DATA_DIR)/utkface" \
+	  --orl "$(LFR_DATA_DIR)/orl" --videos "$(LFR_DATA_DIR)/video" --out eval-out \
+	  --exclusions docs/evaluation/exclusions.csv --exclusions docs/evaluation/review-all-pairs.csv $(EVAL_ARGS)
+
+.PHONY: eval-sizes
+eval-sizes: $(MODELS_OK) ## derived thresholds for 100-2,500 entries at 1 in 1,000, measured on video (eval-out/sizes.*)
+	$(BIN)/lfr eval --video --dataset "$(LFR_DATA_DIR)/lfw" --xdomain "$(LFR_DATA_DIR)/xdomain" \
+	  --videos "$(LFR_DATA_DIR)/video" --out eval-out --sizes 100,300,1000,2500 --budget 1/1000
+
+.PHONY: calibrate
+calibrate: $(MODELS_OK) ## write every section of the default model's calibration, in order (docs/evaluation.md)
+	$(MAKE) --no-print-directory eval EVAL_ARGS=--write-calibration
+	$(MAKE) --no-print-directory eval-all-pairs EVAL_ARGS=--write-calibration
+	$(MAKE) --no-print-directory eval-video EVAL_ARGS=--write-calibration
 
 .PHONY: docs
 docs: $(INSTALLED) ## regenerate the settings tables of the services' READMEs from the code

@@ -57,13 +57,20 @@ def add_parser(commands) -> None:
     p.add_argument("--min-group-n", type=int, default=100, help="groups smaller than this are flagged")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the group tests")
     p.add_argument("--review-top", type=int, default=60, help="impostor pairs in the review sheet")
-    p.add_argument("--exclusions", type=Path, help="CSV of reviewed same-person pairs to exclude (probe,subject_id)")
+    p.add_argument(
+        "--exclusions",
+        type=Path,
+        action="append",
+        default=[],
+        help="CSV of reviewed same-person pairs to exclude (probe,subject_id[,same_person]); repeatable",
+    )
     p.add_argument("--cache", type=Path, default=Path(".cache/embeddings"), help="embedding cache folder")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--write-calibration",
         action="store_true",
-        help="write the recommendation as the model's calibration (default threshold and floor)",
+        help="write the measured curves into the model's calibration file (format 2: each command its own "
+        "sections; see docs/evaluation.md)",
     )
     p.add_argument("--models-dir", type=Path, default=None, help="default: LFR_MODELS_DIR or models/")
     p.add_argument(
@@ -88,6 +95,26 @@ def add_parser(commands) -> None:
         help="compare subjects enrolled from G photos kept as G entries with one template fused from them; "
         "writes gallery-G.json/.md",
     )
+    every = p.add_argument_group("false match curves from every pair of faces (--all-pairs; writes all-pairs.*)")
+    every.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="score every face of --dataset, --nonmated, --orl and the --videos strangers against every other "
+        "face of another identity; counts per threshold and group, a GPD tail beyond them, a review sheet",
+    )
+    every.add_argument("--orl", type=Path, help="AT&T (ORL) faces: s1..s40/<photos>.pgm, one person per folder")
+    every.add_argument(
+        "--pair-within-nonmated",
+        action="store_true",
+        help="also pair two photos of one --nonmated set (off: such a set has no identities, and UTKFace repeats "
+        "people and photos)",
+    )
+    every.add_argument(
+        "--tail-fraction",
+        type=float,
+        default=1e-5,
+        help="u, where the tail fit starts: the score with this fraction of the pairs above it",
+    )
     video = p.add_argument_group("per-pass evaluation on video (--video; writes video.json/.md)")
     video.add_argument(
         "--video",
@@ -109,9 +136,21 @@ def add_parser(commands) -> None:
     video.add_argument(
         "--watchlist-size", type=int, default=0, help="dataset identities enrolled (0: all; at least 1000 advised)"
     )
+    video.add_argument(
+        "--sizes",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[],
+        help="list sizes, e.g. 100,300,1000,2500: each one's threshold derived by the calibration library, and "
+        "single-shot FPIR, per-pass FPIR and cross-occasion per-pass TPIR measured there (sizes.json/.md)",
+    )
+    video.add_argument("--budget", type=_fraction, default=1 / 1000, help="false alerts per pass, e.g. 1/1000")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.all_pairs:
+        from lfr_eval.allpairs import main as all_pairs
+
+        return all_pairs(args)
     if args.video:
         if args.xdomain is None or args.videos is None:
             raise SystemExit("lfr eval --video needs --xdomain and --videos (see docs/evaluation.md)")

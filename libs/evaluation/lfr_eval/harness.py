@@ -3,7 +3,6 @@ the live code, and report rates per threshold and per group with a recommended t
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -12,11 +11,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lfr_eval import plots, report, review
+from lfr_eval import calibration_file, plots, report, review
 from lfr_eval.analysis import ENROL, PROBE, Cache, Models, analyse_all
 from lfr_eval.dataset import Dataset, Image, load_mated, load_nonmated
 from lfr_eval.experiment import Enrolled, Search, impostor_scores, run_searches
-from lfr_eval.results import Attribute, compute, recommend
+from lfr_eval.results import MODEL_MAX_TPIR, MODEL_MIN_FMR, Attribute, compute, model_range, recommend
 from lfr_faces.calibration import calibration_path
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
 
@@ -229,37 +228,38 @@ def _enrol(ds: Dataset, subject_images: dict[str, list[Image]], results):
 
 
 def _write_calibration(full: dict, args) -> None:
-    threshold = full["recommended_threshold"]
-    if threshold is None:
-        err.print("[yellow]no recommendation: calibration not written[/]")
-        return
-    path = calibration_path(full["model"]["embedder"])
+    """The model's range and single-shot recall into its calibration file (format 2); the other
+    commands' sections are kept (lfr_eval.calibration_file)."""
     view = full["reviewed"] or full["labelled"]
-    path.write_text(
-        json.dumps(
-            {
-                "model_id": full["model"]["embedder"],
-                "default_threshold": threshold,
-                "threshold_floor": threshold,
-                "basis": {
-                    "rule": "lowest grid threshold meeting the FPIR target at the target watchlist size (FMR "
-                    "extrapolation) with no significant FPIR difference between groups; floor = default",
-                    "target": full["target"],
-                    "tpir": full["recommendation"]["tpir"],
-                    "resolved_by_data": full["recommendation"].get("resolved_by_data"),
-                    "inputs": full["inputs"],
-                    "watchlist_size": view["watchlist_size"],
-                    "impostor_pairs": view["impostor_pairs"],
-                    # The single-shot false match rate by threshold, (threshold, k, n): what the per-pass
-                    # floor of `lfr eval --video` scales (lfr_eval.video).
-                    "fmr": [[r["threshold"], r["fmr"]["k"], r["fmr"]["n"]] for r in view["thresholds"]],
-                    "exclusions": len(full["exclusions"]),
-                    "generated_at": full["generated_at"],
-                    "command": "make eval (lfr eval ... --write-calibration); see docs/evaluation.md",
-                },
-            },
-            indent=2,
-        )
-        + "\n"
+    measured = model_range(view, args.alpha)
+    path = calibration_path(full["model"]["embedder"])
+    calibration_file.update(
+        path,
+        full["model"]["embedder"],
+        {
+            "model_min": measured["model_min"],
+            "model_max": measured["model_max"],
+            "equitability_floor": measured["equitability_floor"],
+            "recall": {"single_shot": measured["single_shot"]},
+        },
+        "eval",
+        {
+            "rule": f"model_min: lowest grid threshold with impostor FMR (k/n) <= {MODEL_MIN_FMR:g}; model_max: "
+            f"highest with single-shot TPIR >= {MODEL_MAX_TPIR:.0%}; equitability_floor: lowest at which and "
+            f"above which no group FPIR difference is significant (alpha {args.alpha} / attributes tested); "
+            "recall.single_shot: mated searches identified (k of n) per threshold, as reviewed",
+            "inputs": full["inputs"],
+            "watchlist_size": view["watchlist_size"],
+            "mated_searches": view["mated_searches"],
+            "nonmated_searches": view["nonmated_acquired"],
+            "impostor_pairs": view["impostor_pairs"],
+            "exclusions": len(full["exclusions"]),
+            "alpha": args.alpha,
+            "generated_at": full["generated_at"],
+            "command": "make eval EVAL_ARGS=--write-calibration; see docs/evaluation.md",
+        },
     )
-    err.print(f"calibration written to {path}")
+    err.print(
+        f"calibration written to {path}: model_min {measured['model_min']}, model_max {measured['model_max']}, "
+        f"equitability_floor {measured['equitability_floor']}"
+    )

@@ -74,3 +74,41 @@ def det(view: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def fmr_tail(out: dict, path: Path, min_faces: int) -> None:
+    """Left: the overall false match rate, empirical (k/n and its Wilson bound) and fitted (GPD and its
+    95% band beyond u). Right: each group of min_faces or more, empirical (dots) and fitted (lines)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    overall = out["curves"]["all"]
+    for ax, curves in ((left, {"all": overall}), (right, out["curves"])):
+        for i, (name, c) in enumerate(curves.items()):
+            if c["faces"] < min_faces or (ax is right and name == "all"):
+                continue
+            colour = plt.cm.tab20(i % 20)
+            shown = [(t, k / n) for t, k, n in c["points"] if k > 0]
+            band = c["tail"]["band"]
+            label = f"{name} ({c['tail']['method']})"
+            ax.semilogy([t for t, _ in shown], [r for _, r in shown], ".", ms=3, color=colour, label=label)
+            ax.semilogy([b[0] for b in band], [max(b[1], 1e-14) for b in band], "-", lw=0.9, color=colour)
+            if ax is left:
+                ax.fill_between(
+                    [b[0] for b in band],
+                    [max(b[2], 1e-14) for b in band],
+                    [max(b[3], 1e-14) for b in band],
+                    alpha=0.2,
+                    color=colour,
+                    label="95% band (Wilson rate x profile likelihood)",
+                )
+                ax.semilogy(
+                    [p[0] for p in c["points"]], c["conservative"], "--", lw=0.9, color="k", label="conservative"
+                )
+                ax.axvline(c["tail"]["u"], color="grey", lw=0.6, label=f"u = {c['tail']['u']:.3f}")
+        ax.set(xlabel="threshold", ylabel="false match rate per pair (log)", ylim=(1e-12, 1e-1))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    left.set_title(f"All pairs ({out['pairs']:,}): empirical and GPD tail")
+    right.set_title("Per group of the probe: empirical (dots), fitted (lines)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

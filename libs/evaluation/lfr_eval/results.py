@@ -194,3 +194,35 @@ def recommend(view: dict, target_fpir: float, target_size: int, alpha: float) ->
                 ),
             }
     return {"threshold": None, "note": "no threshold of the grid meets the target with equitable FPIR"}
+
+
+# The model's range, as `lfr eval --write-calibration` records it (calibration format 2).
+MODEL_MIN_FMR = 1e-5  # below this threshold, one comparison in 100,000 of different people matches
+MODEL_MAX_TPIR = 0.10  # above this one, a single shot finds fewer than one person in ten
+
+
+def model_range(view: dict, alpha: float) -> dict:
+    """model_min, model_max, equitability_floor and the single-shot recall curve of one view.
+
+    - model_min: the lowest grid threshold whose impostor FMR (k/n, every probe x watchlist pair of
+      different people) is at most MODEL_MIN_FMR;
+    - model_max: the highest grid threshold with single-shot TPIR at least MODEL_MAX_TPIR;
+    - equitability_floor: the lowest grid threshold at which, and at every grid threshold above it, no
+      group difference in FPIR is significant (the tests recommend() applies: alpha / attributes).
+    Each is None when no grid threshold qualifies.
+    """
+    rows = view["thresholds"]
+    low_fmr = [r["threshold"] for r in rows if r["fmr"]["n"] and r["fmr"]["k"] / r["fmr"]["n"] <= MODEL_MIN_FMR]
+    finds = [r["threshold"] for r in rows if r["tpir"]["n"] and r["tpir"]["k"] / r["tpir"]["n"] >= MODEL_MAX_TPIR]
+    floor = None
+    for row in sorted(rows, key=lambda r: r["threshold"], reverse=True):
+        tests = row["tests"]["fpir"]
+        if not all(p >= alpha / max(1, len(tests)) for p in tests.values()):
+            break
+        floor = row["threshold"]
+    return {
+        "model_min": min(low_fmr) if low_fmr else None,
+        "model_max": max(finds) if finds else None,
+        "equitability_floor": floor,
+        "single_shot": [[r["threshold"], r["tpir"]["k"], r["tpir"]["n"]] for r in rows],
+    }

@@ -62,50 +62,61 @@ def write_csv(path: Path, top: list[Pair], enrolled_by_subject: dict[str, Enroll
             )
 
 
-def load_exclusions(path: Path | None) -> set[tuple[str, str]]:
-    """(probe key, subject id) pairs a reviewer confirmed as the same person.
+def load_exclusions(paths: Path | list[Path] | None) -> set[tuple[str, str]]:
+    """(probe key, subject id) pairs a reviewer confirmed as the same person, from one file or several.
 
-    Accepts the review CSV itself with `same_person` filled in (yes/y/1/true), or any CSV with
-    `probe` and `subject_id` columns (every row then counts).
+    Accepts the review CSV itself with `same_person` filled in (yes/y/1/true; any other ruling, e.g.
+    no or unsure, keeps the pair an impostor), or any CSV with `probe` and `subject_id` columns (every
+    row then counts).
     """
-    if path is None:
+    if paths is None:
         return set()
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and ("probe" not in rows[0] or "subject_id" not in rows[0]):
-        raise ValueError(f"{path}: an exclusions file needs the columns probe and subject_id")
     out = set()
-    for row in rows:
-        flag = (row.get("same_person") or "yes").strip().lower()
-        if flag in ("yes", "y", "1", "true"):
-            out.add((row["probe"], row["subject_id"]))
+    for path in [paths] if isinstance(paths, Path) else paths:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows and ("probe" not in rows[0] or "subject_id" not in rows[0]):
+            raise ValueError(f"{path}: an exclusions file needs the columns probe and subject_id")
+        for row in rows:
+            flag = (row.get("same_person") or "yes").strip().lower()
+            if flag in ("yes", "y", "1", "true"):
+                out.add((row["probe"], row["subject_id"]))
     return out
 
 
 def write_sheet(path: Path, top: list[Pair], enrolled_by_subject: dict[str, Enrolled], detector) -> None:
     rows = []
     for rank, pair in enumerate(top, start=1):
-        probe = _aligned(pair.probe.path, detector)
-        mate = _aligned(enrolled_by_subject[pair.hit.subject_id].path, detector)
-        text = np.full((_TILE, _TEXT, 3), 255, np.uint8)
         lines = (
-            f"#{rank}  score {pair.hit.score:.3f}  ({pair.kind})"[:64],
-            f"probe: {pair.probe.key}"[:64],
-            f"watchlist: {pair.hit.subject_id}"[:64],
+            f"#{rank}  score {pair.hit.score:.3f}  ({pair.kind})",
+            f"probe: {pair.probe.key}",
+            f"watchlist: {pair.hit.subject_id}",
         )
-        for line, content in enumerate(lines):
-            cv2.putText(text, content, (6, 24 + 30 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-        rows.append(np.hstack([probe, mate, text]))
+        probe = aligned(pair.probe.path, detector)
+        rows.append(sheet_row(probe, aligned(enrolled_by_subject[pair.hit.subject_id].path, detector), lines))
     if rows:
         cv2.imwrite(str(path), np.vstack(rows))
 
 
-def _aligned(path: Path, detector) -> np.ndarray:
+def sheet_row(probe: np.ndarray, mate: np.ndarray, lines: tuple[str, ...]) -> np.ndarray:
+    """One row of a review sheet: the two aligned faces side by side, then up to three lines of text."""
+    text = np.full((_TILE, _TEXT, 3), 255, np.uint8)
+    for line, content in enumerate(lines[:3]):
+        cv2.putText(text, content[:64], (6, 24 + 30 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.hstack([probe, mate, text])
+
+
+def aligned(path: Path, detector) -> np.ndarray:
     """The face as the pipeline aligns it (the face nearest the centre), or a grey tile."""
     try:
         image = images.decode(path.read_bytes(), max_bytes=64 * 1024 * 1024, max_pixels=100_000_000)
     except (OSError, images.ImageRejected):
         return np.full((_TILE, _TILE, 3), 128, np.uint8)
+    return aligned_image(image, detector)
+
+
+def aligned_image(image: np.ndarray, detector) -> np.ndarray:
+    """The face nearest the image's centre, aligned as the pipeline aligns it (or the image, resized)."""
     faces = detector.detect(image, 0.5)
     if not faces:
         return cv2.resize(image, (_TILE, _TILE))

@@ -11,10 +11,11 @@ pass is decided as match decides it (lfr_eval.passes) under each shot policy and
 
 A per-pass rate counts passes, not faces: TPIR = mated clips where some decision's best candidate is
 the right person at or above the threshold; FPIR = non-mated tracks where some decision has a
-candidate at or above it. The per-pass floor: per-pass false matches are measured against single-shot
-false matches of the same faces (the ratio, where both are seen at least MIN_PAIRS times), and that
-ratio scales the model's single-shot false match rate from its calibration (`lfr eval`, 22.6 million
-pairs) to FPIR at the target watchlist size, as `lfr eval` extrapolates: FPIR = 1 - (1 - r FMR)^N.
+candidate at or above it. The per-pass ratio: per-pass false matches of stranger tracks against
+watchlist entries, over single-shot false matches of the same faces (where shots match falsely at least
+MIN_PAIRS times), with a 95% upper bound: with --write-calibration it goes into the model's calibration
+file (per_pass), where the deployments service multiplies the single-shot false match curve of
+`lfr eval --all-pairs` by it to predict false alerts per pass; the recall per pass goes beside it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from lfr_eval import analysis, clips, passes
+from lfr_eval import analysis, calibration_file, clips, passes, video_report
 from lfr_eval.analysis import ENROL, Cache, Models, analyse_all
 from lfr_eval.dataset import IMAGE_SUFFIXES, load_mated
-from lfr_eval.rates import fpir_at_size, rates_over_thresholds, wilson
+from lfr_eval.rates import Z95, rates_over_thresholds, wilson
 from lfr_faces import calibration
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
 
@@ -69,8 +70,18 @@ def main(args) -> int:
     results = []
     for strategy in passes.strategies(detect.shot_interval_s, detect.shot_budget):
         results.append(_run(strategy, faces, gallery, subjects, not_same_clip, mated, strangers, args.thresholds))
+    if args.sizes:
+        from lfr_eval import sizes
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        live_strategy = next(s for s in passes.strategies(detect.shot_interval_s, detect.shot_budget) if s.live)
+        crossing = [(f"x:{name}", video) for name, (video, _) in people.items()]
+        by_size = sizes.measure(
+            args.sizes, args.budget, faces, gallery, subjects, source, crossing, strangers, live_strategy, args.seed
+        )
+        err.print(sizes.write(by_size, args.out))
     live = next(r for r in results if r["live"])
-    floor = _per_pass_floor(live, faces, strangers, gallery[not_same_clip], args)
+    ratio = per_pass_ratio(live, faces, strangers, gallery[not_same_clip], list(args.thresholds))
     predictors = _what_predicts(faces, mated, gallery, subjects)
     out = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -90,16 +101,18 @@ def main(args) -> int:
             "refused": refused,
         },
         "passes": {"mated": len(mated), "non_mated": live["non_mated_passes"]},
-        "target": {"fpir": args.target_fpir, "watchlist_size": args.target_size},
-        "floor": floor,
+        "per_pass": ratio,
+        "reference_threshold": video_report.reference_threshold(),
         "predictors": predictors,
         "strategies": results,
         "wall_seconds": round(time.time() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "video.json").write_text(json.dumps(out, indent=1, default=_plain) + "\n")
-    text = markdown(out)
+    (args.out / "video.json").write_text(json.dumps(out, indent=1, default=video_report.plain) + "\n")
+    text = video_report.markdown(out)
     (args.out / "video.md").write_text(text)
+    if args.write_calibration:
+        write_calibration(out, live, list(args.thresholds))
     print(text)  # noqa: T201 - the command's output
     return 0
 
@@ -209,6 +222,8 @@ def _run(strategy, faces, gallery, subjects, not_same_clip, mated, strangers, th
         "mean_mated_score": float(np.mean(np.maximum(hits, 0))),
         "mated": mated_rows,
         "pass_pairs": rates_over_thresholds(pass_pairs, thresholds),
+        # Decisions (one per embedded shot) of each stranger pass: the union bound of the per-pass ratio.
+        "stranger_decisions": [len(p.best_score) for v in strangers for p in decided[v]],
         "thresholds": [
             {
                 "threshold": t,
@@ -262,116 +277,107 @@ def _what_predicts(faces, mated, gallery: np.ndarray, subjects: np.ndarray) -> d
     }
 
 
-def _per_pass_floor(live: dict, faces, strangers, gallery_nm: np.ndarray, args) -> dict:
-    """The lowest threshold at which per-pass FPIR meets the target at the target size: the model's
-    single-shot FMR (its calibration) times the per-pass / single-shot ratio measured here."""
-    thresholds = list(args.thresholds)
+def per_pass_ratio(live: dict, faces, strangers, gallery_nm: np.ndarray, thresholds: list[float]) -> dict:
+    """How many times more often a pass falsely matches a watchlist entry than one shot does.
+
+    Per threshold: pass pairs (stranger track x entry: the entry's best score over the pass's
+    decisions, under the live policy) at or above it, k of n, against shot pairs (stranger face x
+    entry) at or above it. ratio: the largest (k/n per pass) / (k/n per shot) over thresholds where
+    shots match falsely at least MIN_PAIRS times, never below 1 (a pass is never assumed safer than a
+    shot). It grows with the threshold, as the best of several draws does in a tail, so the largest
+    rests on the fewest events. Its upper bound is the smaller of two:
+    - counted: at the threshold giving that largest ratio, the Wilson 95% upper bound of the pass
+      rate over the Wilson 95% lower bound of the shot rate;
+    - the union bound: a pass alerts if any of its decisions does, so it falsely matches an entry at
+      most (decisions per pass) times as often as one decision does; with a fused decision matching
+      a stranger no more often than one shot (a mean of shots has less shot noise, the spread that
+      makes impostor scores high), the mean decisions per stranger pass (its 95% upper bound) bound
+      the ratio at every threshold, however few the events.
+    Never below ratio."""
     single = np.concatenate([(faces[v].vectors @ gallery_nm.T).ravel() for v in strangers])
     shot_pairs = rates_over_thresholds(single, thresholds)
-    ratios = []
-    for t, (pk, pn), (sk, sn) in zip(thresholds, live["pass_pairs"], shot_pairs, strict=True):
-        if sk >= MIN_PAIRS:
-            ratios.append((t, (pk / pn) / (sk / sn)))
-    ratio = max([1.0] + [r for _, r in ratios])  # never assume a pass is safer than one shot
-    calib = calibration.load(SFACE.model_id)
-    curve = calib.basis.get("fmr")
+    measured = [
+        [t, pk, pn, sk, sn] for t, (pk, pn), (sk, sn) in zip(thresholds, live["pass_pairs"], shot_pairs, strict=True)
+    ]
+    usable = [(t, pk, pn, sk, sn) for t, pk, pn, sk, sn in measured if sk >= MIN_PAIRS]
+    ratios = [(t, (pk / pn) / (sk / sn)) for t, pk, pn, sk, sn in usable]
+    uppers = [(t, wilson(pk, pn).high / wilson(sk, sn).low) for t, pk, pn, sk, sn in usable]
+    decisions = np.asarray(live.get("stranger_decisions") or [], dtype=np.float64)
+    union = None
+    if len(decisions) > 1:
+        union = float(decisions.mean() + Z95 * decisions.std(ddof=1) / np.sqrt(len(decisions)))
     out = {
-        "calibrated_threshold": calib.default_threshold,
-        "calibrated_floor": calib.threshold_floor,
-        "pass_to_shot_fmr_ratio": ratio,
-        "ratios_measured": ratios,
-        "shot_pairs": shot_pairs,
-        "per_pass_threshold": None,
-        "floor": calib.threshold_floor,
+        "ratio": 1.0,
+        "ratio_upper": 1.0,
+        "at": None,
+        "measured": measured,
+        "ratios": ratios,
+        "uppers": uppers,
+        "decisions_per_stranger_pass": {
+            "mean": float(decisions.mean()) if len(decisions) else None,
+            "upper_95": union,
+            "passes": len(decisions),
+        },
     }
-    if not curve:
-        out["note"] = "the calibration holds no FMR curve: run `make eval EVAL_ARGS=--write-calibration`"
-        return out
-    rows = []
-    for t, k, n in curve:
-        rows.append({"threshold": t, "fmr": k / n, "fpir_at_target": fpir_at_size(ratio * k / n, args.target_size)})
-    meeting = [r["threshold"] for r in rows if r["fpir_at_target"] <= args.target_fpir]
-    out["curve"] = rows
-    if meeting:
-        out["per_pass_threshold"] = min(meeting)
-        # Equitability across groups is the single-shot calibration's; a pass is never decided below it.
-        out["floor"] = max(min(meeting), calib.threshold_floor)
+    if ratios:
+        i = max(range(len(ratios)), key=lambda j: ratios[j][1])
+        out["ratio"] = max(1.0, ratios[i][1])
+        out["counted_upper"] = uppers[i][1]
+        out["ratio_upper"] = max(out["ratio"], min(uppers[i][1], union) if union is not None else uppers[i][1])
+        out["at"] = ratios[i][0]
+        out["largest_upper_anywhere"] = max(u for _, u in uppers)
     return out
 
 
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and value == float("-inf"):
-        return None
-    raise TypeError(f"{type(value).__name__} is not JSON")
+RATIO_RULE = (
+    f"ratio: max over thresholds where single-shot false matches >= {MIN_PAIRS} of (pass pairs k/n) / (shot "
+    "pairs k/n), never below 1; ratio_upper: the smaller of (at the threshold of that max, Wilson 95% high of the "
+    "pass rate / Wilson 95% low of the shot rate) and the union bound (the 95% upper bound of the mean decisions "
+    "per stranger pass: a pass alerts if any of its decisions does, a fused decision taken to match a stranger no "
+    "more often than one shot), never below ratio. Pass pairs: stranger track x entry under the live shot "
+    "policy and fusion; shot pairs: stranger face x entry; entries: the watchlist less the same-clip enrolments."
+)
 
 
-def _at(strategy: dict, threshold: float) -> dict:
-    return min(strategy["thresholds"], key=lambda r: abs(r["threshold"] - threshold))
+def _recall(rows: list[dict], thresholds: list[float]) -> list[list]:
+    """[t, k, n] of mated passes whose right person is found at or above t."""
+    scores = np.array([r["score"] for r in rows], dtype=np.float64)
+    return [[t, int((scores >= t).sum()), len(scores)] for t in thresholds]
 
 
-def _rate(rate: dict) -> str:
-    return f"{rate['k']}/{rate['n']} ({100 * rate['rate']:.0f}%)" if rate["n"] else "n/a"
-
-
-def markdown(out: dict) -> str:
-    floor = out["floor"]["floor"]
-    every = next(s for s in out["strategies"] if s["name"] == "every face")
-    lines = [
-        "# Per-pass evaluation on video",
-        "",
-        f"{out['passes']['mated']} mated passes (people whose watchlist photo is of another occasion, and "
-        f"single-person clips enrolled from their own last second); {out['passes']['non_mated']} non-mated passes "
-        f"(every track of every clip) against {out['watchlist']['from_dataset']:,} dataset identities plus the "
-        f"cross-occasion photos ({out['watchlist']['entries']:,} entries).",
-        "",
-        f"Per-pass floor: {floor:.2f} (calibrated single-shot floor {out['floor']['calibrated_floor']:.2f}; "
-        f"per-pass / single-shot false match ratio {out['floor']['pass_to_shot_fmr_ratio']:.2f}; lowest threshold "
-        f"meeting FPIR 1 in {1 / out['target']['fpir']:,.0f} at {out['target']['watchlist_size']:,} entries per "
-        f"pass: {out['floor']['per_pass_threshold']}).",
-        "",
-        f"At the per-pass floor {floor:.2f}:",
-        "",
-        "| shots, fusion | embeddings per pass | of every face | per-pass TPIR | wrong subject | per-pass FPIR "
-        "| highest stranger | mean mated score |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for s in out["strategies"]:
-        row = _at(s, floor)
-        name = s["name"] if s["fusion"] == "mean" or "of shots" in s["name"] else f"{s['name']} ({s['fusion']})"
-        lines.append(
-            f"| {name} | {s['embeddings_per_pass']:.1f} | {s['share_of_every_face']:.0%} | {_rate(row['tpir'])} "
-            f"| {row['wrong_subject']} | {_rate(row['fpir'])} | {s['highest_stranger_score']:.3f} "
-            f"| {s['mean_mated_score']:.3f} |"
-        )
-    live = next(s for s in out["strategies"] if s["live"])
-    lines += [
-        "",
-        "What predicts a face's score against the right person within a pass (Spearman's rho over mated passes):",
-        "",
-        "| measure | median rho | range | passes |",
-        "|---|---|---|---|",
-    ]
-    for name, p in out["predictors"].items():
-        lines.append(f"| {name} | {p['median_rho']:+.2f} | {p['min']:+.2f} to {p['max']:+.2f} | {p['passes']} |")
-    lines += [
-        "",
-        f"Mated passes, score of the right person (every face / {live['name']}):",
-        "",
-        "| person | kind | every face | live | alerts at the floor |",
-        "|---|---|---|---|---|",
-    ]
-    for a, b in zip(every["mated"], live["mated"], strict=True):
-        alerts = "yes" if b["score"] >= floor else "no"
-        lines.append(f"| {a['subject'][2:]} | {a['kind']} | {a['score']:.3f} | {b['score']:.3f} | {alerts} |")
-    lines += [
-        "",
-        "Per-pass TPIR of the live policy by threshold: "
-        + ", ".join(
-            f"{r['threshold']:.2f}: {_rate(r['tpir'])}"
-            for r in live["thresholds"]
-            if round(r["threshold"] * 100) % 2 == 0 and 0.6 <= r["threshold"] <= 0.72
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+def write_calibration(out: dict, live: dict, thresholds: list[float]) -> None:
+    ratio = out["per_pass"]
+    path = calibration.calibration_path(SFACE.model_id)
+    calibration_file.update(
+        path,
+        SFACE.model_id,
+        {
+            "per_pass": {
+                "ratio": ratio["ratio"],
+                "ratio_upper": ratio["ratio_upper"],
+                "counted_upper": ratio.get("counted_upper"),
+                "decisions_per_stranger_pass": ratio["decisions_per_stranger_pass"],
+                "rule": RATIO_RULE,
+                "measured": ratio["measured"],
+            },
+            "recall": {
+                "per_pass": _recall(live["mated"], thresholds),
+                "per_pass_cross_occasion": _recall(
+                    [r for r in live["mated"] if r["kind"] == "cross-occasion"], thresholds
+                ),
+            },
+        },
+        "video",
+        {
+            "rule": "recall.per_pass: mated passes (cross-occasion and same clip) whose right person is found at or "
+            "above t under the live shot policy; per_pass_cross_occasion: the cross-occasion ones alone",
+            "policy": live["name"],
+            "inputs": out["inputs"],
+            "watchlist": {k: v for k, v in out["watchlist"].items() if k != "refused"},
+            "passes": out["passes"],
+            "ratio_at": ratio["at"],
+            "generated_at": out["generated_at"],
+            "command": "make eval-video EVAL_ARGS=--write-calibration; see docs/evaluation.md",
+        },
+    )
+    err.print(f"calibration's per_pass and recall.per_pass written to {path}")
