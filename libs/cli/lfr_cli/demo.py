@@ -18,6 +18,7 @@ from rich.console import Console
 from lfr.v1 import deployments_pb2 as pb
 from lfr_cli import demo_data
 from lfr_cli.alerts import AlertCollector
+from lfr_cli.deployments import operating_point_line
 from lfr_cli.watchlist import WatchlistFolderError, iter_messages, scan
 from lfr_contracts import FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCHES_FOUND
 from lfr_contracts.clients import DeploymentClient
@@ -100,9 +101,10 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
             cameras=[pb.CameraCoverage(van_id=VAN, camera_id=c) for c in cameras],
         )
         request.planned_end.FromSeconds(int(now + 3600))
+        request.watchlist_size_limit = len(items)  # a targeted list: its threshold follows from its size
         deployment = client.create(request)
         deployment_id = deployment.deployment_id
-        err.print(f"deployment {deployment_id}, threshold {deployment.threshold:.3f} ({deployment.model_id})")
+        err.print(f"deployment {deployment_id} ({deployment.model_id})")
         results = list(client.enrol(deployment_id, iter_messages(items), expected=len(items)))
         enrolled = [r for r in results if r.status == pb.ENROL_STATUS_ENROLLED]
         for r in results:
@@ -114,8 +116,10 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
             client.close(deployment_id, "demo: nothing could be enrolled")
             err.print("[red]error:[/] no image of the watchlist could be enrolled")
             return 2
-        client.review(deployment_id, "demo reviewer")  # nothing is matched before the review
+        # Nothing is matched before the review, which derives the threshold from the entries reviewed.
+        deployment = client.review(deployment_id, "demo reviewer").deployment
         err.print("watchlist reviewed by 'demo reviewer' (audited): matching starts")
+        err.print(operating_point_line(deployment.operating_point, deployment.threshold))
 
         def live(alert) -> None:
             if alert.revision == 1:
@@ -159,9 +163,32 @@ def _run(stack: Stack, items, videos: list[str], args, started: float) -> int:
             + (", ".join(c.replica for c in d.replica_copies_deleted) or "no match replica")
             + (f" (not reported by {', '.join(d.replica_copies_pending)})" if d.replica_copies_pending else "")
         )
-    summary = {**totals, "alerts": len(alerts), "wall_seconds": round(time.monotonic() - started, 1)}
+    summary = {
+        **totals,
+        "alerts": len(alerts),
+        "threshold": round(deployment.threshold, 4),
+        "operating_point": _operating_summary(deployment.operating_point),
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
     print(json.dumps({"summary": summary}), flush=True)  # noqa: T201 - the demo's output
     return 0
+
+
+def _operating_summary(p: pb.OperatingPoint) -> dict:
+    """The derived threshold's inputs, for the summary line."""
+    return {
+        "entries": p.entries,
+        "false_alert_budget": p.budget,
+        "derived_threshold": round(p.derived_threshold, 4) if p.HasField("derived_threshold") else None,
+        "threshold_source": p.threshold_source,
+        "bound_by": p.bound_by,
+        "group": p.group,
+        "predicted_false_alerts_per_face_upper": p.predicted_fpir_upper,
+        "per_pass_ratio_upper": p.per_pass_ratio_upper,
+        "equitability_floor": round(p.equitability_floor, 4),
+        "curve_version": p.curve_version,
+        "predicted_recall": round(p.predicted_recall.rate, 4) if p.HasField("predicted_recall") else None,
+    }
 
 
 def _wait_drained(

@@ -77,6 +77,8 @@ def print_deployment(deployment: pb.Deployment, as_json: bool) -> None:
             table.add_row(key, str(data.get(key)))
     if deployment.HasField("predicted_false_alerts"):
         table.add_row("predicted", predicted_line(deployment.predicted_false_alerts).removeprefix("predicted "))
+    if deployment.HasField("operating_point"):
+        table.add_row("operating point", operating_point_line(deployment.operating_point, deployment.threshold))
     if data.get("cameras"):
         table.add_row("cameras", ", ".join(f"{c['van_id']}/{c['camera_id']}" for c in data["cameras"]))
     groups = deployment.perceived_groups
@@ -133,6 +135,68 @@ def create(client: DeploymentClient, args) -> int:
         print(deployment.deployment_id)  # noqa: T201 - the id is the command's output
         if deployment.HasField("predicted_false_alerts"):
             err.print(predicted_line(deployment.predicted_false_alerts))
+        if deployment.HasField("operating_point"):
+            print_tradeoff(deployment.operating_point, deployment.threshold)
+    return 0
+
+
+def _one_in(rate: float) -> str:
+    return "none" if rate <= 0 else f"1 in {1 / rate:,.0f}"
+
+
+def _recall_text(rate: pb.RateEstimate | None) -> str:
+    if rate is None or not rate.total:
+        return "-"
+    return f"{rate.rate:.0%} [{rate.lower_95:.0%}, {rate.upper_95:.0%}] ({rate.count}/{rate.total} passes)"
+
+
+def operating_point_line(point: pb.OperatingPoint, threshold: float) -> str:
+    """Where the threshold came from, in one line (create, review, plan, the demo's summary)."""
+    derived = f"{point.derived_threshold:.3f}" if point.HasField("derived_threshold") else "none"
+    source = {
+        "chosen": f"threshold {threshold:.3f}, chosen above the derived {derived}",
+        "overridden": f"threshold {threshold:.3f}, OVERRIDDEN below the derived {derived} (audited)",
+    }.get(point.threshold_source, f"threshold {threshold:.3f} derived")
+    return (
+        f"{source} for {point.entries:,} entries under a budget of {_one_in(point.budget)} faces "
+        f"(set by the {point.bound_by.replace('_', ' ')}; predicted up to {_one_in(point.predicted_fpir_upper)}, "
+        f"{point.group}; per-pass ratio up to {point.per_pass_ratio_upper:.2f}; equitability floor "
+        f"{point.equitability_floor:.3f}; model {point.model_min:.3f}-{point.model_max:.3f}; curves "
+        f"{point.curve_version}; largest list that fits {point.largest_list:,})"
+    )
+
+
+def print_tradeoff(point: pb.OperatingPoint, threshold: float) -> None:
+    """What the authorising officer weighs: this list and lists 3 and 10 times larger."""
+    err.print(operating_point_line(point, threshold))
+    table = Table("entries", "threshold", "false alerts per face (up to)", "worst group", "recall per pass (predicted)")
+    for row in point.tradeoff:
+        table.add_row(
+            f"{row.entries:,}",
+            f"{row.threshold:.3f}" if row.HasField("threshold") else "none: too large",
+            _one_in(row.predicted_fpir_upper),
+            row.group,
+            _recall_text(row.predicted_recall if row.HasField("predicted_recall") else None),
+        )
+    Console(stderr=True).print(table)
+
+
+def plan(client: DeploymentClient, args) -> int:
+    """The operating point of a list before anything is created."""
+    answer = client.plan(args.entries, args.expected_faces)
+    if args.json:
+        print(json.dumps(plain(answer)))  # noqa: T201 - machine output goes to stdout
+        return 0
+    point = answer.operating_point
+    print_tradeoff(point, point.derived_threshold)
+    if answer.HasField("predicted_false_alerts"):
+        err.print(predicted_line(answer.predicted_false_alerts))
+    if not point.HasField("derived_threshold"):
+        err.print(
+            f"[red]too large:[/] no threshold up to the model's maximum {point.model_max:.3f} meets the budget; "
+            f"the largest list that fits is {point.largest_list:,} entries (the review would refuse it)"
+        )
+        return 1
     return 0
 
 
@@ -315,6 +379,7 @@ def report_markdown(r: dict) -> str:
         f"| false alerts per face scanned | {_rate_text(r['false_alerts_per_face_scanned'])} |",
         f"| false alerts per alert | {_rate_text(r['false_alerts_per_alert'])} |",
         *_predicted_rows(r.get("predicted_false_alerts"), o["false_alerts"]),
+        *_operating_rows(r.get("operating_point"), o["true_alerts"]),
         "",
     ]
     if r["vans"]:
@@ -383,6 +448,29 @@ def _predicted_rows(p: dict | None, observed: int) -> list[str]:
     ]
 
 
+def _operating_rows(p: dict | None, true_alerts: int) -> list[str]:
+    """How the threshold was derived, and the recall predicted at it beside what was observed."""
+    if not p:
+        return []
+    derived = f"{p['derived_threshold']:.3f}" if p.get("derived_threshold") is not None else "none"
+    recall = p.get("predicted_recall") or {}
+    predicted = (
+        f"{recall['rate']:.0%} (95%: {recall['lower_95']:.0%}-{recall['upper_95']:.0%}, {recall['count']} of "
+        f"{recall['total']} calibration passes)"
+        if recall.get("total")
+        else "-"
+    )
+    return [
+        f"| threshold derived | {derived} for {p['entries']:,} entries under a budget of {_one_in(p['budget'])} "
+        f"faces (set by the {p['bound_by'].replace('_', ' ')}; predicted up to "
+        f"{_one_in(p.get('predicted_fpir_upper', 0.0))}, {p['group']}; per-pass ratio up to "
+        f"{p['per_pass_ratio_upper']:.2f}; equitability floor {p['equitability_floor']:.3f}; curves "
+        f"{p['curve_version']}) |",
+        f"| recall per pass predicted / observed | {predicted} / {true_alerts} true alerts (who on the list passed "
+        "unseen cannot be observed live) |",
+    ]
+
+
 def manifest(client: DeploymentClient, args) -> int:
     """The ids-only manifest: one row per entry (no image, no template)."""
     answer = client.manifest(args.deployment_id)
@@ -418,6 +506,8 @@ def was_listed(client: DeploymentClient, args) -> int:
 def review(client: DeploymentClient, args) -> int:
     answer = client.review(args.deployment_id, args.officer)
     print_deployment(answer.deployment, args.json)
+    if not args.json and answer.deployment.HasField("operating_point"):
+        print_tradeoff(answer.deployment.operating_point, answer.deployment.threshold)
     for pair in answer.template_lookalikes:
         err.print(
             f"[yellow]lookalike[/]: the template of {pair.subject_id}'s photos scores {pair.score:.2f} against "

@@ -139,8 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--end", help="ISO 8601 time; default start + --hours")
     create.add_argument("--hours", type=float, default=8.0, help="length when --end is not given")
     create.add_argument("--camera", action="append", metavar="VAN/CAMERA", help="a camera it covers (repeat)")
-    create.add_argument("--threshold", type=float, help="face-match threshold; default: the model's calibrated one")
-    create.add_argument("--override-reason", help="why a threshold below the floor is used (audited)")
+    create.add_argument(
+        "--threshold",
+        type=float,
+        help="face-match threshold; default: derived from the policy's false-alert budget and the list's size",
+    )
+    create.add_argument("--override-reason", help="why a threshold below the derived one is used (audited)")
     create.add_argument("--size-limit", type=int, help="most watchlist images")
     create.add_argument(
         "--expected-faces", type=int, default=0, help="faces it expects to scan: predicts its false alerts for them"
@@ -170,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     ratify.add_argument("deployment_id")
     ratify.add_argument("--officer", required=True, help="the officer who ratifies it (audited)")
     _connection_options(dep.add_parser("list", help="list deployments"))
+    plan = dep.add_parser(
+        "plan",
+        help="before creating: the threshold a list of N entries gets under the policy's false-alert budget, "
+        "predicted false alerts and recall, for it and for lists 3 and 10 times larger",
+    )
+    _connection_options(plan)
+    plan.add_argument("--entries", type=int, required=True, help="watchlist entries (images, plus one template per "
+                      "subject with two or more photos)")  # fmt: skip
+    plan.add_argument("--expected-faces", type=int, default=0, help="faces it expects to scan")
 
     watchlist = commands.add_parser("watchlist", help="enrol a watchlist folder")
     wl = watchlist.add_subparsers(dest="watchlist_command", required=True)
@@ -263,6 +276,7 @@ def _dispatch(args) -> int:
                 "ratify": deployments.ratify,
                 "manifest": deployments.manifest,
                 "report": deployments.report,
+                "plan": deployments.plan,
             }[args.deployment_command]
         elif args.command == "transparency":
             from lfr_cli import transparency

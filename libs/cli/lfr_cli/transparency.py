@@ -72,9 +72,33 @@ def notice(deployment: pb.Deployment, report: pb.DeploymentReport, now: datetime
             "watchlist_size": deployment.enrolled_images,
             "threshold": round(deployment.threshold, 4),
             "model_id": deployment.model_id,
+            **_operating_point(deployment),
         },
         NOTICE_SCHEMA,
     )
+
+
+def _operating_point(deployment: pb.Deployment) -> dict:
+    """How the threshold was derived: the budget, the entries, the group that bound it (no person's data)."""
+    if not deployment.HasField("operating_point"):
+        return {}
+    p = deployment.operating_point
+    recall = p.predicted_recall if p.HasField("predicted_recall") else None
+    return {
+        "operating_point": {
+            "entries": p.entries,
+            "false_alert_budget": p.budget,
+            "derived_threshold": round(p.derived_threshold, 4) if p.HasField("derived_threshold") else None,
+            "threshold_source": p.threshold_source or "derived",
+            "bound_by": p.bound_by,
+            "group": p.group,
+            "predicted_false_alerts_per_face_upper": p.predicted_fpir_upper,
+            "curve_version": p.curve_version,
+            "predicted_recall": (
+                {"rate": recall.rate, "lower_95": recall.lower_95, "upper_95": recall.upper_95} if recall else None
+            ),
+        }
+    }
 
 
 def _rate(r: dict) -> dict:
@@ -184,6 +208,25 @@ def _wilson(rate) -> dict:
     return {"count": rate.k, "total": rate.n, "rate": rate.value or 0.0, "lower_95": rate.low, "upper_95": rate.high}
 
 
+def _operating_text(p: dict | None) -> list[str]:
+    if not p:
+        return []
+    recall = p.get("predicted_recall")
+    found = (
+        f" At it, about {recall['rate']:.0%} (95%: {recall['lower_95']:.0%}-{recall['upper_95']:.0%}) of listed "
+        "people passing a camera are predicted to be found."
+        if recall
+        else ""
+    )
+    return [
+        f"The threshold follows from the force's promise of at most 1 in {1 / p['false_alert_budget']:,.0f} faces "
+        f"scanned falsely alerted, for a watchlist of {p['entries']:,} entries: up to "
+        f"1 in {1 / max(p['predicted_false_alerts_per_face_upper'], 1e-12):,.0f} are predicted, for the group the "
+        f"model errs on most ({p['group']}).{found}",
+        "",
+    ]
+
+
 def markdown(document: dict) -> str:
     if document["schema"] == NOTICE_SCHEMA:
         d = document
@@ -198,6 +241,7 @@ def markdown(document: dict) -> str:
                 f"The watchlist holds {d['watchlist_size']} images of people sought as: {categories}. "
                 f"Faces that do not match it are deleted at once. Threshold {d['threshold']} ({d['model_id']}).",
                 "",
+                *_operating_text(d.get("operating_point")),
             ]
         )
     t = document["totals"]

@@ -71,6 +71,11 @@ class DeploymentClient(_Client):
         request = pb.ReviewWatchlistRequest(deployment_id=deployment_id, officer=officer)
         return self.stub.ReviewWatchlist(request, metadata=self.metadata, timeout=self.timeout_s)
 
+    def plan(self, entries: int, expected_faces: int = 0) -> pb.PlanDeploymentResponse:
+        """The operating point a list of `entries` would get under the force's budget; nothing is created."""
+        request = pb.PlanDeploymentRequest(entries=entries, expected_faces=expected_faces)
+        return self.stub.PlanDeployment(request, metadata=self.metadata, timeout=self.timeout_s)
+
     def ratify(self, deployment_id: str, officer: str) -> pb.Deployment:
         request = pb.RatifyDeploymentRequest(deployment_id=deployment_id, officer=officer)
         return self.stub.RatifyDeployment(request, metadata=self.metadata, timeout=self.timeout_s).deployment

@@ -65,6 +65,8 @@ TOMBSTONE_FIELDS = frozenset(
         "min_margin",
         "expected_faces",
         "prediction",
+        "operating_point",
+        "false_alert_budget",
         "perceived_groups",
         "equity",
     }
@@ -235,6 +237,7 @@ def new_deployment_record(
     reviewed_at: float = 0.0,
     perceived_groups: Mapping[str, Sequence[str]] | None = None,
     equity: EquityPolicy | None = None,
+    false_alert_budget: float | None = None,
 ) -> dict[str, str]:
     """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera),
     with the public key that verifies its alert revisions (lfr_platform.signing); an `urgent` one must
@@ -242,13 +245,17 @@ def new_deployment_record(
     (`reviewed_at`, set by the review); an alert whose runner-up scores within `min_margin` of it is
     held for a supervisor. `perceived_groups` (dimension -> the closed list an officer's perception is
     recorded from) and `equity` (the monitor's reference shares and limits) are the policy's, copied
-    at creation as `min_margin` is: alert reads them from here."""
+    at creation as `min_margin` is, and so is `false_alert_budget` (the false alerts per face scanned
+    its threshold was derived for, which alert's LfrFalseAlertRateHigh holds it to): alert reads them
+    from here."""
     reviewed = {"reviewed_at": repr(reviewed_at), "reviewed_by": created_by} if reviewed_at else {}
     policy = {}
     if perceived_groups is not None:
         policy["perceived_groups"] = json.dumps({d: list(groups) for d, groups in perceived_groups.items()})
     if equity is not None:
         policy["equity"] = equity.to_json()
+    if false_alert_budget is not None:
+        policy["false_alert_budget"] = repr(false_alert_budget)
     return {
         **reviewed,
         **policy,
@@ -336,6 +343,8 @@ class DeploymentView:
     # and the equity monitor's reference shares and limits: the policy's at creation.
     perceived_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     equity: EquityPolicy | None = None
+    # The policy's false-alert budget at creation (None for a record made before it was copied).
+    false_alert_budget: float | None = None
 
     def authorises(self, captured_at: float) -> bool:
         """The capture time is inside the authorised window (whenever it is processed)."""
@@ -406,6 +415,7 @@ class DeploymentRegistry:
                 d: tuple(groups) for d, groups in json.loads(record.get("perceived_groups") or "{}").items()
             },
             equity=EquityPolicy.from_json(record["equity"]) if record.get("equity") else None,
+            false_alert_budget=float(record["false_alert_budget"]) if record.get("false_alert_budget") else None,
         )
 
 

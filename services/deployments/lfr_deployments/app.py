@@ -11,6 +11,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from lfr.v1 import deployments_pb2, deployments_pb2_grpc
+from lfr_deployments import prediction
 from lfr_deployments.closing import Closer
 from lfr_deployments.decoding import DecoderPool
 from lfr_deployments.janitor import Janitor
@@ -54,21 +55,15 @@ DUPLICATE_SIMILARITY = 0.95
 SUBJECT_MISMATCH_FMR = 0.01
 
 
-def threshold_policy(settings: DeploymentsSettings, model_id: str) -> ThresholdPolicy:
-    try:
-        calib = calibration.load(model_id)
-    except calibration.CalibrationMissing:
-        if settings.default_threshold is None or settings.threshold_floor is None:
-            raise
-        log.warning("%s has no calibration: photos of one subject are not checked for two people", model_id)
-        return ThresholdPolicy(model_id, settings.default_threshold, settings.threshold_floor)
-    return ThresholdPolicy(
-        model_id,
-        settings.default_threshold if settings.default_threshold is not None else calib.default_threshold,
-        settings.threshold_floor if settings.threshold_floor is not None else calib.threshold_floor,
-        calib.lowest_threshold_at_fmr(SUBJECT_MISMATCH_FMR),
-        tuple((float(t), int(k), int(n)) for t, k, n in calib.basis.get("fmr", [])),
-    )
+def threshold_policy(settings: DeploymentsSettings, model_id: str, budget: float) -> ThresholdPolicy:
+    """The model's calibration (its curves) with the force's false-alert budget. A model without one, or
+    with one that lacks a curve, stops the service: the error says which command writes it."""
+    calib = calibration.load(model_id, settings.calibration_file)
+    if calib.model_id != model_id:
+        raise calibration.CalibrationIncomplete(
+            f"calibration file {settings.calibration_file} is for model {calib.model_id!r}, not {model_id!r}"
+        )
+    return ThresholdPolicy(calib, budget, calib.lowest_threshold_at_fmr(SUBJECT_MISMATCH_FMR))
 
 
 class ControlPlane:
@@ -151,8 +146,19 @@ def build(
             model_id=platform.model.id,
         )
     metrics.MODEL_INFO.labels("enrolment-embedder", embedder.model_id, embedder.provider).set(1)
-    policy = threshold_policy(settings, embedder.model_id)
-    log.info("thresholds for %s: default %.3f, floor %.3f", policy.model_id, policy.default, policy.floor)
+    try:
+        policy = threshold_policy(settings, embedder.model_id, rules.false_alert_budget)
+    except (calibration.CalibrationMissing, calibration.CalibrationIncomplete) as exc:
+        raise StartRefused(str(exc)) from exc
+    log.info(
+        "thresholds for %s derived from a budget of %s faces (curves %s, equitability floor %.3f, model %.3f-%.3f)",
+        policy.model_id,
+        prediction.one_in(policy.budget),
+        policy.calibration.version,
+        policy.calibration.equitability_floor,
+        policy.calibration.model_min,
+        policy.calibration.model_max,
+    )
     index = index or open_index(platform.watchlist, settings.data_dir)
     redis = redis or platform.redis_client()
     keys = RedisKeys(platform.redis_prefix)

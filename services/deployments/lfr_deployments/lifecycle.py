@@ -1,11 +1,14 @@
 """Rules of the deployment lifecycle, free of I/O: what a valid deployment is, and which
 thresholds may be used.
 
-Threshold governance: every model has a calibrated floor (docs/evaluation.md). A threshold below it
-is refused unless the request says why, and that reason goes into the audit trail. The National
-Physical Laboratory's 2023 study of the Met's system found false alerts rising below its default
-threshold and falling disproportionately on Black people; the floor makes such a choice deliberate
-and accountable rather than a typo.
+Threshold governance: a deployment's threshold is derived, never typed in. The force's policy fixes
+the public's risk (false_alert_budget: false alerts per face scanned); the model's calibration says
+which threshold keeps a list of this size within it (lfr_faces.calibration: the operating point), at
+or above the equitability floor, below which some group's false alerts differ significantly. A force
+may choose a higher threshold. A lower one needs a reason, which goes into the audit trail: the
+National Physical Laboratory's 2023 study of the Met's system found false alerts rising below its
+default threshold and falling disproportionately on Black people; the derived threshold makes such
+a choice deliberate and accountable rather than a typo. Nothing goes below the model's minimum.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 
 from lfr_deployments import prediction
 from lfr_deployments.policy import DeploymentPolicy
+from lfr_deployments.prediction import one_in
+from lfr_faces.calibration import Calibration, OperatingPoint, Tradeoff
 from lfr_platform.equity import EquityPolicy
 from lfr_watchlist.templates import most_entries
 
@@ -43,31 +48,103 @@ class InvalidRequest(ValueError):
     """The request itself is wrong; the message says what to change."""
 
 
+class ListTooLarge(InvalidRequest):
+    """No threshold up to the model's maximum keeps the list within the false-alert budget."""
+
+
+DERIVED, CHOSEN, OVERRIDDEN = "derived", "chosen", "overridden"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A deployment's threshold, where it came from, and the operating point it was checked against."""
+
+    value: float
+    source: str  # DERIVED, CHOSEN (higher than derived, by the force) or OVERRIDDEN (lower, with a reason)
+    point: OperatingPoint
+    tradeoff: tuple[Tradeoff, ...]
+
+    @property
+    def floor(self) -> float:
+        """The lowest threshold accepted without an override reason: the derived one (or the model's
+        maximum for a list too large for the budget)."""
+        return self.point.threshold if self.point.threshold is not None else self.point.model_max
+
+
 @dataclass(frozen=True)
 class ThresholdPolicy:
-    model_id: str
-    default: float
-    floor: float
+    """The model's calibration and the force's false-alert budget: every deployment's operating point."""
+
+    calibration: Calibration
+    budget: float
     # Two enrolment photos of one subject that score below this are taken for two people (at most 1 in
     # 100 pairs of different people score above it, by the model's calibration); None: not checked.
     same_subject_min: float | None = None
-    # The calibration's false match rate curve: (threshold, impostor pairs at or above, pairs).
-    fmr_curve: tuple[tuple[float, int, int], ...] = ()
 
-    def resolve(self, requested: float | None, override_reason: str) -> tuple[float, bool]:
-        """(threshold, overridden). Refuses below the floor without a reason."""
+    @property
+    def model_id(self) -> str:
+        return self.calibration.model_id
+
+    @property
+    def lowest_derivable(self) -> float:
+        """The lowest threshold any list derives: the equitability floor or the model minimum."""
+        return max(self.calibration.equitability_floor, self.calibration.model_min)
+
+    def point(self, entries: int) -> OperatingPoint:
+        return self.calibration.operating_point(max(1, entries), self.budget)
+
+    def resolve(self, requested: float | None, override_reason: str, entries: int) -> Threshold:
+        """The threshold for a list of `entries`: the derived one, unless the request names one. A higher
+        one is the force's choice; a lower one needs a reason (audited); none goes below the model's
+        minimum, reason or not."""
+        point = self.point(entries)
+        tradeoff = tuple(self.calibration.tradeoff(max(1, entries), self.budget))
+        derived = point.threshold if point.threshold is not None else point.model_max
         if requested is None:
-            return self.default, False
+            return Threshold(derived, DERIVED, point, tradeoff)
         if not 0.0 < requested < 1.0:
             raise InvalidRequest(f"threshold {requested} is not between 0 and 1")
-        if requested < self.floor:
+        if requested < point.model_min - 1e-9:
+            raise InvalidRequest(
+                f"threshold {requested:.3f} is below the model minimum {point.model_min:.3f} for {self.model_id}: "
+                "no override goes below it (its calibration: docs/evaluation.md)"
+            )
+        if requested < derived - 1e-9:
             if not override_reason.strip():
                 raise InvalidRequest(
-                    f"threshold {requested:.3f} is below the floor {self.floor:.3f} for {self.model_id}: "
+                    f"threshold {requested:.3f} is below {derived:.3f}, the threshold derived for {entries:,} "
+                    f"watchlist entries under the policy's false-alert budget ({one_in(self.budget)} faces): "
                     "give threshold_override_reason to use it (it is recorded in the audit trail)"
                 )
-            return requested, True
-        return requested, False
+            return Threshold(requested, OVERRIDDEN, point, tradeoff)
+        return Threshold(requested, DERIVED if abs(requested - derived) < 1e-9 else CHOSEN, point, tradeoff)
+
+    def at_review(self, current: float, source: str, entries: int) -> Threshold:
+        """The threshold once the list is known (its entries reviewed, templates included): derived again,
+        a force's higher choice kept, an audited override kept while it is still below the derived one.
+        Raises ListTooLarge when no threshold up to the model's maximum meets the budget."""
+        point = self.point(entries)
+        if point.threshold is None:
+            raise ListTooLarge(self.too_large(point))
+        tradeoff = tuple(self.calibration.tradeoff(max(1, entries), self.budget))
+        derived = point.threshold
+        if source == CHOSEN and current > derived + 1e-9:
+            return Threshold(current, CHOSEN, point, tradeoff)
+        if source == OVERRIDDEN and current < derived - 1e-9:
+            return Threshold(current, OVERRIDDEN, point, tradeoff)
+        if source == OVERRIDDEN and current > derived + 1e-9:
+            return Threshold(current, CHOSEN, point, tradeoff)  # the list shrank under the override
+        return Threshold(derived, DERIVED, point, tradeoff)
+
+    def too_large(self, point: OperatingPoint) -> str:
+        """Why a list of point.entries cannot be used under the budget, with the figures."""
+        at_max, group = self.calibration.predicted_fpir_upper(point.model_max, point.entries)
+        return (
+            f"{point.entries:,} watchlist entries are too many for the policy's false-alert budget "
+            f"({one_in(self.budget)} faces scanned): even at the model's maximum threshold {point.model_max:.3f} "
+            f"false alerts are predicted up to {one_in(at_max)} faces ({group}); the largest list that fits is "
+            f"{point.largest_list:,} entries"
+        )
 
 
 @dataclass(frozen=True)
@@ -85,16 +162,14 @@ class NewDeployment:
     planned_start: float
     planned_end: float
     cameras: tuple[Coverage, ...]
-    threshold: float
-    threshold_overridden: bool
+    threshold: Threshold
     threshold_override_reason: str
     watchlist_size_limit: int
     model_id: str
-    threshold_floor: float
     where: str  # one of the policy's closed list
     urgent: bool = False  # authorised orally: ratified in writing by `ratify_by`, else closed
     ratify_by: float = 0.0
-    # False alerts predicted by the model's calibration for the watchlist's size limit (None: uncalibrated).
+    # False alerts predicted by the model's calibration for the watchlist's size limit.
     predicted: prediction.Prediction | None = None
     min_margin: float = 0.0
     # The policy's perceived-group lists and equity block, copied into the record (alert reads them there).
@@ -179,18 +254,19 @@ def validate_new(
     limit = watchlist_size_limit or default_size_limit
     if limit > max_size_limit:
         raise InvalidRequest(f"watchlist_size_limit {limit} is above the maximum {max_size_limit}")
-    value, overridden = policy.resolve(threshold, threshold_override_reason)
-    predicted = prediction.predict(policy.fmr_curve, value, most_entries(limit), expected_faces)
-    if predicted is not None:
-        try:
-            prediction.check(predicted, rules.max_false_alerts_per_faces, rules.max_false_alerts_per_deployment)
-        except prediction.OverLimit as exc:
-            if not false_alert_override_reason.strip():
-                raise InvalidRequest(
-                    f"{exc}: raise the threshold, lower watchlist_size_limit, or give false_alert_override_reason "
-                    "(it is recorded in the audit trail)"
-                ) from None
-            predicted = dataclasses.replace(predicted, override_reason=false_alert_override_reason.strip())
+    entries = most_entries(limit)
+    chosen = policy.resolve(threshold, threshold_override_reason, entries)
+    predicted = prediction.predict(policy.calibration, chosen.value, entries, expected_faces)
+    # The budget is the derived threshold's (a lower one is its override); the per-deployment limit is checked here.
+    try:
+        prediction.check(predicted, None, rules.max_false_alerts_per_deployment)
+    except prediction.OverLimit as exc:
+        if not false_alert_override_reason.strip():
+            raise InvalidRequest(
+                f"{exc}: raise the threshold, lower watchlist_size_limit, or give false_alert_override_reason "
+                "(it is recorded in the audit trail)"
+            ) from None
+        predicted = dataclasses.replace(predicted, override_reason=false_alert_override_reason.strip())
     return NewDeployment(
         name=name.strip(),
         purpose=purpose.strip(),
@@ -199,12 +275,10 @@ def validate_new(
         planned_start=start,
         planned_end=planned_end,
         cameras=tuple(coverage),
-        threshold=value,
-        threshold_overridden=overridden,
-        threshold_override_reason=threshold_override_reason.strip() if overridden else "",
+        threshold=chosen,
+        threshold_override_reason=threshold_override_reason.strip() if chosen.source == OVERRIDDEN else "",
         watchlist_size_limit=limit,
         model_id=policy.model_id,
-        threshold_floor=policy.floor,
         where=where,
         urgent=urgent,
         ratify_by=now + rules.ratify_within_h * 3600 if urgent else 0.0,

@@ -30,7 +30,7 @@ class PolicyError(ValueError):
 
 def _not_a_boolean(value: object) -> object:
     # YAML reads true/false, on/off and yes/no as booleans, and pydantic would take True as 1:
-    # `max_false_alerts_per_faces: on` would be a cap of 1 false alert in 1 face, no cap at all.
+    # `max_false_alerts_per_deployment: on` would be a cap of 1 false alert, not no cap.
     if isinstance(value, bool):
         raise ValueError(
             f"a number is required, not the boolean {str(value).lower()} (YAML reads true, on and yes as booleans)"
@@ -106,10 +106,38 @@ class Equity(_Strict):
         )
 
 
+_BUDGET = re.compile(r"^\s*(\d[\d,_]*(?:\.\d+)?)\s+in\s+(\d[\d,_]*(?:\.\d+)?)\s*$")
+
+
+def _budget(value: object) -> float:
+    """'1 in 6000' (or a number, 1/6000 written as a fraction above 0 and under 1) -> 1/6000."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError("a rate is required, written '1 in N' (e.g. '1 in 6000': one false alert per N faces scanned)")
+    if isinstance(value, int | float):
+        rate = float(value)
+    else:
+        match = _BUDGET.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a rate: write '1 in N' (e.g. '1 in 6000')")
+        alerts, faces = (float(x.replace(",", "").replace("_", "")) for x in match.groups())
+        if faces <= 0:
+            raise ValueError(f"{value!r}: the number of faces must be above 0")
+        rate = alerts / faces
+    if not 0 < rate < 1:
+        raise ValueError(
+            f"{value!r} is {rate:g} false alerts per face: a budget is above 0 and under 1 (e.g. '1 in 6000')"
+        )
+    return rate
+
+
+# The false-alert budget: false alerts per face scanned, parsed from "1 in N".
+Budget = Annotated[float, BeforeValidator(_budget)]
+
+
 class DeploymentPolicy(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1]
+    version: Literal[2]
     where: tuple[str, ...] = Field(min_length=1, description="Where LFR may be used: each deployment names one")
     max_duration_h: float = Field(gt=0, le=24 * 31, description="Longest deployment, planned start to end")
     ratify_within_h: float = Field(gt=0, le=24 * 7, description="An urgent deployment is ratified within this")
@@ -123,8 +151,9 @@ class DeploymentPolicy(_Strict):
     compile_before_start_h: float = Field(
         gt=0, le=24 * 90, description="A watchlist is enrolled no earlier than this before the window"
     )
-    max_false_alerts_per_faces: int | None = Field(
-        gt=0, description="At most 1 predicted false alert in this many faces scanned (None: no limit)"
+    false_alert_budget: Budget = Field(
+        description="The public's risk: at most this many false alerts per face scanned (per pass), e.g. '1 in 1000'; "
+        "every deployment's threshold is derived from it"
     )
     max_false_alerts_per_deployment: float | None = Field(
         gt=0, description="At most this many predicted false alerts per deployment (None: no limit)"
@@ -188,6 +217,12 @@ class DeploymentPolicy(_Strict):
             raise PolicyError(f"policy file {path} is not YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise PolicyError(f"policy file {path} must be a mapping of fields (see deploy/policy.yaml)")
+        if type(data.get("version")) is int and data["version"] == 1:
+            raise PolicyError(
+                f"policy file {path} is version 1: in version 2, max_false_alerts_per_faces: N became "
+                "false_alert_budget: '1 in N', from which each deployment's threshold is derived "
+                "(docs/deployments.md#the-operating-point); change both and set version: 2"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

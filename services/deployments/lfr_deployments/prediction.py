@@ -1,34 +1,35 @@
 """False alerts predicted for a deployment from its model's calibration, free of I/O.
 
-The calibration (lfr_faces.calibration, written by `lfr eval`) counts, at each threshold of a grid,
-how many of its impostor pairs (two photos of different people) score at or above it: the false
-match rate (FMR). A face scanned against a watchlist of W entries alerts falsely with probability
-about FMR x W (the sum over the entries: the pairwise model `lfr eval` calibrates the threshold
-with); over N faces, N x FMR x W false alerts are expected. The interval is the Wilson 95% interval
-of the FMR, scaled the same way (as the report's rates are).
+The calibration (lfr_faces.calibration, written by `lfr eval`) gives, at each threshold, the false
+match rate (FMR: two faces of different people scoring at or above it) overall and per group of the
+passer-by, counted over every pair of different people in the evaluation data and, where the counts
+run out, from a fit of the tail. A pass is searched several times, so it meets a stranger's entry more
+often than one shot: the per-pass ratio. A face scanned against W entries alerts falsely with
+probability about FMR x W x ratio; over N faces, N times that.
 
-The policy's limits are checked against the point estimate, the estimator the calibration chose the
-threshold with: at the default threshold no impostor pair of the calibration scored that high, so
-the upper bound says how large the calibration was (Wilson: 3.8 in 22.6 million pairs), not how the model
-behaves. Both are shown.
+Three figures are kept: the central estimate (overall FMR x W x the measured ratio), its lower bound,
+and the conservative one the policy's budget is checked against and the threshold is derived from:
+the worst group's 95% upper FMR x W x the ratio's upper bound. The budget protects every group.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from lfr_platform.rates import wilson
+from lfr_faces.calibration import Calibration
 
 
 @dataclass(frozen=True)
 class Prediction:
-    watchlist_size: int
+    watchlist_size: int  # entries (images and templates)
     per_face: float
     per_face_lower_95: float
-    per_face_upper_95: float
+    per_face_upper_95: float  # the conservative side: the worst group's, checked against the budget
     expected_faces: int
     fmr_pairs: int
     override_reason: str = ""
+    threshold: float | None = None  # None in records made before 2026-12 (scaled as they were)
+    group: str = ""  # the group whose curve gave the upper bound
 
     @property
     def expected(self) -> float:
@@ -66,33 +67,38 @@ class OverLimit(ValueError):
     """The prediction is over the policy's limit; the message says by how much and what to do."""
 
 
-def predict(
-    fmr_curve: tuple[tuple[float, int, int], ...], threshold: float, watchlist_size: int, expected_faces: int
-) -> Prediction | None:
-    """None without an FMR curve (an uncalibrated model: nothing can be predicted). The FMR is the
-    curve's at the highest grid threshold not above `threshold` (never an optimistic one)."""
-    at_or_below = [(t, k, n) for t, k, n in fmr_curve if t <= threshold + 1e-9 and n]
-    if not at_or_below:
-        return None
-    _, k, n = max(at_or_below)
-    rate = wilson(k, n)
+def predict(calib: Calibration, threshold: float, watchlist_size: int, expected_faces: int) -> Prediction:
+    """The false alerts `watchlist_size` entries raise at `threshold`, per face scanned and for the faces
+    expected. Each curve is read at the highest grid threshold not above `threshold` (never an optimistic one)."""
+    entries = max(1, watchlist_size)
+    overall = calib.overall
+    central, low, _ = overall.estimate(threshold)
+    upper, group = calib.predicted_fpir_upper(threshold, entries)
     return Prediction(
         watchlist_size=watchlist_size,
-        per_face=min(1.0, k / n * watchlist_size),
-        per_face_lower_95=min(1.0, rate.low * watchlist_size),
-        per_face_upper_95=min(1.0, rate.high * watchlist_size),
+        per_face=min(1.0, central * entries * calib.ratio),
+        per_face_lower_95=min(1.0, low * entries * calib.ratio),
+        per_face_upper_95=upper,
         expected_faces=expected_faces,
-        fmr_pairs=n,
+        fmr_pairs=overall.pairs,
+        threshold=threshold,
+        group=group,
     )
 
 
-def check(prediction: Prediction, per_faces: int | None, per_deployment: float | None) -> None:
-    """Raises OverLimit when the predicted false alerts are over the policy's limits."""
-    if per_faces is not None and prediction.per_face > 1 / per_faces:
+def one_in(rate: float) -> str:
+    """A rate as people read it: "1 in 6,000"."""
+    return "none" if rate <= 0 else f"1 in {1 / rate:,.0f}"
+
+
+def check(prediction: Prediction, budget: float | None, per_deployment: float | None) -> None:
+    """Raises OverLimit when the predicted false alerts are over the policy's limits (the budget on the
+    conservative side, the per-deployment limit on the central estimate)."""
+    if budget is not None and prediction.per_face_upper_95 > budget * (1 + 1e-9):
         raise OverLimit(
-            f"predicted false alerts are 1 in {1 / prediction.per_face:,.0f} faces scanned "
-            f"({prediction.watchlist_size:,} watchlist entries at this threshold), more than the policy's "
-            f"1 in {per_faces:,} (max_false_alerts_per_faces)"
+            f"predicted false alerts are up to {one_in(prediction.per_face_upper_95)} faces scanned "
+            f"({prediction.watchlist_size:,} watchlist entries at this threshold; {prediction.group}), more than "
+            f"the policy's {one_in(budget)} (false_alert_budget)"
         )
     if per_deployment is not None and prediction.expected_faces and prediction.expected > per_deployment:
         raise OverLimit(

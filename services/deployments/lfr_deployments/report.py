@@ -15,6 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from lfr_deployments import operating
 from lfr_deployments.prediction import Prediction
 from lfr_platform.equity import DIMENSIONS, EquityPolicy, disparity, false_alerts_tested, perceived_counts
 from lfr_platform.rates import Rate, wilson
@@ -97,6 +98,8 @@ class Report:
     # What the model's calibration predicts for the faces scanned and the watchlist enrolled, beside
     # the false alerts observed (None: an uncalibrated model).
     predicted: Prediction | None = None
+    # How the threshold was derived (lfr_deployments.operating), with the recall predicted at it.
+    operating_point: dict | None = None
     # Images enrolled per category of the policy's list: who was sought, never who.
     watchlist_categories: dict[str, int] = dataclasses.field(default_factory=dict)
     # Alerts per perceived group (None: a deployment created without the policy's equity block).
@@ -188,6 +191,7 @@ def build_report(record: dict[str, str], now: float) -> Report:
         vans={van: figures(counts) for van, counts in sorted(per_van.items())},
         generated_at=now,
         predicted=predicted(record, faces=total.get("faces_scanned", 0)),
+        operating_point=operating.decode(record),
         watchlist_categories={
             name.removeprefix(LISTED): n for name, n in sorted(total.items()) if name.startswith(LISTED)
         },

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
+import json
 import logging
 import time
 import uuid
@@ -15,10 +17,21 @@ import grpc
 
 from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import deployments_pb2_grpc
-from lfr_deployments import wire
+from lfr_deployments import operating, prediction, wire
+from lfr_deployments import report as reports
 from lfr_deployments.closing import Closer, DeploymentNotFound
 from lfr_deployments.decoding import DecoderPool
-from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, same_name, valid_subject_id, validate_new
+from lfr_deployments.lifecycle import (
+    DERIVED,
+    OVERRIDDEN,
+    InvalidRequest,
+    ListTooLarge,
+    Threshold,
+    ThresholdPolicy,
+    same_name,
+    valid_subject_id,
+    validate_new,
+)
 from lfr_deployments.policy import DeploymentPolicy
 from lfr_deployments.provenance import Provenance, audit_row, checked, pseudonym
 from lfr_deployments.publishing import WatchlistLog
@@ -42,6 +55,8 @@ log = logging.getLogger(__name__)
 # Candidates looked at for lookalikes of a newly enrolled photo (other subjects scoring at or above
 # the deployment's threshold): more than a few means the watchlist is unusable for those subjects anyway.
 LOOKALIKE_CANDIDATES = 10
+# The largest list `lfr deployment plan` is asked about (the largest size limit is far below it).
+MAX_PLANNED_ENTRIES = 10_000_000
 # Templates per record of the watchlist log: about 600 bytes each sealed, well under a record's limit.
 TEMPLATES_PER_RECORD = 256
 
@@ -155,21 +170,47 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                 per_face=new.predicted.per_face,
                 expected_faces=new.predicted.expected_faces,
                 expected=new.predicted.expected,
-                max_false_alerts_per_faces=self.rules.max_false_alerts_per_faces,
                 max_false_alerts_per_deployment=self.rules.max_false_alerts_per_deployment,
                 override_reason=new.predicted.override_reason,
             )
+        await self._audit_threshold(deployment_id, who, new.threshold, new.threshold_override_reason, "create")
+        record = await self.store.get(deployment_id)
+        return pb.CreateDeploymentResponse(deployment=wire.deployment(record))
+
+    async def _audit_threshold(
+        self, deployment_id: str, who: Principal, threshold: Threshold, reason: str, step: str, previous=None
+    ) -> None:
+        """`threshold.overridden` (below the derived one, with its reason) or `threshold.set`, with every
+        input of the operating point: entries, budget, curve version, the group that bound it."""
         await self.audit.record(
-            "threshold.overridden" if new.threshold_overridden else "threshold.set",
+            "threshold.overridden" if threshold.source == OVERRIDDEN else "threshold.set",
             deployment_id,
             who.identity,
             who.role,
-            threshold=new.threshold,
-            threshold_floor=new.threshold_floor,
-            override_reason=new.threshold_override_reason or None,
+            step=step,
+            threshold=threshold.value,
+            previous_threshold=previous,
+            source=threshold.source,
+            derived_threshold=threshold.point.threshold,
+            override_reason=reason or None,
+            operating_point=threshold.point.as_audit(),
         )
-        record = await self.store.get(deployment_id)
-        return pb.CreateDeploymentResponse(deployment=wire.deployment(record))
+
+    async def PlanDeployment(self, request: pb.PlanDeploymentRequest, context) -> pb.PlanDeploymentResponse:
+        await self.auth.require(context, READ_DEPLOYMENTS, "plan deployments")
+        if not 0 < request.entries <= MAX_PLANNED_ENTRIES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"entries must be 1 to {MAX_PLANNED_ENTRIES:,}: the watchlist entries planned (images and templates)",
+            )
+        threshold = self.policy.resolve(None, "", request.entries)
+        predicted = prediction.predict(
+            self.policy.calibration, threshold.value, request.entries, request.expected_faces
+        )
+        return pb.PlanDeploymentResponse(
+            operating_point=wire.operating_point(json.loads(operating.encode(threshold))),
+            predicted_false_alerts=wire.prediction(predicted) if request.expected_faces else None,
+        )
 
     async def GetDeployment(self, request: pb.GetDeploymentRequest, context) -> pb.GetDeploymentResponse:
         await self.auth.require(context, READ_DEPLOYMENTS, "read deployments", request.deployment_id)
@@ -275,10 +316,29 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             )
         try:
             templates = await self._build_templates(request.deployment_id)
-            lookalikes = await self._template_lookalikes(request.deployment_id, templates, float(record["threshold"]))
         except (CollectionMissing, LookupError):
             await refuse(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {request.deployment_id} was closed")
-        if not await self.store.review(request.deployment_id, officer, images, self.clock(), images + len(templates)):
+        entries = images + len(templates)
+        made = operating.decode(record) or {}
+        source = made.get("threshold_source") or (OVERRIDDEN if record.get("threshold_override_reason") else DERIVED)
+        try:
+            threshold = self.policy.at_review(float(record["threshold"]), source, entries)
+        except ListTooLarge as exc:
+            await refuse(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        try:
+            lookalikes = await self._template_lookalikes(request.deployment_id, templates, threshold.value)
+        except (CollectionMissing, LookupError):
+            await refuse(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {request.deployment_id} was closed")
+        before = reports.predicted(record)
+        predicted = prediction.predict(
+            self.policy.calibration, threshold.value, entries, before.expected_faces if before else 0
+        )
+        if before is not None and before.override_reason:
+            predicted = dataclasses.replace(predicted, override_reason=before.override_reason)
+        reviewed = await self.store.review(
+            request.deployment_id, officer, images, self.clock(), entries, threshold, predicted
+        )
+        if not reviewed:
             await refuse(
                 grpc.StatusCode.ABORTED,
                 "images were enrolled while the review was recorded: review the watchlist as it stands now",
@@ -293,6 +353,14 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             subjects=int(record.get("enrolled_subjects") or 0),
             templates=len(templates),
             template_lookalikes=len(lookalikes),
+        )
+        await self._audit_threshold(
+            request.deployment_id,
+            who,
+            threshold,
+            record.get("threshold_override_reason", "") if threshold.source == OVERRIDDEN else "",
+            "review",
+            previous=float(record["threshold"]),
         )
         photos_of = {t.subject_id: t.template_of for t in templates}
         key = await self.store.pseudonym_key(request.deployment_id) if lookalikes else b""
@@ -452,7 +520,9 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
                             f"the watchlist is full ({limit} images); {request.image.client_ref} was not enrolled",
                         )
                     try:
-                        result = await self._enrol_one(deployment_id, request.image, who, float(record["threshold"]))
+                        result = await self._enrol_one(
+                            deployment_id, request.image, who, self._lookalike_threshold(record)
+                        )
                     except DeploymentClosedDuringEnrolment:
                         await context.abort(
                             grpc.StatusCode.FAILED_PRECONDITION,
@@ -544,6 +614,12 @@ class DeploymentService(deployments_pb2_grpc.DeploymentServiceServicer):
             entry_id=entry.entry_id,
             lookalikes=lookalikes,
         )
+
+    def _lookalike_threshold(self, record: dict[str, str]) -> float:
+        """Photos are checked for lookalikes at the lowest threshold the deployment may run at: the review
+        derives its threshold again from the entries (a smaller list than its limit runs lower), so the
+        threshold at enrolment is not the one that will decide."""
+        return min(float(record["threshold"]), self.policy.lowest_derivable)
 
     async def _lookalikes(self, deployment_id: str, subject_id: str, vector, threshold: float) -> list[pb.Lookalike]:
         """Other subjects whose photos score at or above the deployment's threshold against this one:

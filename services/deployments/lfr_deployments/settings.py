@@ -24,14 +24,10 @@ class DeploymentsSettings(BaseSettings):
         "folder per deployment",
     )
     # --- thresholds (see docs/evaluation.md)
-    default_threshold: float | None = Field(
-        None, gt=0, lt=1, description="Default face-match threshold; unset: the model's calibration file"
-    )
-    threshold_floor: float | None = Field(
+    calibration_file: Path | None = Field(
         None,
-        gt=0,
-        lt=1,
-        description="Lowest threshold accepted without an override reason; unset: calibration",
+        description="The model's calibration (its curves, written by `make calibrate`); unset: the one packaged "
+        "for the model id (lfr_faces/calibration/<model>.json)",
     )
     # --- deployments
     watchlist_size_limit: int = Field(10_000, ge=1, description="Default limit of images per watchlist")

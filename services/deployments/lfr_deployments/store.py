@@ -12,7 +12,9 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from lfr_deployments.lifecycle import NewDeployment
+from lfr_deployments import operating
+from lfr_deployments.lifecycle import NewDeployment, Threshold
+from lfr_deployments.prediction import Prediction
 from lfr_platform.registry import (
     CLOSED,
     EXPIRED,
@@ -60,8 +62,8 @@ class DeploymentStore:
             planned_start=new.planned_start,
             planned_end=new.planned_end,
             cameras=[(c.van_id, c.camera_id) for c in new.cameras],
-            threshold=new.threshold,
-            threshold_floor=new.threshold_floor,
+            threshold=new.threshold.value,
+            threshold_floor=new.threshold.floor,
             threshold_override_reason=new.threshold_override_reason,
             model_id=new.model_id,
             watchlist_size_limit=new.watchlist_size_limit,
@@ -74,9 +76,11 @@ class DeploymentStore:
             min_margin=new.min_margin,
             perceived_groups=new.perceived_groups,
             equity=new.equity,
+            false_alert_budget=new.threshold.point.budget,
         )
         if new.predicted is not None:
             record["prediction"] = json.dumps(new.predicted.as_dict())
+        record["operating_point"] = operating.encode(new.threshold)
         ttl_s = new.planned_end - now + self.operational_retention_s
         await write_new_deployment(self.client, self.keys, self.key_wrap, record, data_key, alert_key, ttl_s)
         return record
@@ -235,10 +239,19 @@ class DeploymentStore:
             log.warning("count of enrolled subjects not updated: %s", exc, extra={"deployment_id": deployment_id})
         return subjects
 
-    async def review(self, deployment_id: str, officer: str, images: int, now: float, entries: int) -> bool:
+    async def review(
+        self,
+        deployment_id: str,
+        officer: str,
+        images: int,
+        now: float,
+        entries: int,
+        threshold: Threshold,
+        predicted: Prediction,
+    ) -> bool:
         """Records the review of the watchlist as it stands (`images` of it, searched as `entries`
-        with the subjects' templates); False if an image was enrolled meanwhile (the review would not
-        cover it)."""
+        with the subjects' templates) and the threshold derived for it, in one transaction; False if an
+        image was enrolled meanwhile (the review would not cover it)."""
         key = self.keys.deployment(deployment_id)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
@@ -252,6 +265,10 @@ class DeploymentStore:
                     "reviewed_at": repr(now),
                     "reviewed_images": str(images),
                     "reviewed_entries": str(entries),
+                    "threshold": repr(threshold.value),
+                    "threshold_floor": repr(threshold.floor),
+                    "operating_point": operating.encode(threshold),
+                    "prediction": json.dumps(predicted.as_dict()),
                 },
             )
             try:

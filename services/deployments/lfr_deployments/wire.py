@@ -8,6 +8,7 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import deployments_pb2 as pb
+from lfr_deployments import operating
 from lfr_deployments import report as reports
 from lfr_deployments.prediction import Prediction
 from lfr_deployments.report import EquityFigures, Outcomes, Report
@@ -82,6 +83,9 @@ def deployment(record: dict[str, str]) -> pb.Deployment:
     predicted = reports.predicted(record)
     if predicted is not None:
         message.predicted_false_alerts.CopyFrom(prediction(predicted))
+    made = operating.decode(record)
+    if made is not None:
+        message.operating_point.CopyFrom(operating_point(made))
     for field in ("planned_start", "planned_end", "created_at", "closed_at", "ratified_at", "reviewed_at"):
         ts = timestamp(record.get(field))
         if ts is not None:
@@ -126,6 +130,44 @@ def prediction(p: Prediction) -> pb.FalseAlertPrediction:
         expected_upper_95=high,
         fmr_pairs=p.fmr_pairs,
         override_reason=p.override_reason,
+    )
+
+
+def _recall(rate: dict | None) -> pb.RateEstimate | None:
+    if rate is None:
+        return None
+    k, n = int(rate["k"]), int(rate["n"])
+    return pb.RateEstimate(count=k, total=n, rate=k / n if n else 0.0, lower_95=rate["low"], upper_95=rate["high"])
+
+
+def operating_point(made: dict) -> pb.OperatingPoint:
+    """The record's operating point (lfr_deployments.operating) as the message."""
+    return pb.OperatingPoint(
+        entries=int(made["entries"]),
+        budget=float(made["budget"]),
+        derived_threshold=made["threshold"],
+        bound_by=made["bound_by"],
+        group=made["group"],
+        predicted_fpir_upper=made["predicted_fpir_upper"] or 0.0,
+        per_pass_ratio_upper=made["per_pass_ratio_upper"],
+        curve_version=made["curve_version"],
+        equitability_floor=made["equitability_floor"],
+        model_min=made["model_min"],
+        model_max=made["model_max"],
+        largest_list=min(int(made["largest_list"]), 2**32 - 1),
+        predicted_recall=_recall(made.get("recall")),
+        predicted_recall_single_shot=_recall(made.get("recall_single_shot")),
+        threshold_source=made.get("threshold_source", ""),
+        tradeoff=[
+            pb.Tradeoff(
+                entries=int(row["entries"]),
+                threshold=row["threshold"],
+                predicted_fpir_upper=row["predicted_fpir_upper"] or 0.0,
+                predicted_recall=_recall(row.get("recall")),
+                group=row["group"],
+            )
+            for row in made.get("tradeoff", [])
+        ],
     )
 
 
@@ -174,6 +216,7 @@ def report(r: Report) -> pb.DeploymentReport:
         predicted_false_alerts=prediction(r.predicted) if r.predicted is not None else None,
         watchlist_categories=r.watchlist_categories,
         equity=_equity(r.equity) if r.equity is not None else None,
+        operating_point=operating_point(r.operating_point) if r.operating_point is not None else None,
     )
 
 

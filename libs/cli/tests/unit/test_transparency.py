@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_cli import transparency
+from lfr_cli import deployments, transparency
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 PERIOD = transparency.Period(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
@@ -92,3 +92,37 @@ def test_a_document_that_breaks_its_schema_is_refused_naming_the_field():
     record["deployments"][0]["subject_ids"] = ["S-1042"]
     with pytest.raises(transparency.TransparencyError, match="deployments/0: Additional properties"):
         transparency.validated(record, transparency.RECORD_SCHEMA)
+
+
+def test_the_notice_and_the_report_say_how_the_threshold_was_derived():
+    point = pb.OperatingPoint(
+        entries=104, budget=1 / 1000, derived_threshold=0.625, bound_by="budget", group="lfw sex_image_afifi=F",
+        predicted_fpir_upper=9.6e-4, per_pass_ratio_upper=8.05, curve_version="9fe39bda3dc5", equitability_floor=0.62,
+        threshold_source="derived", predicted_recall=pb.RateEstimate(count=17, total=17, rate=1.0, lower_95=0.82,
+                                                                     upper_95=1.0),
+    )  # fmt: skip
+    deployment = pb.Deployment(
+        deployment_id="dep-0123456789abcdef", name="Op Harbour", location="High St", where="crime_hotspot",
+        threshold=0.625, model_id="sface-2021dec", enrolled_images=104, operating_point=point,
+    )  # fmt: skip
+    deployment.planned_start.FromDatetime(T0)
+    deployment.planned_end.FromDatetime(T0.replace(hour=17))
+    notice = transparency.notice(deployment, _report(), T0)  # validated against its schema
+    assert notice["operating_point"] == {
+        "entries": 104, "false_alert_budget": 1 / 1000, "derived_threshold": 0.625, "threshold_source": "derived",
+        "bound_by": "budget", "group": "lfw sex_image_afifi=F", "predicted_false_alerts_per_face_upper": 9.6e-4,
+        "curve_version": "9fe39bda3dc5", "predicted_recall": {"rate": 1.0, "lower_95": 0.82, "upper_95": 1.0},
+    }  # fmt: skip
+    text = transparency.markdown(notice)
+    assert "at most 1 in 1,000 faces scanned falsely alerted, for a watchlist of 104 entries" in text
+    assert "about 100% (95%: 82%-100%) of listed people" in text
+
+    report = deployments.plain(pb.DeploymentReport(
+        deployment_id="dep-0123456789abcdef", name="Op Harbour", threshold=0.625, operating_point=point,
+        outcomes=pb.AlertOutcomes(true_alerts=3),
+    ))  # fmt: skip
+    rows = deployments._operating_rows(report.get("operating_point"), 3)
+    assert "0.625 for 104 entries under a budget of 1 in 1,000 faces (set by the budget" in rows[0]
+    assert (
+        "| recall per pass predicted / observed | 100% (95%: 82%-100%, 17 of 17 calibration passes) / 3 true" in rows[1]
+    )

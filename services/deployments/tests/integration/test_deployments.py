@@ -13,15 +13,24 @@ from lfr.v1 import deployments_pb2 as pb
 from lfr.v1 import frames_pb2
 from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
 from lfr_deployments.app import build
+from lfr_deployments.policy import SHIPPED, DeploymentPolicy
 from lfr_deployments.provenance import pseudonym
+from lfr_faces import calibration
 from lfr_platform import sealing
 from lfr_platform.auth import Authenticator
 from lfr_platform.logs import JsonFormatter
 from lfr_platform.registry import DeploymentStats, RedisKeys, kept_in_tombstone
-from lfr_testing.deployments import VIEWER_TOKEN, Api, create_request, deployments_settings, provenance
+from lfr_testing.deployments import (
+    VIEWER_TOKEN,
+    Api,
+    create_request,
+    deployments_settings,
+    provenance,
+)
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.media import lfw
 from lfr_testing.services import deployment_key, running
+from lfr_watchlist.templates import most_entries
 
 pytestmark = pytest.mark.integration
 
@@ -42,26 +51,51 @@ async def _audit(platform, count):
     return decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=count, settle_s=0.5))
 
 
-async def test_create_get_list_close_with_the_calibrated_threshold(platform, deployments, data_dir):
+BUDGET = DeploymentPolicy.load(SHIPPED).false_alert_budget
+
+
+def _derived(entries: int) -> float:
+    """The threshold the shipped calibration and policy give a list of `entries`."""
+    point = calibration.load("sface-2021dec").operating_point(entries, BUDGET)
+    return point.threshold if point.threshold is not None else point.model_max
+
+
+async def test_create_get_list_close_with_the_derived_threshold(platform, deployments, data_dir):
     api = Api(deployments.control.port)
     created = await api("create", create_request())
     assert created.deployment_id.startswith("dep-") and created.state == pb.DEPLOYMENT_STATE_ACTIVE
+    # Derived for the default size limit: 10,000 images and the templates they may add.
     assert (created.threshold, created.threshold_floor, created.model_id) == (
-        pytest.approx(0.69),
-        pytest.approx(0.69),
+        pytest.approx(_derived(most_entries(10_000))),
+        pytest.approx(_derived(most_entries(10_000))),
         "sface-2021dec",
     )
+    point = created.operating_point
+    assert (point.entries, point.threshold_source, point.budget) == (
+        most_entries(10_000),
+        "derived",
+        pytest.approx(BUDGET),
+    )
+    assert point.curve_version == calibration.load("sface-2021dec").version and point.group
+    assert [row.entries for row in point.tradeoff] == [most_entries(10_000) * m for m in (1, 3, 10)]
     results = await api.enrol(created.deployment_id, [_image(data_dir, "Colin_Powell")], expected=1)
     assert [r.status for r in results] == [pb.ENROL_STATUS_ENROLLED] and results[0].entry_id
     got = await api("get", created.deployment_id)
     assert (got.enrolled_images, got.enrolled_subjects, got.created_by) == (1, 1, "officer-1")
     assert [d.deployment_id for d in await api("list")] == [created.deployment_id]
+    smaller = await api("create", create_request(watchlist_size_limit=100))
+    assert smaller.threshold < created.threshold  # a targeted list finds more at the same budget
+    await api("close", smaller.deployment_id, "not needed")
     closed = await api("close", created.deployment_id, "operation over")
     assert closed.state == pb.DEPLOYMENT_STATE_CLOSED and closed.closed_by == "officer-1"
     assert closed.deletion.watchlist_points_deleted == 1 and closed.deletion.data_key_destroyed
     again = await api("close", created.deployment_id)  # idempotent: same report
     assert again.deletion == closed.deletion
-    audit = [a for a in await _audit(platform, 7) if a.event != "deployment.started"]
+    audit = [
+        a
+        for a in await _audit(platform, 12)
+        if a.event != "deployment.started" and a.deployment_id == created.deployment_id
+    ]
     assert [a.event for a in audit] == [
         "deployment.created",
         "threshold.set",
@@ -90,22 +124,34 @@ async def test_create_get_list_close_with_the_calibrated_threshold(platform, dep
     )
 
 
-async def test_thresholds_below_the_floor_need_a_recorded_reason(platform, deployments):
+async def test_thresholds_below_the_derived_one_need_a_recorded_reason(platform, deployments):
     api = Api(deployments.control.port)
+    calib = calibration.load("sface-2021dec")
+    below = round(_derived(most_entries(10_000)) - 0.03, 3)
     with pytest.raises(grpc.RpcError) as refused:
-        await api("create", create_request(threshold=0.5))
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "below the floor" in refused.value.details()
+        await api("create", create_request(threshold=below))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the threshold derived for 15,000 watchlist entries" in refused.value.details()
+    with pytest.raises(grpc.RpcError) as refused:
+        await api("create", create_request(threshold=calib.model_min - 0.01, threshold_override_reason="any"))
+    assert (
+        "below the model minimum" in refused.value.details() and "no override goes below it" in refused.value.details()
+    )
     created = await api(
         "create",
         create_request(
-            threshold=0.5, threshold_override_reason="missing child, ACC", false_alert_override_reason="one child"
+            threshold=below, threshold_override_reason="missing child, ACC", false_alert_override_reason="one child"
         ),
     )
-    assert created.threshold == pytest.approx(0.5) and created.threshold_override_reason == "missing child, ACC"
+    assert created.threshold == pytest.approx(below) and created.threshold_override_reason == "missing child, ACC"
+    assert created.operating_point.threshold_source == "overridden"
     audit = {a.event: a for a in await _audit(platform, 3)}
     override = audit["threshold.overridden"]
     assert override.actor == "officer-1" and override.details["override_reason"] == "missing child, ACC"
-    assert override.details["threshold_floor"] == pytest.approx(0.69)
+    assert override.details["derived_threshold"] == pytest.approx(_derived(most_entries(10_000)))
+    inputs = override.details["operating_point"]
+    assert (inputs["entries"], inputs["curve_version"]) == (most_entries(10_000), calib.version)
+    assert inputs["budget"] == pytest.approx(BUDGET) and inputs["group"]
 
 
 async def test_roles_and_tokens_are_enforced_and_refusals_audited(platform, deployments):

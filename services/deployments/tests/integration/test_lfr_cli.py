@@ -119,7 +119,7 @@ async def test_create_enrol_get_list_close_with_json_output_and_exit_statuses(de
         "--where",
         "crime_hotspot",
     )
-    assert code == 2 and "below the floor" in out.err
+    assert code == 2 and "below the model minimum" in out.err
 
     code, out = await lfr("deployment", "close", deployment_id, "--reason", "done", "--json")
     closed = json.loads(out.out)
@@ -159,6 +159,10 @@ async def test_a_manifest_gives_each_photo_its_provenance_and_nothing_matches_be
     assert code == 0, out.err
     deployment_id = out.out.strip()
     assert "predicted false alerts" in out.err and "in 50,000 faces" in out.err
+    # The trade-off the authorising officer weighs: this list, and lists 3 and 10 times larger.
+    assert "derived for 15,000 entries under a budget of 1 in 1,000 faces" in out.err
+    assert all(f"{n:,}" in out.err for n in (15_000, 45_000, 150_000)), out.err
+    created = json.loads((await lfr("deployment", "get", deployment_id, "--json"))[1].out)
     watchlist = tmp_path / "watchlist"
     for subject in ("Colin_Powell", "Ariel_Sharon"):
         (watchlist / subject).mkdir(parents=True)
@@ -201,6 +205,9 @@ async def test_a_manifest_gives_each_photo_its_provenance_and_nothing_matches_be
         code, out = await lfr("watchlist", "review", deployment_id, "--officer", "Insp. R", "--json")
         reviewed = json.loads(out.out)
         assert code == 0 and (reviewed["reviewed_by"], reviewed["reviewed_images"]) == ("Insp. R", 2)
+        # Derived again for the two entries reviewed: lower than for the 15,000 the size limit allowed.
+        assert reviewed["threshold"] < created["threshold"] and reviewed["operating_point"]["entries"] == 2
+        assert reviewed["operating_point"]["threshold_source"] == "derived"
         assert (await admit(registry, camera, time.time())).deployment_id == deployment_id
         # One more image after the review: the review no longer covers the watchlist.
         (watchlist / "Colin_Powell" / "2.jpg").write_bytes(lfw(data_dir, "Colin_Powell", 2).read_bytes())
@@ -216,12 +223,43 @@ async def test_a_manifest_gives_each_photo_its_provenance_and_nothing_matches_be
     finally:
         await client.aclose()
 
-    events = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=12, settle_s=1.0))
+    events = decoded(AUDIT_RECORDED, await read(platform, AUDIT_RECORDED, count=14, settle_s=1.0))
     by_event: dict[str, list[dict]] = {}
     for a in events:
         by_event.setdefault(a.event, []).append(json_format.MessageToDict(a.details))
     assert [(d["officer"], d["templates"]) for d in by_event["watchlist.reviewed"]] == [("Insp. R", 0), ("Insp. R", 1)]
+    # Each derivation audited with its inputs: at create for the size limit, at each review for the entries.
+    steps = [(d["step"], d["operating_point"]["entries"]) for d in by_event["threshold.set"]]
+    assert steps == [("create", 15_000), ("review", 2), ("review", 4)]
     old = [d for d in by_event["watchlist.image_enrolled"] if "age_override_reason" in d]
     assert old[0]["age_override_reason"] == "the only photo held" and old[0]["image_date"] == "2003-05-01"
     assert by_event["watchlist.enrolled"][-1]["review_cleared"] is True
     assert "access.denied" in by_event
+
+
+async def test_plan_prints_the_tradeoff_before_anything_is_created(deployments, capsys):
+    """`lfr deployment plan`: the threshold a list of N entries gets under the policy's budget, what it
+    predicts, for it and for lists 3 and 10 times larger; any token that reads deployments may ask, and
+    nothing is created. A list no threshold up to the model's maximum admits exits 1 with the figures."""
+    address = ["--address", f"127.0.0.1:{deployments.control.port}"]
+
+    async def lfr(*args, token=VIEWER_TOKEN):
+        code = await asyncio.to_thread(main, [*args, *address, "--token", token])
+        return code, capsys.readouterr()
+
+    code, out = await lfr("deployment", "plan", "--entries", "300", "--expected-faces", "50000")
+    assert code == 0, out.err
+    point = deployments.control.service.policy.point(300)
+    assert f"threshold {point.threshold:.3f} derived for 300 entries under a budget of 1 in 1,000 faces" in out.err
+    assert all(f" {n:,} " in out.err for n in (300, 900, 3_000)), out.err  # the trade-off table's rows
+    assert "in 50,000 faces" in out.err  # the false alerts predicted for the faces expected
+    code, out = await lfr("deployment", "plan", "--entries", "300", "--json")
+    planned = json.loads(out.out)["operating_point"]
+    assert planned["derived_threshold"] == pytest.approx(point.threshold) and len(planned["tradeoff"]) == 3
+    assert [row["entries"] for row in planned["tradeoff"]] == [300, 900, 3_000]
+    assert (await lfr("deployment", "list", "--json"))[1].out.strip() in ("", "[]")  # nothing was created
+
+    code, out = await lfr("deployment", "plan", "--entries", "5000000")
+    assert code == 1 and "too large" in out.err and f"the largest list that fits is {point.largest_list:,}" in out.err
+    code, out = await lfr("deployment", "plan", "--entries", "0")
+    assert code == 2 and "entries must be 1 to" in out.err

@@ -15,6 +15,7 @@ from lfr_deployments.service import DeploymentService
 from lfr_faces import images
 from lfr_faces.enrolment import Analysed
 from lfr_platform.rpc import Unavailable
+from lfr_testing.calibration import synthetic
 from lfr_testing.deployments import provenance
 from lfr_watchlist.edge import EdgeIndex
 
@@ -98,7 +99,7 @@ def _service(index: EdgeIndex, store, log: Log | None = None) -> DeploymentServi
         closer=None,
         audit=None,
         auth=None,
-        policy=ThresholdPolicy("model", 0.69, 0.69),
+        policy=ThresholdPolicy(synthetic(), 1 / 1000),
         default_size_limit=10,
         max_size_limit=10,
         duplicate_similarity=0.95,

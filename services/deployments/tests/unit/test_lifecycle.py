@@ -4,11 +4,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lfr_deployments.lifecycle import InvalidRequest, ThresholdPolicy, same_name, validate_new
+from lfr_deployments.lifecycle import (
+    CHOSEN,
+    DERIVED,
+    OVERRIDDEN,
+    InvalidRequest,
+    ListTooLarge,
+    ThresholdPolicy,
+    same_name,
+    validate_new,
+)
 from lfr_deployments.policy import DeploymentPolicy, PolicyError
+from lfr_testing.calibration import synthetic
 from lfr_testing.deployments import shipped_policy
+from lfr_watchlist.templates import most_entries
 
-POLICY = ThresholdPolicy("sface-2021dec", default=0.6, floor=0.55)
+POLICY = ThresholdPolicy(synthetic(), budget=1 / 1000)
+DERIVED_AT_LIMIT = POLICY.point(most_entries(10_000)).threshold
 # The policy file as shipped: the tests check against what a new installation runs with.
 RULES = DeploymentPolicy.load(Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml")
 
@@ -36,20 +48,66 @@ def _new(**overrides):
     return validate_new(**fields)
 
 
-def test_no_threshold_means_the_calibrated_default():
+def test_no_threshold_means_the_one_derived_for_the_size_limit():
     new = _new()
-    assert (new.threshold, new.threshold_overridden, new.watchlist_size_limit) == (0.6, False, 10_000)
+    assert DERIVED_AT_LIMIT is not None and POLICY.calibration.equitability_floor < DERIVED_AT_LIMIT < 0.78
+    assert (new.threshold.value, new.threshold.source, new.watchlist_size_limit) == (DERIVED_AT_LIMIT, DERIVED, 10_000)
+    assert new.threshold.point.entries == most_entries(10_000) and new.threshold.floor == DERIVED_AT_LIMIT
+    assert [row.entries for row in new.threshold.tradeoff] == [most_entries(10_000) * m for m in (1, 3, 10)]
 
 
-def test_a_threshold_below_the_floor_needs_a_reason_and_is_marked_overridden():
-    with pytest.raises(InvalidRequest, match="below the floor"):
-        _new(threshold=0.5)
-    new = _new(threshold=0.5, threshold_override_reason="missing child, ACC authorised")
-    assert new.threshold_overridden and new.threshold_override_reason.startswith("missing child")
+def test_a_smaller_list_gets_a_lower_threshold_at_the_same_budget():
+    small = _new(watchlist_size_limit=100).threshold
+    assert small.value < DERIVED_AT_LIMIT and small.source == DERIVED
+    assert small.point.predicted_fpir_upper <= POLICY.budget
 
 
-def test_a_threshold_at_or_above_the_floor_needs_none():
-    assert not _new(threshold=0.55).threshold_overridden
+def test_a_threshold_below_the_derived_one_needs_a_reason_and_is_marked_overridden():
+    below = round(DERIVED_AT_LIMIT - 0.02, 2)
+    with pytest.raises(InvalidRequest, match=f"below {DERIVED_AT_LIMIT:.3f}, the threshold derived for 15,000"):
+        _new(threshold=below)
+    new = _new(threshold=below, threshold_override_reason="missing child, ACC authorised")
+    assert new.threshold.source == OVERRIDDEN and new.threshold_override_reason.startswith("missing child")
+    assert new.threshold.value == below and new.threshold.floor == DERIVED_AT_LIMIT
+
+
+def test_a_threshold_at_or_above_the_derived_one_needs_none():
+    assert _new(threshold=DERIVED_AT_LIMIT).threshold.source == DERIVED
+    higher = _new(threshold=0.77).threshold
+    assert (higher.value, higher.source) == (0.77, CHOSEN)
+
+
+def test_no_override_goes_below_the_model_minimum():
+    with pytest.raises(InvalidRequest, match="below the model minimum 0.550"):
+        _new(threshold=0.54, threshold_override_reason="any reason at all")
+
+
+def test_the_review_derives_the_threshold_again_for_the_entries_reviewed():
+    created = _new().threshold
+    reviewed = POLICY.at_review(created.value, created.source, 40)
+    assert reviewed.source == DERIVED and reviewed.value < created.value
+    assert reviewed.value == POLICY.point(40).threshold
+    # a force's higher choice is kept; an audited override is kept while it is still below the derived one
+    assert POLICY.at_review(0.77, CHOSEN, 40).value == 0.77
+    assert POLICY.at_review(0.56, OVERRIDDEN, 40_000).source == OVERRIDDEN
+    # a choice the grown list overtook, or an override the shrunk list no longer needs
+    assert POLICY.at_review(0.61, CHOSEN, 40_000).value == POLICY.point(40_000).threshold
+    assert POLICY.at_review(0.77, OVERRIDDEN, 40).source == CHOSEN
+
+
+def test_a_reviewed_list_too_large_for_the_budget_is_refused_with_the_figures():
+    strict = ThresholdPolicy(synthetic(), budget=1e-9)
+    point = strict.point(10_000)
+    with pytest.raises(ListTooLarge, match=f"largest list that fits is {point.largest_list:,} entries") as refused:
+        strict.at_review(DERIVED_AT_LIMIT, DERIVED, 10_000)
+    assert "10,000 watchlist entries are too many" in str(refused.value)
+    assert "1 in 1,000,000,000 faces scanned" in str(refused.value) and "children" in str(refused.value)
+    assert strict.point(point.largest_list).threshold is not None
+
+
+def test_creating_a_list_too_large_is_allowed_at_the_models_maximum_and_the_review_decides():
+    new = _new(policy=ThresholdPolicy(synthetic(), budget=1e-9))
+    assert new.threshold.point.threshold is None and new.threshold.value == 0.78
 
 
 @pytest.mark.parametrize(
@@ -70,7 +128,7 @@ def test_a_threshold_at_or_above_the_floor_needs_none():
         ({"name": "x" * 1_000_000}, "name is 1000000 characters long; at most 200"),
         ({"purpose": "wanted\npersons"}, "purpose holds control characters"),
         ({"location": "\x00"}, "location holds control characters"),
-        ({"threshold_override_reason": "r" * 1001, "threshold": 0.5}, "threshold_override_reason is 1001"),
+        ({"threshold_override_reason": "r" * 1001, "threshold": 0.56}, "threshold_override_reason is 1001"),
         ({"planned_end": time.time() + 100_000 * 3600}, "at most 24 hours \\(the policy file's max_duration_h\\)"),
         ({"planned_start": time.time() + 100 * 86400, "planned_end": time.time() + 100 * 86400 + 60}, "90 days"),
         ({"cameras": [("van-1", f"cam-{i}") for i in range(300)]}, "at most 256"),
@@ -97,21 +155,22 @@ def test_an_urgent_deployment_is_to_be_ratified_within_the_policys_hours():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("version: 1\nwhere: [a]\nmax_duration_h: 24\nmanifest_retention_days: 1\n", "ratify_within_h: Field required"),
-        ("version: 1\nwhere: [a]\nmax_duration_h: 24\nratify_within_h: 24\nwhen: always\n", "when: Extra inputs"),
+        ("version: 2\nwhere: [a]\nmax_duration_h: 24\nmanifest_retention_days: 1\n", "ratify_within_h: Field required"),
+        ("version: 2\nwhere: [a]\nmax_duration_h: 24\nratify_within_h: 24\nwhen: always\n", "when: Extra inputs"),
         (
-            "version: 1\nwhere: [Car Park]\nmax_duration_h: 24\nratify_within_h: 24\nmanifest_retention_days: 1\n",
+            "version: 2\nwhere: [Car Park]\nmax_duration_h: 24\nratify_within_h: 24\nmanifest_retention_days: 1\n",
             "where: Value error, codes",
         ),
-        ("version: 1\nwhere: []\nmax_duration_h: 24\nratify_within_h: 24\nmanifest_retention_days: 1\n", "where: "),
+        ("version: 2\nwhere: []\nmax_duration_h: 24\nratify_within_h: 24\nmanifest_retention_days: 1\n", "where: "),
         (
-            "version: 1\nwhere: [a]\nmax_duration_h: 0\nratify_within_h: 24\nmanifest_retention_days: 1\n",
+            "version: 2\nwhere: [a]\nmax_duration_h: 0\nratify_within_h: 24\nmanifest_retention_days: 1\n",
             "max_duration_h: Input should be greater",
         ),
         (
-            "version: 2\nwhere: [a]\nmax_duration_h: 1\nratify_within_h: 24\nmanifest_retention_days: 1\n",
-            "version: Input should be 1",
+            "version: 3\nwhere: [a]\nmax_duration_h: 1\nratify_within_h: 24\nmanifest_retention_days: 1\n",
+            "version: Input should be 2",
         ),
+        ("version: 1\nmax_false_alerts_per_faces: 1000\n", "is version 1: in version 2, max_false_alerts_per_faces"),
         ("- a list\n", "must be a mapping"),
         ("where: [a\n", "is not YAML"),
     ],
@@ -128,9 +187,8 @@ def test_a_bad_policy_file_is_refused_with_the_field_named(tmp_path, text, messa
 @pytest.mark.parametrize(
     "line, field",
     [
-        ("max_false_alerts_per_faces: true", "max_false_alerts_per_faces"),
-        ("max_false_alerts_per_faces: on", "max_false_alerts_per_faces"),
-        ("max_false_alerts_per_faces: yes", "max_false_alerts_per_faces"),
+        ("false_alert_budget: true", "false_alert_budget"),
+        ("false_alert_budget: on", "false_alert_budget"),
         ("max_false_alerts_per_deployment: on", "max_false_alerts_per_deployment"),
         ("max_duration_h: yes", "max_duration_h"),
         ("min_margin: false", "min_margin"),
@@ -233,3 +291,39 @@ def test_a_new_deployment_carries_the_policys_perceived_lists_and_equity_block()
 )
 def test_officer_names_are_compared_ignoring_case_spacing_and_punctuation(a, b, same):
     assert same_name(a, b) is same
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("0", "above 0 and under 1"),
+        ("1", "above 0 and under 1"),
+        ("2 in 1", "above 0 and under 1"),
+        ("1 in 1", "above 0 and under 1"),
+        ("1 in 0", "the number of faces must be above 0"),
+        ("0 in 6000", "above 0 and under 1"),
+        ("one in a thousand", "is not a rate: write '1 in N'"),
+        ("1/6000", "is not a rate"),
+        ("null", "a rate is required"),
+    ],
+)
+def test_a_budget_that_is_not_a_rate_is_refused_at_start_naming_the_field(tmp_path, value, says):
+    path = tmp_path / "policy.yaml"
+    text = (Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml").read_text()
+    lines = [
+        f"false_alert_budget: {value}" if raw.startswith("false_alert_budget:") else raw for raw in text.splitlines()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PolicyError, match=f"false_alert_budget: .*{says}"):
+        DeploymentPolicy.load(path)
+
+
+@pytest.mark.parametrize(("value", "rate"), [("1 in 6000", 1 / 6000), ("1 in 1,000", 1 / 1000), ("0.0005", 0.0005)])
+def test_a_budget_reads_as_people_write_it(tmp_path, value, rate):
+    path = tmp_path / "policy.yaml"
+    text = (Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml").read_text()
+    lines = [
+        f"false_alert_budget: {value}" if raw.startswith("false_alert_budget:") else raw for raw in text.splitlines()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    assert DeploymentPolicy.load(path).false_alert_budget == pytest.approx(rate)

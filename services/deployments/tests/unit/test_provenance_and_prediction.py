@@ -12,8 +12,8 @@ from lfr_deployments import prediction
 from lfr_deployments.policy import DeploymentPolicy
 from lfr_deployments.provenance import checked
 from lfr_deployments.report import predicted
-from lfr_faces import calibration
 from lfr_faces.enrolment import EnrolRejected
+from lfr_testing.calibration import synthetic
 from lfr_watchlist.templates import most_entries
 
 RULES = DeploymentPolicy.load(Path(__file__).resolve().parents[4] / "deploy" / "policy.yaml")
@@ -72,38 +72,41 @@ def test_a_minor_with_a_second_approver_is_accepted():
     assert accepted.minor and accepted.second_approver == "Supt. B"
 
 
-CURVE = tuple(tuple(row) for row in calibration.load("sface-2021dec").basis["fmr"])
+CALIBRATION = synthetic()
 
 
-def test_the_prediction_is_the_calibrated_false_match_rate_times_watchlist_and_faces():
-    at_060 = prediction.predict(CURVE, 0.60, watchlist_size=10_000, expected_faces=100_000)
-    k, n = next((k, n) for t, k, n in CURVE if t == pytest.approx(0.60))
-    assert at_060.per_face == pytest.approx(k / n * 10_000) and at_060.fmr_pairs == n
-    assert at_060.expected == pytest.approx(k / n * 10_000 * 100_000)
-    low, high = at_060.expected_interval
-    assert low < at_060.expected < high
+def test_the_prediction_is_the_false_match_rate_times_entries_and_the_per_pass_ratio():
+    at_055 = prediction.predict(CALIBRATION, 0.55, watchlist_size=10_000, expected_faces=100_000)
+    k, n = CALIBRATION.overall.counts[CALIBRATION.thresholds.index(0.55)]
+    assert k >= 10  # the counts speak here
+    assert at_055.per_face == pytest.approx(k / n * 10_000 * CALIBRATION.ratio) and at_055.fmr_pairs == n
+    assert at_055.expected == pytest.approx(at_055.per_face * 100_000)
+    low, high = at_055.expected_interval
+    assert low < at_055.expected < high
+    # the upper bound is the worst group's, with the ratio's upper bound: what the budget is checked against
+    assert at_055.per_face_upper_95 == pytest.approx(CALIBRATION.predicted_fpir_upper(0.55, 10_000)[0])
+    assert at_055.group == "children"
     # A threshold between grid points takes the lower point's rate (never an optimistic one).
-    assert prediction.predict(CURVE, 0.605, 10_000, 1).per_face == at_060.per_face
-    # No impostor pair of the calibration scored 0.69: 0 expected, and the upper bound says how many pairs.
-    at_069 = prediction.predict(CURVE, 0.69, 1_000, 1_000_000)
-    assert at_069.expected == 0 and 0 < at_069.expected_interval[1] < 1_000
-    assert prediction.predict((), 0.69, 1_000, 1) is None
+    assert prediction.predict(CALIBRATION, 0.555, 10_000, 1).per_face == at_055.per_face
+    # Where the counts run out, the tail fit speaks: a small but not zero rate.
+    at_078 = prediction.predict(CALIBRATION, 0.78, 1_000, 1_000_000)
+    assert 0 < at_078.expected < at_078.expected_interval[1]
 
 
 def test_the_policys_limits_refuse_a_prediction_above_them():
-    low_threshold = prediction.predict(CURVE, 0.60, watchlist_size=10_000, expected_faces=0)
-    with pytest.raises(prediction.OverLimit, match="more than the policy's 1 in 1,000"):
-        prediction.check(low_threshold, per_faces=1_000, per_deployment=None)
-    prediction.check(low_threshold, per_faces=None, per_deployment=None)
-    many = prediction.predict(CURVE, 0.64, watchlist_size=10_000, expected_faces=1_000_000)
+    low_threshold = prediction.predict(CALIBRATION, 0.60, watchlist_size=10_000, expected_faces=0)
+    with pytest.raises(prediction.OverLimit, match="more than the policy's 1 in 1,000 \\(false_alert_budget\\)"):
+        prediction.check(low_threshold, budget=1 / 1000, per_deployment=None)
+    prediction.check(low_threshold, budget=None, per_deployment=None)
+    many = prediction.predict(CALIBRATION, 0.64, watchlist_size=10_000, expected_faces=1_000_000)
     with pytest.raises(prediction.OverLimit, match="per deployment"):
-        prediction.check(many, per_faces=None, per_deployment=1)
+        prediction.check(many, budget=None, per_deployment=1)
     # Recomputed for the watchlist as enrolled: the same rate per entry.
     assert many.for_watchlist(1_000).per_face == pytest.approx(many.per_face / 10)
 
 
 def test_the_report_predicts_for_the_entries_reviewed_templates_included():
-    made = prediction.predict(CURVE, 0.64, watchlist_size=most_entries(1_000), expected_faces=100_000)
+    made = prediction.predict(CALIBRATION, 0.64, watchlist_size=most_entries(1_000), expected_faces=100_000)
     assert made.watchlist_size == 1_500  # a watchlist of 1,000 images holds at most 500 templates more
     record = {"prediction": json.dumps(made.as_dict()), "enrolled_images": "30"}
     assert predicted(record).watchlist_size == 30  # enrolled, not yet reviewed: its images
