@@ -228,8 +228,12 @@ def fleet() -> dashboard.Dashboard:
                 "False alerts per face scanned (1 day)",
                 "percentunit",
                 query(f"deployment_van:lfr_false_alerts_per_face_scanned:ratio1d{{{SCOPE}}}", "{{van_id}}"),
-                query("max(lfr_false_alerts_per_face_scanned_limit)", "limit"),
-                description="The Met's measure. The limit is LFR_ALERT_FALSE_ALERT_LIMIT_ONE_IN.",
+                query(
+                    f"max by (deployment_id) (lfr_false_alerts_per_face_scanned_limit{{{DEPLOYMENT}}})",
+                    "budget {{deployment_id}}",
+                ),
+                description="The Met's measure, against each deployment's false-alert budget (the policy's "
+                "false_alert_budget, which its threshold was derived from).",
             )
         )
         .with_panel(

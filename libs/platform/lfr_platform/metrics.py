@@ -209,7 +209,9 @@ ALERT_OLDEST_UNADJUDICATED_SECONDS = Gauge(
 )
 FALSE_ALERT_LIMIT = Gauge(
     "lfr_false_alerts_per_face_scanned_limit",
-    "The configured limit of false alerts per face scanned (1/N of LFR_ALERT_FALSE_ALERT_LIMIT_ONE_IN)",
+    "An open deployment's false-alert budget per face scanned (the policy's false_alert_budget, copied into "
+    "its record at creation; its threshold is derived from it)",
+    ["deployment_id"],
 )
 
 # --- the equity monitor (alert; lfr_platform.equity) -------------------------------------------

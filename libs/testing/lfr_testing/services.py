@@ -79,6 +79,7 @@ async def seed_deployment(
     min_margin: float = 0.0,
     perceived_groups: dict[str, list[str]] | None = None,
     equity: EquityPolicy | None = None,
+    false_alert_budget: float | None = 1 / 1000,
 ) -> tuple[str, bytes]:
     """An open deployment record and its data key, written as the deployments service writes them
     (lfr_platform.registry), with `subjects` on its watchlist (as enrolment records them). Its window
@@ -112,6 +113,7 @@ async def seed_deployment(
         min_margin=min_margin,
         perceived_groups=shipped_policy()["perceived_groups"] if perceived_groups is None else perceived_groups,
         equity=shipped_equity() if equity is None else equity,
+        false_alert_budget=false_alert_budget,
     )
     try:
         keys = RedisKeys(platform.redis_prefix)

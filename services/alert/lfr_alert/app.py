@@ -145,6 +145,7 @@ class Sweep:
         self.registry = registry
         self.interval_s = interval_s
         self._reported: set[tuple[str, str]] = set()
+        self._budgets: set[str] = set()  # deployments whose budget is exported
         self.equity = EquityMonitor(client, keys)
         self.series = metrics.CameraSeries(
             (metrics.ALERTS, ((),)),
@@ -180,6 +181,14 @@ class Sweep:
                 ages = waiting.setdefault((deployment_id, alert.van_id), [])
                 if alert.state == RAISED:
                     ages.append(now - alert.raised_at)
+        # Each open deployment's false-alert budget (its policy's, copied at creation): the limit
+        # LfrFalseAlertRateHigh holds its vans to, one figure with the threshold derived from it.
+        budgets = {v.deployment_id: v.false_alert_budget for v in open_views if v.false_alert_budget is not None}
+        for gone in self._budgets - set(budgets):
+            metrics.FALSE_ALERT_LIMIT.remove(gone)
+        for deployment_id, budget in budgets.items():
+            metrics.FALSE_ALERT_LIMIT.labels(deployment_id).set(budget)
+        self._budgets = set(budgets)
         for labels in self._reported - set(waiting):
             metrics.ALERTS_UNADJUDICATED.remove(*labels)
             metrics.ALERT_OLDEST_UNADJUDICATED_SECONDS.remove(*labels)
@@ -262,7 +271,6 @@ def build(
         clock=clock,
     )
     server.add(service, alerts_pb2_grpc.add_AlertServiceServicer_to_server, SERVICE_NAME)
-    metrics.FALSE_ALERT_LIMIT.set(1.0 / settings.false_alert_limit_one_in)
     sweep = Sweep(redis, keys, registry, store, settings.sweep_interval_s, clock)
     control = ControlRoom(platform, server, outbox, sweep)
     runner = StageRunner("alert", AlertHandler(store, registry, settings, clock), platform, health)

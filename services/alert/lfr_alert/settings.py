@@ -30,12 +30,6 @@ class AlertSettings(BaseSettings):
         description="A match captured longer ago than this raises no alert (dead-lettered stale_match): a person "
         "seen a day ago is not in front of the van, and a replay older than the replay store's memory is refused",
     )
-    false_alert_limit_one_in: int = Field(
-        6000,
-        ge=1,
-        description="False alerts per face scanned above 1 in this many fire LfrFalseAlertRateHigh "
-        "(6,000: the NPL's figure for the Met at its default threshold)",
-    )
     sweep_interval_s: float = Field(
         10.0,
         gt=0,

@@ -473,6 +473,8 @@ async def test_perceived_groups_are_recorded_counted_corrected_and_measured(plat
         labels = {"deployment_id": deployment_id, "dimension": "ethnicity", "group": "IC3"}
         assert sample("lfr_false_alerts_by_group_total", labels) == 1
         assert sample("lfr_false_alerts_by_group_withdrawn_total", {**labels, "group": "IC1"}) == 0  # started at 0
+        # The deployment's false-alert budget, from its record: what LfrFalseAlertRateHigh holds its vans to.
+        assert sample("lfr_false_alerts_per_face_scanned_limit", {"deployment_id": deployment_id}) == 1 / 1000
 
     await eventually(measured, timeout_s=10)
 
