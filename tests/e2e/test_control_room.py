@@ -6,6 +6,7 @@ deployment report. Every dashboard panel's query then runs against that Promethe
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from lfr_cli import demo_data
 from lfr_cli.watchlist import iter_messages, scan
 from lfr_contracts import AUDIT_RECORDED, FRAMES_CAPTURED
 from lfr_contracts.clients import AlertClient, DeploymentClient
+from lfr_faces import calibration
 from lfr_platform.settings import PlatformSettings
 from lfr_testing.kafka import decoded, produce, read
 from lfr_testing.prometheus import Prometheus, every_dashboard_query_runs, metric_names_pass_promtool
@@ -32,7 +34,18 @@ DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 LOW_THRESHOLD = 0.20
 
 
+def _calibration_below_the_model_minimum(tmp_path) -> Path:
+    """The shipped model's curves with its minimum lowered to LOW_THRESHOLD, as a force's own calibration
+    file (LFR_DEPLOYMENTS_CALIBRATION_FILE): no override goes below the shipped minimum (0.50)."""
+    data = json.loads(calibration.calibration_path("sface-2021dec").read_text())
+    data["model_min"] = LOW_THRESHOLD
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
 def test_decisions_give_both_false_alert_rates_in_prometheus_and_the_report(stack, tmp_path, data_dir):
+    stack.extra_env["LFR_DEPLOYMENTS_CALIBRATION_FILE"] = str(_calibration_below_the_model_minimum(tmp_path))
     state = stack.start(services=("deployments", "detect", "embed", "match", "alert"))
     tokens = state.tokens
     deployments = DeploymentClient(state.grpc_address, tokens["manager"], timeout_s=60)
