@@ -115,8 +115,18 @@ screenshots: $(MODELS_OK) ## docs/console.png from a real run: the demo video's 
 	LFR_TEST_SCREENSHOT=$(abspath docs/console.png) $(BIN)/pytest -q -m browser -k live_alert
 
 .PHONY: bench
-bench: $(MODELS_OK) ## print throughput and latency figures (pipeline, per stage, watchlist search)
+bench: $(MODELS_OK) eval-out/video.json eval-out/multishot-3.json ## print throughput and latency figures, every section (runs eval-video/eval-multishot first where eval-out/ lacks them)
 	$(BIN)/python -m lfr_bench
+
+.PHONY: bench-quick
+bench-quick: $(MODELS_OK) ## every bench section on small sizes, about 3 min (figures in var/bench/quick; make test runs it)
+	$(BIN)/python -m lfr_bench --quick
+
+# What the bench's video and fusion sections read, made by the evaluation's own targets where missing.
+eval-out/video.json: | $(MODELS_OK)
+	$(MAKE) --no-print-directory eval-video
+eval-out/multishot-3.json: | $(MODELS_OK)
+	$(MAKE) --no-print-directory eval-multishot
 
 .PHONY: eval
 eval: $(MODELS_OK) ## evaluate the default model on the shared data, as reviewed (writes eval-out/; see docs/evaluation.md)

@@ -1,6 +1,6 @@
 """`make bench` (brokers): the two local brokers side by side (docs/decisions/0009): time to accept
 connections, produce rate of 150 KB records (a 720p frame) with acks=all, and a new consumer group's
-wait for its first record. Medians of 3 runs, each on a fresh broker."""
+wait for its first record. Medians of 3 runs (the full run's), each on a fresh broker."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from lfr_stack.infrastructure import BROKERS, start_broker
 from lfr_stack.processes import stop_process
 
-RECORDS, SIZE = 600, 150_000
+SIZE = 150_000
 
 
-async def _measure(bootstrap: str) -> tuple[float, float]:
+async def _measure(bootstrap: str, records: int) -> tuple[float, float]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     await admin.create_topics([NewTopic("bench", 3, 1)])
@@ -29,9 +29,9 @@ async def _measure(bootstrap: str) -> tuple[float, float]:
     await producer.start()
     payload = os.urandom(SIZE)
     started = time.perf_counter()
-    sent = [await producer.send("bench", payload, key=str(i % 9).encode()) for i in range(RECORDS)]
+    sent = [await producer.send("bench", payload, key=str(i % 9).encode()) for i in range(records)]
     await asyncio.gather(*sent)
-    produce = RECORDS / (time.perf_counter() - started)
+    produce = records / (time.perf_counter() - started)
     await producer.stop()
     consumer = AIOKafkaConsumer(
         "bench", bootstrap_servers=bootstrap, group_id="bench", auto_offset_reset="earliest",
@@ -46,17 +46,17 @@ async def _measure(bootstrap: str) -> tuple[float, float]:
     return produce, first
 
 
-def run() -> dict:
+def run(records: int = 600, runs: int = 3) -> dict:
     figures = {}
     for kind in BROKERS:
         rows = []
-        for _ in range(3):
+        for _ in range(runs):
             folder = Path(tempfile.mkdtemp(prefix="lfr-broker-"))
             started = time.perf_counter()
             process, bootstrap = start_broker(folder, kind, folder / "data")
             ready = time.perf_counter() - started
             try:
-                rows.append((ready, *asyncio.run(_measure(bootstrap))))
+                rows.append((ready, *asyncio.run(_measure(bootstrap, records))))
             finally:
                 stop_process(process.pid)
         ready, produce, first = (statistics.median(column) for column in zip(*rows, strict=True))

@@ -45,15 +45,15 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _photos(data_dir: Path) -> list[tuple[str, bytes]]:
+def _photos(data_dir: Path, side: int, count: int) -> list[tuple[str, bytes]]:
     photos = []
     for person in sorted((data_dir / "lfw" / "images").iterdir()):
-        if len(photos) == 6:
+        if len(photos) == count:
             break
         face = cv2.imread(str(person / f"{person.name}_0001.jpg"))
         if face is None:
             continue
-        ok, data = cv2.imencode(".jpg", cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC))
+        ok, data = cv2.imencode(".jpg", cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC))
         photos.append((person.name, data.tobytes()))
     return photos
 
@@ -99,16 +99,18 @@ def _run(root: Path, data_dir: Path, photos, env: dict[str, str], streams: int =
             health_s: list[float] = []
             done = threading.Event()
 
-            def sample():
-                while not done.is_set():
+            def sample():  # once at least, however fast the enrolment
+                while True:
                     samples.append(_rss_mb(pid))
                     worker_samples.append(_workers_rss_mb(pid))
-                    time.sleep(0.02)
+                    if done.wait(0.02):
+                        break
 
             def probe():
-                while not done.is_set():
+                while True:
                     health_s.append(_timed(health))
-                    time.sleep(0.05)
+                    if done.wait(0.05):
+                        break
 
             watchers = [threading.Thread(target=sample), threading.Thread(target=probe)]
             for w in watchers:
@@ -157,8 +159,12 @@ def _timed(url: str) -> float:
     return time.perf_counter() - started
 
 
-def run(out: Path, data_dir: Path) -> dict:
-    photos = _photos(data_dir)
+def run(out: Path, data_dir: Path, side: int = SIDE, count: int = 6) -> dict:
+    """`side`, `count`: the photos enrolled with and without the limits (the quick run's are small;
+    the bombs are the probe's whatever the run: the bound is what they test)."""
+    photos = _photos(data_dir, side, count)
+    if len(photos) < count:
+        raise FileNotFoundError(f"{count} LFW photos wanted in {data_dir / 'lfw' / 'images'}, {len(photos)} found")
     bounded = _run(out / "enrol-bounded", data_dir, photos, {})
     print(f"  bounded (defaults): {bounded}")
     unbounded = _run(
@@ -166,7 +172,7 @@ def run(out: Path, data_dir: Path) -> dict:
         data_dir,
         photos,
         {
-            "LFR_DEPLOYMENTS_ENROL_DECODE_MAX_SIDE": str(SIDE * 2),
+            "LFR_DEPLOYMENTS_ENROL_DECODE_MAX_SIDE": str(side * 2),
             "LFR_DEPLOYMENTS_ENROL_MAX_CONCURRENT": "64",
             "LFR_DEPLOYMENTS_ENROL_DECODE_MEMORY_MB": "100000",
         },
@@ -186,7 +192,7 @@ def run(out: Path, data_dir: Path) -> dict:
     for name, outcome in attacked["outcomes"].items():
         print(f"    {name}: {outcome}")
     return {
-        "photo": f"{SIDE}x{SIDE} JPEG",
+        "photo": f"{side}x{side} JPEG",
         "bounded": bounded,
         "unbounded": unbounded,
         "bombs": attacked,

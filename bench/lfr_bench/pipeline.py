@@ -1,7 +1,8 @@
 """The pipeline benchmark: the services as processes, a 720p camera, rates from /metrics.
 
-1. Capacity: 16 cameras stream the crowd at 5 fps each (80 frames/s), more than the machine can
-   process (the clip is stored at 5 fps, so that ingest decodes only the frames it samples).
+1. Capacity: 16 cameras (the full run's; lfr_bench.plan) stream the crowd at 5 fps each (80
+   frames/s), more than the machine can process (the clip is stored at 5 fps, so that ingest decodes
+   only the frames it samples).
    What the pipeline sustains is what comes out of its slowest stage: detect's rate, scaled by the
    share of their input embed and match keep up with (a stage that falls behind sees its backlog
    grow and processes only that share).
@@ -20,15 +21,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lfr.v1 import deployments_pb2 as pb
+from lfr_bench.deployment import open_deployment
+from lfr_bench.plan import Plan
 from lfr_cli import demo_data
-from lfr_cli.watchlist import iter_messages, scan
-from lfr_contracts.clients import DeploymentClient
 from lfr_stack.stack import Stack, total
 
-OUT = Path("var/bench")
 VAN, CAMERA, PERSON = "van-bench", "cam", "cam-person"
-CAPACITY_CAMERAS = 16
 
 
 def _quantile(samples: dict, name: str, q: float) -> float | None:
@@ -83,110 +81,102 @@ def _camera(stack: Stack, deployment_id: str, video: Path, fps: float, count: in
     stack.wait_ready(("ingest",), 60)
 
 
-def _start(data_dir: Path, tmp: Path, replicas: int, every_face: bool) -> tuple[Stack, str]:
-    """A fresh stack (empty topics) with a deployment whose watchlist is the demo's."""
+def _start(out: Path, data_dir: Path, replicas: int, every_face: bool) -> tuple[Stack, str]:
+    """A fresh stack (empty topics) with a reviewed deployment whose watchlist is the demo's."""
     # Every face embedded: the pipeline as it was before tracks.
     env = {"LFR_DETECT_BEST_SHOTS": "false"} if every_face else {}
-    stack = Stack(OUT / "stack", extra_env=env)
+    stack = Stack(out / "stack", extra_env=env)
     state = stack.start(services=("deployments", "detect", "embed", "match", "alert"), replicas=replicas)
-    with DeploymentClient(state.grpc_address, state.tokens["manager"]) as client:
-        request = pb.CreateDeploymentRequest(
-            name="bench",
-            purpose="benchmark",
-            authorising_officer="bench",
-            location="bench",
-            where="intelligence_led",
-            cameras=[],  # any camera of the bench
-        )
-        request.planned_end.FromSeconds(int(time.time() + 3600))
-        deployment_id = client.create(request).deployment_id
-        watchlist = demo_data.build_watchlist(data_dir, tmp / "watchlist")
-        list(client.enrol(deployment_id, iter_messages(scan(watchlist, approved_by="bench"))))
-        client.review(deployment_id, "bench")
-    return stack, deployment_id
+    try:
+        return stack, open_deployment(state, data_dir)
+    except BaseException:
+        stack.stop()
+        raise
 
 
 def run(
-    video: Path, data_dir: Path, seconds: float, replicas: int = 1, every_face: bool = False, latency: bool = True
+    video: Path,
+    data_dir: Path,
+    plan: Plan,
+    replicas: int = 1,
+    every_face: bool = False,
+    latency: bool = True,
 ) -> dict:
-    import tempfile
-
+    """`plan`: its window (seconds measured), warm-up and the cameras offered for capacity."""
+    seconds, cameras_offered = plan.window_s, plan.capacity_cameras
     mode = f"{replicas} replica(s), {'every face embedded' if every_face else 'best shots'}"
-    with tempfile.TemporaryDirectory() as tmp:
-        stack, deployment_id = _start(data_dir, Path(tmp), replicas, every_face)
-        try:
-            prefix = stack.state.topic_prefix
-            _camera(stack, deployment_id, video, 5.0, count=CAPACITY_CAMERAS)
-            time.sleep(15)  # warm-up: models loaded, groups joined, queues filled
-            m = _measure(stack, seconds)
-            detected = total(m["detect"], "lfr_messages_produced_total", topic=f"{prefix}faces.detected.v1")
-            embedded = total(m["embed"], "lfr_messages_produced_total", topic=f"{prefix}faces.embedded.v1")
-            kept_up = min(1.0, total(m["embed"], "lfr_messages_consumed_total") / max(detected, 1)) * min(
-                1.0, total(m["match"], "lfr_messages_consumed_total") / max(embedded, 1)
-            )
-            frames = total(m["detect"], "lfr_frames_processed_total") / seconds
-            # Faces good enough to identify (those found, less those too small or blurred): what the raw
-            # model rate counts too.
-            faces = total(m["detect"], "lfr_faces_detected_total") - total(m["detect"], "lfr_faces_rejected_total")
-            capacity = {
-                "offered_fps": 5.0 * CAPACITY_CAMERAS,
-                "ingest_published_fps": round(total(m["ingest"], "lfr_frames_published_total") / seconds, 2),
-                "detect_frames_per_s": round(frames, 2),
-                "detect_faces_per_s": round(faces / seconds, 2),
-                "tracks_per_s": round(total(m["detect"], "lfr_tracks_started_total") / seconds, 2),
-                "embed_faces_per_s": round(total(m["embed"], "lfr_faces_embedded_total") / seconds, 2),
-                "match_faces_per_s": round(total(m["match"], "lfr_faces_scanned_total") / seconds, 2),
-                "share_kept_up": round(kept_up, 3),
-                "sustained_frames_per_s": round(frames * kept_up, 2),
-                "sustained_faces_per_s": round(faces / seconds * kept_up, 2),
-                "window_s": seconds,
-            }
-        finally:
-            stack.stop()
-        print(
-            f"[{mode}] capacity, {CAPACITY_CAMERAS} cameras x 5 fps offered: detect "
-            f"{capacity['detect_frames_per_s']} frames/s "
-            f"({capacity['detect_faces_per_s']} faces/s, {capacity['tracks_per_s']} tracks/s), embed "
-            f"{capacity['embed_faces_per_s']} faces/s, match {capacity['match_faces_per_s']} faces/s; embed and match "
-            f"kept up with {100 * capacity['share_kept_up']:.0f}%: sustained {capacity['sustained_frames_per_s']} "
-            f"frames/s, {capacity['sustained_faces_per_s']} faces/s"
+    stack, deployment_id = _start(plan.out, data_dir, replicas, every_face)
+    try:
+        prefix = stack.state.topic_prefix
+        _camera(stack, deployment_id, video, 5.0, count=cameras_offered)
+        time.sleep(plan.warm_up_s)  # models loaded, groups joined, queues filled
+        m = _measure(stack, seconds)
+        detected = total(m["detect"], "lfr_messages_produced_total", topic=f"{prefix}faces.detected.v1")
+        embedded = total(m["embed"], "lfr_messages_produced_total", topic=f"{prefix}faces.embedded.v1")
+        kept_up = min(1.0, total(m["embed"], "lfr_messages_consumed_total") / max(detected, 1)) * min(
+            1.0, total(m["match"], "lfr_messages_consumed_total") / max(embedded, 1)
         )
-        if not latency:
-            return {"mode": mode, "capacity": capacity}
-        # A fresh stack: the capacity run leaves a backlog that would be measured as latency.
-        cameras = max(1, int(0.8 * capacity["sustained_frames_per_s"] // 5))
-        enrolled = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
-        stack, deployment_id = _start(data_dir, Path(tmp), replicas, every_face)
-        try:
-            _camera(stack, deployment_id, video, 5.0, count=cameras)
-            time.sleep(15)
-            passes = max(3, int(seconds // 8))
-            m = _measure(stack, seconds, during=_person_passes(stack, deployment_id, enrolled), times=passes)
-            latency = {
-                "cameras_at_5fps": cameras,
-                "detect_frames_per_s": round(total(m["detect"], "lfr_frames_processed_total") / seconds, 2),
-                **{
-                    f"capture_to_{what}_p{int(q * 100)}_s": _round(
-                        _quantile(m[what], f"lfr_capture_to_{what}_seconds", q)
-                    )
-                    for what in ("match", "alert")
-                    for q in (0.5, 0.95, 0.99)
-                },
-                "person_passes": passes,
-                "alerts": int(total(m["alert"], "lfr_alerts_total")),
-                "search_p50_ms": _round(1e3 * (_quantile(m["match"], "lfr_watchlist_search_seconds", 0.5) or 0)),
-            }
-        finally:
-            stack.stop()
+        frames = total(m["detect"], "lfr_frames_processed_total") / seconds
+        # Faces good enough to identify (those found, less those too small or blurred): what the raw
+        # model rate counts too.
+        faces = total(m["detect"], "lfr_faces_detected_total") - total(m["detect"], "lfr_faces_rejected_total")
+        capacity = {
+            "offered_fps": 5.0 * cameras_offered,
+            "ingest_published_fps": round(total(m["ingest"], "lfr_frames_published_total") / seconds, 2),
+            "detect_frames_per_s": round(frames, 2),
+            "detect_faces_per_s": round(faces / seconds, 2),
+            "tracks_per_s": round(total(m["detect"], "lfr_tracks_started_total") / seconds, 2),
+            "embed_faces_per_s": round(total(m["embed"], "lfr_faces_embedded_total") / seconds, 2),
+            "match_faces_per_s": round(total(m["match"], "lfr_faces_scanned_total") / seconds, 2),
+            "share_kept_up": round(kept_up, 3),
+            "sustained_frames_per_s": round(frames * kept_up, 2),
+            "sustained_faces_per_s": round(faces / seconds * kept_up, 2),
+            "window_s": seconds,
+        }
+    finally:
+        stack.stop()
+    print(
+        f"[{mode}] capacity, {cameras_offered} cameras x 5 fps offered: detect "
+        f"{capacity['detect_frames_per_s']} frames/s "
+        f"({capacity['detect_faces_per_s']} faces/s, {capacity['tracks_per_s']} tracks/s), embed "
+        f"{capacity['embed_faces_per_s']} faces/s, match {capacity['match_faces_per_s']} faces/s; embed and match "
+        f"kept up with {100 * capacity['share_kept_up']:.0f}%: sustained {capacity['sustained_frames_per_s']} "
+        f"frames/s, {capacity['sustained_faces_per_s']} faces/s"
+    )
+    if not latency:
+        return {"mode": mode, "capacity": capacity}
+    # A fresh stack: the capacity run leaves a backlog that would be measured as latency.
+    cameras = max(1, int(0.8 * capacity["sustained_frames_per_s"] // 5))
+    enrolled = data_dir / "video" / demo_data.ENROLLED_CLIPS[0]
+    stack, deployment_id = _start(plan.out, data_dir, replicas, every_face)
+    try:
+        _camera(stack, deployment_id, video, 5.0, count=cameras)
+        time.sleep(plan.warm_up_s)
+        passes = max(3, int(seconds // 8))
+        m = _measure(stack, seconds, during=_person_passes(stack, deployment_id, enrolled), times=passes)
+        steady = {
+            "cameras_at_5fps": cameras,
+            "detect_frames_per_s": round(total(m["detect"], "lfr_frames_processed_total") / seconds, 2),
+            **{
+                f"capture_to_{what}_p{int(q * 100)}_s": _round(_quantile(m[what], f"lfr_capture_to_{what}_seconds", q))
+                for what in ("match", "alert")
+                for q in (0.5, 0.95, 0.99)
+            },
+            "person_passes": passes,
+            "alerts": int(total(m["alert"], "lfr_alerts_total")),
+            "search_p50_ms": _round(1e3 * (_quantile(m["match"], "lfr_watchlist_search_seconds", 0.5) or 0)),
+        }
+    finally:
+        stack.stop()
     print(
         f"[{mode}] {cameras} crowd camera(s) at 5 fps (~80% load), the enrolled person passing "
-        f"{latency['person_passes']} times: capture-to-match p50 "
-        f"~{latency['capture_to_match_p50_s']} s, p95 ~{latency['capture_to_match_p95_s']} s, p99 "
-        f"~{latency['capture_to_match_p99_s']} s; capture-to-alert p50 ~{latency['capture_to_alert_p50_s']} s, "
-        f"p95 ~{latency['capture_to_alert_p95_s']} s, p99 ~{latency['capture_to_alert_p99_s']} s "
-        f"({latency['alerts']} alerts)"
+        f"{steady['person_passes']} times: capture-to-match p50 "
+        f"~{steady['capture_to_match_p50_s']} s, p95 ~{steady['capture_to_match_p95_s']} s, p99 "
+        f"~{steady['capture_to_match_p99_s']} s; capture-to-alert p50 ~{steady['capture_to_alert_p50_s']} s, "
+        f"p95 ~{steady['capture_to_alert_p95_s']} s, p99 ~{steady['capture_to_alert_p99_s']} s "
+        f"({steady['alerts']} alerts)"
     )
-    return {"mode": mode, "capacity": capacity, "steady": latency}
+    return {"mode": mode, "capacity": capacity, "steady": steady}
 
 
 def _round(value: float | None) -> float | None:
