@@ -8,12 +8,13 @@ not to be quoted: they say that a section works, not how fast.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-DATA = Path(os.environ.get("LFR_DATA_DIR", "../shared/data"))
-MODELS = Path(os.environ.get("LFR_MODELS_DIR", "models"))
+from lfr_platform.settings import PlatformSettings, ToolSettings
+
+DATA = ToolSettings().data_dir
+MODELS = Path(PlatformSettings().models_dir)
 
 # Every section, in the order they run: the bench's one list (`--only` and the quick test check it).
 SECTIONS = (

@@ -7,7 +7,6 @@ everything for people goes to stderr. Exit 0 on success, 2 on bad arguments.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from lfr_contracts import FACES_DETECTED, FACES_EMBEDDED, FRAMES_CAPTURED, MATCH
 from lfr_contracts.clients import DeploymentClient
 from lfr_contracts.views import alert_json
 from lfr_faces.frames import is_stream
+from lfr_platform.settings import ToolSettings
 from lfr_stack.infrastructure import external_infrastructure
 from lfr_stack.processes import StackError
 from lfr_stack.stack import Stack, total
@@ -50,7 +50,7 @@ def _check_video(source: str) -> None:
 
 def run_demo(args) -> int:
     started = time.monotonic()
-    data_dir = Path(os.environ.get("LFR_DATA_DIR", "../shared/data"))
+    data_dir = ToolSettings().data_dir
     with tempfile.TemporaryDirectory(prefix="lfr-demo-") as tmp:
         try:
             watchlist = args.watchlist or demo_data.build_watchlist(data_dir, Path(tmp) / "watchlist")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -19,9 +18,11 @@ from lfr_cli import control_room, deployments
 from lfr_cli.transparency import TransparencyError
 from lfr_cli.watchlist import WatchlistFolderError
 from lfr_platform.auth import ROLES
+from lfr_platform.settings import ToolSettings
 from lfr_stack.wiring import default_replicas
 
-STACK_DIR = Path(os.environ.get("LFR_CLI_STACK_DIR", "var/stack"))
+TOOLS = ToolSettings()
+STACK_DIR = TOOLS.stack_dir
 
 # Exit statuses by gRPC status, so scripts can tell a typo from an outage.
 EXIT_CODES = {
@@ -45,8 +46,10 @@ def _client(args, service: str | None = None):
     alerts = (service or args.command) == "alert"
     service = "AlertService" if alerts else "DeploymentService"
     address_variable = "LFR_CLI_ALERT_ADDRESS" if alerts else "LFR_CLI_ADDRESS"
-    address = (args.address if alerts == (args.command == "alert") else None) or os.environ.get(address_variable)
-    token = args.token or os.environ.get("LFR_CLI_TOKEN")
+    address = (args.address if alerts == (args.command == "alert") else None) or (
+        TOOLS.alert_address if alerts else TOOLS.address
+    )
+    token = args.token or TOOLS.token
     if not address or not token:
         state = StackState.load(STACK_DIR)
         if state is None:

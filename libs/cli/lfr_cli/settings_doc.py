@@ -38,11 +38,12 @@ def service_settings() -> dict[str, type[BaseSettings]]:
 def _documents() -> list[tuple[Path, str, type[BaseSettings]]]:
     """(file, block name, settings class): docs/configuration.md holds the shared ones, each service's
     README its own."""
-    from lfr_platform.settings import ModelSettings, PlatformSettings, WatchlistIndexSettings
+    from lfr_platform.settings import ModelSettings, PlatformSettings, ToolSettings, WatchlistIndexSettings
 
     configuration = ROOT / "docs" / "configuration.md"
     docs = [(configuration, "platform", PlatformSettings)]
     docs += [(configuration, "watchlist", WatchlistIndexSettings), (configuration, "model", ModelSettings)]
+    docs += [(configuration, "tools", ToolSettings)]
     docs += [(ROOT / "services" / name / "README.md", "", cls) for name, cls in service_settings().items()]
     return docs
 
@@ -55,7 +56,8 @@ def table(cls: type[BaseSettings]) -> str:
             continue  # a shared block: a table of its own
         default = field.default_factory() if field.default_factory else field.default
         shown = "" if default is None else f"`{default}`"
-        rows.append(f"| `{prefix}{name.upper()}` | {shown} | {field.description or ''} |")
+        variable = field.validation_alias if isinstance(field.validation_alias, str) else f"{prefix}{name.upper()}"
+        rows.append(f"| `{variable}` | {shown} | {field.description or ''} |")
     return "\n".join(rows)
 
 

@@ -20,7 +20,6 @@ the calibration's "fmr" section.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from lfr_eval.analysis import PROBE, Cache, Models, analyse_all
 from lfr_eval.dataset import IMAGE_SUFFIXES, load_mated, load_nonmated
 from lfr_faces.calibration import calibration_path
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
+from lfr_platform.settings import PlatformSettings
 
 err = Console(stderr=True, soft_wrap=True)
 VIDEO_SOURCE = "video strangers"
@@ -56,7 +56,7 @@ class Face:
 
 def main(args) -> int:
     started = time.time()
-    models_dir = args.models_dir or Path(os.environ.get("LFR_MODELS_DIR", "models"))
+    models_dir = args.models_dir or Path(PlatformSettings().models_dir)
     try:
         models = Models(model_path(models_dir, YUNET), model_path(models_dir, SFACE), args.mirrored_enrolment)
         datasets = [load_mated(args.dataset), *[load_nonmated(p) for p in args.nonmated]]

@@ -12,7 +12,6 @@ differ only in how an enrolled subject's G vectors are kept; every search is dec
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from lfr_eval.experiment import Enrolled, Search, impostor_scores, run_searches
 from lfr_eval.multishot import _at, _pct, _plain
 from lfr_eval.results import Attribute, compute, recommend
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
+from lfr_platform.settings import PlatformSettings
 from lfr_watchlist import Entry
 from lfr_watchlist.templates import subject_templates
 
@@ -36,7 +36,7 @@ MODES = ("separate", "fused", "both")
 def main(args) -> int:
     started = time.time()
     g = args.gallery
-    models_dir = args.models_dir or Path(os.environ.get("LFR_MODELS_DIR", "models"))
+    models_dir = args.models_dir or Path(PlatformSettings().models_dir)
     try:
         if g < 2:
             raise ValueError(f"--gallery needs G >= 2 photos per subject, not {g}")

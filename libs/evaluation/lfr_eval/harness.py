@@ -3,7 +3,6 @@ the live code, and report rates per threshold and per group with a recommended t
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from lfr_eval.experiment import Enrolled, Search, impostor_scores, run_searches
 from lfr_eval.results import MODEL_MAX_TPIR, MODEL_MIN_FMR, Attribute, compute, model_range, recommend
 from lfr_faces.calibration import calibration_path
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
+from lfr_platform.settings import PlatformSettings
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -51,7 +51,7 @@ def _sample(items: list, n: int, rng: random.Random) -> list:
 
 def main(args) -> int:
     started = time.time()
-    models_dir = args.models_dir or Path(os.environ.get("LFR_MODELS_DIR", "models"))
+    models_dir = args.models_dir or Path(PlatformSettings().models_dir)
     try:
         models = Models(model_path(models_dir, YUNET), model_path(models_dir, SFACE), args.mirrored_enrolment)
         mated_ds = load_mated(args.dataset)

@@ -19,7 +19,6 @@ calibrated threshold.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from lfr_eval.experiment import Enrolled, Search, impostor_scores, run_searches
 from lfr_eval.results import Attribute, compute, recommend
 from lfr_faces.fusion import fuse
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
+from lfr_platform.settings import PlatformSettings
 
 err = Console(stderr=True, soft_wrap=True)
 MODES = ("single", "mean", "best")
@@ -42,7 +42,7 @@ MODES = ("single", "mean", "best")
 def main(args) -> int:
     started = time.time()
     k = args.multi_shot
-    models_dir = args.models_dir or Path(os.environ.get("LFR_MODELS_DIR", "models"))
+    models_dir = args.models_dir or Path(PlatformSettings().models_dir)
     try:
         if k < 2:
             raise ValueError(f"--multi-shot needs K >= 2 shots per person, not {k}")

@@ -21,7 +21,6 @@ file (per_pass), where the deployments service multiplies the single-shot false 
 from __future__ import annotations
 
 import json
-import os
 import time
 from fnmatch import fnmatch
 from pathlib import Path
@@ -35,6 +34,7 @@ from lfr_eval.dataset import IMAGE_SUFFIXES, load_mated
 from lfr_eval.rates import Z95, rates_over_thresholds, wilson
 from lfr_faces import calibration
 from lfr_faces.models import SFACE, YUNET, ModelMissing, model_path
+from lfr_platform.settings import PlatformSettings
 
 err = Console(stderr=True, soft_wrap=True)
 # Below this many single-shot false matches at a threshold, the per-pass ratio there is noise.
@@ -43,7 +43,7 @@ MIN_PAIRS = 10
 
 def main(args) -> int:
     started = time.time()
-    models_dir = args.models_dir or Path(os.environ.get("LFR_MODELS_DIR", "models"))
+    models_dir = args.models_dir or Path(PlatformSettings().models_dir)
     try:
         models = Models(model_path(models_dir, YUNET), model_path(models_dir, SFACE), args.mirrored_enrolment)
         people = _xdomain(args.xdomain)

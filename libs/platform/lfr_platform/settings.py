@@ -26,6 +26,35 @@ _NON_SERVICE_VARIABLES = frozenset({"LFR_DATA_DIR"})
 _NON_SERVICE_PREFIXES = ("LFR_TEST_", "LFR_CLI_", "LFR_STACK_")
 
 
+class ToolSettings(BaseSettings):
+    """What the tools around the services read (`lfr`, the local stack, the demo, the tests, the bench),
+    never the services: where the DeploymentService and the AlertService are, the token, the local
+    stack's folder and broker, and the face data."""
+
+    model_config = SettingsConfigDict(env_prefix="LFR_CLI_", extra="ignore", hide_input_in_errors=True)
+
+    address: str | None = Field(
+        None, description="host:port of the DeploymentService for `lfr` (--address); unset: the local stack's"
+    )
+    alert_address: str | None = Field(
+        None, description="host:port of the AlertService for `lfr alert` (--address); unset: the local stack's"
+    )
+    token: str | None = Field(
+        None, repr=False, description="bearer token for `lfr` (--token shows in `ps`); unset: the local stack's"
+    )
+    stack_dir: Path = Field(Path("var/stack"), description="Folder of the local stack `make up` runs (its state)")
+    broker: str = Field(
+        "tansu",
+        description="Kafka-protocol broker the local stack and the demo start: tansu or noida-db (docs/decisions/0009)",
+    )
+    data_dir: Path = Field(
+        Path("../shared/data"),
+        validation_alias="LFR_DATA_DIR",
+        description="The shared face data the demo, the tests, the bench and the evaluation read (`LFR_DATA_DIR`; "
+        "the Makefile finds it beside the repository): read-only, never copied into it",
+    )
+
+
 class WatchlistIndexSettings(BaseSettings):
     """Where the watchlists are kept: read by the deployments service (which writes them) and match
     (which searches them), so that both always name the same index."""

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from lfr_platform.settings import ToolSettings
 from lfr_stack.processes import StackError, free_port, wait_for_port
 
 # The local stack's Kafka-protocol brokers (docs/decisions/0009-local-broker.md): tansu (memory only;
@@ -15,7 +16,7 @@ from lfr_stack.processes import StackError, free_port, wait_for_port
 # (kcat), applied retention and topics kept across its restarts (a consumer killed there never leaves
 # its group: each process then joins with a static member id, its name, and takes its place back).
 BROKERS = ("tansu", "noida-db")
-DEFAULT_BROKER = "tansu"
+DEFAULT_BROKER = ToolSettings.model_fields["broker"].default  # LFR_CLI_BROKER
 
 
 def broker_command(kind: str, port: int, data_dir: Path) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lfr_platform.auth import ROLES
+from lfr_platform.settings import PlatformSettings, ToolSettings
 from lfr_stack import infrastructure, wiring
 from lfr_stack.processes import StackError, free_port, listening_ports, private_files, stop_marked, wait_for_port
 from lfr_stack.state import StackState
@@ -47,9 +48,9 @@ class Stack:
         self.root = Path(root).resolve()
         self.log_dir = self.root / "logs"
         self.external_kafka = kafka
-        self.broker = os.environ.get("LFR_CLI_BROKER", infrastructure.DEFAULT_BROKER)
+        self.broker = ToolSettings().broker
         self.external_redis = redis_url
-        self.models_dir = Path(models_dir or os.environ.get("LFR_MODELS_DIR", "models")).resolve()
+        self.models_dir = Path(models_dir or PlatformSettings().models_dir).resolve()
         self.extra_env = extra_env or {}
         self.foreground = foreground
         self.supervisor = Supervisor(self.root)

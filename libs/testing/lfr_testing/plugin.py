@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from lfr_platform.settings import PlatformSettings
+from lfr_platform.settings import PlatformSettings, ToolSettings
 
 
 def _repo_root() -> Path:
@@ -94,7 +94,8 @@ def platform(
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = Path(os.environ.get("LFR_DATA_DIR", _repo_root().parent / "shared" / "data"))
+    path = ToolSettings().data_dir
+    path = path if path.is_absolute() else _repo_root() / path  # the default, from where make runs
     if not (path / "lfw" / "labels.csv").is_file():
         pytest.fail(f"face data not found at {path}: set LFR_DATA_DIR (see docs/data.md)")
     return path
@@ -102,7 +103,8 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    path = Path(os.environ.get("LFR_MODELS_DIR", _repo_root() / "models"))
+    path = Path(PlatformSettings().models_dir)
+    path = path if path.is_absolute() else _repo_root() / path  # the default, from where make runs
     if not (path / "yunet-2023mar.onnx").is_file() or not (path / "sface-2021dec.onnx").is_file():
         pytest.fail(f"models not found in {path}: run `make models`")
     return path
