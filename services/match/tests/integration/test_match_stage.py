@@ -41,7 +41,8 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
         deployment_id,
         [watchlist_image(lfw(data_dir, "Colin_Powell", 1), "Colin_Powell", "p", approved_by="A")],
     )
-    await api("review", deployment_id, "Insp. R")  # nothing is matched before the review
+    # Nothing is matched before the review, which derives the threshold for the one entry reviewed.
+    reviewed = (await api("review", deployment_id, "Insp. R")).deployment
     key = await deployment_key(platform, deployment_id)
     camera = common_pb2.CameraRef(deployment_id=deployment_id, van_id="van-1", camera_id="cam-1")
 
@@ -63,7 +64,8 @@ async def test_an_enrolled_person_matches_and_a_stranger_is_only_counted(
     letters = decoded(dead_letter_topic("match"), await read(platform, dead_letter_topic("match"), count=1))
     assert [(m.subject_id, m.sequence) for m in matches] == [("Colin_Powell", 1)]
     match_found = matches[0]
-    assert match_found.score >= match_found.threshold == pytest.approx(0.69)
+    assert match_found.score >= match_found.threshold == pytest.approx(reviewed.threshold)
+    assert reviewed.operating_point.entries == 1 and reviewed.threshold < deployment.threshold
     captured_ns = match_found.captured_at.ToNanoseconds()  # in the id: a restarted camera's ids are new
     assert captured_ns > 0 and match_found.match_id == f"{deployment_id}/van-1/cam-1/{captured_ns}/1/0"
     # The crop is sealed on the topic, as detect sealed it (the close makes it unreadable).
