@@ -152,6 +152,17 @@ DEPLOYMENTS_LOST = Counter(
     "Watchlists found without their deployment's record (lost from Redis): audited, then deleted",
 )
 ENROLMENTS = Counter("lfr_enrolment_images_total", "Watchlist images by outcome", ["status", "reason"])
+DEPLOYMENT_RECORDS_MIGRATED = Counter(
+    "lfr_deployment_records_migrated_total",
+    "Deployment records written before the record's version, read with the defaults of their absent fields "
+    "(once per record and process: lfr_platform.deployment_record)",
+    ["from_version"],
+)
+DEPLOYMENT_RECORD_FIELDS_IGNORED = Counter(
+    "lfr_deployment_record_fields_ignored_total",
+    "Fields of a deployment record this release does not know, left unread (once per record, field and process)",
+    ["field"],
+)
 
 # --- alert -------------------------------------------------------------------------------------
 ALERTS = Counter("lfr_alerts_total", "Alerts raised (first match of a subject on a camera in a window)", CAMERA)

@@ -1,94 +1,39 @@
-"""Where deployments live in Redis: the record a new deployment gets, and the read view the pipeline
-stages use. One module for both, so that the writer and the readers agree on the record's fields.
+"""Where deployments live in Redis: their keys, the writing of a new deployment, and the read view the
+pipeline stages use. The record itself, its fields and its codec, is lfr_platform.deployment_record,
+so that the writer and the readers agree on it.
 
 The deployments service (through its DeploymentService) is the only writer in production. Every
 key that belongs to a deployment starts with `<prefix>:dep:<id>`, so that closing one can find and
 delete them all, and a test can prove that nothing is left. After close only the record itself remains, reduced to the
-non-biometric tombstone fields below, so that Get, List and a repeated Close can still answer.
+non-biometric tombstone fields (deployment_record.TOMBSTONE_FIELDS), so that Get, List and a repeated
+Close can still answer.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from lfr_platform.equity import PERCEIVED, EquityPolicy
+# The record's names, re-exported: the stages and the tools import them from here.
+from lfr_platform.deployment_record import (  # noqa: F401
+    CLOSED,
+    EXPIRED,
+    FIELD,
+    LOST,
+    OPEN,
+    STATS_PREFIX,
+    TOMBSTONE_FIELDS,
+    DeploymentRecord,
+    kept_in_tombstone,
+    new_deployment_record,
+    stat_fields,
+)
+from lfr_platform.equity import EquityPolicy
 
 DEPLOYMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
-
-# Lifecycle states as stored; planned/active are derived from the clock while status is "open".
-# "lost": match found a watchlist whose record Redis no longer held (Redis lost its data): the
-# deployment cannot be used any more (no key, no threshold), and that was audited, never silent.
-OPEN, CLOSED, EXPIRED, LOST = "open", "closed", "expired", "lost"
-
-TOMBSTONE_FIELDS = frozenset(
-    {
-        "deployment_id",
-        "name",
-        "purpose",
-        "authorising_officer",
-        "location",
-        "where",
-        "urgent",
-        "ratify_by",
-        "ratified_by",
-        "ratified_at",
-        "planned_start",
-        "planned_end",
-        "cameras",
-        "status",
-        "threshold",
-        "threshold_floor",
-        "threshold_override_reason",
-        "model_id",
-        "watchlist_size_limit",
-        "enrolled_images",
-        "enrolled_subjects",
-        "rejected_images",
-        "created_at",
-        "created_by",
-        "closed_at",
-        "closed_by",
-        "close_reason",
-        "deletion",
-        "started_at",
-        "lost_at",
-        "alert_public_key",
-        "reviewed_by",
-        "reviewed_at",
-        "reviewed_images",
-        "min_margin",
-        "expected_faces",
-        "prediction",
-        "operating_point",
-        "false_alert_budget",
-        "perceived_groups",
-        "equity",
-    }
-)
-
-
-# A deployment's record counts what happened to it in fields `stats:<name>` (deployment-wide) and
-# `stats:<name>@<van>` (per van): faces scanned, alerts, decisions. They hold no biometric data and are
-# kept in the tombstone: the deployment report is computed from them, also after close.
-STATS_PREFIX = "stats:"
-
-
-def stat_fields(name: str, van_id: str) -> tuple[str, ...]:
-    """The deployment-wide and the per-van field of one count; the counts per perceived group
-    (lfr_platform.equity) are deployment-wide only: fewer, larger counts of officers' perceptions."""
-    if name.startswith(PERCEIVED):
-        return (f"{STATS_PREFIX}{name}",)
-    return f"{STATS_PREFIX}{name}", f"{STATS_PREFIX}{name}@{van_id}"
-
-
-def kept_in_tombstone(field_name: str) -> bool:
-    return field_name in TOMBSTONE_FIELDS or field_name.startswith(STATS_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -212,85 +157,11 @@ class RedisKeys:
         return f"{self.prefix}:equity:false-alerts:{day}"
 
 
-def new_deployment_record(
-    deployment_id: str,
-    *,
-    name: str,
-    purpose: str,
-    authorising_officer: str,
-    location: str,
-    planned_start: float,
-    planned_end: float,
-    cameras: list[tuple[str, str]],
-    threshold: float,
-    threshold_floor: float,
-    threshold_override_reason: str,
-    model_id: str,
-    watchlist_size_limit: int,
-    created_at: float,
-    created_by: str,
-    alert_public_key: bytes,
-    where: str,
-    urgent: bool = False,
-    ratify_by: float = 0.0,
-    min_margin: float = 0.0,
-    reviewed_at: float = 0.0,
-    perceived_groups: Mapping[str, Sequence[str]] | None = None,
-    equity: EquityPolicy | None = None,
-    false_alert_budget: float | None = None,
-) -> dict[str, str]:
-    """The record of a new, open deployment (`cameras`: (van id, camera id) pairs; none: any camera),
-    with the public key that verifies its alert revisions (lfr_platform.signing); an `urgent` one must
-    be ratified by `ratify_by`. Nothing of it is matched until its watchlist is reviewed
-    (`reviewed_at`, set by the review); an alert whose runner-up scores within `min_margin` of it is
-    held for a supervisor. `perceived_groups` (dimension -> the closed list an officer's perception is
-    recorded from) and `equity` (the monitor's reference shares and limits) are the policy's, copied
-    at creation as `min_margin` is, and so is `false_alert_budget` (the false alerts per face scanned
-    its threshold was derived for, which alert's LfrFalseAlertRateHigh holds it to): alert reads them
-    from here."""
-    reviewed = {"reviewed_at": repr(reviewed_at), "reviewed_by": created_by} if reviewed_at else {}
-    policy = {}
-    if perceived_groups is not None:
-        policy["perceived_groups"] = json.dumps({d: list(groups) for d, groups in perceived_groups.items()})
-    if equity is not None:
-        policy["equity"] = equity.to_json()
-    if false_alert_budget is not None:
-        policy["false_alert_budget"] = repr(false_alert_budget)
-    return {
-        **reviewed,
-        **policy,
-        "min_margin": repr(min_margin),
-        "deployment_id": deployment_id,
-        "name": name,
-        "purpose": purpose,
-        "authorising_officer": authorising_officer,
-        "location": location,
-        "where": where,
-        "urgent": "1" if urgent else "0",
-        "ratify_by": repr(ratify_by),
-        "planned_start": repr(planned_start),
-        "planned_end": repr(planned_end),
-        "cameras": json.dumps([{"van_id": v, "camera_id": c} for v, c in cameras]),
-        "status": OPEN,
-        "threshold": repr(threshold),
-        "threshold_floor": repr(threshold_floor),
-        "threshold_override_reason": threshold_override_reason,
-        "model_id": model_id,
-        "watchlist_size_limit": str(watchlist_size_limit),
-        "enrolled_images": "0",
-        "enrolled_subjects": "0",
-        "rejected_images": "0",
-        "created_at": repr(created_at),
-        "created_by": created_by,
-        "alert_public_key": alert_public_key.hex(),
-    }
-
-
 async def write_new_deployment(
     client: aioredis.Redis,
     keys: RedisKeys,
     key_wrap,
-    record: dict[str, str],
+    record: DeploymentRecord,
     data_key: bytes,
     alert_key: bytes,
     alert_key_ttl_s: float,
@@ -298,29 +169,18 @@ async def write_new_deployment(
     """The record, its data key and its private alert key (both wrapped by the key-encryption key)
     and its place in the indexes, in one transaction: a deployment exists whole or not at all. The
     alert key outlives the close by `alert_key_ttl_s` (lfr_platform.signing)."""
-    deployment_id = record["deployment_id"]
+    deployment_id = record.deployment_id
     async with client.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.deployment(deployment_id), mapping=record)
+        pipe.hset(keys.deployment(deployment_id), mapping=record.to_redis())
         pipe.set(keys.data_key(deployment_id), key_wrap.wrap(data_key, deployment_id))
         pipe.set(
             keys.alert_key(deployment_id),
             key_wrap.wrap(alert_key, f"alert:{deployment_id}"),
             px=max(1, int(alert_key_ttl_s * 1000)),
         )
-        pipe.zadd(keys.all_deployments(), {deployment_id: float(record["created_at"])})
-        pipe.zadd(keys.planned_ends(), {deployment_id: float(record["planned_end"])})
+        pipe.zadd(keys.all_deployments(), {deployment_id: record.created_at})
+        pipe.zadd(keys.planned_ends(), {deployment_id: record.planned_end})
         await pipe.execute()
-
-
-def derived_state(record: dict[str, str], now: float | None = None) -> str:
-    """planned, active, closed or expired."""
-    status = record.get("status", OPEN)
-    if status != OPEN:
-        return status
-    now = time.time() if now is None else now
-    if now < float(record.get("planned_start", 0) or 0):
-        return "planned"
-    return "active"
 
 
 @dataclass(frozen=True)
@@ -362,7 +222,7 @@ class DeploymentView:
 async def alert_public_key(client: aioredis.Redis, keys: RedisKeys, deployment_id: str) -> bytes | None:
     """The key that verifies the deployment's alert revisions, from its record (no secret needed: kept
     after close too); None for a deployment that never was."""
-    raw = await client.hget(keys.deployment(deployment_id), "alert_public_key")
+    raw = await client.hget(keys.deployment(deployment_id), FIELD.alert_public_key)
     return bytes.fromhex(_s(raw)) if raw else None
 
 
@@ -396,26 +256,23 @@ class DeploymentRegistry:
             raw, key = await pipe.execute()
         if not raw:
             return None
-        record = {_s(k): _s(v) for k, v in raw.items()}
+        record = DeploymentRecord.from_redis(deployment_id, raw)
         if key is not None:
             key = self.key_wrap.unwrap(key, deployment_id)
-        cameras = frozenset((c["van_id"], c["camera_id"]) for c in json.loads(record.get("cameras") or "[]"))
         return DeploymentView(
             deployment_id=deployment_id,
-            state=derived_state(record),
-            threshold=float(record.get("threshold", "nan")),
-            model_id=record.get("model_id", ""),
+            state=record.state,
+            threshold=float("nan") if record.threshold is None else record.threshold,
+            model_id=record.model_id,
             data_key=key,
-            cameras=cameras,
-            planned_start=float(record.get("planned_start") or 0.0),
-            planned_end=float(record.get("planned_end") or "inf"),
-            reviewed=bool(record.get("reviewed_at")),
-            min_margin=float(record.get("min_margin") or 0.0),
-            perceived_groups={
-                d: tuple(groups) for d, groups in json.loads(record.get("perceived_groups") or "{}").items()
-            },
-            equity=EquityPolicy.from_json(record["equity"]) if record.get("equity") else None,
-            false_alert_budget=float(record["false_alert_budget"]) if record.get("false_alert_budget") else None,
+            cameras=frozenset((c.van_id, c.camera_id) for c in record.cameras),
+            planned_start=record.planned_start or 0.0,
+            planned_end=record.planned_end or float("inf"),
+            reviewed=record.reviewed,
+            min_margin=record.min_margin,
+            perceived_groups=dict(record.perceived_groups or {}),
+            equity=record.equity,
+            false_alert_budget=record.false_alert_budget,
         )
 
 

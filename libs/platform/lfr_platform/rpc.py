@@ -12,6 +12,7 @@ import redis.exceptions
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lfr_platform.deployment_record import RecordInvalid
 from lfr_platform.http import Health
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,16 @@ class Unavailable(Exception):
 
 
 def _answer_unavailable(method):
-    """Wrap a servicer method: a store that is down answers UNAVAILABLE with a reason, not UNKNOWN."""
+    """Wrap a servicer method: a store that is down answers UNAVAILABLE with a reason, not UNKNOWN; a
+    deployment record this release cannot read answers INTERNAL with the field named."""
 
     async def abort(context, exc):
         log.warning("answered UNAVAILABLE: the store is unreachable: %s", exc)
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"the deployment store (Redis) is unreachable, retry: {exc}")
+
+    async def unreadable(context, exc: RecordInvalid):
+        log.error("answered INTERNAL: %s", exc, extra={"deployment_id": exc.deployment_id, "field": exc.field})
+        await context.abort(grpc.StatusCode.INTERNAL, str(exc))
 
     if inspect.isasyncgenfunction(method):
 
@@ -44,6 +50,8 @@ def _answer_unavailable(method):
             except Unavailable as exc:
                 log.warning("answered UNAVAILABLE: %s", exc)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            except RecordInvalid as exc:
+                await unreadable(context, exc)
 
         return streamed
 
@@ -55,6 +63,8 @@ def _answer_unavailable(method):
         except Unavailable as exc:
             log.warning("answered UNAVAILABLE: %s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except RecordInvalid as exc:
+            await unreadable(context, exc)
 
     return unary
 

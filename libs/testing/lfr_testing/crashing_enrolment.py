@@ -58,7 +58,9 @@ async def _run(platform, settings, data_dir: Path, step: str, out: Path) -> None
         service = shell.control.service
         owner, call = STEPS[step]
         setattr(getattr(service, owner), call, _dies)
-        await service._enrol_one(deployment_id, photo(data_dir, "Ariel_Sharon"), Principal("manager", "manager"), 0.69)
+        await service.enrolment.enrol_one(
+            deployment_id, photo(data_dir, "Ariel_Sharon"), Principal("manager", "manager"), 0.69
+        )
     raise SystemExit(f"the enrolment passed step {step!r} without dying")
 
 

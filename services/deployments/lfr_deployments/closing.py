@@ -11,25 +11,21 @@ deployment from then on), and a close without a deletion report is finished by t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
+from lfr_deployments import rules
 from lfr_deployments.publishing import WatchlistLog
 from lfr_deployments.report import build_report
 from lfr_deployments.store import DeploymentStore
 from lfr_platform import metrics
 from lfr_platform.audit import AuditLog
 from lfr_platform.clock import Clock, system
-from lfr_platform.registry import CLOSED, EXPIRED
+from lfr_platform.deployment_record import EXPIRED, DeploymentRecord
 from lfr_platform.rpc import Unavailable
 from lfr_watchlist import WatchlistIndex
 from lfr_watchlist import log as changes
 
 log = logging.getLogger(__name__)
-
-
-class DeploymentNotFound(LookupError):
-    pass
 
 
 class Closer:
@@ -53,22 +49,22 @@ class Closer:
         self.copy_wait_s = copy_wait_s
         self._lock = asyncio.Lock()
 
-    async def close(self, deployment_id: str, *, status: str, actor: str, role: str, reason: str) -> dict[str, str]:
+    async def close(self, deployment_id: str, *, status: str, actor: str, role: str, reason: str) -> DeploymentRecord:
+        """Raises DeploymentNotFound (lfr_deployments.rules) for a deployment that never was."""
         async with self._lock:
             record = await self.store.get(deployment_id)
-            if record is None:
-                raise DeploymentNotFound(deployment_id)
-            if record["status"] in (CLOSED, EXPIRED) and record.get("deletion"):
+            step = rules.close_step(deployment_id, record)
+            if step == rules.DONE:
                 return record  # idempotent: already closed and erased
-            if record["status"] in (CLOSED, EXPIRED):
+            if step == rules.FINISH:
                 log.warning("finishing an interrupted deletion", extra={"deployment_id": deployment_id})
             else:
                 await self.store.mark_closed(deployment_id, status, actor, reason, self.clock())
                 event = "deployment.expired" if status == EXPIRED else "deployment.closed"
                 await self.audit.record(event, deployment_id, actor, role, reason=reason)
-            closed_at = float((await self.store.get(deployment_id) or record).get("closed_at") or self.clock())
+            closed_at = (await self.store.get(deployment_id) or record).closed_at or self.clock()
             await self.store.keep_manifest(deployment_id, closed_at, self.manifest_retention_s)
-            copies = await self.delete_copies(deployment_id, reason, int(record.get("watchlist_points_deleted") or 0))
+            copies = await self.delete_copies(deployment_id, reason, record.watchlist_points_deleted)
             references = await self.store.count_reference_images(deployment_id)
             keys = await self.store.erase(deployment_id)
             rewritten = await self.store.rewrite_history()
@@ -108,7 +104,7 @@ class Closer:
         points = known_points
         if self.index.exists(deployment_id):
             points = max(points, await loop.run_in_executor(None, self.index.count, deployment_id))
-            await self.store.set_field(deployment_id, watchlist_points_deleted=str(points))
+            await self.store.set_field(deployment_id, watchlist_points_deleted=points)
         points = max(points, await loop.run_in_executor(None, self.index.drop, deployment_id))
         try:
             await self.watchlist_log.publish(changes.dropped(deployment_id, reason))
@@ -124,7 +120,3 @@ class Closer:
             # copy when it sees the deployment closed, and at its own start).
             "replica_copies_pending": pending,
         }
-
-
-def deletion_report(record: dict[str, str]) -> dict:
-    return json.loads(record["deletion"]) if record.get("deletion") else {}

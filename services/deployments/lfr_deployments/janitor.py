@@ -24,8 +24,8 @@ from lfr_platform import metrics
 from lfr_platform.audit import SYSTEM, AuditLog
 from lfr_platform.audit_roots import DaySealer
 from lfr_platform.clock import Clock, system
+from lfr_platform.deployment_record import CLOSED, EXPIRED, LOST, RecordInvalid
 from lfr_platform.outbox import Outbox
-from lfr_platform.registry import CLOSED, EXPIRED, LOST
 from lfr_platform.rpc import Unavailable
 from lfr_platform.runtime import pause
 from lfr_platform.stage import TRANSIENT_ERRORS
@@ -85,28 +85,33 @@ class Janitor:
             await self.audit.record("state.lost", "", SYSTEM, SYSTEM, previous_epoch=self.epoch, epoch=epoch)
         self.epoch = epoch
         for deployment_id in await self.store.due_to_expire(now):
-            await self.closer.close(
-                deployment_id, status=EXPIRED, actor=SYSTEM, role=SYSTEM, reason="planned end passed"
-            )
+            try:
+                await self.closer.close(
+                    deployment_id, status=EXPIRED, actor=SYSTEM, role=SYSTEM, reason="planned end passed"
+                )
+            except RecordInvalid as exc:  # the others are expired all the same; this one once it is mended
+                log.error("%s: not expired", exc, extra={"deployment_id": deployment_id, "field": exc.field})
         records = await self.store.list()
         open_ids = set()
         states: dict[str, int] = {"planned": 0, "active": 0, CLOSED: 0, EXPIRED: 0, LOST: 0}
         for record in records:
-            deployment_id = record["deployment_id"]
-            states[record["state"]] = states.get(record["state"], 0) + 1
-            if record["status"] == LOST:
+            deployment_id = record.deployment_id
+            if record.migrated_from is not None:  # an upgrade met it: migrated once, not at every read
+                await self.store.mark_migrated(deployment_id)
+            states[record.state] = states.get(record.state, 0) + 1
+            if record.status == LOST:
                 continue
-            if record["status"] in (CLOSED, EXPIRED):
-                if not record.get("deletion"):  # a close in progress, or one a crash interrupted
+            if record.status in (CLOSED, EXPIRED):
+                if record.deletion is None:  # a close in progress, or one a crash interrupted
                     await self.closer.close(
                         deployment_id,
-                        status=record["status"],
+                        status=record.status,
                         actor=SYSTEM,
                         role=SYSTEM,
                         reason="finishing an interrupted close",
                     )
                 continue
-            if record.get("urgent") == "1" and not record.get("ratified_by") and now > float(record["ratify_by"]):
+            if record.urgent and not record.ratified_by and now > record.ratify_by:
                 # An oral authorisation that was not ratified in writing in time: it ends here.
                 await self.closer.close(
                     deployment_id,
@@ -117,8 +122,8 @@ class Janitor:
                 )
                 continue
             open_ids.add(deployment_id)
-            if record["state"] == "active" and not record.get("started_at"):
-                await self.store.set_field(deployment_id, started_at=repr(now))
+            if record.state == "active" and record.started_at is None:
+                await self.store.set_field(deployment_id, started_at=now)
                 await self.audit.record("deployment.started", deployment_id, SYSTEM, SYSTEM)
             await self.undo_pending(deployment_id, now)
             if self.index.exists(deployment_id):
@@ -127,8 +132,12 @@ class Janitor:
         for state, n in states.items():
             metrics.DEPLOYMENTS.labels(state).set(n)
         for orphan in set(self.index.collections()) - open_ids:
-            record = await self.store.get(orphan)  # created since the list was read?
-            if record is not None and record["status"] not in (CLOSED, EXPIRED, LOST):
+            try:
+                record = await self.store.get(orphan)  # created since the list was read?
+            except RecordInvalid as exc:  # kept until its record is mended: nothing is deleted on a guess
+                log.error("%s: its watchlist is kept", exc, extra={"deployment_id": orphan, "field": exc.field})
+                continue
+            if record is not None and record.status not in (CLOSED, EXPIRED, LOST):
                 continue
             if record is None:
                 await self.lost(orphan, now)

@@ -1,5 +1,6 @@
-"""Rules of the deployment lifecycle, free of I/O: what a valid deployment is, and which
-thresholds may be used.
+"""Rules of the deployment lifecycle, free of I/O: what a valid deployment is, which thresholds may
+be used, and the one way a request is refused (`Refused`; what may be done to a deployment once it
+exists is lfr_deployments.rules).
 
 Threshold governance: a deployment's threshold is derived, never typed in. The force's policy fixes
 the public's risk (false_alert_budget: false alerts per face scanned); the model's calibration says
@@ -44,12 +45,39 @@ PAST_START_S = 300
 _SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 
 
-class InvalidRequest(ValueError):
+# Why a request is refused. The servicer answers each with one gRPC status (lfr_deployments.service).
+INVALID = "invalid"  # the request itself is wrong
+PRECONDITION = "precondition"  # the deployment is not in a state that allows it
+PERMISSION = "permission"  # this caller may not, whatever the request says
+NOT_FOUND = "not_found"  # no such deployment (or its manifest was deleted)
+CHANGED = "changed"  # the deployment changed meanwhile: look again, then ask again
+FULL = "full"  # over the watchlist's size limit
+
+
+class Refused(Exception):
+    """A request the lifecycle's rules refuse: `reason` (one of the above), and the detail, which says
+    why and what to change. Raised by the pure rules (here and lfr_deployments.rules); one place in
+    the servicer turns it into a gRPC status and, for an officer's act, an audit event."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class InvalidRequest(Refused, ValueError):
     """The request itself is wrong; the message says what to change."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(INVALID, detail)
 
 
 class ListTooLarge(InvalidRequest):
-    """No threshold up to the model's maximum keeps the list within the false-alert budget."""
+    """No threshold up to the model's maximum keeps the list within the false-alert budget: known at
+    the review, once the list is, so refused as the watchlist's state, not as a wrong request."""
+
+    def __init__(self, detail: str) -> None:
+        Refused.__init__(self, PRECONDITION, detail)
 
 
 DERIVED, CHOSEN, OVERRIDDEN = "derived", "chosen", "overridden"

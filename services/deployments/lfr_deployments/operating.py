@@ -4,7 +4,6 @@ report and the audit). Free of I/O."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 from lfr_deployments.lifecycle import Threshold
@@ -15,7 +14,7 @@ def _rate(rate: Rate | None) -> dict | None:
     return None if rate is None else {"k": rate.k, "n": rate.n, "low": rate.low, "high": rate.high}
 
 
-def encode(threshold: Threshold) -> str:
+def encode(threshold: Threshold) -> dict:
     point = threshold.point
     data = {
         **point.as_audit(),
@@ -25,10 +24,4 @@ def encode(threshold: Threshold) -> str:
         "recall_single_shot": _rate(point.recall_single_shot),
         "tradeoff": [{**asdict(row), "recall": _rate(row.recall)} for row in threshold.tradeoff],
     }
-    return json.dumps(data, sort_keys=True)
-
-
-def decode(record: dict[str, str]) -> dict | None:
-    """The record's operating point; None for a record written before thresholds were derived."""
-    text = record.get("operating_point")
-    return json.loads(text) if text else None
+    return data

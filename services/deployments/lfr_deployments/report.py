@@ -12,14 +12,12 @@ watchlist; it holds no biometric data.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
-from lfr_deployments import operating
 from lfr_deployments.prediction import Prediction
-from lfr_platform.equity import DIMENSIONS, EquityPolicy, disparity, false_alerts_tested, perceived_counts
+from lfr_platform.deployment_record import DeploymentRecord
+from lfr_platform.equity import DIMENSIONS, disparity, false_alerts_tested, perceived_counts
 from lfr_platform.rates import Rate, wilson
-from lfr_platform.registry import STATS_PREFIX
 
 # The stats fields counting enrolled images per category (`stats:listed_<category>`).
 LISTED = "listed_"
@@ -125,16 +123,14 @@ def _figures_dict(figures: Figures) -> dict:
     }
 
 
-def _counts(record: dict[str, str]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+def _counts(record: DeploymentRecord) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """The stats fields: deployment-wide counts, and counts per van."""
     total: dict[str, int] = {}
     per_van: dict[str, dict[str, int]] = {}
-    for field_name, value in record.items():
-        if not field_name.startswith(STATS_PREFIX):
-            continue
-        name, _, van = field_name.removeprefix(STATS_PREFIX).partition("@")
+    for stat, value in record.stats.items():
+        name, _, van = stat.partition("@")
         target = per_van.setdefault(van, {}) if van else total
-        target[name] = max(0, int(value))
+        target[name] = max(0, value)
     return total, per_van
 
 
@@ -165,33 +161,32 @@ def figures(counts: dict[str, int]) -> Figures:
     )
 
 
-def build_report(record: dict[str, str], now: float) -> Report:
+def build_report(record: DeploymentRecord, now: float) -> Report:
     """`record` is the deployment's record as stored, with its derived `state`."""
     total, per_van = _counts(record)
-    closed = record.get("closed_at")
     return Report(
-        deployment_id=record["deployment_id"],
-        name=record.get("name", ""),
-        purpose=record.get("purpose", ""),
-        authorising_officer=record.get("authorising_officer", ""),
-        location=record.get("location", ""),
-        where=record.get("where", ""),
+        deployment_id=record.deployment_id,
+        name=record.name,
+        purpose=record.purpose,
+        authorising_officer=record.authorising_officer,
+        location=record.location,
+        where=record.where,
         authorisation=_authorisation(record),
-        state=record.get("state", ""),
-        close_reason=record.get("close_reason", ""),
-        start=float(record.get("planned_start") or 0),
-        end=float(closed) if closed else float(record.get("planned_end") or 0),
-        threshold=float(record.get("threshold") or 0),
-        threshold_floor=float(record.get("threshold_floor") or 0),
-        threshold_override_reason=record.get("threshold_override_reason", ""),
-        model_id=record.get("model_id", ""),
-        watchlist_images=int(record.get("enrolled_images") or 0),
-        watchlist_subjects=int(record.get("enrolled_subjects") or 0),
+        state=record.state,
+        close_reason=record.close_reason,
+        start=record.planned_start or 0.0,
+        end=record.closed_at or record.planned_end or 0.0,
+        threshold=record.threshold or 0.0,
+        threshold_floor=record.threshold_floor or 0.0,
+        threshold_override_reason=record.threshold_override_reason,
+        model_id=record.model_id,
+        watchlist_images=record.enrolled_images,
+        watchlist_subjects=record.enrolled_subjects,
         figures=figures(total),
         vans={van: figures(counts) for van, counts in sorted(per_van.items())},
         generated_at=now,
         predicted=predicted(record, faces=total.get("faces_scanned", 0)),
-        operating_point=operating.decode(record),
+        operating_point=record.operating_point,
         watchlist_categories={
             name.removeprefix(LISTED): n for name, n in sorted(total.items()) if name.startswith(LISTED)
         },
@@ -199,13 +194,13 @@ def build_report(record: dict[str, str], now: float) -> Report:
     )
 
 
-def equity(record: dict[str, str], counts: dict[str, int]) -> EquityFigures | None:
+def equity(record: DeploymentRecord, counts: dict[str, int]) -> EquityFigures | None:
     """True and false alerts per perceived group of the deployment's lists, and each group's false
     alerts tested against the reference share of the policy copied into its record at creation."""
-    if not record.get("equity"):
+    policy = record.equity
+    if policy is None:
         return None
-    policy = EquityPolicy.from_json(record["equity"])
-    lists = json.loads(record.get("perceived_groups") or "{}")
+    lists = record.perceived_groups or {}
     true, false = perceived_counts(counts, "true"), perceived_counts(counts, "false")
     tests = {(t.dimension, t.group): t for t in disparity(false, policy)}
     groups = []
@@ -233,21 +228,21 @@ def equity(record: dict[str, str], counts: dict[str, int]) -> EquityFigures | No
     )
 
 
-def predicted(record: dict[str, str], faces: int | None = None) -> Prediction | None:
+def predicted(record: DeploymentRecord, faces: int | None = None) -> Prediction | None:
     """The deployment's prediction (made at create for its size limit) for the watchlist as enrolled
     (its entries as reviewed: the images and the subjects' templates), and for `faces` (default: the
     faces expected at create)."""
-    if not record.get("prediction"):
+    if record.prediction is None:
         return None
-    made = Prediction.from_dict(json.loads(record["prediction"]))
-    entries = int(record.get("reviewed_entries") or record.get("enrolled_images") or 0)
+    made = Prediction.from_dict(record.prediction)
+    entries = record.reviewed_entries or record.enrolled_images
     now = made.for_watchlist(entries) if entries else made
     return now if faces is None else now.for_faces(faces)
 
 
-def _authorisation(record: dict[str, str]) -> str:
-    if record.get("urgent") != "1":
+def _authorisation(record: DeploymentRecord) -> str:
+    if not record.urgent:
         return "written"
-    if record.get("ratified_by"):
-        return f"urgent, ratified in writing by {record['ratified_by']}"
+    if record.ratified_by:
+        return f"urgent, ratified in writing by {record.ratified_by}"
     return "urgent, not ratified"

@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -15,30 +16,32 @@ import redis.exceptions
 from lfr_deployments import operating
 from lfr_deployments.lifecycle import NewDeployment, Threshold
 from lfr_deployments.prediction import Prediction
-from lfr_platform.registry import (
-    CLOSED,
-    EXPIRED,
-    LOST,
-    STATS_PREFIX,
-    RedisKeys,
-    derived_state,
+from lfr_platform.deployment_record import (
+    FIELD,
+    RECORD_VERSION,
+    REVIEW_FIELDS,
+    DeploymentRecord,
+    RecordInvalid,
+    fields,
+    increments,
     kept_in_tombstone,
+    lost_record,
     new_deployment_record,
-    write_new_deployment,
 )
+from lfr_platform.registry import CLOSED, EXPIRED, STATS_PREFIX, RedisKeys, write_new_deployment
 from lfr_platform.sealing import KeyWrap, seal
 from lfr_platform.signing import new_alert_key
 
 log = logging.getLogger(__name__)
 
-# The fields of a watchlist's pre-deployment review, cleared when an image is enrolled after it.
-REVIEW_FIELDS = ("reviewed_by", "reviewed_at", "reviewed_images", "reviewed_entries")
-
-
-def _text(raw: dict) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
-    }
+# The version written into a record migrated on reading, if the record still exists (a lost one is
+# never re-created by it) and has none.
+_MARK_MIGRATED = """
+if redis.call("HEXISTS", KEYS[1], ARGV[1]) == 1 then
+  return redis.call("HSETNX", KEYS[1], ARGV[2], ARGV[3])
+end
+return 0
+"""
 
 
 class DeploymentStore:
@@ -51,7 +54,9 @@ class DeploymentStore:
         # How long after its planned end a deployment's alerts can still be decided (and signed).
         self.operational_retention_s = operational_retention_s
 
-    async def create(self, deployment_id: str, new: NewDeployment, data_key: bytes, actor: str, now: float) -> dict:
+    async def create(
+        self, deployment_id: str, new: NewDeployment, data_key: bytes, actor: str, now: float
+    ) -> DeploymentRecord:
         alert_key, alert_public_key = new_alert_key()
         record = new_deployment_record(
             deployment_id,
@@ -77,53 +82,52 @@ class DeploymentStore:
             perceived_groups=new.perceived_groups,
             equity=new.equity,
             false_alert_budget=new.threshold.point.budget,
+            prediction=new.predicted.as_dict() if new.predicted is not None else None,
+            operating_point=operating.encode(new.threshold),
         )
-        if new.predicted is not None:
-            record["prediction"] = json.dumps(new.predicted.as_dict())
-        record["operating_point"] = operating.encode(new.threshold)
         ttl_s = new.planned_end - now + self.operational_retention_s
         await write_new_deployment(self.client, self.keys, self.key_wrap, record, data_key, alert_key, ttl_s)
         return record
 
-    async def get(self, deployment_id: str) -> dict[str, str] | None:
+    async def get(self, deployment_id: str) -> DeploymentRecord | None:
+        """The record, None if there is none; raises RecordInvalid (the field named) for one that
+        cannot be read."""
         raw = await self.client.hgetall(self.keys.deployment(deployment_id))
-        if not raw:
-            return None
-        record = _text(raw)
-        record["state"] = derived_state(record)
-        return record
+        return DeploymentRecord.from_redis(deployment_id, raw) if raw else None
 
-    async def list(self) -> list[dict[str, str]]:
-        ids = [i.decode() for i in await self.client.zrange(self.keys.all_deployments(), 0, -1)]
-        records = [await self.get(i) for i in ids]
-        return [r for r in records if r is not None]
+    async def list(self) -> list[DeploymentRecord]:
+        """Every record that can be read; one that cannot is logged with its field, and left out."""
+        records = []
+        for deployment_id in [i.decode() for i in await self.client.zrange(self.keys.all_deployments(), 0, -1)]:
+            try:
+                record = await self.get(deployment_id)
+            except RecordInvalid as exc:
+                log.error("%s: left out of the list", exc, extra={"deployment_id": deployment_id, "field": exc.field})
+                continue
+            if record is not None:
+                records.append(record)
+        return records
 
-    async def set_field(self, deployment_id: str, **fields: str) -> None:
-        await self.client.hset(self.keys.deployment(deployment_id), mapping=fields)
+    async def set_field(self, deployment_id: str, **values: Any) -> None:
+        await self.client.hset(self.keys.deployment(deployment_id), mapping=fields(**values))
+
+    async def mark_migrated(self, deployment_id: str) -> None:
+        """A record read as version 0 gets the version it was migrated to, so it is migrated once."""
+        key = self.keys.deployment(deployment_id)
+        await self.client.eval(_MARK_MIGRATED, 1, key, FIELD.deployment_id, FIELD.version, str(RECORD_VERSION))
 
     async def mark_closed(self, deployment_id: str, status: str, actor: str, reason: str, now: float) -> None:
         """From here on the pipeline refuses the deployment's records; deletion follows."""
         assert status in (CLOSED, EXPIRED)
         await self.client.hset(
             self.keys.deployment(deployment_id),
-            mapping={"status": status, "closed_at": repr(now), "closed_by": actor, "close_reason": reason},
+            mapping=fields(status=status, closed_at=now, closed_by=actor, close_reason=reason),
         )
 
     async def mark_lost(self, deployment_id: str, now: float) -> None:
         """A record for a deployment whose record was lost: what is known of it now, and when."""
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self.keys.deployment(deployment_id),
-                mapping={
-                    "deployment_id": deployment_id,
-                    "status": LOST,
-                    "name": "(lost)",
-                    "lost_at": repr(now),
-                    "closed_at": repr(now),
-                    "closed_by": "system",
-                    "close_reason": "its record was lost from Redis",
-                },
-            )
+            pipe.hset(self.keys.deployment(deployment_id), mapping=lost_record(deployment_id, now))
             pipe.zadd(self.keys.all_deployments(), {deployment_id: now})
             await pipe.execute()
 
@@ -145,7 +149,7 @@ class DeploymentStore:
         async for key in self.client.scan_iter(match=self.keys.deployment_pattern(deployment_id), count=500):
             deleted += await self.client.delete(key)
         record_key = self.keys.deployment(deployment_id)
-        extra = [f for f in _text(await self.client.hgetall(record_key)) if not kept_in_tombstone(f)]
+        extra = [f for f in await self.client.hkeys(record_key) if not kept_in_tombstone(f.decode())]
         if extra:
             await self.client.hdel(record_key, *extra)
         return deleted
@@ -166,7 +170,7 @@ class DeploymentStore:
 
     async def finish_close(self, deployment_id: str, report: dict) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.deployment(deployment_id), "deletion", json.dumps(report))
+            pipe.hset(self.keys.deployment(deployment_id), mapping=fields(deletion=report))
             pipe.zrem(self.keys.planned_ends(), deployment_id)
             await pipe.execute()
 
@@ -221,7 +225,7 @@ class DeploymentStore:
             pipe.sadd(self.keys.subjects(deployment_id), subject_id)
             pipe.sadd(self.keys.image_hashes(deployment_id), image_sha256)
             pipe.set(self.keys.reference_image(deployment_id, entry_id), seal(data_key, thumbnail, deployment_id))
-            pipe.hset(self.keys.deployment(deployment_id), "enrolled_images", str(count))
+            pipe.hset(self.keys.deployment(deployment_id), mapping=fields(enrolled_images=count))
             pipe.hset(self.keys.manifest(deployment_id), entry_id, json.dumps(manifest_row or {}))
             if manifest_row and manifest_row.get("category"):  # the report's count per category (no ids)
                 listed = f"{STATS_PREFIX}listed_{manifest_row['category']}"
@@ -233,7 +237,7 @@ class DeploymentStore:
             pipe.scard(self.keys.subjects(deployment_id))
             *_, subjects = await pipe.execute()
         try:
-            await self.set_field(deployment_id, enrolled_subjects=str(subjects))
+            await self.set_field(deployment_id, enrolled_subjects=subjects)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             # The image is recorded; the next enrolment writes the count again.
             log.warning("count of enrolled subjects not updated: %s", exc, extra={"deployment_id": deployment_id})
@@ -255,21 +259,22 @@ class DeploymentStore:
         key = self.keys.deployment(deployment_id)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
-            if int(await pipe.hget(key, "enrolled_images") or 0) != images:
+            raw = await pipe.hgetall(key)
+            if not raw or DeploymentRecord.from_redis(deployment_id, raw).enrolled_images != images:
                 return False
             pipe.multi()
             pipe.hset(
                 key,
-                mapping={
-                    "reviewed_by": officer,
-                    "reviewed_at": repr(now),
-                    "reviewed_images": str(images),
-                    "reviewed_entries": str(entries),
-                    "threshold": repr(threshold.value),
-                    "threshold_floor": repr(threshold.floor),
-                    "operating_point": operating.encode(threshold),
-                    "prediction": json.dumps(predicted.as_dict()),
-                },
+                mapping=fields(
+                    reviewed_by=officer,
+                    reviewed_at=now,
+                    reviewed_images=images,
+                    reviewed_entries=entries,
+                    threshold=threshold.value,
+                    threshold_floor=threshold.floor,
+                    operating_point=operating.encode(threshold),
+                    prediction=predicted.as_dict(),
+                ),
             )
             try:
                 await pipe.execute()
@@ -316,8 +321,8 @@ class DeploymentStore:
         return sum([1 async for _ in self.client.scan_iter(match=self.keys.reference_images_pattern(deployment_id))])
 
     async def record_rejected(self, deployment_id: str, n: int) -> None:
-        if n:
-            await self.client.hincrby(self.keys.deployment(deployment_id), "rejected_images", n)
+        for name, by in increments(rejected_images=n).items() if n else ():
+            await self.client.hincrby(self.keys.deployment(deployment_id), name, by)
 
     async def image_enrolled(self, deployment_id: str, image_sha256: str) -> bool:
         return bool(await self.client.sismember(self.keys.image_hashes(deployment_id), image_sha256))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lfr.v1 import deployments_pb2 as pb
-from lfr_deployments import operating
 from lfr_deployments import report as reports
 from lfr_deployments.prediction import Prediction
 from lfr_deployments.report import EquityFigures, Outcomes, Report
+from lfr_platform.deployment_record import DeploymentRecord
 from lfr_platform.rates import Rate
 
 STATES = {
@@ -51,49 +50,55 @@ def seconds(ts: Timestamp) -> float | None:
     return ts.ToNanoseconds() / 1e9 if ts.seconds or ts.nanos else None
 
 
-def deployment(record: dict[str, str]) -> pb.Deployment:
+def deployment(record: DeploymentRecord) -> pb.Deployment:
     message = pb.Deployment(
-        deployment_id=record["deployment_id"],
-        name=record.get("name", ""),
-        purpose=record.get("purpose", ""),
-        authorising_officer=record.get("authorising_officer", ""),
-        location=record.get("location", ""),
-        cameras=[pb.CameraCoverage(**c) for c in json.loads(record.get("cameras") or "[]")],
-        state=STATES.get(record.get("state", ""), pb.DEPLOYMENT_STATE_UNSPECIFIED),
-        threshold=float(record.get("threshold", 0)),
-        threshold_floor=float(record.get("threshold_floor", 0)),
-        threshold_override_reason=record.get("threshold_override_reason", ""),
-        model_id=record.get("model_id", ""),
-        watchlist_size_limit=int(record.get("watchlist_size_limit", 0)),
-        enrolled_images=int(record.get("enrolled_images", 0)),
-        enrolled_subjects=int(record.get("enrolled_subjects", 0)),
-        rejected_images=int(record.get("rejected_images", 0)),
-        created_by=record.get("created_by", ""),
-        closed_by=record.get("closed_by", ""),
-        alert_public_key=bytes.fromhex(record.get("alert_public_key", "")),
-        where=record.get("where", ""),
-        urgent=record.get("urgent") == "1",
-        ratified_by=record.get("ratified_by", ""),
-        close_reason=record.get("close_reason", ""),
-        reviewed_by=record.get("reviewed_by", ""),
-        reviewed_images=int(record.get("reviewed_images") or 0),
+        deployment_id=record.deployment_id,
+        name=record.name,
+        purpose=record.purpose,
+        authorising_officer=record.authorising_officer,
+        location=record.location,
+        cameras=[pb.CameraCoverage(van_id=c.van_id, camera_id=c.camera_id) for c in record.cameras],
+        state=STATES.get(record.state, pb.DEPLOYMENT_STATE_UNSPECIFIED),
+        threshold=record.threshold or 0.0,
+        threshold_floor=record.threshold_floor or 0.0,
+        threshold_override_reason=record.threshold_override_reason,
+        model_id=record.model_id,
+        watchlist_size_limit=record.watchlist_size_limit,
+        enrolled_images=record.enrolled_images,
+        enrolled_subjects=record.enrolled_subjects,
+        rejected_images=record.rejected_images,
+        created_by=record.created_by,
+        closed_by=record.closed_by,
+        alert_public_key=record.alert_public_key,
+        where=record.where,
+        urgent=record.urgent,
+        ratified_by=record.ratified_by,
+        close_reason=record.close_reason,
+        reviewed_by=record.reviewed_by,
+        reviewed_images=record.reviewed_images,
     )
-    if record.get("perceived_groups"):
-        message.perceived_groups.CopyFrom(pb.PerceivedGroups(**json.loads(record["perceived_groups"])))
+    if record.perceived_groups is not None:
+        message.perceived_groups.CopyFrom(pb.PerceivedGroups(**record.perceived_groups))
     predicted = reports.predicted(record)
     if predicted is not None:
         message.predicted_false_alerts.CopyFrom(prediction(predicted))
-    made = operating.decode(record)
-    if made is not None:
-        message.operating_point.CopyFrom(operating_point(made))
-    for field in ("planned_start", "planned_end", "created_at", "closed_at", "ratified_at", "reviewed_at"):
-        ts = timestamp(record.get(field))
+    if record.operating_point is not None:
+        message.operating_point.CopyFrom(operating_point(record.operating_point))
+    for target, seconds_at in (
+        (message.planned_start, record.planned_start),
+        (message.planned_end, record.planned_end),
+        (message.created_at, record.created_at),
+        (message.closed_at, record.closed_at),
+        (message.ratified_at, record.ratified_at),
+        (message.reviewed_at, record.reviewed_at),
+    ):
+        ts = timestamp(seconds_at)
         if ts is not None:
-            getattr(message, field).CopyFrom(ts)
+            target.CopyFrom(ts)
     if message.urgent:
-        message.ratify_by.CopyFrom(timestamp(record["ratify_by"]))
-    if record.get("deletion"):
-        report = json.loads(record["deletion"])
+        message.ratify_by.CopyFrom(timestamp(record.ratify_by))
+    if record.deletion is not None:
+        report = record.deletion
         message.deletion.CopyFrom(
             pb.DeletionReport(
                 watchlist_points_deleted=int(report["watchlist_points_deleted"]),
@@ -255,15 +260,14 @@ def manifest_entry(row: dict) -> pb.ManifestEntry:
     )
 
 
-def listing(record: dict[str, str], rows: list[dict]) -> pb.Listing:
-    closed = record.get("closed_at")
+def listing(record: DeploymentRecord, rows: list[dict]) -> pb.Listing:
     return pb.Listing(
-        deployment_id=record["deployment_id"],
-        name=record.get("name", ""),
-        location=record.get("location", ""),
-        where=record.get("where", ""),
-        state=STATES.get(record.get("state", ""), pb.DEPLOYMENT_STATE_UNSPECIFIED),
-        start=timestamp(record.get("planned_start")),
-        end=timestamp(closed or record.get("planned_end")),
+        deployment_id=record.deployment_id,
+        name=record.name,
+        location=record.location,
+        where=record.where,
+        state=STATES.get(record.state, pb.DEPLOYMENT_STATE_UNSPECIFIED),
+        start=timestamp(record.planned_start),
+        end=timestamp(record.closed_at or record.planned_end),
         entries=[manifest_entry(r) for r in rows],
     )

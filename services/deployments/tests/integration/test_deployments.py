@@ -397,3 +397,48 @@ async def test_the_policys_perceived_lists_and_equity_block_go_into_the_record_a
     await api("close", created.deployment_id, "operation over")
     after = await api("report", created.deployment_id)  # from the tombstone
     assert after.equity == equity and kept_in_tombstone("equity") and kept_in_tombstone("perceived_groups")
+
+
+async def test_a_record_from_before_its_version_is_migrated_once_and_an_unreadable_one_refused_by_name(
+    platform, deployments, eventually
+):
+    """After an upgrade: a record an older release wrote (no version, no creator, no operating point,
+    no budget) is read with its defaults, logged and counted once, and the janitor writes its version;
+    a field no release writes, or a value that does not parse, is refused with the field named."""
+    api = Api(deployments.control.port)
+    old = await api("create", create_request(urgent=True, hours=4))
+    bad = await api("create", create_request())
+    client = aioredis.from_url(platform.redis_url)
+    keys = RedisKeys(platform.redis_prefix)
+    before = REGISTRY.get_sample_value("lfr_deployment_records_migrated_total", {"from_version": "0"}) or 0.0
+    try:
+        older = ("version", "created_by", "operating_point", "false_alert_budget")
+        await client.hdel(keys.deployment(old.deployment_id), *older)
+        got = await api("get", old.deployment_id)
+        assert (got.created_by, got.HasField("operating_point"), got.name) == ("", False, "Operation Test")
+
+        async def versioned():
+            assert await client.hget(keys.deployment(old.deployment_id), "version") == b"1", "not migrated yet"
+
+        await eventually(versioned, timeout_s=20)
+        migrated = REGISTRY.get_sample_value("lfr_deployment_records_migrated_total", {"from_version": "0"})
+        assert migrated == before + 1  # read by the call and by every sweep since: counted once
+        assert (await api("ratify", old.deployment_id, "Ch Insp. B")).ratified_by == "Ch Insp. B"
+
+        # A field this release does not know (a newer release's) is left unread: the record still serves.
+        await client.hset(keys.deployment(bad.deployment_id), "surname", "Example")
+        assert (await api("get", bad.deployment_id)).deployment_id == bad.deployment_id
+        # A value that does not parse is refused with the field named.
+        await client.hset(keys.deployment(bad.deployment_id), "threshold", "high")
+        with pytest.raises(grpc.RpcError) as refused:
+            await api("get", bad.deployment_id)
+        assert refused.value.code() == grpc.StatusCode.INTERNAL
+        assert (
+            f"the record of deployment {bad.deployment_id!r} cannot be read: field 'threshold' is malformed: Input "
+            "should be a valid number" in refused.value.details()
+        )
+        listed = {d.deployment_id for d in await api("list")}
+        assert old.deployment_id in listed and bad.deployment_id not in listed  # left out, logged
+        await api("close", old.deployment_id, "operation over")  # the janitor carried on meanwhile
+    finally:
+        await client.aclose()

@@ -120,7 +120,7 @@ async def test_an_enrolment_redis_did_not_record_is_removed_from_the_index_and_t
     store = RedisGoesAway(redis.exceptions.ConnectionError("Connection refused"))
     service = _service(index, store, log)
     with pytest.raises(redis.exceptions.ConnectionError):
-        await service._enrol_one("dep-a", _image(), who=None, threshold=0.69)
+        await service.enrolment.enrol_one("dep-a", _image(), who=None, threshold=0.69)
     assert index.count("dep-a") == 0 and store.pending == {}  # taken back: nothing for the janitor
     assert log.changes == ["upserted", "deleted"]  # the match replicas' copies take it back too
     index.close()
@@ -133,7 +133,7 @@ async def test_an_enrolment_the_log_did_not_take_is_removed_from_the_index_and_n
     store.release.set()
     service = _service(index, store, Log(refuse=True))
     with pytest.raises(Unavailable, match="watchlist log"):
-        await service._enrol_one("dep-a", _image(), who=None, threshold=0.69)
+        await service.enrolment.enrol_one("dep-a", _image(), who=None, threshold=0.69)
     assert index.count("dep-a") == 0 and not store.recorded
     index.close()
 
@@ -143,7 +143,7 @@ async def test_a_cancelled_enrolment_is_removed_from_the_index_too(tmp_path, eve
     index.create("dep-a", 128)
     service = _service(index, RedisGoesAway(asyncio.CancelledError()))
     with pytest.raises(asyncio.CancelledError):
-        await service._enrol_one("dep-a", _image(), who=None, threshold=0.69)
+        await service.enrolment.enrol_one("dep-a", _image(), who=None, threshold=0.69)
     await eventually(lambda: index.count("dep-a") == 0)  # undone in a worker thread
     index.close()
 
@@ -153,7 +153,7 @@ async def test_a_client_going_away_mid_record_leaves_the_record_and_the_entry_in
     index.create("dep-a", 128)
     store = SlowRedis()
     service = _service(index, store)
-    call = asyncio.create_task(service._enrol_one("dep-a", _image(), who=None, threshold=0.69))
+    call = asyncio.create_task(service.enrolment.enrol_one("dep-a", _image(), who=None, threshold=0.69))
     # In the index; its record about to be written, or being written.
     await eventually(lambda: index.count("dep-a") == 1, interval_s=0.01)
     call.cancel()

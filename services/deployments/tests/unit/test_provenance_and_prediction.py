@@ -13,6 +13,7 @@ from lfr_deployments.policy import DeploymentPolicy
 from lfr_deployments.provenance import checked
 from lfr_deployments.report import predicted
 from lfr_faces.enrolment import EnrolRejected
+from lfr_platform.deployment_record import DeploymentRecord
 from lfr_testing.calibration import synthetic
 from lfr_watchlist.templates import most_entries
 
@@ -108,7 +109,8 @@ def test_the_policys_limits_refuse_a_prediction_above_them():
 def test_the_report_predicts_for_the_entries_reviewed_templates_included():
     made = prediction.predict(CALIBRATION, 0.64, watchlist_size=most_entries(1_000), expected_faces=100_000)
     assert made.watchlist_size == 1_500  # a watchlist of 1,000 images holds at most 500 templates more
-    record = {"prediction": json.dumps(made.as_dict()), "enrolled_images": "30"}
-    assert predicted(record).watchlist_size == 30  # enrolled, not yet reviewed: its images
-    record["reviewed_entries"] = "42"  # reviewed: 30 images and 12 subjects' templates are searched
-    assert predicted(record).per_face == pytest.approx(made.per_face * 42 / 1_500)
+    stored = {"version": "1", "deployment_id": "dep-1", "status": "open"}
+    stored |= {"prediction": json.dumps(made.as_dict()), "enrolled_images": "30"}
+    assert predicted(DeploymentRecord.from_redis("dep-1", stored)).watchlist_size == 30  # enrolled, not yet reviewed
+    stored["reviewed_entries"] = "42"  # reviewed: 30 images and 12 subjects' templates are searched
+    assert predicted(DeploymentRecord.from_redis("dep-1", stored)).per_face == pytest.approx(made.per_face * 42 / 1_500)

@@ -6,15 +6,18 @@ import pytest
 from scipy.stats import binomtest
 
 from lfr_deployments.report import build_report
+from lfr_platform.deployment_record import DeploymentRecord
 from lfr_testing.deployments import shipped_equity, shipped_policy
 
-RECORD = {
+# A closed deployment's record, as Redis holds it.
+STORED = {
+    "version": "1",
     "deployment_id": "dep-1",
     "name": "Op Test",
     "purpose": "wanted persons",
     "authorising_officer": "Supt. A",
     "location": "High St",
-    "state": "closed",
+    "status": "closed",
     "planned_start": "100.0",
     "planned_end": "9000.0",
     "closed_at": "5000.0",
@@ -38,6 +41,7 @@ RECORD = {
     "stats:held": "1",
     "stats:held@van-2": "1",
 }
+RECORD = DeploymentRecord.from_redis("dep-1", STORED)
 
 
 def test_the_report_counts_outcomes_and_states_both_rates_with_wilson_intervals():
@@ -57,16 +61,17 @@ def test_the_report_counts_outcomes_and_states_both_rates_with_wilson_intervals(
 
 
 def test_a_deployment_with_nothing_scanned_has_unknown_rates():
-    report = build_report({"deployment_id": "dep-2", "state": "active", "planned_end": "10"}, now=1.0)
+    stored = {"version": "1", "deployment_id": "dep-2", "status": "open", "planned_end": "10"}
+    report = build_report(DeploymentRecord.from_redis("dep-2", stored), now=1.0)
     rate = report.figures.false_alerts_per_face_scanned
     assert (rate.k, rate.n, rate.value, rate.low, rate.high) == (0, 0, None, 0.0, 1.0)
 
 
-def _with_perceived(**stats: int) -> dict:
-    record = {**RECORD, "perceived_groups": json.dumps(shipped_policy()["perceived_groups"])}
+def _with_perceived(**stats: int) -> DeploymentRecord:
+    record = {**STORED, "perceived_groups": json.dumps(shipped_policy()["perceived_groups"])}
     record["equity"] = shipped_equity().to_json()
     record.update({f"stats:{name.replace('__', ':')}": str(n) for name, n in stats.items()})
-    return record
+    return DeploymentRecord.from_redis("dep-1", record)
 
 
 def test_the_report_counts_alerts_per_perceived_group_and_tests_each_against_its_reference_share():
