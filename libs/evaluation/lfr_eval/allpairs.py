@@ -53,6 +53,11 @@ class Face:
     path: Path | None = None  # the image file, or the clip
     t: float | None = None  # a video face's capture time in its clip
 
+    @property
+    def ruling_probe(self) -> str:
+        """What a review ruling names as the probe: the photo, or a video face's whole track."""
+        return self.identity if self.t is not None else self.key
+
 
 def main(args) -> int:
     started = time.time()
@@ -261,11 +266,6 @@ def _top(counts: pairs.Counts, faces: list[Face], vectors: np.ndarray, n: int = 
         if len(out) == n:
             break
     return out
-
-
-def ruling_probe(face: Face) -> str:
-    """What a review ruling names as the probe: the photo, or a video face's whole track."""
-    return face.identity if face.t is not None else face.key
 
 
 def calibration_section(out: dict) -> dict:

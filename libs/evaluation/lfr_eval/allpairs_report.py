@@ -140,13 +140,12 @@ def summary(out: dict) -> str:
 
 def write_review(folder: Path, top: list[tuple], models) -> None:
     """review-all-pairs.csv (a same_person column to fill) and review-all-pairs.png, side by side."""
-    from lfr_eval.allpairs import ruling_probe  # the command imports this module
 
     with (folder / "review-all-pairs.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["rank", "probe", "subject_id", "subject_image", "score", "same_person", "note"])
         for rank, (score, a, b, _, _) in enumerate(top, start=1):
-            writer.writerow([rank, ruling_probe(a), b.identity, b.key, f"{score:.4f}", "", ""])
+            writer.writerow([rank, a.ruling_probe, b.identity, b.key, f"{score:.4f}", "", ""])
     if not top:
         return
     from lfr_faces.detectors import build_detector

@@ -16,7 +16,7 @@ from lfr.v1 import audit_pb2
 from lfr_contracts import AUDIT_RECORDED
 from lfr_platform.audit_chain import AuditChain, chain_keys
 from lfr_platform.clock import Clock, system
-from lfr_platform.logs import printable
+from lfr_platform.logs import ID_LIMIT, printable
 from lfr_platform.outbox import Outbox, OutboxRecord
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,7 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 
 
-# The longest id (deployment, actor, role) an audit event keeps; a detail keeps logs.FIELD_LIMIT.
-# Beyond, the text is cut with a marker of how much: what a caller sends (a 3 MB deployment id with
-# no token) costs it, not the audit trail that is kept forever.
-ID_LIMIT = 256
+# An audit event keeps ids to logs.ID_LIMIT characters and a detail to logs.FIELD_LIMIT.
 
 
 def _bounded(value):

@@ -24,8 +24,7 @@ from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, Field, ValidationError
 
 from lfr_platform import metrics
-from lfr_platform.audit import ID_LIMIT
-from lfr_platform.logs import printable
+from lfr_platform.logs import ID_LIMIT, printable
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,10 @@ import time
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 # The longest field (or message) written: beyond it, a marker says how much was cut.
 FIELD_LIMIT = 2000
+# The longest id (deployment, actor, role) an audit event or a refusal keeps. Beyond, the text is cut
+# with a marker of how much: what a caller sends (a 3 MB deployment id with no token) costs it, not
+# the audit trail that is kept forever.
+ID_LIMIT = 256
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 _CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
 
