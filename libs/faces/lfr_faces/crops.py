@@ -52,9 +52,16 @@ def find_faces(
     detector: Detector, image_bgr: np.ndarray, policy: QualityPolicy, min_score: float
 ) -> tuple[list[FaceCrop], list[RejectedFace]]:
     """Faces good enough to identify, as crops; and those dropped, with the reason."""
+    return faces_of(detector.detect(image_bgr, min_score), image_bgr, policy)
+
+
+def faces_of(
+    detections: list[Detection], image_bgr: np.ndarray, policy: QualityPolicy
+) -> tuple[list[FaceCrop], list[RejectedFace]]:
+    """find_faces on detections made already (detect also keeps the weaker ones, to blur them in scenes)."""
     accepted: list[FaceCrop] = []
     rejected: list[RejectedFace] = []
-    for detection in detector.detect(image_bgr, min_score):
+    for detection in detections:
         quality = assess(image_bgr, detection.box, detection.landmarks)
         reason = policy.reason(quality)
         if reason:
