@@ -114,6 +114,12 @@ PASSES_FLAGGED = Counter(
     "Ended tracks (passes) whose decision rested on less than usual: single_face, never_frontal",
     ["reason"],
 )
+SCENE_IMAGES = Counter(
+    "lfr_scene_images_total",
+    "Scenes of embedded shots (docs/decisions/0020): composed, or why not (face_not_found: another face covers "
+    "it; no_room: the frame's record was full; disabled)",
+    ["status"],
+)
 FRAMES_OUT_OF_ORDER = Counter(
     "lfr_frames_out_of_order_total",
     "Frames older than one already seen of their camera: their faces are decided on their own",

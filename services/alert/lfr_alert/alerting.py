@@ -35,6 +35,9 @@ class MatchToFold:
     runner_up_score: float = 0.0
     # Why this match holds its alert for a supervisor should it be the alert's best ("" when it does not).
     hold_reason: str = ""
+    # The scene around the probe face: a SceneImage, serialised, its image sealed with the deployment's
+    # key (b"" when the match carried none). Kept with the crop while the match is the alert's best.
+    scene: bytes = b""
 
     @property
     def camera(self) -> str:

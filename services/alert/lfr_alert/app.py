@@ -39,6 +39,7 @@ from lfr_platform.stage import TRANSIENT_ERRORS, Outcome, Output, Rejected, Stag
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
@@ -72,6 +73,8 @@ class AlertHandler(DeploymentStage[matches_pb2.MatchFound]):
         if not await self.registry.enrolled(match.camera.deployment_id, match.subject_id):
             return Rejected("subject_not_enrolled", f"{match.subject_id!r} is not on the deployment's watchlist")
         record.open(match.probe_crop)  # sealed by detect for this deployment (SealError: dead-lettered)
+        if match.scene.image:
+            record.open(match.scene.image)  # the scene likewise: kept only if the alert's key opens it
         # A runner-up (another subject) within the deployment's min_margin holds the alert for a supervisor.
         to_fold = match_to_fold(match, match.probe_crop, record.deployment.min_margin)
         folded = await self.store.fold(to_fold, now, self.settings.window_s)
@@ -260,6 +263,9 @@ def build(
         health_state=health,
         tls_cert_file=settings.grpc_tls_cert_file,
         tls_key_file=settings.grpc_tls_key_file,
+        # Every request is a few fields (a note is at most 2,000 characters): anything larger is refused
+        # RESOURCE_EXHAUSTED before it is read, whatever alert it names.
+        max_receive_bytes=MAX_REQUEST_BYTES,
     )
     service = AlertService(
         store=store,

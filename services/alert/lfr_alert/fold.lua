@@ -2,14 +2,14 @@
 -- KEYS: 1 the window (a hash: the pass's alert_id and the capture times of its first and last match),
 --       2 the alert's record, 3 the match ids folded into it, 4 its best probe crop (sealed), 5 the
 --       deployment's alert ids, 6 the deployment's record (its stats), 7 the deployment's match ids and
---       the alert each went into
+--       the alert each went into, 8 the scene of its best probe face (a SceneImage, its image sealed)
 -- ARGV: 1 the alert id the caller read from the window ("" if none), 2 the alert to fold into: that
 --       one, the one a re-delivered match went into before, or a new id when the caller found the match
 --       outside the window (capture time),
 --       3 match_id, 4 score, 5 captured_at, 6 now, 7 retention_ms, 8 sealed crop, 9 deployment_id,
 --       10 van_id, 11 camera_id, 12 subject_id, 13 category, 14 threshold, 15 model_id, 16 entry_id,
 --       17 track_id, 18 runner_up_subject_id, 19 runner_up_score, 20 hold_reason ("" when the match
---       would not hold its alert for a supervisor)
+--       would not hold its alert for a supervisor), 21 the match's scene ("" when it carried none)
 -- Returns {"retry", id} when the window changed since the caller read it; else
 -- {"ok", created, changed, the sealed best crop, held (1 when this match put the alert on hold),
 --  HGETALL of the record...}.
@@ -21,7 +21,7 @@
 -- supervisor when its runner-up scored within the deployment's min_margin: once held, always held.
 -- Every key is refreshed to live the operational retention.
 local window, record, seen, crop, index, deployment = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local match_alerts = KEYS[7]
+local match_alerts, scene = KEYS[7], KEYS[8]
 local expected, target = ARGV[1], ARGV[2]
 local match_id, score, captured = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local now, retention_ms = ARGV[6], tonumber(ARGV[7])
@@ -66,6 +66,12 @@ if redis.call("SADD", seen, match_id) == 1 then
     redis.call("HSET", record, "score", ARGV[4], "best_match_id", match_id, "entry_id", ARGV[16],
                "runner_up_subject_id", ARGV[18], "runner_up_score", ARGV[19])
     redis.call("SET", crop, ARGV[8])
+    -- The scene goes with the crop: the best match's frame, or none (the officer is told why).
+    if ARGV[21] ~= "" then
+      redis.call("SET", scene, ARGV[21])
+    else
+      redis.call("DEL", scene)
+    end
     if ARGV[20] ~= "" and redis.call("HGET", record, "held") ~= "1" then
       held = 1
       redis.call("HSET", record, "held", "1", "hold_reason", ARGV[20])
@@ -80,7 +86,7 @@ if redis.call("SADD", seen, match_id) == 1 then
     redis.call("HSET", record, "first_captured_at", ARGV[5])
   end
 end
-for _, key in ipairs({window, record, seen, crop, index, match_alerts}) do
+for _, key in ipairs({window, record, seen, crop, index, match_alerts, scene}) do
   redis.call("PEXPIRE", key, retention_ms)
 end
 local out = {"ok", created, changed, redis.call("GET", crop) or "", held}

@@ -9,7 +9,7 @@ import uuid
 import grpc
 
 from lfr.v1 import alerts_pb2 as pb
-from lfr.v1 import alerts_pb2_grpc
+from lfr.v1 import alerts_pb2_grpc, common_pb2
 from lfr_alert import wire
 from lfr_alert.adjudication import (
     ADJUDICATION,
@@ -52,6 +52,7 @@ _STATUS = {
     "permission": grpc.StatusCode.PERMISSION_DENIED,
     "held": grpc.StatusCode.FAILED_PRECONDITION,
 }
+_IMAGE_KINDS = (pb.ALERT_IMAGE_KIND_PROBE, pb.ALERT_IMAGE_KIND_REFERENCE, pb.ALERT_IMAGE_KIND_SCENE)
 _AUDIT_EVENTS = {
     ADJUDICATION: "alert.adjudicated",
     ENGAGEMENT: "alert.engagement_recorded",
@@ -102,6 +103,10 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
 
     async def GetAlertImages(self, request: pb.GetAlertImagesRequest, context) -> pb.GetAlertImagesResponse:
         who = await self.auth.require(context, READ_ALERTS, "see alert images")
+        # Checked before the alert is looked up: the answer is the same whether it exists or not.
+        kinds = set(request.kinds) or set(_IMAGE_KINDS)
+        if len(kinds) < len(request.kinds) or not kinds <= set(_IMAGE_KINDS):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kinds: probe, reference or scene, each once")
         alert = await self._visible(request.alert_id, who, "see alert images", context)
         view = await self.registry.lookup(alert.deployment_id)
         sealed = await self.store.crop(alert)
@@ -110,12 +115,23 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"the images of alert {alert.alert_id} were deleted with deployment {alert.deployment_id}",
             )
-        probe = sealing.unseal(view.data_key, sealed, alert.deployment_id)
-        reference = await self.store.reference(alert)
-        return pb.GetAlertImagesResponse(
-            probe_jpeg=probe,
-            reference_jpeg=sealing.unseal(view.data_key, reference, alert.deployment_id) if reference else b"",
-        )
+
+        def unseal(data: bytes) -> bytes:
+            return sealing.unseal(view.data_key, data, alert.deployment_id)
+
+        response = pb.GetAlertImagesResponse()
+        if pb.ALERT_IMAGE_KIND_PROBE in kinds:
+            response.probe_jpeg = unseal(sealed)
+        if pb.ALERT_IMAGE_KIND_REFERENCE in kinds and (reference := await self.store.reference(alert)):
+            response.reference_jpeg = unseal(reference)
+        if pb.ALERT_IMAGE_KIND_SCENE in kinds and (kept := await self.store.scene(alert)):
+            scene = common_pb2.SceneImage.FromString(kept)
+            response.scene_status = scene.status
+            if scene.status == common_pb2.SCENE_STATUS_COMPOSED:
+                response.scene_jpeg = unseal(scene.image)
+                response.scene_face.CopyFrom(scene.face)
+                response.scene_region.CopyFrom(scene.region)
+        return response
 
     # --- deciding ------------------------------------------------------------------------------
     async def AdjudicateAlert(self, request: pb.AdjudicateAlertRequest, context) -> pb.AdjudicateAlertResponse:
@@ -268,7 +284,8 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
     # --- helpers -------------------------------------------------------------------------------
     async def _visible(self, alert_id: str, who: Principal, action: str, context) -> Alert:
         """The alert, if it exists and the caller may see its deployment; else a refusal, audited."""
-        alert = await self.store.get(alert_id) if alert_id else None
+        # An id longer than any the service makes names no alert: answered as any unknown id, unread.
+        alert = await self.store.get(alert_id) if alert_id and len(alert_id) <= ID_LIMIT else None
         if alert is None:
             await self._refused(who, None, "", "not_found", f"no alert {printable(alert_id, ID_LIMIT)!r}")
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {printable(alert_id, ID_LIMIT)!r}")

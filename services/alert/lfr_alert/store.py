@@ -1,7 +1,8 @@
 """The Redis adapter of AlertStore.
 
-- The window (`<prefix>:dep:<d>:alert:<camera>:<subject>`), the folded match ids and the best probe
-  crop (sealed) live under the deployment's keys, so closing it deletes them.
+- The window (`<prefix>:dep:<d>:alert:<camera>:<subject>`), the folded match ids, the best probe
+  crop (sealed) and the scene around it (`<prefix>:dep:<d>:scene:<alert>`: a SceneImage, its image
+  sealed) live under the deployment's keys, so closing it deletes them.
 - The alert's record (`<prefix>:alert:<id>`, no biometric data) and the deployment's alert index live
   for the operational retention after their last change, also after close: decisions can follow up
   and the report counts them.
@@ -63,6 +64,11 @@ _DECISIONS = ("adjudication", "engagement", "resolution")
 
 class AlertNotFound(LookupError):
     pass
+
+
+def scene_key(keys: RedisKeys, deployment_id: str, alert_id: str) -> str:
+    """Where the scene of an alert's best match is kept: under the deployment's keys, beside its crop."""
+    return f"{keys.deployment(deployment_id)}:scene:{alert_id}"
 
 
 def to_fields(alert: Alert) -> dict[str, str]:
@@ -149,6 +155,7 @@ class RedisAlertStore:
                     self.keys.alerts_of(match.deployment_id),
                     self.keys.deployment(match.deployment_id),
                     match_alerts,
+                    scene_key(self.keys, match.deployment_id, alert_id),
                 ],
                 args=[
                     current or b"",
@@ -171,6 +178,7 @@ class RedisAlertStore:
                     match.runner_up_subject_id,
                     repr(match.runner_up_score),
                     match.hold_reason,
+                    match.scene,
                 ],
             )
             if raw[0] == b"retry":  # the window ended or began between the read and the fold
@@ -229,6 +237,11 @@ class RedisAlertStore:
     async def crop(self, alert: Alert) -> bytes | None:
         """The sealed best probe face; None once its deployment closed (deleted with it)."""
         return await self.client.get(self.keys.alert_crop(alert.deployment_id, alert.alert_id))
+
+    async def scene(self, alert: Alert) -> bytes | None:
+        """The scene of the best probe face (a serialised SceneImage, its image sealed); None when its
+        match carried none, or once its deployment closed (deleted with it)."""
+        return await self.client.get(scene_key(self.keys, alert.deployment_id, alert.alert_id))
 
     async def reference(self, alert: Alert) -> bytes | None:
         """The sealed reference thumbnail of the alert's watchlist entry, while the deployment lives."""

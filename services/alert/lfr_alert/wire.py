@@ -46,6 +46,7 @@ def match_to_fold(match: matches_pb2.MatchFound, sealed_crop: bytes, min_margin:
         runner_up_subject_id=match.runner_up_subject_id,
         runner_up_score=match.runner_up_score if match.runner_up_subject_id else 0.0,
         hold_reason=hold_reason(match.score, match.runner_up_subject_id, match.runner_up_score, min_margin),
+        scene=match.scene.SerializeToString(deterministic=True) if match.HasField("scene") else b"",
     )
 
 

@@ -6,14 +6,15 @@ import asyncio
 import time
 from pathlib import Path
 
+import numpy as np
 import redis.asyncio as aioredis
 
 from lfr.v1 import frames_pb2
 from lfr_contracts import FACES_DETECTED, FRAMES_CAPTURED, camera_key
-from lfr_detect.detection import FrameFaces, detect_faces
+from lfr_detect.detection import DISABLED, FrameFaces, detect_faces, frame_scenes
 from lfr_detect.settings import DetectSettings
 from lfr_detect.wire import faces_detected
-from lfr_faces import images
+from lfr_faces import images, scenes
 from lfr_faces.detectors import Detector, build_detector
 from lfr_faces.models import YUNET, model_path
 from lfr_faces.quality import QualityPolicy, shot_quality
@@ -29,10 +30,19 @@ from lfr_platform.stage import Outcome, Output, Rejected
 class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
     input = FRAMES_CAPTURED
 
-    def __init__(self, detector: Detector, registry: DeploymentRegistry, settings: DetectSettings) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        registry: DeploymentRegistry,
+        settings: DetectSettings,
+        max_record_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         self.detector = detector
         self.registry = registry
         self.settings = settings
+        # A frame's scenes take at most half its record (LFR_KAFKA_MAX_MESSAGE_BYTES): crops and the rest
+        # need the other half (at most about 20 KiB a face).
+        self.scene_room_bytes = max_record_bytes // 2
         self.policy = QualityPolicy(min_size_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
         self.tracker = Tracker()
         self.shots = ShotPolicy(settings.shot_interval_s, settings.shot_budget)
@@ -41,8 +51,9 @@ class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
         frame = record.message
         labels = metrics.camera_labels(frame.camera)
         jpeg = record.open(frame.image)
+        loop = asyncio.get_running_loop()
         try:
-            faces = await asyncio.get_running_loop().run_in_executor(None, self._detect, jpeg)
+            image, faces = await loop.run_in_executor(None, self._detect, jpeg)
         except images.ImageRejected as exc:
             return Rejected(f"{exc.reason}_frame", exc.detail)
         metrics.FRAMES_PROCESSED.labels(**labels).inc()
@@ -52,7 +63,15 @@ class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
         chosen = self._best_shots(frame, faces, labels)
         if not chosen:
             return []
-        message = faces_detected(frame, self.detector.model_id, chosen, record.seal)
+        crops = [face for face, _, _ in chosen]
+        if self.settings.scene_images:
+            # Composed from the frame decoded above, only for the shots sent on (those that may alert).
+            composed = await loop.run_in_executor(None, frame_scenes, image, faces, crops, self.scene_room_bytes)
+        else:
+            composed = [scenes.NoScene(DISABLED)] * len(crops)
+        for scene in composed:
+            metrics.SCENE_IMAGES.labels(scene.reason if isinstance(scene, scenes.NoScene) else "composed").inc()
+        message = faces_detected(frame, self.detector.model_id, chosen, record.seal, composed)
         return [Output(FACES_DETECTED, camera_key(frame.camera), message)]
 
     def _best_shots(self, frame: frames_pb2.FrameCaptured, faces: FrameFaces, labels: dict):
@@ -79,14 +98,15 @@ class DetectHandler(DeploymentStage[frames_pb2.FrameCaptured]):
                 chosen.append((face, track.track_id, quality))
         return chosen
 
-    def _detect(self, jpeg: bytes) -> FrameFaces:
+    def _detect(self, jpeg: bytes) -> tuple[np.ndarray, FrameFaces]:
+        """The decoded frame (scenes are composed from it) and its faces."""
         image = images.decode_jpeg(
             jpeg, max_bytes=self.settings.max_frame_bytes, max_pixels=self.settings.max_frame_pixels
         )
         started = time.perf_counter()
         faces = detect_faces(self.detector, image, self.policy, self.settings.min_score)
         metrics.INFERENCE_SECONDS.labels(self.detector.model_id).observe(time.perf_counter() - started)
-        return faces
+        return image, faces
 
 
 def build(
@@ -107,5 +127,5 @@ def build(
     metrics.MODEL_INFO.labels("detector", detector.model_id, detector.provider).set(1)
     redis = redis or platform.redis_client()
     registry = DeploymentRegistry(redis, RedisKeys(platform.redis_prefix), platform.key_wrap())
-    handler = DetectHandler(detector, registry, settings)
+    handler = DetectHandler(detector, registry, settings, platform.kafka_max_message_bytes)
     return ServiceShell.for_stage("detect", handler, platform, settings.http_host, settings.http_port, [redis.aclose])

@@ -36,3 +36,8 @@ class DetectSettings(BaseSettings):
         "knee of per-pass recall against embeddings (docs/decisions/0012)",
     )
     shot_budget: int = Field(20, ge=1, description="Most faces of one track embedded (a person standing in view)")
+    scene_images: bool = Field(
+        True,
+        description="Compose each embedded shot's scene (head to waist, every other face covered: docs/decisions/0020) "
+        "for the officer if it alerts; false: none, and alerts say so",
+    )

@@ -40,6 +40,8 @@ def faces_embedded(
                 crop=face.crop,
                 track_id=face.track_id,
                 shot_quality=face.shot_quality,
+                # The scene too: its image stays as detect sealed it, for alert should the face match.
+                scene=face.scene,
             )
             for face, vector in zip(message.faces, vectors, strict=True)
         ],

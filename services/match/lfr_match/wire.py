@@ -61,4 +61,6 @@ def match_found(
         shots=shots,
         runner_up_subject_id=runner_up.subject_id if runner_up is not None else "",
         runner_up_score=runner_up.score if runner_up is not None else 0.0,
+        # The scene of a matched face only (as detect sealed it): a face that does not match goes no further.
+        scene=face.scene,
     )

@@ -39,6 +39,16 @@ async def test_faces_of_a_crowd_frame_are_detected_filtered_cropped_and_sealed(p
         assert max(crop.shape[:2]) <= 224
         assert all(0 <= p.x <= crop.shape[1] and 0 <= p.y <= crop.shape[0] for p in face.landmarks)
     assert rejected._value.get() >= 1  # the crowd's distant faces are counted, not passed on
+    # Each face sent on has its scene, sealed, or says why not; the crowd's distant faces are covered in
+    # them though never identified.
+    scenes = [face.scene for face in out.faces]
+    composed = [s for s in scenes if s.status == common_pb2.SCENE_STATUS_COMPOSED]
+    assert composed and all(s.image for s in composed) and sum(s.faces_blurred for s in composed) >= 2
+    assert {s.status for s in scenes} <= {common_pb2.SCENE_STATUS_COMPOSED, common_pb2.SCENE_STATUS_FACE_NOT_FOUND}
+    for scene in composed:
+        pixels = images.decode_jpeg(sealing.unseal(key, scene.image, deployment_id), max_bytes=10**7, max_pixels=10**7)
+        height, width = pixels.shape[:2]
+        assert max(height, width) <= 640 and abs(height - scene.region.height * width / scene.region.width) <= 1
 
 
 async def test_bad_frames_go_to_the_dead_letter_topic_and_the_stage_carries_on(platform, data_dir):

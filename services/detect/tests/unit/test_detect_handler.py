@@ -15,7 +15,7 @@ from lfr.v1 import common_pb2, frames_pb2
 from lfr_contracts import FACES_DETECTED, camera_key
 from lfr_detect.app import DetectHandler
 from lfr_detect.settings import DetectSettings
-from lfr_faces import images
+from lfr_faces import images, scenes
 from lfr_faces.alignment import SIZE, TEMPLATE
 from lfr_faces.detectors import Detection
 from lfr_faces.quality import Quality, shot_quality
@@ -113,7 +113,9 @@ async def test_only_faces_that_pass_the_gate_go_on_cropped_and_sealed_and_the_re
     assert output.message.sequence == 7 and output.message.detector_id == "fake-detector"
     [face] = output.message.faces
     assert (face.box.x, face.box.y, face.box.width, face.box.height) == SHARP
-    assert detector.min_scores == [0.7]  # the service's minimum, not the detector's own
+    # Faces are identified from the service's minimum, not the detector's own; weaker ones are found too,
+    # to be covered in scenes.
+    assert detector.min_scores == [min(0.7, scenes.BLUR_MIN_SCORE)]
     # The crop is sealed with the deployment's key, and its landmarks are in its own pixels.
     with pytest.raises(images.ImageRejected):
         images.decode_jpeg(face.crop, max_bytes=10**7, max_pixels=10**7)
@@ -208,3 +210,59 @@ async def test_a_frame_that_cannot_be_decoded_is_rejected_with_its_reason(
     [outcome] = await _handler(detector, **settings).handle([_frame(deployment_id, damage(jpeg(photo, 95)), T0)])
     assert isinstance(outcome, Rejected) and outcome.reason == reason and outcome.detail
     assert detector.min_scores == []  # never reached the model
+
+
+class ScoredDetector(Detector):
+    """The Detector port with a score per face: faces under detect's minimum are found, not identified."""
+
+    def __init__(self, *scored) -> None:
+        super().__init__()
+        self.scored = scored
+
+    def detect(self, image_bgr: np.ndarray, min_score: float) -> list[Detection]:
+        self.min_scores.append(min_score)
+        return [Detection(box, _landmarks(box), score) for box, score in self.scored if score >= min_score]
+
+
+def _scene(face, deployment_id: str) -> np.ndarray:
+    return images.decode_jpeg(sealing.unseal(KEY, face.scene.image, deployment_id), max_bytes=10**7, max_pixels=10**7)
+
+
+async def test_each_face_sent_on_carries_its_scene_sealed_with_every_other_face_covered(photo, deployment_id):
+    # Colin Powell with a weaker face beside him (a detection under min_score: never identified, covered).
+    frame = np.hstack([photo, photo])[:, :400]
+    beside = (270.0, 75.0, 100.0, 110.0)
+    detector = ScoredDetector((SHARP, 0.9), (beside, 0.45))
+    [face] = (await _faces(_handler(detector), _frame(deployment_id, frame, T0)))[0]
+    scene = face.scene
+    assert scene.status == common_pb2.SCENE_STATUS_COMPOSED and scene.faces_blurred == 1
+    with pytest.raises(images.ImageRejected):  # sealed like the crop: nothing on the bus in clear
+        images.decode_jpeg(scene.image, max_bytes=10**7, max_pixels=10**7)
+    pixels = _scene(face, deployment_id)
+    region = (scene.region.x, scene.region.y, scene.region.width, scene.region.height)
+    assert region == (0.0, 20.0, 400.0, 230.0)  # 8 faces wide around it, clipped at the frame's edges
+    assert pixels.shape == (230, 400, 3)
+    assert (scene.face.x, scene.face.y, scene.face.width, scene.face.height) == (75.0, 55.0, 100.0, 110.0)
+    # The other face is covered; the tracked one is the frame's own.
+    covered = pixels[55:165, 270:370].reshape(-1, 3).astype(int)
+    assert np.abs(covered - np.array(scenes.BLUR_COLOUR)).max() <= 40
+    assert np.abs(pixels[55:165, 75:175].astype(int) - photo[75:185, 75:175].astype(int)).mean() < 6
+
+
+@pytest.mark.parametrize(
+    ("settings", "record_bytes", "status"),
+    [({"scene_images": False}, 8 << 20, "DISABLED"), ({}, 2_000, "NO_ROOM")],
+    ids=["scenes_off", "record_full"],
+)
+async def test_a_face_without_a_scene_says_why(photo, deployment_id, settings, record_bytes, status):
+    handler = DetectHandler(Detector(SHARP), Registry(), DetectSettings(**settings), record_bytes)
+    [[face]] = await _faces(handler, _frame(deployment_id, photo, T0))
+    assert face.scene.status == common_pb2.SceneStatus.Value(f"SCENE_STATUS_{status}") and not face.scene.image
+    assert face.crop  # the face itself goes on as ever
+
+
+async def test_a_face_another_face_hides_has_no_scene_and_says_so(photo, deployment_id):
+    in_front = (100.0, 100.0, 100.0, 110.0)  # over a fifth of the face's box: one head in front of another
+    [faces] = await _faces(_handler(Detector(SHARP, in_front)), _frame(deployment_id, photo, T0))
+    assert [f.scene.status for f in faces] == [common_pb2.SCENE_STATUS_FACE_NOT_FOUND] * 2
+    assert not any(f.scene.image for f in faces)

@@ -94,6 +94,11 @@ def _record(registry: Registry, deployment_id: str, shades: list[int], sequence:
             crop=sealing.seal(key, face.get("crop", _crop(shade)), deployment_id),
             track_id=f"detect-a:{sequence}.{i}",
             shot_quality=0.5 + i / 10,
+            scene=common_pb2.SceneImage(
+                status=common_pb2.SCENE_STATUS_COMPOSED,
+                image=sealing.seal(key, f"scene-{sequence}-{i}".encode(), deployment_id),
+                faces_blurred=i,
+            ),
         )
     return Incoming(message, ConsumerRecord("faces", 0, sequence, 0, 0, None, b"", None, 0, 0, []))
 
@@ -128,8 +133,10 @@ async def test_the_faces_of_a_whole_batch_go_through_the_model_at_once_and_back_
             crop = sealing.unseal(registry.key(deployment_id), detected.crop, deployment_id)
             landmarks = np.array([[p.x, p.y] for p in detected.landmarks], np.float32)
             assert np.array_equal(embedder.faces[position], align_crop(crop, landmarks))
-            # The rest goes on as detect sent it: the crop still sealed, the track and its shot quality.
+            # The rest goes on as detect sent it: the crop and the scene still sealed, the track and its
+            # shot quality.
             assert face.crop == detected.crop and face.box == detected.box and face.index == detected.index
+            assert face.scene == detected.scene and face.scene.image
             assert (face.track_id, face.shot_quality) == (detected.track_id, detected.shot_quality)
             position += 1
     assert metrics.FACES_EMBEDDED_TOTAL.labels(a, "van-1", "cam-1", "fake-embedder")._value.get() == 5

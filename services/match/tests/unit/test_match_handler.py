@@ -143,6 +143,10 @@ def _embedded(
             crop=sealing.seal(key, f"crop-{sequence}-{i}".encode(), deployment_id),
             track_id=track_id,
             shot_quality=quality,
+            scene=common_pb2.SceneImage(
+                status=common_pb2.SCENE_STATUS_COMPOSED,
+                image=sealing.seal(key, f"scene-{sequence}-{i}".encode(), deployment_id),
+            ),
         )
     return Incoming(message, ConsumerRecord("faces", 0, sequence, 0, 0, None, b"", None, 0, 0, []))
 
@@ -175,7 +179,14 @@ async def test_a_face_at_or_above_the_threshold_matches_signed_and_sealed_and_th
     # The probe's crop goes on sealed, as detect sealed it; the match is signed with the deployment's key.
     assert match.probe_crop == record.message.faces[0].crop
     assert sealing.unseal(key, match.probe_crop, deployment_id) == b"crop-4-0"
+    # Its scene likewise, and of the matched face only: the other face's goes no further.
+    assert match.scene == record.message.faces[0].scene
+    assert sealing.unseal(key, match.scene.image, deployment_id) == b"scene-4-0"
     assert sealing.verify_message(key, match, "match")
+    swapped = embeddings_pb2.FacesEmbedded().faces.add().scene  # any other scene: the signature covers it
+    tampered = type(match).FromString(match.SerializeToString())
+    tampered.scene.CopyFrom(swapped)
+    assert not sealing.verify_message(key, tampered, "match")
     match.score = 0.99
     assert not sealing.verify_message(key, match, "match")
     # Both faces were compared, for the false-alert rate per face scanned and the deployment's report.
