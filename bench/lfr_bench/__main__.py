@@ -1,12 +1,15 @@
 """`make bench`: the figures behind docs/performance.md. It prints; it asserts nothing.
 
-    python -m lfr_bench [--only stages,tracks,embed,video,sealing,search,pipeline,replicas,catchup,fusion,
-                                    enrolment,brokers]
+    python -m lfr_bench [--only stages,tracks,embed,video,sealing,scenes,search,pipeline,replicas,catchup,
+                                    fusion,enrolment,brokers]
                             [--seconds 40] [--quick]
 
 - stages: per-stage time on 720p frames (detect per frame, embed per face), in process, with the
   services' own functions and default settings;
 - sealing: the crypto-shredding cost per frame (AES-256-GCM seal + unseal of a 720p JPEG);
+- scenes: the scene image of each embedded shot, bystanders covered: its CPU per embedded shot against
+  the shot's CPU without it (target at most 5% more), its bytes, a 30-face scene's cost, and the blur's
+  check on the crowd clip (YuNet finds no face, SFace scores under 0.30; lfr_bench.scenes, decision 0020);
 - search: watchlist search latency (p50/p99) at 10,000 and 200,000 entries on real SFace
   embeddings, with match's own search (the embedded engine's HNSW index, re-checked by exact search
   just below the threshold), and how its results compare with exact search;
@@ -54,6 +57,7 @@ import numpy as np
 
 from lfr_bench.evals import bench_fusion, bench_video
 from lfr_bench.plan import DATA, FULL, MODELS, QUICK, SECTIONS, Plan
+from lfr_bench.scenes import bench_scenes
 from lfr_bench.stages import bench_sealing, bench_stages, bench_tracks, crowd_720p_5fps
 
 
@@ -286,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "embed": lambda: bench_embed(plan),
         "video": lambda: bench_video(plan),
         "sealing": lambda: bench_sealing(plan),
+        "scenes": lambda: bench_scenes(plan),
         "search": lambda: bench_search(plan.search_sizes, plan.search_queries, plan.search_photos),
         "pipeline": lambda: bench_pipeline(plan, raw()),
         "replicas": lambda: bench_replicas(plan),

@@ -23,6 +23,7 @@ SECTIONS = (
     "embed",
     "video",
     "sealing",
+    "scenes",
     "search",
     "pipeline",
     "replicas",

@@ -93,6 +93,19 @@ def _sealing(f: dict) -> None:
     assert f["frame_kib"] > 0 and f["overhead_bytes"] > 0
 
 
+def _scenes(f: dict) -> None:
+    cost = f["cost"]
+    _numbers(cost, ("frames", "embedded_shots_per_round", "embed_per_shot_ms", "scene_per_shot_ms"), positive=True)
+    _numbers(cost, ("cpu_per_embedded_shot_ms_without", "cpu_per_embedded_shot_ms_with", "ratio"), positive=True)
+    _numbers(cost, ("scene_kib", "scene_kib_max", "frame_kib", "crowd_of_30_ms"), positive=True)
+    assert _share(cost["share_composed"]) and cost["share_composed"] > 0
+    blur = f["blur"]
+    assert blur["tracked_faces"] > 0 and blur["blur_min_score"] < blur["identified_min_score"]
+    shipped = blur["solid"]
+    assert shipped["other_faces"] > 0, shipped  # the check had faces to check
+    assert shipped["identified_sface_max"] is None or _number(shipped["identified_sface_max"] + 1)
+
+
 def _search(f: dict) -> None:
     assert _number(f["real_vectors"], positive=True) and _share(f["threshold"])
     for size in QUICK.search_sizes:
@@ -154,6 +167,7 @@ CHECKS = {
     "embed": _embed,
     "video": _video,
     "sealing": _sealing,
+    "scenes": _scenes,
     "search": _search,
     "pipeline": _pipeline,
     "replicas": _replicas,
