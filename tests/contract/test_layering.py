@@ -30,8 +30,8 @@ def test_the_code_keeps_its_layers():
     [
         ("lfr_detect", "services/detect", "import lfr_match.settings", "No service imports another service"),
         ("lfr_platform", "libs/platform", "import lfr_alert.settings", "Shared libraries import no service"),
-        ("lfr_bench", "bench", "import lfr_match.watchlists", "Applications reach a service only through"),
-        ("lfr_testing", "libs/testing", "import lfr_deployments.store", "Applications reach a service only through"),
+        ("lfr_bench", "apps/bench", "import lfr_match.watchlists", "Applications reach a service only through"),
+        ("lfr_testing", "apps/testing", "import lfr_deployments.store", "Applications reach a service only through"),
     ],
 )
 def test_a_broken_layer_fails_the_lint(tmp_path, package, folder, bad_import, contract):

@@ -37,7 +37,7 @@ Medians of repeated runs; machines are shared and noisy, so compare ratios, not 
 
 `--quick` runs every section on small sizes and windows of a few seconds (lfr_bench.plan), in a few
 minutes on 2 cores, and writes var/bench/quick/figures.json, never the full run's: `make test` runs
-it (bench/tests/test_quick.py) so that a section that no longer runs fails there. A section that
+it (apps/bench/tests/test_quick.py) so that a section that no longer runs fails there. A section that
 fails is reported with its error, the others run on, and the exit status is 1.
 """
 
