@@ -75,7 +75,7 @@ class Stack:
         """Start the supervisor, the broker and Redis (unless given), and the services; the SCALABLE
         ones as `replicas` processes each. Each process is registered before the next starts, and any
         failure stops everything started so far."""
-        partitions = int(self.extra_env.get("LFR_TOPIC_PARTITIONS", os.environ.get("LFR_TOPIC_PARTITIONS", "3")))
+        partitions = int(self.extra_env.get("LFR_TOPIC_PARTITIONS") or PlatformSettings().topic_partitions)
         if replicas < 1 or replicas > partitions:
             raise StackError(
                 f"{replicas} replicas per stage, but the topics have {partitions} partitions: a replica without a "
