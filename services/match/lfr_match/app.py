@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from lfr_match.handler import MatchHandler
 from lfr_match.series import keep_camera_series
 from lfr_match.settings import MatchSettings
-from lfr_match.stage import MatchHandler
 from lfr_match.tracks import TrackTemplates
 from lfr_match.watchlists import WatchlistCopy, empty
 from lfr_platform.http import Health, HttpServer

@@ -13,7 +13,7 @@ from aiokafka.structs import ConsumerRecord
 
 from lfr.v1 import common_pb2, frames_pb2
 from lfr_contracts import FACES_DETECTED, camera_key
-from lfr_detect.app import DetectHandler
+from lfr_detect.handler import DetectHandler
 from lfr_detect.settings import DetectSettings
 from lfr_faces import images, scenes
 from lfr_faces.alignment import SIZE, TEMPLATE

@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 
 from lfr.v1 import common_pb2, faces_pb2
 from lfr_contracts import FACES_EMBEDDED, camera_key
-from lfr_embed.app import EmbedHandler
+from lfr_embed.handler import EmbedHandler
 from lfr_faces import images
 from lfr_faces.alignment import SIZE, TEMPLATE
 from lfr_faces.crops import align_crop

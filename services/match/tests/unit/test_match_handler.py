@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from lfr.v1 import common_pb2, embeddings_pb2
 from lfr_contracts import MATCHES_FOUND, camera_key
 from lfr_match.app import TOP_K
-from lfr_match.stage import MatchHandler
+from lfr_match.handler import MatchHandler
 from lfr_platform import metrics, sealing
 from lfr_platform.registry import DeploymentView, RedisKeys
 from lfr_platform.stage import Incoming, Rejected, Skipped
