@@ -129,7 +129,12 @@ class DecoderPool:
         loop = asyncio.get_running_loop()
         async with self._slots:
             worker = self._idle.pop() if self._idle else None
-            if worker is None or worker.process.poll() is not None:
+            if worker is not None and worker.process.poll() is not None:  # died idle (OOM killer, a crash)
+                self._all.discard(worker)
+                self.replaced += 1
+                loop.run_in_executor(None, worker.stop)
+                worker = None
+            if worker is None:
                 worker = _Worker(self.memory_bytes)
                 self._all.add(worker)
             expired: list[bool] = []
