@@ -90,8 +90,23 @@ def test_officers_see_a_live_alert_beside_its_watchlist_image_and_decide_it(chro
     card = page.locator("li.alert").first
     card.wait_for(timeout=180_000)
     assert "liveportrait-d0" in card.inner_text() and "waiting for a decision" in card.inner_text()
+    # The scene (composed by detect from the frame, other faces covered) or why there is none, and the
+    # deployment's counters from its report.
     page.wait_for_function(
-        "() => [...document.querySelectorAll('li.alert img')].every(i => i.complete && i.naturalWidth > 0)",
+        "() => [...document.querySelectorAll('li.alert')].every(c => c.dataset.scene && c.dataset.scene !== 'loading')",
+        timeout=30_000,
+    )
+    if card.get_attribute("data-scene") == "none":
+        assert card.locator(".scene-caption").inner_text().startswith("no scene: ")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('li.alert img')].filter(i => i.checkVisibility())"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        "() => !document.getElementById('counters').hidden"
+        " && Number(document.querySelector('[data-counter=faces_scanned]').textContent) > 0"
+        " && Number(document.querySelector('[data-counter=alerts]').textContent) > 0",
         timeout=30_000,
     )
     screenshot = tmp_path / "console.png"

@@ -3,7 +3,7 @@ local stack, the tests, the benchmarks): a channel, a bearer token and a deadlin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import grpc
 
@@ -113,8 +113,10 @@ class AlertClient(_Client):
         request = alerts_pb2.GetAlertRequest(alert_id=alert_id)
         return self.stub.GetAlert(request, metadata=self.metadata, timeout=self.timeout_s).alert
 
-    def images(self, alert_id: str) -> alerts_pb2.GetAlertImagesResponse:
-        request = alerts_pb2.GetAlertImagesRequest(alert_id=alert_id)
+    def images(self, alert_id: str, kinds: Sequence[int] = ()) -> alerts_pb2.GetAlertImagesResponse:
+        """`kinds`: the AlertImageKind values wanted, each once; empty: every kind (the scene is opened
+        only when asked for)."""
+        request = alerts_pb2.GetAlertImagesRequest(alert_id=alert_id, kinds=list(kinds))
         return self.stub.GetAlertImages(request, metadata=self.metadata, timeout=self.timeout_s)
 
     @staticmethod

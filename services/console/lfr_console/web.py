@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 from aiohttp import web
 
-from lfr.v1 import alerts_pb2, deployments_pb2
+from lfr.v1 import alerts_pb2, common_pb2, deployments_pb2
 from lfr.v1 import alerts_pb2_grpc as alerts_grpc
 from lfr.v1 import deployments_pb2_grpc as deployments_grpc
 from lfr_console.feed import Feed
@@ -57,6 +57,18 @@ _HTTP_STATUS = {
 _KEEP_ALIVE_S = 15.0
 _OUTCOMES = {"true", "false", "undetermined"}
 _FINAL_OUTCOMES = {"arrest", "no_further_action", "safeguarding", "other"}
+_IMAGE_KINDS = {
+    "probe": alerts_pb2.ALERT_IMAGE_KIND_PROBE,
+    "reference": alerts_pb2.ALERT_IMAGE_KIND_REFERENCE,
+    "scene": alerts_pb2.ALERT_IMAGE_KIND_SCENE,
+}
+# What a card says when an alert has no scene (SceneStatus, docs/alerts.md).
+_NO_SCENE = {
+    common_pb2.SCENE_STATUS_UNSPECIFIED: "no scene: none was made for this alert",
+    common_pb2.SCENE_STATUS_COMPOSED: "no scene: it is no longer kept",
+    common_pb2.SCENE_STATUS_FACE_NOT_FOUND: "no scene: the face was not clear in its frame",
+    common_pb2.SCENE_STATUS_NO_ROOM: "no scene: the frame held too many faces to keep one",
+}
 
 
 def problem(status: int, message: str) -> web.Response:
@@ -119,6 +131,8 @@ class Console:
         app.router.add_get("/api/events", self.events)
         app.router.add_post("/api/alerts/{alert_id}/{step}", self.decide)
         app.router.add_get("/api/alerts/{alert_id}/{image}.jpg", self.image)
+        app.router.add_get("/api/alerts/{alert_id}/scene", self.scene_status)
+        app.router.add_get("/api/counters", self.counters)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
         return app
@@ -433,24 +447,67 @@ class Console:
         response = await self._call(session, call, message)
         return web.json_response({**alert_json(response.alert), "changed": response.changed})
 
-    async def image(self, request: web.Request) -> web.Response:
+    async def _images(self, request: web.Request, kind: int) -> alerts_pb2.GetAlertImagesResponse:
+        """One kind at a time: a probe or reference fetch never opens the scene."""
         session = await self._session(request)
-        which = request.match_info["image"]
-        if which not in ("probe", "reference"):
-            raise Refused(404, "not found")
         try:
-            images = await self._call(
+            return await self._call(
                 session,
                 self.backends.alerts.GetAlertImages,
-                alerts_pb2.GetAlertImagesRequest(alert_id=request.match_info["alert_id"]),
+                alerts_pb2.GetAlertImagesRequest(alert_id=request.match_info["alert_id"], kinds=[kind]),
             )
         except Refused as exc:
             if exc.status == 404 and "deleted with deployment" in exc.message:
                 raise Refused(410, exc.message) from None
             raise
-        data = images.probe_jpeg if which == "probe" else images.reference_jpeg
+
+    async def image(self, request: web.Request) -> web.Response:
+        which = request.match_info["image"]
+        if which not in _IMAGE_KINDS:
+            raise Refused(404, "not found")
+        images = await self._images(request, _IMAGE_KINDS[which])
+        data = {"probe": images.probe_jpeg, "reference": images.reference_jpeg, "scene": images.scene_jpeg}[which]
         if not data:
+            if which == "scene":
+                raise Refused(404, _NO_SCENE.get(images.scene_status, _NO_SCENE[common_pb2.SCENE_STATUS_UNSPECIFIED]))
             raise Refused(404, f"alert has no {which} image")
         return web.Response(
             body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        )
+
+    async def scene_status(self, request: web.Request) -> web.Response:
+        """Whether the alert has a scene, and if not, why (the card says so); the image is scene.jpg."""
+        images = await self._images(request, alerts_pb2.ALERT_IMAGE_KIND_SCENE)
+        composed = images.scene_status == common_pb2.SCENE_STATUS_COMPOSED and bool(images.scene_jpeg)
+        return web.json_response(
+            {
+                "status": common_pb2.SceneStatus.Name(images.scene_status).removeprefix("SCENE_STATUS_").lower(),
+                "composed": composed,
+                "reason": "" if composed else _NO_SCENE.get(images.scene_status, _NO_SCENE[0]),
+            }
+        )
+
+    async def counters(self, request: web.Request) -> web.Response:
+        """The deployment's running figures, from its report (GetDeploymentReport): faces scanned, alerts,
+        decided (adjudicated), true, false and held. The page polls it."""
+        session = await self._session(request)
+        deployment_id = request.query.get("deployment", "")
+        if not await self._open_deployment(session, deployment_id):
+            raise Refused(410, f"deployment {deployment_id} is closed")
+        response = await self._call(
+            session,
+            self.backends.deployments.GetDeploymentReport,
+            deployments_pb2.GetDeploymentReportRequest(deployment_id=deployment_id),
+        )
+        report = response.report
+        outcomes = report.outcomes
+        return web.json_response(
+            {
+                "faces_scanned": report.faces_scanned,
+                "alerts": outcomes.alerts,
+                "decided": outcomes.alerts - outcomes.unadjudicated,
+                "true": outcomes.true_alerts,
+                "false": outcomes.false_alerts,
+                "held": outcomes.held,
+            }
         )

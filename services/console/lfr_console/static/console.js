@@ -5,7 +5,9 @@
 
 const $ = (id) => document.getElementById(id);
 // perceived: alert id -> the perceived groups chosen on its card, sent with its adjudication.
-const state = { session: null, alerts: new Map(), selected: null, stream: null, deployments: [], perceived: new Map() };
+// scenes: alert id -> {revision, composed, reason} (whether it has a scene; the image is loaded by URL).
+const state = { session: null, alerts: new Map(), selected: null, stream: null, deployments: [], perceived: new Map(),
+                scenes: new Map() };
 
 const STEPS = {
   raised: ["adjudication"],
@@ -66,6 +68,7 @@ async function start() {
   await loadDeployments();
   setInterval(refreshDeployments, 10000);
   setInterval(renderTimes, 1000);
+  setInterval(loadCounters, 5000);
 }
 
 async function loadDeployments() {
@@ -115,6 +118,7 @@ async function reload() {
     const alerts = await api("GET", `/api/alerts?deployment=${encodeURIComponent(deployment)}`);
     state.alerts = new Map(alerts.map((a) => [a.alert_id, a]));
     render();
+    loadCounters();
   } catch (error) {
     banner(`Cannot load the alerts: ${error.message}`);
   }
@@ -145,6 +149,71 @@ function upsert(alert) {
   if (current && current.revision > alert.revision) return; // revisions may arrive out of order
   state.alerts.set(alert.alert_id, alert);
   render();
+  loadCounters();
+}
+
+// The deployment's figures so far (its report): faces scanned, alerts, decided, true, false, held.
+async function loadCounters() {
+  const deployment = $("deployment").value;
+  if (!state.session || !deployment) return;
+  try {
+    const counters = await api("GET", `/api/counters?deployment=${encodeURIComponent(deployment)}`);
+    if (deployment !== $("deployment").value) return;
+    for (const cell of document.querySelectorAll("#counters [data-counter]")) {
+      cell.textContent = String(counters[cell.dataset.counter]);
+    }
+    $("counters").hidden = false;
+  } catch (error) {
+    $("counters").hidden = true;
+  }
+}
+
+// Whether an alert has a scene, asked once per revision (a better match may bring another, or none).
+async function loadScene(a) {
+  const known = state.scenes.get(a.alert_id);
+  if (known && known.revision === a.revision) return;
+  state.scenes.set(a.alert_id, { revision: a.revision, composed: false, reason: "scene: loading", pending: true });
+  try {
+    const scene = await api("GET", `/api/alerts/${encodeURIComponent(a.alert_id)}/scene`);
+    state.scenes.set(a.alert_id, { revision: a.revision, composed: scene.composed, reason: scene.reason });
+  } catch (error) {
+    state.scenes.set(a.alert_id, { revision: a.revision, composed: false, reason: `no scene: ${error.message}` });
+  }
+  // Only this card changes: a whole render would load every card's images again.
+  const item = document.querySelector(`[data-alert-id="${CSS.escape(a.alert_id)}"]`);
+  const current = state.alerts.get(a.alert_id);
+  if (item && current && current.revision === a.revision) showScene(item, current);
+}
+
+function showScene(item, a) {
+  const scene = state.scenes.get(a.alert_id);
+  if (!scene || scene.revision !== a.revision) loadScene(a);
+  const open = item.querySelector(".scene-open");
+  const caption = item.querySelector(".scene-caption");
+  const composed = Boolean(scene && scene.composed && scene.revision === a.revision);
+  item.dataset.scene = composed ? "composed" : scene && !scene.pending ? "none" : "loading";
+  open.hidden = !composed;
+  if (composed) {
+    open.querySelector("img").src = sceneUrl(a);
+    caption.textContent = "scene (click or v to enlarge)";
+  } else {
+    caption.textContent = scene ? scene.reason : "scene: loading";
+  }
+}
+
+function sceneUrl(a) {
+  return `/api/alerts/${encodeURIComponent(a.alert_id)}/scene.jpg?r=${a.revision}`;
+}
+
+function enlargeScene(alertId) {
+  const a = state.alerts.get(alertId);
+  const scene = a && state.scenes.get(alertId);
+  if (!scene || !scene.composed) return;
+  const dialog = $("scene-large");
+  if (dialog.open) return dialog.close();
+  $("scene-large-image").src = sceneUrl(a);
+  dialog.dataset.alertId = alertId;
+  dialog.showModal();
 }
 
 function visible() {
@@ -202,6 +271,7 @@ function render() {
       `score ${a.score.toFixed(3)} against threshold ${a.threshold.toFixed(2)} \u00b7 seen ${a.match_count} ` +
       (a.match_count === 1 ? "time" : "times");
     item.querySelector(".runner-up").textContent = runnerUp(a);
+    showScene(item, a);
     item.dataset.held = String(a.held_for_supervisor);
     const hold = item.querySelector(".hold");
     hold.hidden = !a.held_for_supervisor;
@@ -221,6 +291,7 @@ function render() {
     item.addEventListener("click", (event) => {
       state.selected = a.alert_id;
       if (event.target.closest(".perceived")) return; // choosing a perceived group: no re-render under it
+      if (event.target.closest(".scene-open")) return enlargeScene(a.alert_id);
       const button = event.target.closest("button");
       if (button) decideFromButton(a.alert_id, button);
       else render();
@@ -297,6 +368,11 @@ function move(delta) {
 
 document.addEventListener("keydown", (event) => {
   if (!state.session || event.target.closest("input, select, textarea") || event.ctrlKey || event.metaKey) return;
+  if ($("scene-large").open) { // the enlarged scene is on top: v closes it too (Esc by itself), nothing else acts
+    if (event.key === "v") $("scene-large").close();
+    return;
+  }
+  if (event.key === "v") return state.selected && enlargeScene(state.selected);
   if (event.key === "j" || event.key === "ArrowDown") return move(1);
   if (event.key === "k" || event.key === "ArrowUp") return move(-1);
   const action = KEYS[event.key];
@@ -330,6 +406,8 @@ $("sign-out").addEventListener("click", async () => {
   showSignIn("Signed out.");
 });
 $("deployment").addEventListener("change", switchDeployment);
+// Closed (Esc, v or its button): the browser gives focus back to what had it; the image is not kept.
+$("scene-large").addEventListener("close", () => $("scene-large-image").removeAttribute("src"));
 $("van").addEventListener("change", render);
 $("state").addEventListener("change", render);
 
